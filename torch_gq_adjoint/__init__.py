@@ -1,0 +1,17 @@
+"""Neural ODE gradients by the GQ adjoint (Norcliffe & Deisenroth, TMLR 2023).
+
+Public face:
+
+- :func:`odeint`, :func:`odeint_adjoint`: torchdiffeq's own, re-exported so that a
+  user switches between the three ways of backpropagating by renaming one call;
+- :func:`odeint_adjoint_gq`: the same solve, gradients by the Gauss–Legendre
+  quadrature adjoint.
+"""
+
+from torchdiffeq import odeint, odeint_adjoint
+
+from ._impl.gq_adjoint import odeint_adjoint_gq
+from ._impl.quadrature import MAX_NODES
+
+__all__ = ['odeint', 'odeint_adjoint', 'odeint_adjoint_gq', 'MAX_NODES']
+__version__ = '0.1.0'

@@ -1,0 +1,136 @@
+"""Validation of the arguments of :func:`odeint_adjoint_gq`, gathered in one place.
+
+Everything here runs before any solve, so that a mistake costs nothing but the error.
+"""
+
+import math
+import numbers
+
+import torch
+from torch import nn
+
+#: Methods of torchdiffeq that the GQ adjoint supports (``tests`` check this list
+#: against torchdiffeq's own table, so an upgrade that changes it is noticed).
+METHODS = ('dopri8', 'dopri5', 'bosh3', 'fehlberg2', 'adaptive_heun', 'euler', 'midpoint',
+           'heun2', 'heun3', 'rk4', 'explicit_adams', 'implicit_adams', 'fixed_adams',
+           'scipy_solver')
+
+#: The subset above with adaptive step-size control (they accept ``first_step``).
+ADAPTIVE_METHODS = frozenset({'dopri8', 'dopri5', 'bosh3', 'fehlberg2', 'adaptive_heun'})
+
+
+def check_func_and_params(func, adjoint_params):
+    """Return the tuple of tensors whose gradients the GQ adjoint computes.
+
+    Raises:
+        TypeError: ``func`` is not callable, or is not an ``nn.Module`` and no
+            ``adjoint_params`` were given, or ``adjoint_params`` holds a non-tensor.
+    """
+    if not callable(func):
+        raise TypeError(f'func must be callable as func(t, y); got {type(func).__name__}.')
+    if adjoint_params is None:
+        if not isinstance(func, nn.Module):
+            raise TypeError(
+                'func must be an nn.Module so that its parameters can be found; otherwise pass '
+                'the tensors to differentiate as adjoint_params (adjoint_params=() for none).')
+        adjoint_params = tuple(func.parameters())
+    else:
+        adjoint_params = tuple(adjoint_params)
+        for index, param in enumerate(adjoint_params):
+            if not torch.is_tensor(param):
+                raise TypeError(f'adjoint_params[{index}] must be a torch.Tensor; '
+                                f'got {type(param).__name__}.')
+    # Parameters that do not require grad need no integral at all.
+    return tuple(param for param in adjoint_params if param.requires_grad)
+
+
+def check_state(y0):
+    """Return ``y0`` as a tuple of tensors and whether it was given as a tuple.
+
+    Raises:
+        TypeError: ``y0`` is not a tensor or a non-empty tuple of tensors, or is not
+            floating point.
+        ValueError: the tensors of a tuple ``y0`` are on different devices or dtypes.
+    """
+    is_tuple = isinstance(y0, (tuple, list))
+    parts = tuple(y0) if is_tuple else (y0,)
+    if is_tuple and not parts:
+        raise TypeError('y0 must be a tensor or a non-empty tuple of tensors; got an empty tuple.')
+    for index, part in enumerate(parts):
+        name = f'y0[{index}]' if is_tuple else 'y0'
+        if not torch.is_tensor(part):
+            raise TypeError(f'{name} must be a torch.Tensor; got {type(part).__name__}.')
+        if not part.is_floating_point():
+            raise TypeError(f'{name} must be a floating point tensor (float32 or float64); '
+                            f'got dtype {part.dtype}.')
+    first = parts[0]
+    for index, part in enumerate(parts[1:], start=1):
+        if part.device != first.device or part.dtype != first.dtype:
+            raise ValueError(f'y0[{index}] is {part.dtype} on {part.device} but y0[0] is '
+                             f'{first.dtype} on {first.device}; all parts of y0 must match.')
+    return parts, is_tuple
+
+
+def check_times(t, device):
+    """Check that ``t`` is a 1-D, floating, strictly monotonic tensor on ``device``.
+
+    Raises:
+        TypeError: ``t`` is not a floating point tensor.
+        ValueError: ``t`` is not 1-D, is empty, is not strictly monotonic, holds
+            non-finite values, or is not on ``device`` (the device of ``y0``).
+    """
+    if not torch.is_tensor(t):
+        raise TypeError(f't must be a 1-D torch.Tensor of times; got {type(t).__name__}.')
+    if not t.is_floating_point():
+        raise TypeError(f't must be a floating point tensor; got dtype {t.dtype}.')
+    if t.dim() != 1 or t.numel() == 0:
+        raise ValueError(f't must be a non-empty 1-D tensor; got shape {tuple(t.shape)}.')
+    if t.device != device:
+        raise ValueError(f't is on {t.device} but y0 is on {device}; put both on one device.')
+    values = t.detach()
+    if not torch.isfinite(values).all():
+        raise ValueError('t must hold finite values only.')
+    if t.numel() > 1:
+        steps = values[1:] - values[:-1]
+        if not ((steps > 0).all() or (steps < 0).all()):
+            raise ValueError('t must be strictly increasing or strictly decreasing '
+                             '(no repeated or out-of-order times).')
+
+
+def check_gtol(gtol):
+    """Return ``gtol`` as a float after checking it is a positive finite number.
+
+    Raises:
+        TypeError: ``gtol`` is not a real number.
+        ValueError: ``gtol`` is not positive and finite.
+    """
+    if isinstance(gtol, bool) or not isinstance(gtol, numbers.Real):
+        raise TypeError(f'gtol must be a positive finite number; got {type(gtol).__name__}.')
+    gtol = float(gtol)
+    if not (math.isfinite(gtol) and gtol > 0):
+        raise ValueError(f'gtol must be a positive finite number; got {gtol}.')
+    return gtol
+
+
+def check_method(name, method):
+    """Check that ``method`` (argument ``name``) is None or a known torchdiffeq method.
+
+    Raises:
+        ValueError: an unknown method name.
+    """
+    if method is not None and method not in METHODS:
+        raise ValueError(f'{name} must be one of {", ".join(METHODS)} (or None for dopri5); '
+                         f'got {method!r}.')
+
+
+def check_options(name, options):
+    """Return a copy of the options dict ``options`` (argument ``name``), ``{}`` for None.
+
+    Raises:
+        TypeError: ``options`` is neither None nor a dict.
+    """
+    if options is None:
+        return {}
+    if not isinstance(options, dict):
+        raise TypeError(f'{name} must be a dict or None; got {type(options).__name__}.')
+    return dict(options)

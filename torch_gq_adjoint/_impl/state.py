@@ -1,0 +1,65 @@
+"""One flat vector for the state, whatever shape (or tuple of shapes) the user gave.
+
+The backward pass carries ``[z, a]``, gathers them at quadrature nodes and vectorises
+over those nodes; all of that is simpler on one flat vector, so the user's tensors are
+flattened on the way in and reshaped on the way out.
+"""
+
+import torch
+
+
+class StateLayout:
+    """Shapes of the user's state and the maps between it and one flat vector.
+
+    Args:
+        parts: tuple of tensors, the state as the user gave it.
+        is_tuple: bool, whether the user gave a tuple (else a single tensor).
+    """
+
+    def __init__(self, parts, is_tuple):
+        self.shapes = tuple(part.shape for part in parts)
+        self.numels = tuple(part.numel() for part in parts)
+        self.is_tuple = is_tuple
+
+    def flatten(self, state, what='y'):
+        """Concatenate the user's ``state`` (tensor or tuple) into one 1-D tensor.
+
+        Raises:
+            ValueError: ``state`` does not have the layout's structure and shapes;
+                ``what`` names it in the message.
+        """
+        parts = state if self.is_tuple else (state,)
+        if self.is_tuple and (not isinstance(parts, (tuple, list)) or len(parts) != len(self.shapes)):
+            raise ValueError(f'{what} must be a tuple of {len(self.shapes)} tensors, like y0.')
+        for index, (part, shape) in enumerate(zip(parts, self.shapes)):
+            if not torch.is_tensor(part) or part.shape != shape:
+                got = tuple(part.shape) if torch.is_tensor(part) else type(part).__name__
+                where = f'{what}[{index}]' if self.is_tuple else what
+                raise ValueError(f'{where} must have shape {tuple(shape)} (that of y0); got {got}.')
+        if len(parts) == 1:
+            return parts[0].reshape(-1)
+        return torch.cat([part.reshape(-1) for part in parts])
+
+    def unflatten(self, flat):
+        """Split a flat tensor ``(..., n)`` back into the user's structure ``(..., *shape)``."""
+        leading = flat.shape[:-1]
+        if not self.is_tuple:
+            return flat.reshape(*leading, *self.shapes[0])
+        pieces = torch.split(flat, self.numels, dim=-1)
+        return tuple(piece.reshape(*leading, *shape) for piece, shape in zip(pieces, self.shapes))
+
+
+class FlatField:
+    """The user's ``func(t, y)`` seen as a map between flat vectors.
+
+    Args:
+        func: callable ``func(t, y) -> dy/dt`` in the user's structure.
+        layout: :class:`StateLayout` of ``y``.
+    """
+
+    def __init__(self, func, layout):
+        self.func = func
+        self.layout = layout
+
+    def __call__(self, t, y):
+        return self.layout.flatten(self.func(t, self.layout.unflatten(y)), what='func(t, y)')
