@@ -41,7 +41,7 @@ class ParameterIntegral:
         self.nfe = 0
 
     def add(self, times, weights, states, adjoints):
-        """Queue nodes: ``times``, ``weights`` of shape ``(K,)``, ``states``, ``adjoints`` ``(K, n)``."""
+        """Queue K nodes: ``times``, ``weights`` ``(K,)``; ``states``, ``adjoints`` ``(K, n)``."""
         if not self.params:
             return
         self._pending.append((times, weights, states, adjoints))

@@ -29,7 +29,8 @@ class StateLayout:
                 ``what`` names it in the message.
         """
         parts = state if self.is_tuple else (state,)
-        if self.is_tuple and (not isinstance(parts, (tuple, list)) or len(parts) != len(self.shapes)):
+        well_formed = isinstance(parts, (tuple, list)) and len(parts) == len(self.shapes)
+        if self.is_tuple and not well_formed:
             raise ValueError(f'{what} must be a tuple of {len(self.shapes)} tensors, like y0.')
         for index, (part, shape) in enumerate(zip(parts, self.shapes)):
             if not torch.is_tensor(part) or part.shape != shape:

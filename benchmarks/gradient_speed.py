@@ -1,0 +1,163 @@
+"""Seconds per training step, peak memory and gradient error of the backprop options.
+
+``python -m benchmarks.gradient_speed`` measures, side by side in one run, one training
+step (forward solve, loss, backward) of each option on:
+
+- ``spheres<width>``: the nested-spheres model (state 2 + 3 zeros, MLP on ``[z, t]``,
+  linear decoder, cross-entropy), batch 200, ``t = [0, 1]``;
+- ``sines<ntimes>``: the sines second-order model at width 1000, 15 series observed
+  at ``ntimes`` regular times on ``[0, 2π]``, mean squared error.
+
+dopri5, ``rtol = atol = 1e-3``, ``gtol = 0.1``. Times are medians over ``--repeats``
+steps after one warm-up step; memory is the extra peak of one step; the error is
+``‖g - g_direct‖ / ‖g_direct‖`` over all parameter gradients. Ratios are against
+``adjoint_ode`` and ``direct`` of the same case and run.
+"""
+
+import argparse
+import math
+import statistics
+import time
+from functools import partial
+
+import torch
+from torch import nn
+
+from benchmarks.memory import peak_memory_bytes
+from models.backprop import ADJOINT_OPTIONS, integrate
+from models.vector_fields import MLPVectorField, SecondOrderVectorField
+
+CASES = ('spheres20', 'spheres500', 'spheres2000', 'sines10', 'sines50')
+QUICK_CASES = ('spheres20', 'spheres500', 'sines10')
+
+
+class _Case:
+    """A model, its data and its loss, built from a fixed seed."""
+
+    def __init__(self, name, device, seed=0):
+        generator = torch.Generator().manual_seed(seed)
+        torch.manual_seed(seed)
+        self.name = name
+        if name.startswith('spheres'):
+            width = int(name[len('spheres'):])
+            points = torch.rand(200, 2, generator=generator) * 2 - 1
+            self.y0 = torch.cat([points, torch.zeros(200, 3)], dim=-1).to(device)
+            self.labels = (points.norm(dim=-1) > 0.55).long().to(device)
+            self.t = torch.tensor([0.0, 1.0], device=device)
+            self.func = MLPVectorField(5, width).to(device)
+            self.decoder = nn.Linear(5, 2).to(device)
+        elif name.startswith('sines'):
+            ntimes = int(name[len('sines'):])
+            coefficients = torch.rand(15, 2, generator=generator) * 2 - 1  # (B, A)
+            self.t = torch.linspace(0, 2 * math.pi, ntimes, device=device)
+            self.y0 = coefficients.to(device)
+            b, a = coefficients.to(device).unbind(-1)
+            self.targets = a * torch.sin(self.t)[:, None] + b * torch.cos(self.t)[:, None]
+            self.func = SecondOrderVectorField(1000).to(device)
+            self.decoder = None
+        else:
+            raise ValueError(f'case must be one of {", ".join(CASES)}; got {name!r}.')
+        self.params = list(self.func.parameters())
+        if self.decoder is not None:
+            self.params += list(self.decoder.parameters())
+
+    def parameter_count(self):
+        return sum(param.numel() for param in self.params)
+
+    def step(self, option):
+        """One forward and backward; returns the parameter gradients (flat)."""
+        solution = integrate(option, self.func, self.y0, self.t)
+        if self.decoder is not None:
+            loss = nn.functional.cross_entropy(self.decoder(solution[-1]), self.labels)
+        else:
+            loss = nn.functional.mse_loss(solution[..., 0], self.targets)
+        grads = torch.autograd.grad(loss, self.params)
+        return torch.cat([grad.reshape(-1) for grad in grads])
+
+
+def _synchronise(device):
+    if device.type == 'cuda':
+        torch.cuda.synchronize(device)
+
+
+def time_step(case, option, repeats, device):
+    """Median seconds per step (after one warm-up step) and the step's gradient."""
+    gradient = case.step(option)  # warm-up: kernels, caches, lazy initialisation
+    seconds = []
+    for _ in range(repeats):
+        _synchronise(device)
+        start = time.perf_counter()
+        case.step(option)
+        _synchronise(device)
+        seconds.append(time.perf_counter() - start)
+    return statistics.median(seconds), gradient
+
+
+def _format_memory(value):
+    return 'n/a' if value is None else f'{value / 2 ** 20:.1f}'
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        prog='python -m benchmarks.gradient_speed', description=__doc__.split('\n\n')[0])
+    parser.add_argument('--case', action='append', choices=CASES,
+                        help=f'case to run (repeatable; default all: {", ".join(CASES)})')
+    parser.add_argument('--option', action='append', choices=ADJOINT_OPTIONS,
+                        help='backprop option (repeatable; default all; direct is always run '
+                             'as the reference)')
+    parser.add_argument('--repeats', type=int, default=5,
+                        help='timed steps per case and option (default 5)')
+    parser.add_argument('--quick', action='store_true',
+                        help=f'cases {", ".join(QUICK_CASES)} with 2 repeats (well under a minute)')
+    parser.add_argument('--device', default='cpu', help="'cpu' (default), 'cuda' or 'cuda:N'")
+    parser.add_argument('--threads', type=int, default=None,
+                        help='torch CPU threads (default: torch default)')
+    args = parser.parse_args(argv)
+    if args.repeats < 1:
+        parser.error(f'--repeats must be a positive integer; got {args.repeats}')
+    if args.quick:
+        args.case = args.case or list(QUICK_CASES)
+        args.repeats = 2
+    args.case = args.case or list(CASES)
+    options = args.option or list(ADJOINT_OPTIONS)
+    args.option = ['direct'] + [option for option in options if option != 'direct']
+    try:
+        args.device = torch.device(args.device)
+    except RuntimeError:
+        parser.error(f"--device must be 'cpu', 'cuda' or 'cuda:N'; got {args.device!r}")
+    if args.device.type == 'cuda' and not torch.cuda.is_available():
+        parser.error('--device cuda asked for, but CUDA is not available here')
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    header = (f'{"case":<12} {"option":<17} {"params":>9} {"s/step":>9} {"peak MiB":>9} '
+              f'{"rel err":>9} {"÷ adj_ode":>9} {"÷ direct":>9}')
+    print(f'device {args.device}, torch {torch.__version__}, threads {torch.get_num_threads()}, '
+          f'dopri5 rtol=atol=1e-3, gtol=0.1, median of {args.repeats}')
+    print(header)
+    print('-' * len(header))
+    for name in args.case:
+        case = _Case(name, args.device)
+        timings = {option: time_step(case, option, args.repeats, args.device)
+                   for option in args.option}
+        # Memory comes after every timing of the case: on CPU its measurement changes
+        # how glibc hands out memory, which would slow the steps being timed.
+        memories = {option: peak_memory_bytes(partial(case.step, option), args.device)
+                    for option in args.option}
+        rows = {option: (*timings[option], memories[option]) for option in args.option}
+        reference = rows['direct'][1]
+        for option, (seconds, gradient, memory) in rows.items():
+            error = ((gradient - reference).norm() / reference.norm()).item()
+            versus_adjoint = (f'{seconds / rows["adjoint_ode"][0]:.3f}'
+                              if 'adjoint_ode' in rows else '-')
+            print(f'{name:<12} {option:<17} {case.parameter_count():>9} {seconds:>9.4f} '
+                  f'{_format_memory(memory):>9} {error:>9.1e} {versus_adjoint:>9} '
+                  f'{seconds / rows["direct"][0]:>9.3f}', flush=True)
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,1 @@
+"""Gradient accuracy of the GQ adjoint against direct backprop and closed forms."""

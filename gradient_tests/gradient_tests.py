@@ -1,0 +1,210 @@
+"""Gradient tests of the GQ adjoint: ``python -m gradient_tests.gradient_tests`` or ``pytest``.
+
+Every torchdiffeq method is checked on three problems with closed-form solutions
+(constant, linear, time-dependent sine), in float64 with tight tolerances and
+``gtol=1``: GQ against the closed form, and GQ against direct backprop. Direct
+backprop's time gradient differentiates the discretisation (step grid, interpolation),
+so it is compared to GQ with a looser bound than the other gradients.
+"""
+
+import sys
+
+import pytest
+import torch
+from torch import nn
+
+from gradient_tests.problems import (
+    PROBLEMS,
+    ConstantField,
+    LinearField,
+    SineField,
+    exact_gradients,
+    gradients,
+    loss_of,
+)
+from torch_gq_adjoint import odeint, odeint_adjoint_gq
+
+# method -> (solver arguments, bound vs closed form, bound vs direct, bound on t vs direct)
+METHOD_SETTINGS = {
+    'dopri5': (dict(rtol=1e-10, atol=1e-10), 1e-7, 3e-7, 1e-5),
+    'dopri8': (dict(rtol=1e-10, atol=1e-10), 1e-4, 2e-4, 3e-3),
+    'bosh3': (dict(rtol=1e-8, atol=1e-8), 1e-3, 1e-3, 6e-2),
+    'adaptive_heun': (dict(rtol=1e-6, atol=1e-6), 1e-4, 2e-4, 3e-2),
+    'euler': (dict(options=dict(step_size=1e-3)), 2e-2, 3e-2, 5e-2),
+    'midpoint': (dict(options=dict(step_size=1e-3)), 2e-5, 3e-5, 5e-3),
+    'rk4': (dict(options=dict(step_size=2e-3)), 5e-5, 6e-5, 1e-2),
+    'explicit_adams': (dict(options=dict(step_size=1e-3)), 2e-5, 2e-5, 3e-2),
+    'implicit_adams': (dict(options=dict(step_size=1e-3)), 2e-5, 2e-5, 2e-2),
+}
+
+Y0 = [[1.0, -0.5, 0.3], [0.2, 0.4, -1.0]]
+
+
+def _initial_state():
+    return torch.tensor(Y0, dtype=torch.float64, requires_grad=True)
+
+
+def _max_difference(first, second, keys):
+    return max((first[key] - second[key]).abs().max().item() for key in keys)
+
+
+# Settings for gradcheck of odeint: fixed-step methods are differentiated exactly by
+# direct backprop; adaptive ones up to how the step size reacts to the inputs, which
+# shrinks with the tolerance (dopri8 is best at a middling one).
+GRADCHECK_SETTINGS = {
+    'dopri5': (dict(rtol=1e-10, atol=1e-10), 1e-6),
+    'dopri8': (dict(rtol=1e-7, atol=1e-7), 1e-4),
+    'bosh3': (dict(rtol=1e-10, atol=1e-10), 1e-4),
+    'adaptive_heun': (dict(rtol=1e-6, atol=1e-6), 1e-4),
+    'euler': (dict(options=dict(step_size=0.05)), 1e-6),
+    'midpoint': (dict(options=dict(step_size=0.05)), 1e-6),
+    'rk4': (dict(options=dict(step_size=0.05)), 1e-6),
+    'explicit_adams': (dict(options=dict(step_size=0.05)), 1e-6),
+    'implicit_adams': (dict(options=dict(step_size=0.05)), 1e-6),
+}
+
+
+@pytest.mark.parametrize('method', sorted(GRADCHECK_SETTINGS))
+def test_odeint_gradcheck(method):
+    """torchdiffeq's odeint, which `direct` relies on, passes gradcheck for every method."""
+    settings, tolerance = GRADCHECK_SETTINGS[method]
+    t = torch.linspace(0, 0.5, 3, dtype=torch.float64)
+
+    def solve(y0, matrix):
+        return odeint(lambda time, z: z @ matrix.T, y0, t, method=method, **settings)
+
+    matrix = LinearField().matrix.detach().clone().requires_grad_(True)
+    # fast_mode checks random projections of the Jacobian: the same check, far fewer solves.
+    assert torch.autograd.gradcheck(solve, (_initial_state(), matrix), atol=tolerance,
+                                    fast_mode=True)
+
+
+@pytest.mark.parametrize('method', sorted(METHOD_SETTINGS))
+@pytest.mark.parametrize('problem', sorted(PROBLEMS))
+@pytest.mark.parametrize('time_gradients', [False, True], ids=['no_t_grad', 't_grad'])
+def test_gq_matches_closed_form_and_direct(method, problem, time_gradients):
+    settings, exact_bound, direct_bound, time_bound = METHOD_SETTINGS[method]
+    func = PROBLEMS[problem]()
+    y0 = _initial_state()
+    t = torch.linspace(0, 1, 4, dtype=torch.float64, requires_grad=time_gradients)
+    exact = exact_gradients(func, y0, t)
+    direct = gradients(odeint, func, y0, t, method=method, **settings)
+    gq = gradients(odeint_adjoint_gq, func, y0, t, method=method, gtol=1.0, **settings)
+    assert set(gq) == set(exact)
+    assert _max_difference(gq, exact, gq) < exact_bound
+    assert _max_difference(gq, direct, [key for key in gq if key != 't']) < direct_bound
+    if time_gradients:
+        assert _max_difference(gq, direct, ['t']) < time_bound
+    assert gq['unused'].abs().max().item() == 0.0
+
+
+def test_gq_gradcheck_dopri5():
+    """The GQ gradient is the derivative of the (tightly solved) forward map."""
+    func = SineField()
+    t = torch.tensor([0.0, 0.4, 1.0], dtype=torch.float64, requires_grad=True)
+
+    def solve(y0, times):
+        return odeint_adjoint_gq(func, y0, times, rtol=1e-10, atol=1e-10, gtol=2.0)
+
+    assert torch.autograd.gradcheck(solve, (_initial_state(), t), atol=1e-6, rtol=1e-5,
+                                    fast_mode=True)
+
+
+def test_unused_parameter_gets_a_zero_tensor():
+    func = ConstantField()
+    y0 = _initial_state()
+    t = torch.linspace(0, 1, 3, dtype=torch.float64)
+    loss = loss_of(odeint_adjoint_gq(func, y0, t))
+    # allow_unused is not needed: GQ returns a tensor of zeros, not None.
+    (grad_unused,) = torch.autograd.grad(loss, [func.unused])
+    assert torch.equal(grad_unused, torch.zeros_like(func.unused))
+
+
+class _TupleLinear(nn.Module):
+    """The linear problem with its state split into a (2, 2) and a (2, 1) tensor."""
+
+    def __init__(self):
+        super().__init__()
+        self.inner = LinearField()
+
+    def forward(self, t, state):
+        first, second = state
+        derivative = self.inner(t, torch.cat([first, second], dim=-1))
+        return derivative[:, :2], derivative[:, 2:]
+
+
+def test_tuple_state_matches_flat_state():
+    tuple_func = _TupleLinear()
+    y0 = _initial_state()
+    t = torch.linspace(0, 1, 4, dtype=torch.float64, requires_grad=True)
+    parts = (y0[:, :2], y0[:, 2:])
+    solution = odeint_adjoint_gq(tuple_func, parts, t, rtol=1e-10, atol=1e-10, gtol=1.0)
+    assert isinstance(solution, tuple) and len(solution) == 2
+    assert solution[0].shape == (4, 2, 2) and solution[1].shape == (4, 2, 1)
+    loss = loss_of(torch.cat(solution, dim=-1))
+    grads = torch.autograd.grad(loss, [y0, t, tuple_func.inner.matrix])
+    exact = exact_gradients(tuple_func.inner, y0, t)
+    for grad, key in zip(grads, ['y0', 't', 'matrix']):
+        assert (grad - exact[key]).abs().max().item() < 1e-7
+
+
+def test_decreasing_times():
+    func = SineField()
+    y0 = _initial_state()
+    t = torch.tensor([1.0, 0.6, 0.1, -0.3], dtype=torch.float64, requires_grad=True)
+    gq = gradients(odeint_adjoint_gq, func, y0, t, rtol=1e-10, atol=1e-10, gtol=1.0)
+    exact = exact_gradients(func, y0, t)
+    assert _max_difference(gq, exact, gq) < 1e-7
+
+
+def test_partial_time_gradients():
+    """Only some entries of t need a gradient: t built from a leaf that does."""
+    func = LinearField()
+    y0 = _initial_state()
+    end = torch.tensor(1.3, dtype=torch.float64, requires_grad=True)
+    t = torch.stack([torch.tensor(0.0, dtype=torch.float64), torch.tensor(0.5, dtype=torch.float64),
+                     end])
+    loss = loss_of(odeint_adjoint_gq(func, y0, t, rtol=1e-10, atol=1e-10, gtol=1.0))
+    (grad_end,) = torch.autograd.grad(loss, [end])
+    reference_loss = loss_of(odeint(func, y0, t, rtol=1e-10, atol=1e-10))
+    (reference,) = torch.autograd.grad(reference_loss, [end])
+    assert abs(grad_end.item() - reference.item()) < 1e-5 * max(1.0, abs(reference.item()))
+
+
+class _CountingLinear(LinearField):
+    """A user's own counter in forward, as the paper's code had."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = 0
+
+    def forward(self, t, z):
+        self.calls += 1
+        return super().forward(t, z)
+
+
+def test_module_without_nfe_and_user_counter_still_counts():
+    plain = LinearField()
+    assert not hasattr(plain, 'nfe')
+    y0 = _initial_state()
+    t = torch.linspace(0, 1, 3, dtype=torch.float64)
+    loss_of(odeint_adjoint_gq(plain, y0, t)).backward()
+    assert plain.matrix.grad is not None and plain.matrix.grad.abs().sum() > 0
+
+    counting = _CountingLinear()
+    solution = odeint_adjoint_gq(counting, y0.detach(), t)
+    forward_calls = counting.calls
+    reference_calls = _CountingLinear()
+    odeint(reference_calls, y0.detach(), t)
+    assert forward_calls == reference_calls.calls > 0
+    loss_of(solution).backward()
+    assert counting.calls > forward_calls
+
+
+def main():
+    """Run this file's tests with pytest; the exit status is pytest's."""
+    return pytest.main([__file__, '-q', *sys.argv[1:]])
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""What is trained: vector fields, encoders/decoders and the wrappers around them."""

@@ -1,0 +1,38 @@
+"""The four ways of backpropagating through an ODE solve (PAPER.md §2)."""
+
+from torch_gq_adjoint import odeint, odeint_adjoint, odeint_adjoint_gq
+
+#: Values of every ODE experiment's ``--adjoint_option``.
+ADJOINT_OPTIONS = ('direct', 'adjoint_ode', 'adjoint_seminorm', 'adjoint_gq')
+
+
+def integrate(option, func, y0, t, *, rtol=1e-3, atol=1e-3, gtol=0.1, method='dopri5',
+              options=None):
+    """Solve ``dy/dt = func(t, y)`` at times ``t``, differentiable by ``option``.
+
+    Args:
+        option: one of :data:`ADJOINT_OPTIONS`.
+        func: ``nn.Module``, the vector field ``func(t, y)``.
+        y0: tensor, the state at ``t[0]``.
+        t: 1-D tensor of output times.
+        rtol, atol: solver tolerances (default 1e-3, the paper's ``--tol``).
+        gtol: GQ node-count factor (default 0.1), used by ``adjoint_gq`` only.
+        method: torchdiffeq method (default dopri5).
+        options: solver options dict or None.
+
+    Returns:
+        Tensor ``(len(t), *y0.shape)``.
+
+    Raises:
+        ValueError: an unknown ``option``.
+    """
+    common = dict(rtol=rtol, atol=atol, method=method, options=options)
+    if option == 'direct':
+        return odeint(func, y0, t, **common)
+    if option == 'adjoint_ode':
+        return odeint_adjoint(func, y0, t, **common)
+    if option == 'adjoint_seminorm':
+        return odeint_adjoint(func, y0, t, adjoint_options=dict(norm='seminorm'), **common)
+    if option == 'adjoint_gq':
+        return odeint_adjoint_gq(func, y0, t, gtol=gtol, **common)
+    raise ValueError(f'option must be one of {", ".join(ADJOINT_OPTIONS)}; got {option!r}.')

@@ -1,0 +1,67 @@
+"""Vector fields of the paper's ODE experiments (PAPER.md §3)."""
+
+import torch
+from torch import nn
+
+
+def mlp(in_features, width, out_features, hidden_layers=2):
+    """A multilayer perceptron with softplus activations.
+
+    Args:
+        in_features: int, input size.
+        width: int, size of every hidden layer.
+        out_features: int, output size.
+        hidden_layers: int, number of hidden layers (default 2, as the paper).
+
+    Returns:
+        ``nn.Sequential``.
+    """
+    layers = []
+    size = in_features
+    for _ in range(hidden_layers):
+        layers += [nn.Linear(size, width), nn.Softplus()]
+        size = width
+    layers.append(nn.Linear(size, out_features))
+    return nn.Sequential(*layers)
+
+
+class MLPVectorField(nn.Module):
+    """``dz/dt = MLP([z, t])`` (or ``MLP(z)`` when ``time_dependent`` is False).
+
+    Args:
+        dim: int, state size (last dimension of ``z``).
+        width: int, hidden width.
+        time_dependent: bool, append ``t`` to the MLP's input (default True).
+
+    Shapes: ``z`` is ``(batch, dim)``; ``t`` a scalar tensor.
+    """
+
+    def __init__(self, dim, width, time_dependent=True):
+        super().__init__()
+        self.time_dependent = time_dependent
+        self.net = mlp(dim + int(time_dependent), width, dim)
+
+    def forward(self, t, z):
+        if self.time_dependent:
+            z = torch.cat([z, t.to(z).expand(*z.shape[:-1], 1)], dim=-1)
+        return self.net(z)
+
+
+class SecondOrderVectorField(nn.Module):
+    """``dx/dt = v``, ``dv/dt = MLP([x, v])`` on the state ``[x, v]``.
+
+    Args:
+        dim: int, size of ``x`` (and of ``v``), default 1.
+        width: int, hidden width.
+
+    Shapes: the state is ``(batch, 2 * dim)``, ``[x, v]`` along the last dimension.
+    """
+
+    def __init__(self, width, dim=1):
+        super().__init__()
+        self.dim = dim
+        self.net = mlp(2 * dim, width, dim)
+
+    def forward(self, t, state):
+        velocity = state[..., self.dim:]
+        return torch.cat([velocity, self.net(state)], dim=-1)
