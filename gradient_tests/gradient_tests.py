@@ -203,7 +203,7 @@ def test_module_without_nfe_and_user_counter_still_counts():
 
 def main():
     """Run this file's tests with pytest; the exit status is pytest's."""
-    return pytest.main([__file__, '-q', *sys.argv[1:]])
+    return pytest.main([__file__, *sys.argv[1:]])
 
 
 if __name__ == '__main__':

@@ -68,7 +68,8 @@ class _GaussQuadratureAdjoint(torch.autograd.Function):
         # user chose none, each solve starts with the last accepted step of the previous one.
         step = settings.adjoint_options.get('first_step', ctx.forward_step) if adaptive else None
         adjoint = grad_solution[-1]
-        adjoint_after_start = adjoint
+        # a(t_0^+): the adjoint arriving at t_0 from later times (none if t has one entry).
+        adjoint_after_start = torch.zeros_like(adjoint)
         for index in range(len(time_values) - 1, 0, -1):
             end, start = time_values[index], time_values[index - 1]
             count = node_count(settings.gtol, ctx.forward_nfe, end - start, total_length)

@@ -1,0 +1,55 @@
+"""The repository's commands, run for real on tiny settings."""
+
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+REPOSITORY = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _run(*arguments, timeout=300):
+    return subprocess.run([sys.executable, *arguments], cwd=REPOSITORY, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def test_quickstart_example_trains_and_agrees():
+    result = _run('examples/quickstart.py', '--steps', '2', '--width', '16')
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert lines[0].split() == ['method', 's/step', 'final', 'loss', 'grad', 'rel.', 'error']
+    rows = {line.split()[0]: line.split() for line in lines[1:]}
+    assert set(rows) == {'odeint', 'odeint_adjoint', 'odeint_adjoint_gq'}
+    assert float(rows['odeint'][-1]) == 0.0
+    assert float(rows['odeint_adjoint_gq'][-1]) < 1e-3
+    assert float(rows['odeint_adjoint'][-1]) < 1e-3
+
+
+def test_benchmark_prints_one_row_per_option():
+    result = _run('-m', 'benchmarks.gradient_speed', '--case', 'spheres20', '--repeats', '1')
+    assert result.returncode == 0, result.stderr
+    rows = [line.split() for line in result.stdout.splitlines() if line.startswith('spheres20')]
+    assert [row[1] for row in rows] == ['direct', 'adjoint_ode', 'adjoint_seminorm', 'adjoint_gq']
+    for row in rows:
+        assert int(row[2]) == 677  # 2 hidden layers of 20 on [z, t] plus the decoder
+        assert float(row[3]) > 0
+        assert float(row[5]) < 1e-3  # gradient agrees with direct
+    assert float(rows[0][-1]) == 1.0 and float(rows[1][-2]) == 1.0
+
+
+@pytest.mark.parametrize('arguments, words', [
+    (['--case', 'spheres7'], "invalid choice: 'spheres7'"),
+    (['--repeats', '0'], '--repeats must be a positive integer'),
+    (['--device', 'gpu'], '--device must be'),
+])
+def test_benchmark_rejects_bad_flags(arguments, words):
+    result = _run('-m', 'benchmarks.gradient_speed', *arguments)
+    assert result.returncode == 2
+    assert words in result.stderr
+
+
+def test_gradient_tests_module_runs_as_a_command():
+    result = _run('-m', 'gradient_tests.gradient_tests', '-k', 'unused or tuple')
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert '2 passed' in result.stdout

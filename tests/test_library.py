@@ -1,0 +1,198 @@
+"""The GQ adjoint's pieces and promises beyond gradient accuracy."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import torch_gq_adjoint
+from gradient_tests.problems import LinearField, SineField, exact_gradients, gradients, loss_of
+from torch_gq_adjoint import MAX_NODES, odeint, odeint_adjoint_gq
+from torch_gq_adjoint._impl import dynamics, parameter_integral
+from torch_gq_adjoint._impl.quadrature import gauss_legendre, node_count
+
+
+def test_public_face():
+    import torchdiffeq
+
+    assert torch_gq_adjoint.odeint is torchdiffeq.odeint
+    assert torch_gq_adjoint.odeint_adjoint is torchdiffeq.odeint_adjoint
+    assert MAX_NODES == 64
+
+
+@pytest.mark.parametrize('count', [1, 2, 5, 17, 64])
+def test_gauss_legendre_is_exact_to_degree_2n_minus_1(count):
+    start, end = 0.3, -1.7  # a backwards interval: weights carry the sign
+    nodes, weights = gauss_legendre(start, end, count, torch.float64, 'cpu')
+    assert nodes.shape == weights.shape == (count,)
+    assert torch.all(torch.diff(nodes) < 0)  # ordered from start to end
+    rng = np.random.default_rng(count)
+    coefficients = rng.normal(size=2 * count)  # degree 2n - 1
+    polynomial = np.polynomial.Polynomial(coefficients)
+    exact = polynomial.integ()(end) - polynomial.integ()(start)
+    quadrature = float((weights * torch.as_tensor(polynomial(nodes.numpy()))).sum())
+    assert quadrature == pytest.approx(exact, rel=1e-9, abs=1e-9)
+
+
+def test_node_count_rule():
+    # ceil(gtol * NFE * share), at least 1, at most 64
+    assert node_count(0.1, 26, 1.0, 1.0) == 3
+    assert node_count(0.1, 26, -0.5, -1.0) == 2
+    assert node_count(0.1, 5, 0.01, 1.0) == 1
+    assert node_count(10.0, 1000, 1.0, 1.0) == MAX_NODES
+    assert node_count(0.4, 100, 0.25, 1.0) == 10
+
+
+def _sine_problem(dtype=torch.float64, device='cpu'):
+    func = SineField().to(device=device, dtype=dtype)
+    y0 = torch.tensor([[1.0, -0.5, 0.3], [0.2, 0.4, -1.0]], dtype=dtype, device=device,
+                      requires_grad=True)
+    t = torch.linspace(0, 1, 5, dtype=dtype, device=device, requires_grad=True)
+    return func, y0, t
+
+
+def test_float32_matches_closed_form():
+    func, y0, t = _sine_problem(torch.float32)
+    gq = gradients(odeint_adjoint_gq, func, y0, t, rtol=1e-6, atol=1e-6, gtol=1.0)
+    exact = exact_gradients(func, y0, t)
+    assert all(gq[key].dtype == torch.float32 for key in gq)
+    for key in gq:
+        assert (gq[key] - exact[key]).abs().max().item() < 1e-3, key
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA device')
+def test_cuda_matches_cpu():
+    cpu = gradients(odeint_adjoint_gq, *_sine_problem(), rtol=1e-9, atol=1e-9)
+    cuda = gradients(odeint_adjoint_gq, *_sine_problem(device='cuda'), rtol=1e-9, atol=1e-9)
+    for key in cpu:
+        assert cuda[key].device.type == 'cuda'
+        assert (cuda[key].cpu() - cpu[key]).abs().max().item() < 1e-7, key
+
+
+class _NotVectorisable(SineField):
+    """Calls .item(), which torch.func.vmap cannot batch."""
+
+    def forward(self, t, z):
+        if t.item() > 10.0:  # never true here; only forces the fallback
+            return z
+        return super().forward(t, z)
+
+
+def test_fallback_for_functions_vmap_cannot_handle():
+    func, y0, t = _sine_problem()
+    vectorised = gradients(odeint_adjoint_gq, func, y0, t, rtol=1e-9, atol=1e-9)
+    fallback_func = _NotVectorisable()
+    fallback_func.load_state_dict(func.state_dict())
+    with pytest.warns(RuntimeWarning, match='one vector-Jacobian product per node'):
+        fallback = gradients(odeint_adjoint_gq, fallback_func, y0, t, rtol=1e-9, atol=1e-9)
+    for key in vectorised:
+        assert (vectorised[key] - fallback[key]).abs().max().item() < 1e-12, key
+
+
+def test_node_batches_split_without_changing_the_result(monkeypatch):
+    func, y0, t = _sine_problem()
+    whole = gradients(odeint_adjoint_gq, func, y0, t, rtol=1e-9, atol=1e-9, gtol=2.0)
+    # Six state numbers per node: a budget of 18 gives batches of three nodes.
+    monkeypatch.setattr(parameter_integral, 'BATCH_STATE_ELEMENTS', 18)
+    batched = gradients(odeint_adjoint_gq, func, y0, t, rtol=1e-9, atol=1e-9, gtol=2.0)
+    for key in whole:
+        assert (whole[key] - batched[key]).abs().max().item() < 1e-12, key
+
+
+def test_seminorm_and_custom_adjoint_norm_are_accepted():
+    func, y0, t = _sine_problem()
+    plain = gradients(odeint_adjoint_gq, func, y0, t, rtol=1e-8, atol=1e-8)
+    seminorm = gradients(odeint_adjoint_gq, func, y0, t, rtol=1e-8, atol=1e-8,
+                         adjoint_options=dict(norm='seminorm'))
+    for key in plain:
+        assert torch.equal(plain[key], seminorm[key]), key
+    seen = []
+
+    def max_norm(state):
+        seen.append(len(state))
+        return max(part.abs().max() for part in state)
+
+    custom = gradients(odeint_adjoint_gq, func, y0, t, rtol=1e-8, atol=1e-8, gtol=2.0,
+                       adjoint_options=dict(norm=max_norm))
+    assert seen and set(seen) == {3}  # (t placeholder, y, adj_y) as torchdiffeq's adjoint
+    exact = exact_gradients(func, y0, t)
+    for key in custom:
+        assert (custom[key] - exact[key]).abs().max().item() < 1e-5, key
+
+
+def test_forward_norm_on_tuple_state_receives_the_tuple():
+    func = LinearField()
+    y0 = torch.tensor([[1.0, -0.5, 0.3]], dtype=torch.float64, requires_grad=True)
+    seen = []
+
+    def norm(state):
+        seen.append(tuple(part.shape for part in state))
+        return max(part.abs().max() for part in state)
+
+    def tuple_field(t, state):
+        derivative = func(t, torch.cat(state, dim=-1))
+        return derivative[:, :1], derivative[:, 1:]
+
+    solution = odeint_adjoint_gq(tuple_field, (y0[:, :1], y0[:, 1:]),
+                                 torch.tensor([0.0, 1.0], dtype=torch.float64),
+                                 options=dict(norm=norm), adjoint_params=tuple(func.parameters()))
+    assert seen and set(seen) == {((1, 1), (1, 2))}
+    loss_of(torch.cat(solution, dim=-1)).backward()
+    assert torch.isfinite(func.matrix.grad).all()
+
+
+class _Counting(SineField):
+    def __init__(self):
+        super().__init__()
+        self.calls = 0
+
+    def forward(self, t, z):
+        self.calls += 1
+        return super().forward(t, z)
+
+
+def _backward_calls(func, y0, t):
+    solution = odeint_adjoint_gq(func, y0, t, rtol=1e-6, atol=1e-6)
+    before = func.calls
+    loss_of(solution).backward()
+    return func.calls - before
+
+
+def test_step_size_carried_between_intervals_saves_evaluations(monkeypatch):
+    y0 = torch.tensor([[1.0, -0.5, 0.3]], dtype=torch.float64, requires_grad=True)
+    t = torch.linspace(0, 4, 41, dtype=torch.float64)
+    carried = _backward_calls(_Counting(), y0, t)
+    # Without the recorded step every interval starts cold (torchdiffeq's initial step).
+    monkeypatch.setattr(dynamics._StepRecorder, '_record_step', lambda self, t0, y0, dt: None)
+    cold = _backward_calls(_Counting(), y0, t)
+    assert carried < 0.85 * cold
+
+
+def test_no_parameters_and_single_time():
+    y0 = torch.ones(2, requires_grad=True)
+    solution = odeint_adjoint_gq(lambda t, z: -z, y0, torch.tensor([0.0, 2.0]), adjoint_params=())
+    solution[-1].sum().backward()
+    assert y0.grad == pytest.approx([math.exp(-2.0)] * 2, rel=1e-5)
+    y1 = torch.ones(1, 3, dtype=torch.float64, requires_grad=True)
+    t = torch.tensor([0.5], dtype=torch.float64, requires_grad=True)
+    single = odeint_adjoint_gq(LinearField(), y1, t)
+    assert single.shape == (1, 1, 3)
+    single.sum().backward()
+    assert t.grad.item() == 0.0
+    assert torch.equal(y1.grad, torch.ones(1, 3, dtype=torch.float64))
+
+
+def test_matches_direct_on_a_neural_network():
+    torch.manual_seed(0)
+    func = nn.Sequential(nn.Linear(3, 32), nn.Softplus(), nn.Linear(32, 3)).double()
+    field = lambda t, z: func(z)  # noqa: E731 - a plain function needs adjoint_params
+    y0 = torch.randn(8, 3, dtype=torch.float64)
+    t = torch.tensor([0.0, 0.5, 1.0], dtype=torch.float64)
+    params = list(func.parameters())
+    direct = torch.autograd.grad(loss_of(odeint(field, y0, t, rtol=1e-9, atol=1e-9)), params)
+    gq = torch.autograd.grad(loss_of(odeint_adjoint_gq(field, y0, t, rtol=1e-9, atol=1e-9,
+                                                       gtol=1.0, adjoint_params=params)), params)
+    for first, second in zip(direct, gq):
+        assert (first - second).abs().max().item() < 1e-6 * first.abs().max().item()

@@ -1,0 +1,62 @@
+"""The torchdiffeq details the GQ adjoint leans on; these fail if an upgrade changes them.
+
+requirements.txt pins torchdiffeq==0.2.5; before raising the pin, run these.
+"""
+
+import torch
+import torchdiffeq
+from torchdiffeq._impl.odeint import SOLVERS
+
+from torch_gq_adjoint._impl import checks
+
+
+def test_method_table_matches_torchdiffeq():
+    assert set(checks.METHODS) == set(SOLVERS)
+    assert torchdiffeq.__version__ == '0.2.5'
+
+
+def test_adaptive_methods_are_those_with_step_size_control():
+    from torchdiffeq._impl.rk_common import RKAdaptiveStepsizeODESolver
+
+    adaptive = {name for name, solver in SOLVERS.items()
+                if issubclass(solver, RKAdaptiveStepsizeODESolver)}
+    assert adaptive == set(checks.ADAPTIVE_METHODS)
+
+
+class _Recorder:
+    def __init__(self):
+        self.accepted = []
+        self.attempted = []
+
+    def __call__(self, t, y):
+        return -y
+
+    def callback_step(self, t0, y0, dt):
+        self.attempted.append(float(dt))
+
+    def callback_accept_step(self, t0, y0, dt):
+        self.accepted.append(float(dt))
+
+
+def test_accept_step_callback_reports_positive_step_sizes_both_ways():
+    for t in (torch.tensor([0.0, 2.0]), torch.tensor([2.0, 0.0])):
+        recorder = _Recorder()
+        torchdiffeq.odeint(recorder, torch.ones(2), t, method='dopri5', rtol=1e-6, atol=1e-6)
+        assert recorder.accepted and all(dt > 0 for dt in recorder.accepted)
+        # the accepted steps cover the interval
+        assert sum(recorder.accepted) >= 2.0
+
+
+def test_first_step_option_sets_the_first_attempted_step():
+    recorder = _Recorder()
+    torchdiffeq.odeint(recorder, torch.ones(2), torch.tensor([0.0, 1.0]), method='dopri5',
+                       options=dict(first_step=0.125))
+    assert recorder.attempted[0] == 0.125
+
+
+def test_dense_output_between_steps_is_accurate():
+    # GQ reads z and a at quadrature nodes off the solver's interpolant.
+    t = torch.tensor([0.0, 0.1234, 0.5, 0.91, 1.0], dtype=torch.float64)
+    solution = torchdiffeq.odeint(lambda time, y: -y, torch.ones(1, dtype=torch.float64), t,
+                                  method='dopri5', rtol=1e-10, atol=1e-10)
+    assert torch.allclose(solution[:, 0], torch.exp(-t), atol=1e-8)

@@ -1,0 +1,87 @@
+"""Bad arguments to odeint_adjoint_gq raise a clear error naming them, before any solve."""
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from torch_gq_adjoint import odeint_adjoint_gq
+
+
+class _MustNotRun(nn.Module):
+    """A field that fails the test if a solve ever calls it."""
+
+    def __init__(self):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(2))
+
+    def forward(self, t, z):
+        raise AssertionError('a solve started before the arguments were checked')
+
+
+def _call(**overrides):
+    arguments = dict(func=_MustNotRun(), y0=torch.ones(3, 2), t=torch.tensor([0.0, 1.0]))
+    arguments.update(overrides)
+    func, y0, t = arguments.pop('func'), arguments.pop('y0'), arguments.pop('t')
+    return odeint_adjoint_gq(func, y0, t, **arguments)
+
+
+@pytest.mark.parametrize('overrides, error, words', [
+    (dict(t=torch.zeros(2, 2)), ValueError, 't must be a non-empty 1-D'),
+    (dict(t=torch.tensor([])), ValueError, 't must be a non-empty 1-D'),
+    (dict(t=torch.tensor([0.0, 1.0, 1.0])), ValueError, 't must be strictly'),
+    (dict(t=torch.tensor([0.0, 1.0, 0.5])), ValueError, 't must be strictly'),
+    (dict(t=torch.tensor([0, 1])), TypeError, 't must be a floating point'),
+    (dict(t=[0.0, 1.0]), TypeError, 't must be a 1-D torch.Tensor'),
+    (dict(t=torch.tensor([0.0, math.nan])), ValueError, 't must hold finite'),
+    (dict(gtol=0), ValueError, 'gtol must be a positive finite number'),
+    (dict(gtol=-0.1), ValueError, 'gtol must be a positive finite number'),
+    (dict(gtol=math.inf), ValueError, 'gtol must be a positive finite number'),
+    (dict(gtol=math.nan), ValueError, 'gtol must be a positive finite number'),
+    (dict(gtol='0.1'), TypeError, 'gtol must be a positive finite number'),
+    (dict(gtol=True), TypeError, 'gtol must be a positive finite number'),
+    (dict(func=lambda t, z: z), TypeError, 'func must be an nn.Module'),
+    (dict(func=3), TypeError, 'func must be callable'),
+    (dict(method='rk45'), ValueError, 'method must be one of'),
+    (dict(adjoint_method='leapfrog'), ValueError, 'adjoint_method must be one of'),
+    (dict(y0=torch.ones(3, dtype=torch.int64)), TypeError, 'y0 must be a floating point'),
+    (dict(y0=[[1.0, 2.0]]), TypeError, 'y0[0] must be a torch.Tensor'),
+    (dict(y0=()), TypeError, 'non-empty tuple'),
+    (dict(y0=(torch.ones(2), torch.ones(2, dtype=torch.float64))), ValueError, 'y0[1] is'),
+    (dict(t=torch.tensor([0.0, 1.0], device='meta')), ValueError, 'put both on one device'),
+    (dict(options=[('step_size', 0.1)]), TypeError, 'options must be a dict'),
+    (dict(adjoint_options=dict(norm='max')), ValueError, "adjoint_options['norm']"),
+    (dict(method='rk4', adjoint_method='euler', options=dict(step_size=0.1)), ValueError,
+     'adjoint_options must be given'),
+    (dict(adjoint_params=[1.0]), TypeError, 'adjoint_params[0] must be a torch.Tensor'),
+])
+def test_bad_argument_is_named(overrides, error, words):
+    with pytest.raises(error) as raised:
+        _call(**overrides)
+    assert words in str(raised.value)
+
+
+def test_plain_function_with_adjoint_params_is_accepted():
+    weight = torch.tensor(-0.5, requires_grad=True)
+    solution = odeint_adjoint_gq(lambda t, z: weight * z, torch.ones(2), torch.tensor([0.0, 1.0]),
+                                 adjoint_params=(weight,))
+    solution[-1].sum().backward()
+    # d/dw of 2 exp(w) at w = -0.5
+    assert abs(weight.grad.item() - 2 * math.exp(-0.5)) < 1e-5
+
+
+def test_non_finite_backward_values_raise():
+    class Blowup(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.scale = nn.Parameter(torch.tensor(1.0, dtype=torch.float64))
+
+        def forward(self, t, z):
+            return self.scale * z
+
+    func = Blowup()
+    y0 = torch.ones(2, dtype=torch.float64, requires_grad=True)
+    solution = odeint_adjoint_gq(func, y0, torch.tensor([0.0, 1.0], dtype=torch.float64))
+    with pytest.raises(FloatingPointError, match='non-finite'):
+        (solution[-1] * torch.tensor([math.inf, 1.0], dtype=torch.float64)).sum().backward()
