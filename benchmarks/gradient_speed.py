@@ -9,14 +9,16 @@ step (forward solve, loss, backward) of each option on:
   at ``ntimes`` regular times on ``[0, 2π]``, mean squared error.
 
 dopri5, ``rtol = atol = 1e-3``, ``gtol = 0.1``. Times are medians over ``--repeats``
-steps after one warm-up step; memory is the extra peak of one step; the error is
-``‖g - g_direct‖ / ‖g_direct‖`` over all parameter gradients. Ratios are against
+steps after one warm-up step, the options taking turns; memory is the extra peak of
+one step, measured after all timings; the error is ``‖g - g_direct‖ / ‖g_direct‖``
+over all parameter gradients. Ratios are against
 ``adjoint_ode`` and ``direct`` of the same case and run.
 """
 
 import argparse
 import math
 import statistics
+import sys
 import time
 from functools import partial
 
@@ -80,17 +82,23 @@ def _synchronise(device):
         torch.cuda.synchronize(device)
 
 
-def time_step(case, option, repeats, device):
-    """Median seconds per step (after one warm-up step) and the step's gradient."""
-    gradient = case.step(option)  # warm-up: kernels, caches, lazy initialisation
-    seconds = []
+def time_steps(case, options, repeats, device):
+    """Median seconds per step of each option, and each option's gradient.
+
+    One warm-up step per option first; then the options take turns, repeat by repeat,
+    so that drifts of the machine (other load, allocator state) touch all of them alike.
+    """
+    gradients = {option: case.step(option) for option in options}
+    seconds = {option: [] for option in options}
     for _ in range(repeats):
-        _synchronise(device)
-        start = time.perf_counter()
-        case.step(option)
-        _synchronise(device)
-        seconds.append(time.perf_counter() - start)
-    return statistics.median(seconds), gradient
+        for option in options:
+            _synchronise(device)
+            start = time.perf_counter()
+            case.step(option)
+            _synchronise(device)
+            seconds[option].append(time.perf_counter() - start)
+    return {option: (statistics.median(seconds[option]), gradients[option])
+            for option in options}
 
 
 def _format_memory(value):
@@ -108,7 +116,7 @@ def parse_args(argv=None):
     parser.add_argument('--repeats', type=int, default=5,
                         help='timed steps per case and option (default 5)')
     parser.add_argument('--quick', action='store_true',
-                        help=f'cases {", ".join(QUICK_CASES)} with 2 repeats (well under a minute)')
+                        help=f'cases {", ".join(QUICK_CASES)} with 1 repeat (well under a minute)')
     parser.add_argument('--device', default='cpu', help="'cpu' (default), 'cuda' or 'cuda:N'")
     parser.add_argument('--threads', type=int, default=None,
                         help='torch CPU threads (default: torch default)')
@@ -117,7 +125,7 @@ def parse_args(argv=None):
         parser.error(f'--repeats must be a positive integer; got {args.repeats}')
     if args.quick:
         args.case = args.case or list(QUICK_CASES)
-        args.repeats = 2
+        args.repeats = 1
     args.case = args.case or list(CASES)
     options = args.option or list(ADJOINT_OPTIONS)
     args.option = ['direct'] + [option for option in options if option != 'direct']
@@ -140,24 +148,28 @@ def main(argv=None):
           f'dopri5 rtol=atol=1e-3, gtol=0.1, median of {args.repeats}')
     print(header)
     print('-' * len(header))
-    for name in args.case:
-        case = _Case(name, args.device)
-        timings = {option: time_step(case, option, args.repeats, args.device)
-                   for option in args.option}
-        # Memory comes after every timing of the case: on CPU its measurement changes
-        # how glibc hands out memory, which would slow the steps being timed.
+    cases = {name: _Case(name, args.device) for name in args.case}
+    timings = {}
+    for name, case in cases.items():
+        print(f'timing {name} ...', file=sys.stderr, flush=True)
+        timings[name] = time_steps(case, args.option, args.repeats, args.device)
+    # Memory only after every timing: on CPU its measurement changes how glibc hands
+    # out memory for the rest of the process, which would slow the steps being timed.
+    for name, case in cases.items():
         memories = {option: peak_memory_bytes(partial(case.step, option), args.device)
                     for option in args.option}
-        rows = {option: (*timings[option], memories[option]) for option in args.option}
-        reference = rows['direct'][1]
-        for option, (seconds, gradient, memory) in rows.items():
-            error = ((gradient - reference).norm() / reference.norm()).item()
-            versus_adjoint = (f'{seconds / rows["adjoint_ode"][0]:.3f}'
-                              if 'adjoint_ode' in rows else '-')
-            print(f'{name:<12} {option:<17} {case.parameter_count():>9} {seconds:>9.4f} '
-                  f'{_format_memory(memory):>9} {error:>9.1e} {versus_adjoint:>9} '
-                  f'{seconds / rows["direct"][0]:>9.3f}', flush=True)
+        _print_case(name, case, timings[name], memories)
 
+
+def _print_case(name, case, timings, memories):
+    reference = timings['direct'][1]
+    for option, (seconds, gradient) in timings.items():
+        error = ((gradient - reference).norm() / reference.norm()).item()
+        versus_adjoint = (f'{seconds / timings["adjoint_ode"][0]:.3f}'
+                          if 'adjoint_ode' in timings else '-')
+        print(f'{name:<12} {option:<17} {case.parameter_count():>9} {seconds:>9.4f} '
+              f'{_format_memory(memories[option]):>9} {error:>9.1e} {versus_adjoint:>9} '
+              f'{seconds / timings["direct"][0]:>9.3f}', flush=True)
 
 if __name__ == '__main__':
     main()
