@@ -63,28 +63,41 @@ class CountedField(_StepRecorder):
 
 
 class AdjointDynamics(_StepRecorder):
-    """Backward dynamics of ``(z, a)``: ``dz/dt = f(t, z)``, ``da/dt = -a^T df/dz``.
+    """Backward dynamics of ``y = [z, a]`` (one flat vector) in the solver's time ``s``.
+
+    In real time ``dz/dt = f(t, z)`` and ``da/dt = -aᵀ ∂f/∂z``. The solver integrates
+    in ``s = direction · t``, always increasing, so that torchdiffeq needs neither its
+    tuple nor its time-reversal wrappers around every evaluation (the backward pass
+    makes hundreds of them when there are many observation times).
 
     Args:
         field: :class:`~torch_gq_adjoint._impl.state.FlatField`.
+        state_size: int, ``n``, the length of ``z`` (and of ``a``).
+        direction: +1.0 or -1.0, the sign of ``dt/ds``.
         record_steps: bool, record the last accepted step (adaptive methods only).
     """
 
-    def __init__(self, field, record_steps):
+    def __init__(self, field, state_size, direction, record_steps):
         super().__init__(record_steps)
         self.field = field
+        self.state_size = state_size
+        self.direction = direction
 
-    def __call__(self, t, state):
+    def __call__(self, s, state):
         self.nfe += 1
-        z, adjoint = state
+        z, adjoint = state[:self.state_size], state[self.state_size:]
+        t = s.detach() * self.direction
         with torch.enable_grad():
             z = z.detach().requires_grad_(True)
-            derivative = self.field(t.detach(), z)
+            derivative = self.field(t, z)
             if derivative.requires_grad:
                 (vjp,) = torch.autograd.grad(derivative, z, adjoint, allow_unused=True)
             else:
                 vjp = None
+        derivative = derivative.detach()
         if vjp is None:
             # f does not depend on z (or on anything that requires grad).
             vjp = torch.zeros_like(adjoint)
-        return derivative.detach(), -vjp
+        if self.direction > 0:
+            return torch.cat([derivative, -vjp])
+        return torch.cat([-derivative, vjp])

@@ -57,12 +57,16 @@ class _GaussQuadratureAdjoint(torch.autograd.Function):
         t, solution, *params = ctx.saved_tensors
         field = settings.field
         adaptive = settings.adjoint_method in checks.ADAPTIVE_METHODS
-        dynamics = AdjointDynamics(field, record_steps=adaptive)
-        integral = ParameterIntegral(field, tuple(params), solution.shape[-1])
+        size = solution.shape[-1]
         times = t.detach()
         # One host transfer for all times: node counts and positions are host-side.
         time_values = times.tolist()
         total_length = time_values[-1] - time_values[0]
+        # The backward solves run against t's direction; the solver's own time s = direction·t
+        # increases (see AdjointDynamics).
+        direction = -1.0 if total_length > 0 else 1.0
+        dynamics = AdjointDynamics(field, size, direction, record_steps=adaptive)
+        integral = ParameterIntegral(field, tuple(params), size)
 
         # A step chosen by the user wins for the first interval; after that, and when the
         # user chose none, each solve starts with the last accepted step of the previous one.
@@ -76,16 +80,17 @@ class _GaussQuadratureAdjoint(torch.autograd.Function):
             nodes, weights = gauss_legendre(end, start, count, times.dtype, times.device)
             # Nodes run backwards from `end`; the integral itself runs forwards in time.
             weights = -weights
-            solve_times = torch.cat([times[index:index + 1], nodes, times[index - 1:index]])
+            solve_times = direction * torch.cat([times[index:index + 1], nodes,
+                                                 times[index - 1:index]])
             options = dict(settings.adjoint_options)
             if step is not None:
                 options['first_step'] = step
-            states, adjoints = _solve_backward(dynamics, solution[index], adjoint, solve_times,
-                                               settings, options, index)
+            start_state = torch.cat([solution[index], adjoint])
+            path = _solve_backward(dynamics, start_state, solve_times, settings, options, index)
             if adaptive and dynamics.last_step is not None:
                 step = dynamics.last_step
-            integral.add(nodes, weights, states[1:-1], adjoints[1:-1])
-            adjoint_after_start = adjoints[-1]
+            integral.add(nodes, weights, path[1:-1, :size], path[1:-1, size:])
+            adjoint_after_start = path[-1, size:]
             adjoint = adjoint_after_start + grad_solution[index - 1]
 
         param_grads = integral.result()
@@ -99,10 +104,10 @@ class _GaussQuadratureAdjoint(torch.autograd.Function):
         return (None, adjoint, grad_t, *param_grads)
 
 
-def _solve_backward(dynamics, state, adjoint, solve_times, settings, options, index):
-    """Solve ``(z, a)`` over one interval; a non-finite state becomes a clear error."""
+def _solve_backward(dynamics, start_state, solve_times, settings, options, index):
+    """Solve ``[z, a]`` over one interval; a non-finite state becomes a clear error."""
     try:
-        return torchdiffeq.odeint(dynamics, (state, adjoint), solve_times,
+        return torchdiffeq.odeint(dynamics, start_state, solve_times,
                                   rtol=settings.adjoint_rtol, atol=settings.adjoint_atol,
                                   method=settings.adjoint_method, options=options)
     except AssertionError as error:
@@ -213,29 +218,36 @@ def odeint_adjoint_gq(func, y0, t, *, rtol=1e-7, atol=1e-9, gtol=0.1, method=Non
     return layout.unflatten(solution)
 
 
+def _rms_norm(tensor):
+    # torchdiffeq's default norm, applied below to z and a separately.
+    return tensor.abs().pow(2).mean().sqrt()
+
+
 def _wrap_norms(options, adjoint_options, layout):
-    """Translate user norms to the flat forward state and the flat ``(z, a)`` backward state."""
+    """Translate user norms to the flat forward state and the flat ``[z, a]`` backward state.
+
+    The backward norm is always set: by default ``max(norm(z), norm(a))`` with the forward
+    norm (torchdiffeq's RMS norm unless the user gave one), as torchdiffeq's adjoint does.
+    """
+    size = sum(layout.numels)
     state_norm = options.get('norm')
     if callable(state_norm) and layout.is_tuple:
         options['norm'] = lambda flat: state_norm(layout.unflatten(flat))
+    part_norm = _rms_norm if state_norm is None else options['norm']
 
     adjoint_norm = adjoint_options.get('norm')
     if adjoint_norm == 'seminorm' or adjoint_norm is None:
-        adjoint_options.pop('norm', None)
-        if callable(state_norm):
-            # As torchdiffeq's adjoint: the forward norm applied to each of z and a.
-            def default_norm(state):
-                z, adjoint = state
-                return torch.maximum(torch.as_tensor(state_norm(layout.unflatten(z))),
-                                     torch.as_tensor(state_norm(layout.unflatten(adjoint))))
-            adjoint_options['norm'] = default_norm
+        def default_norm(state):
+            return torch.maximum(torch.as_tensor(part_norm(state[:size])),
+                                 torch.as_tensor(part_norm(state[size:])))
+        adjoint_options['norm'] = default_norm
     elif callable(adjoint_norm):
         def user_adjoint_norm(state):
-            z, adjoint = state
-            placeholder = torch.zeros((), dtype=z.dtype, device=z.device)
+            z, adjoint = layout.unflatten(state[:size]), layout.unflatten(state[size:])
+            placeholder = torch.zeros((), dtype=state.dtype, device=state.device)
             if layout.is_tuple:
-                return adjoint_norm((placeholder, *layout.unflatten(z), *layout.unflatten(adjoint)))
-            return adjoint_norm((placeholder, layout.unflatten(z), layout.unflatten(adjoint)))
+                return adjoint_norm((placeholder, *z, *adjoint))
+            return adjoint_norm((placeholder, z, adjoint))
         adjoint_options['norm'] = user_adjoint_norm
     else:
         raise ValueError("adjoint_options['norm'] must be 'seminorm' or a callable; "
