@@ -65,3 +65,24 @@ class SecondOrderVectorField(nn.Module):
     def forward(self, t, state):
         velocity = state[..., self.dim:]
         return torch.cat([velocity, self.net(state)], dim=-1)
+
+
+class ConvVectorField(nn.Module):
+    """``dz/dt`` for image states: three 3×3 convolutions (padding 1) with softplus.
+
+    Args:
+        channels: int, channels of the state (``--state_width``).
+        width: int, hidden channels (``--width``).
+
+    Shapes: ``z`` is ``(batch, channels, height, width)``.
+    """
+
+    def __init__(self, channels, width):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Conv2d(channels, width, 3, padding=1), nn.Softplus(),
+            nn.Conv2d(width, width, 3, padding=1), nn.Softplus(),
+            nn.Conv2d(width, channels, 3, padding=1))
+
+    def forward(self, t, z):
+        return self.net(z)

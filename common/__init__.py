@@ -1,0 +1,1 @@
+"""Small helpers shared by the research code (datasets, experiments); not the library."""

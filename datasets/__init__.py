@@ -1,0 +1,6 @@
+"""Data sets of the paper's experiments; generated files land in ``datasets/data/``."""
+
+import pathlib
+
+#: Default folder of generated and downloaded data (ignored by git).
+DATA_DIR = pathlib.Path(__file__).resolve().parent / 'data'

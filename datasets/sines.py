@@ -1,0 +1,55 @@
+"""Sines (PAPER.md §3): ``y = A sin t + B cos t`` with (B, A) ~ U(-1, 1)², solutions of
+``x'' = -x`` with ``x(0) = B``, ``x'(0) = A``; 15 training and 5 validation series observed
+at ``ntimes`` times on [0, 2π], the same linspace for all (regular) or per series sorted
+U(0, 2π) with the first time 0 (irregular)."""
+
+import math
+import pathlib
+
+import numpy as np
+import torch
+
+from common.atomic import save_npz
+
+SERIES = {'train': 15, 'val': 5}
+SEEDS = {'train': 11, 'val': 12}
+NTIMES = (10, 50)
+REGULARITIES = ('regular', 'irregular')
+
+
+def sample(series, ntimes, regular, seed):
+    """Returns (initial (S, 2) = [B, A], times (S, ntimes), values (S, ntimes)), float32."""
+    rng = np.random.default_rng(seed)
+    initial = rng.uniform(-1.0, 1.0, size=(series, 2))
+    if regular:
+        times = np.tile(np.linspace(0.0, 2 * math.pi, ntimes), (series, 1))
+    else:
+        later = np.sort(rng.uniform(0.0, 2 * math.pi, size=(series, ntimes - 1)), axis=1)
+        times = np.concatenate([np.zeros((series, 1)), later], axis=1)
+    b, a = initial[:, :1], initial[:, 1:]
+    values = a * np.sin(times) + b * np.cos(times)
+    return initial.astype(np.float32), times.astype(np.float32), values.astype(np.float32)
+
+
+def folder(data_dir, ntimes, regularity):
+    return pathlib.Path(data_dir) / 'sines' / f'{ntimes}_{regularity}'
+
+
+def generate(data_dir, ntimes_options=NTIMES, regularities=REGULARITIES):
+    """Write ``train.npz`` and ``val.npz`` for every (ntimes, regularity)."""
+    for ntimes in ntimes_options:
+        for regularity in regularities:
+            for split, series in SERIES.items():
+                initial, times, values = sample(series, ntimes, regularity == 'regular',
+                                                SEEDS[split] + 100 * ntimes)
+                save_npz(folder(data_dir, ntimes, regularity) / f'{split}.npz',
+                         initial=initial, times=times, values=values)
+
+
+def load(data_dir, ntimes, regularity, split):
+    """Tensors (initial, times, values) of one split, generated first if missing."""
+    path = folder(data_dir, ntimes, regularity) / f'{split}.npz'
+    if not path.exists():
+        generate(data_dir, (ntimes,), (regularity,))
+    with np.load(path) as data:
+        return tuple(torch.from_numpy(data[key]) for key in ('initial', 'times', 'values'))

@@ -1,0 +1,1 @@
+"""One thin command line per paper experiment (``python -m experiments.<name>``)."""

@@ -1,0 +1,34 @@
+"""g1d: learn the map x = -1 -> 1, x = 1 -> -1 (trajectories must cross, hence augmentation).
+
+``python -m experiments.g1d --adjoint_option direct``
+"""
+
+import torch
+
+from experiments import runner
+from models import metrics
+from models.neural_de import Augment, Classifier, FirstCoordinate, NeuralDE
+from models.vector_fields import MLPVectorField
+
+
+def make_setup(args):
+    dim = 1 + args.aug_dim
+    func = MLPVectorField(dim, args.width, time_dependent=False)
+    neural_de = NeuralDE(func, args.adjoint_option, args.tol, args.gtol)
+    model = Classifier(Augment(args.aug_dim), neural_de, FirstCoordinate())
+    inputs = torch.tensor([[-1.0], [1.0]])
+    data = (inputs, -inputs)
+    return runner.Setup(model, neural_de, data, data, metrics.mse, metrics.mse)
+
+
+def main(argv=None):
+    parser = runner.build_parser('python -m experiments.g1d', __doc__.split('\n')[0],
+                                 width=20, lr=0.01, nepochs=150, batchsize=0)
+    parser.add_argument('--aug_dim', type=runner.non_negative_int, default=3,
+                        help='zeros appended to the 1-D state (default 3)')
+    args = runner.parse(parser, argv)
+    return runner.run(args, 'g1d', f'gtol{args.gtol}', make_setup)
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,56 @@
+"""The results layout: where runs write, what they write, and how it is read back.
+
+``<results_dir>/<experiment>/<ablation>/<width>/<adjoint_option>/<experiment_no>/`` holds one
+``.npy`` per series (names as the paper's code), a ``summary.json`` and, with
+``--save_model 1``, ``checkpoint.pt``. Every file is written atomically. This module is the
+only writer of results and what plotting reads them through.
+"""
+
+import json
+import pathlib
+
+import numpy as np
+
+from common.atomic import save_json, save_npy
+
+#: Default results folder (kept empty in git).
+RESULTS_DIR = pathlib.Path(__file__).resolve().parents[1] / 'results'
+
+#: Per-epoch series (epoch 0 = before training) and the parameter count.
+SERIES = ('nparams', 'epoch_times', 'epoch_loss_history', 'epoch_val_metric_history',
+          'epoch_fnfe_history', 'epoch_bnfe_history', 'epochs')
+SUMMARY = 'summary.json'
+CHECKPOINT = 'checkpoint.pt'
+
+
+def run_dir(results_dir, experiment, ablation, width, adjoint_option, experiment_no):
+    """Folder of one run."""
+    return (pathlib.Path(results_dir) / experiment / str(ablation) / str(width) / adjoint_option
+            / str(experiment_no))
+
+
+def write_history(folder, history):
+    """Write every series of ``history`` (dict name -> list or number) as ``<name>.npy``."""
+    for name in SERIES:
+        save_npy(pathlib.Path(folder) / f'{name}.npy', np.asarray(history[name]))
+
+
+def write_summary(folder, summary):
+    """Write ``summary.json`` (arguments, versions, device, final figures, completeness)."""
+    save_json(pathlib.Path(folder) / SUMMARY, summary)
+
+
+def read_run(folder):
+    """Series (numpy arrays) and summary (dict) of one run; missing files are left out."""
+    folder = pathlib.Path(folder)
+    run = {name: np.load(folder / f'{name}.npy') for name in SERIES
+           if (folder / f'{name}.npy').exists()}
+    if (folder / SUMMARY).exists():
+        run['summary'] = json.loads((folder / SUMMARY).read_text())
+    return run
+
+
+def is_complete(folder):
+    """Whether a run finished: its summary says so and every series is present."""
+    run = read_run(folder)
+    return run.get('summary', {}).get('complete', False) and all(name in run for name in SERIES)
