@@ -1,11 +1,12 @@
 """The shared runner: arguments, validation, seeding, training, timing and results.
 
+The argparse types live in :mod:`common.arguments` and are re-exported here.
+
 Each experiment script only says what differs (its defaults, data, model, loss and
 results ablation) through :func:`build_parser` and :func:`run`.
 """
 
 import argparse
-import math
 import platform
 import random
 from dataclasses import dataclass
@@ -15,51 +16,12 @@ import numpy as np
 import torch
 import torchdiffeq
 
+from common.arguments import flag, non_negative_int, positive_float, positive_int
 from common.atomic import save_torch
 from datasets import DATA_DIR
 from experiments import results
 from models.backprop import ADJOINT_OPTIONS
 from models.trainer import Trainer
-
-
-def positive_int(text):
-    """argparse type: an integer > 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f'must be a positive integer; got {text!r}') from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f'must be a positive integer; got {text!r}')
-    return value
-
-
-def non_negative_int(text):
-    """argparse type: an integer >= 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f'must be a non-negative integer; got {text!r}') from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f'must be a non-negative integer; got {text!r}')
-    return value
-
-
-def positive_float(text):
-    """argparse type: a finite number > 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f'must be a positive number; got {text!r}') from None
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f'must be a positive number; got {text!r}')
-    return value
-
-
-def flag(text):
-    """argparse type: 0 or 1."""
-    if text not in ('0', '1'):
-        raise argparse.ArgumentTypeError(f'must be 0 or 1; got {text!r}')
-    return int(text)
 
 
 def device_name(text):

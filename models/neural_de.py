@@ -39,16 +39,22 @@ class NeuralDE(nn.Module):
     @property
     def _counted(self):
         # The solvers call this view; its parameters are exactly those of `func`.
-        return _Counted(self)
+        return Counted(self.func, self)
 
 
-class _Counted(nn.Module):
-    """A view of ``NeuralDE.func`` that counts calls into the owning NeuralDE."""
+class Counted(nn.Module):
+    """A view of ``func(t, z)`` that adds one to ``owner.nfe`` per call.
 
-    def __init__(self, owner):
+    Args:
+        func: ``nn.Module`` to call.
+        owner: any object with an integer ``nfe`` attribute (kept out of the module tree,
+            so that parameters are not found twice).
+    """
+
+    def __init__(self, func, owner):
         super().__init__()
-        self.func = owner.func
-        object.__setattr__(self, '_owner', owner)  # not a submodule: no parameter cycle
+        self.func = func
+        object.__setattr__(self, '_owner', owner)
 
     def forward(self, t, z):
         self._owner.nfe += 1

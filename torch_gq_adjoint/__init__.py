@@ -5,13 +5,23 @@ Public face:
 - :func:`odeint`, :func:`odeint_adjoint`: torchdiffeq's own, re-exported so that a
   user switches between the three ways of backpropagating by renaming one call;
 - :func:`odeint_adjoint_gq`: the same solve, gradients by the Gauss–Legendre
-  quadrature adjoint.
+  quadrature adjoint;
+- the Wong–Zakai pieces for SDEs: :class:`CosineBrownian` (a smooth approximation of
+  Brownian motion), :class:`WongZakaiODE` (the ODE an SDE becomes with it) and
+  :class:`StratonovichSDE` (the same drift and diffusion handed to torchsde).
 """
 
 from torchdiffeq import odeint, odeint_adjoint
 
 from ._impl.gq_adjoint import odeint_adjoint_gq
 from ._impl.quadrature import MAX_NODES
+from ._impl.wong_zakai import (
+                               CosineBrownian,
+                               StratonovichSDE,
+                               WongZakaiODE,
+                               cosine_brownian_variance,
+)
 
-__all__ = ['odeint', 'odeint_adjoint', 'odeint_adjoint_gq', 'MAX_NODES']
+__all__ = ['odeint', 'odeint_adjoint', 'odeint_adjoint_gq', 'MAX_NODES', 'CosineBrownian',
+           'WongZakaiODE', 'StratonovichSDE', 'cosine_brownian_variance']
 __version__ = '0.1.0'
