@@ -4,9 +4,9 @@
 step (forward solve, loss, backward) of each option on:
 
 - ``spheres<width>``: the nested-spheres model (state 2 + 3 zeros, MLP on ``[z, t]``,
-  linear decoder, cross-entropy), batch 200, ``t = [0, 1]``;
-- ``sines<ntimes>``: the sines second-order model at width 1000, 15 series observed
-  at ``ntimes`` regular times on ``[0, 2π]``, mean squared error.
+  linear decoder, cross-entropy) on a batch of 200 nested-spheres points, ``t = [0, 1]``;
+- ``sines<ntimes>``: the sines second-order model at width 1000 on 15 sine series
+  observed at ``ntimes`` regular times on ``[0, 2π]``, mean squared error.
 
 dopri5, ``rtol = atol = 1e-3``, ``gtol = 0.1``. Times are medians over ``--repeats``
 steps after one warm-up step, the options taking turns; memory is the extra peak of
@@ -16,7 +16,6 @@ over all parameter gradients. Ratios are against
 """
 
 import argparse
-import math
 import statistics
 import sys
 import time
@@ -26,6 +25,7 @@ import torch
 from torch import nn
 
 from benchmarks.memory import peak_memory_bytes
+from datasets import nested_spheres, sines
 from models.backprop import ADJOINT_OPTIONS, integrate
 from models.vector_fields import MLPVectorField, SecondOrderVectorField
 
@@ -37,24 +37,23 @@ class _Case:
     """A model, its data and its loss, built from a fixed seed."""
 
     def __init__(self, name, device, seed=0):
-        generator = torch.Generator().manual_seed(seed)
         torch.manual_seed(seed)
         self.name = name
         if name.startswith('spheres'):
             width = int(name[len('spheres'):])
-            points = torch.rand(200, 2, generator=generator) * 2 - 1
+            points, labels = (torch.from_numpy(array) for array in nested_spheres.sample(100, seed))
             self.y0 = torch.cat([points, torch.zeros(200, 3)], dim=-1).to(device)
-            self.labels = (points.norm(dim=-1) > 0.55).long().to(device)
+            self.labels = labels.to(device)
             self.t = torch.tensor([0.0, 1.0], device=device)
             self.func = MLPVectorField(5, width).to(device)
             self.decoder = nn.Linear(5, 2).to(device)
         elif name.startswith('sines'):
             ntimes = int(name[len('sines'):])
-            coefficients = torch.rand(15, 2, generator=generator) * 2 - 1  # (B, A)
-            self.t = torch.linspace(0, 2 * math.pi, ntimes, device=device)
-            self.y0 = coefficients.to(device)
-            b, a = coefficients.to(device).unbind(-1)
-            self.targets = a * torch.sin(self.t)[:, None] + b * torch.cos(self.t)[:, None]
+            initial, times, values = (torch.from_numpy(array) for array in
+                                      sines.sample(15, ntimes, regular=True, seed=seed))
+            self.t = times[0].to(device)
+            self.y0 = initial.to(device)
+            self.targets = values.T.to(device)  # (ntimes, 15), as the solution's x
             self.func = SecondOrderVectorField(1000).to(device)
             self.decoder = None
         else:
