@@ -196,3 +196,25 @@ def test_matches_direct_on_a_neural_network():
                                                        gtol=1.0, adjoint_params=params)), params)
     for first, second in zip(direct, gq):
         assert (first - second).abs().max().item() < 1e-6 * first.abs().max().item()
+
+
+class _WithCallbacks(LinearField):
+    """A field with torchdiffeq's step callbacks, as a user may write."""
+
+    def __init__(self):
+        super().__init__()
+        self.accepted = []
+
+    def callback_accept_step(self, t0, y0, dt):
+        self.accepted.append((float(t0), tuple(y0.shape), float(dt)))
+
+
+def test_user_step_callbacks_still_run_in_the_forward_solve():
+    func = _WithCallbacks()
+    y0 = torch.ones(2, 3, dtype=torch.float64)
+    odeint_adjoint_gq(func, y0, torch.tensor([0.0, 1.0], dtype=torch.float64), rtol=1e-6,
+                      atol=1e-6)
+    direct = _WithCallbacks()
+    odeint(direct, y0, torch.tensor([0.0, 1.0], dtype=torch.float64), rtol=1e-6, atol=1e-6)
+    # same steps, and the state reaches the callback in the user's shape
+    assert func.accepted == direct.accepted and func.accepted[0][1] == (2, 3)

@@ -37,8 +37,6 @@ class ParameterIntegral:
         self.vectorise = vectorise
         self._pending = []
         self._pending_count = 0
-        #: Evaluations of ``field`` spent on the integral (one per node).
-        self.nfe = 0
 
     def add(self, times, weights, states, adjoints):
         """Queue K nodes: ``times``, ``weights`` ``(K,)``; ``states``, ``adjoints`` ``(K, n)``."""
@@ -63,7 +61,6 @@ class ParameterIntegral:
         adjoints = torch.cat([item[3] for item in self._pending])
         self._pending, self._pending_count = [], 0
         weighted = adjoints * weights.to(adjoints.dtype).unsqueeze(-1)
-        self.nfe += len(times)
         for start in range(0, len(times), self.batch_nodes):
             batch = slice(start, start + self.batch_nodes)
             self._accumulate(times[batch], states[batch], weighted[batch])
