@@ -206,7 +206,7 @@ class _WithCallbacks(LinearField):
         self.accepted = []
 
     def callback_accept_step(self, t0, y0, dt):
-        self.accepted.append((float(t0), tuple(y0.shape), float(dt)))
+        self.accepted.append((float(t0.detach()), tuple(y0.shape), float(dt.detach())))
 
 
 def test_user_step_callbacks_still_run_in_the_forward_solve():
