@@ -54,3 +54,8 @@ def is_complete(folder):
     """Whether a run finished: its summary says so and every series is present."""
     run = read_run(folder)
     return run.get('summary', {}).get('complete', False) and all(name in run for name in SERIES)
+
+
+def toy_gradient_dir(results_dir, method):
+    """Folder of one method's toy-gradient errors: ``<results_dir>/toy_gradient/<method>/``."""
+    return pathlib.Path(results_dir) / 'toy_gradient' / method
