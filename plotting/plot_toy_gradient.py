@@ -1,0 +1,49 @@
+"""Figure 1: relative error against integration time T of the loss, dL/dz0, dL/da and
+dL/dT, one line per method (``python -m plotting.plot_toy_gradient``)."""
+
+import argparse
+import sys
+
+import numpy as np
+
+from experiments import results
+from experiments.toy_gradient import METHODS, QUANTITIES
+from plotting import PLOTS_DIR
+from plotting.style import line_style, plt, save
+
+TITLES = {'loss': 'loss $L$', 'z0': r'$dL/dz_0$', 'a': r'$dL/da$', 'T': r'$dL/dT$'}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog='python -m plotting.plot_toy_gradient',
+                                     description=__doc__.split('\n')[0])
+    parser.add_argument('--results_dir', default=str(results.RESULTS_DIR),
+                        help=f'default {results.RESULTS_DIR}')
+    parser.add_argument('--plots_dir', default=str(PLOTS_DIR), help=f'default {PLOTS_DIR}')
+    args = parser.parse_args(argv)
+    figure, axes = plt.subplots(1, 4, figsize=(16, 3.6), sharex=True)
+    drawn = 0
+    for method in METHODS:
+        folder = results.toy_gradient_dir(args.results_dir, method)
+        if not (folder / 'end_times.npy').exists():
+            print(f'missing: toy_gradient results of {method} in {folder}; left out',
+                  file=sys.stderr)
+            continue
+        ends = np.load(folder / 'end_times.npy')
+        for axis, quantity in zip(axes, QUANTITIES):
+            errors = np.load(folder / f'{quantity}_relative_error.npy')
+            axis.semilogy(ends, np.maximum(errors, 1e-16), **line_style(method))
+        drawn += 1
+    for axis, quantity in zip(axes, QUANTITIES):
+        axis.set_title(TITLES[quantity])
+        axis.set_xlabel('integration time $T$ (time units)')
+    axes[0].set_ylabel('relative error (dimensionless)')
+    if drawn:
+        axes[0].legend()
+    paths = save(figure, args.plots_dir, 'toy_gradient')
+    print(f'wrote {paths[0]} and {paths[1]} ({drawn} of {len(METHODS)} methods)')
+    return paths
+
+
+if __name__ == '__main__':
+    main()
