@@ -59,3 +59,20 @@ def is_complete(folder):
 def toy_gradient_dir(results_dir, method):
     """Folder of one method's toy-gradient errors: ``<results_dir>/toy_gradient/<method>/``."""
     return pathlib.Path(results_dir) / 'toy_gradient' / method
+
+
+def complete_runs(results_dir, experiment, ablation):
+    """Finished runs of one experiment and ablation, grouped by width and option.
+
+    Returns:
+        dict ``(width: int, adjoint_option: str) -> list of run dicts`` (see :func:`read_run`),
+        repeats in ``experiment_no`` order; unfinished runs are left out.
+    """
+    base = pathlib.Path(results_dir) / experiment / str(ablation)
+    runs = {}
+    for folder in sorted(base.glob('*/*/*')):
+        width, option, number = folder.parts[-3:]
+        if width.isdigit() and number.isdigit() and is_complete(folder):
+            runs.setdefault((int(width), option), []).append((int(number), read_run(folder)))
+    return {key: [run for _, run in sorted(value, key=lambda item: item[0])]
+            for key, value in runs.items()}

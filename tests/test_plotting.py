@@ -23,3 +23,34 @@ def test_toy_gradient_figure(tmp_path, capsys):
     assert len(missing) == 2 and any('adjoint' in line for line in missing)
     assert any('mali' in line for line in missing)
     assert '(3 of 5 methods)' in captured.out
+
+
+def _fake_run(results_dir, experiment, ablation, width, option, number, seconds):
+    from common.atomic import save_json
+
+    folder = results.run_dir(results_dir, experiment, ablation, width, option, number)
+    history = {'nparams': 100 * width, 'epochs': [0, 1, 2], 'epoch_times': [0.0, seconds, seconds],
+               'epoch_loss_history': [1.0, 0.5, 0.25], 'epoch_val_metric_history': [50, 70, 90],
+               'epoch_fnfe_history': [14, 14, 14], 'epoch_bnfe_history': [7, 7, 7]}
+    results.write_history(folder, history)
+    save_json(folder / results.SUMMARY, {'complete': True})
+
+
+def test_ode_times_figure_reports_missing_runs(tmp_path, capsys):
+    from plotting import plot_ode_times
+
+    base = tmp_path / 'results'
+    for width in (5, 20):
+        for number in (1, 2):
+            _fake_run(base, 'nested_spheres', 'gtol0.1', width, 'adjoint_gq', number, 0.1 * number)
+            _fake_run(base, 'nested_spheres', 'gtol0.1', width, 'direct', number, 0.2)
+    _fake_run(base, 'nested_spheres', 'gtol0.1', 5, 'adjoint_ode', 1, 1.0)
+    png, pdf = plot_ode_times.main(['--experiment', 'nested_spheres', '--results_dir', str(base),
+                                    '--plots_dir', str(tmp_path / 'plots')])
+    assert png.name == 'ode_times_nested_spheres.png' and png.stat().st_size > 10_000
+    assert pdf.read_bytes()[:5] == b'%PDF-'
+    captured = capsys.readouterr()
+    missing = sorted(line for line in captured.err.splitlines() if line.startswith('missing:'))
+    # adjoint_ode at width 20, adjoint_seminorm at both widths
+    assert len(missing) == 3
+    assert '3 methods, widths [5, 20]' in captured.out

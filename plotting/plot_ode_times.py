@@ -1,0 +1,87 @@
+"""Figure 2, one ODE experiment: training time and validation metric against width (mean ±
+std over repeats, one line per method), and validation loss against epoch and against
+wall-clock time at one width (``python -m plotting.plot_ode_times --experiment NAME``)."""
+
+import argparse
+import sys
+
+import numpy as np
+
+from experiments import results
+from models.backprop import ADJOINT_OPTIONS
+from plotting import PLOTS_DIR
+from plotting.style import line_style, plt, save
+
+#: figure name -> (results experiment, ablation from the flags, metric label)
+EXPERIMENTS = {
+    'g1d': ('g1d', lambda a: f'gtol{a.gtol}', 'validation MSE'),
+    'nested_spheres': ('nested_spheres', lambda a: f'gtol{a.gtol}', 'validation accuracy (%)'),
+    'sines10': ('sines', lambda a: f'10_{a.regular_times}', 'validation MSE'),
+    'sines50': ('sines', lambda a: f'50_{a.regular_times}', 'validation MSE'),
+    'mnist': ('images', lambda a: f'mnist/{a.batchsize}', 'validation accuracy (%)'),
+    'cifar10': ('images', lambda a: f'cifar10/{a.batchsize}', 'validation accuracy (%)'),
+    'svhn': ('images', lambda a: f'svhn/{a.batchsize}', 'validation accuracy (%)'),
+    'digits': ('images', lambda a: f'digits/{a.batchsize}', 'validation accuracy (%)'),
+}
+
+
+def _mean_std(values):
+    values = np.asarray(values, dtype=float)
+    return values.mean(), values.std()
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog='python -m plotting.plot_ode_times',
+                                     description=__doc__.split('\n')[0])
+    parser.add_argument('--experiment', required=True, choices=EXPERIMENTS)
+    parser.add_argument('--gtol', type=float, default=0.1, help='ablation of g1d and nested '
+                        'spheres (default 0.1)')
+    parser.add_argument('--regular_times', default='regular', choices=('regular', 'irregular'),
+                        help='sines ablation (default regular)')
+    parser.add_argument('--batchsize', type=int, default=32, help='images ablation (default 32)')
+    parser.add_argument('--width', type=int, default=None,
+                        help='width of the loss curves (default: the largest found)')
+    parser.add_argument('--results_dir', default=str(results.RESULTS_DIR))
+    parser.add_argument('--plots_dir', default=str(PLOTS_DIR))
+    args = parser.parse_args(argv)
+    experiment, ablation_of, metric_label = EXPERIMENTS[args.experiment]
+    ablation = ablation_of(args)
+    runs = results.complete_runs(args.results_dir, experiment, ablation)
+    widths = sorted({width for width, _ in runs})
+    options = [option for option in ADJOINT_OPTIONS if any(key[1] == option for key in runs)]
+    for option in ADJOINT_OPTIONS:
+        for width in widths:
+            if (width, option) not in runs:
+                print(f'missing: {experiment}/{ablation} width {width} {option}; left out',
+                      file=sys.stderr)
+    figure, axes = plt.subplots(1, 4, figsize=(18, 3.8))
+    curve_width = args.width if args.width is not None else (widths[-1] if widths else None)
+    for option in options:
+        present = [width for width in widths if (width, option) in runs]
+        times = [_mean_std([r['epoch_times'].sum() for r in runs[(w, option)]]) for w in present]
+        metrics = [_mean_std([r['epoch_val_metric_history'][-1] for r in runs[(w, option)]])
+                   for w in present]
+        for axis, series in ((axes[0], times), (axes[1], metrics)):
+            means, stds = np.array(series).T
+            axis.errorbar(present, means, yerr=stds, capsize=3, marker='o', **line_style(option))
+        if (curve_width, option) in runs:
+            losses = np.array([r['epoch_loss_history'] for r in runs[(curve_width, option)]])
+            clocks = np.array([np.cumsum(r['epoch_times']) for r in runs[(curve_width, option)]])
+            axes[2].plot(np.arange(losses.shape[1]), losses.mean(0), **line_style(option))
+            axes[3].plot(clocks.mean(0), losses.mean(0), **line_style(option))
+    axes[0].set(xlabel='width (hidden units or channels)', ylabel='training time (s)',
+                xscale='log', yscale='log')
+    axes[1].set(xlabel='width (hidden units or channels)', ylabel=metric_label, xscale='log')
+    axes[2].set(xlabel='epoch', ylabel='validation loss', title=f'width {curve_width}')
+    axes[3].set(xlabel='training wall-clock time (s)', ylabel='validation loss',
+                title=f'width {curve_width}')
+    if options:
+        axes[0].legend()
+    figure.suptitle(f'{args.experiment} ({ablation})')
+    paths = save(figure, args.plots_dir, f'ode_times_{args.experiment}')
+    print(f'wrote {paths[0]} and {paths[1]} ({len(options)} methods, widths {widths})')
+    return paths
+
+
+if __name__ == '__main__':
+    main()
