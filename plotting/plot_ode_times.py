@@ -25,11 +25,6 @@ EXPERIMENTS = {
 }
 
 
-def _mean_std(values):
-    values = np.asarray(values, dtype=float)
-    return values.mean(), values.std()
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(prog='python -m plotting.plot_ode_times',
                                      description=__doc__.split('\n')[0])
@@ -46,23 +41,42 @@ def main(argv=None):
     args = parser.parse_args(argv)
     experiment, ablation_of, metric_label = EXPERIMENTS[args.experiment]
     ablation = ablation_of(args)
-    runs = results.complete_runs(args.results_dir, experiment, ablation)
+    return plot_timing(args.results_dir, args.plots_dir, experiment, ablation, ADJOINT_OPTIONS,
+                       ('epoch_val_metric_history', metric_label), args.width,
+                       f'ode_times_{args.experiment}', args.experiment)
+
+
+def _mean_std(values):
+    values = np.asarray(values, dtype=float)
+    return values.mean(), values.std()
+
+
+def plot_timing(results_dir, plots_dir, experiment, ablation, all_options, final_series,
+                curve_width, name, title):
+    """The four panels shared by the ODE and SDE timing figures.
+
+    Args:
+        final_series: ``(series name, axis label)`` of the second panel's final value.
+        curve_width: width of the loss curves, or None for the largest found.
+        name: file name (without suffix); title: the figure's title.
+    """
+    runs = results.complete_runs(results_dir, experiment, ablation)
     widths = sorted({width for width, _ in runs})
-    options = [option for option in ADJOINT_OPTIONS if any(key[1] == option for key in runs)]
-    for option in ADJOINT_OPTIONS:
+    options = [option for option in all_options if any(key[1] == option for key in runs)]
+    for option in all_options:
         for width in widths:
             if (width, option) not in runs:
                 print(f'missing: {experiment}/{ablation} width {width} {option}; left out',
                       file=sys.stderr)
+    series, label = final_series
     figure, axes = plt.subplots(1, 4, figsize=(18, 3.8))
-    curve_width = args.width if args.width is not None else (widths[-1] if widths else None)
+    curve_width = curve_width if curve_width is not None else (widths[-1] if widths else None)
     for option in options:
         present = [width for width in widths if (width, option) in runs]
         times = [_mean_std([r['epoch_times'].sum() for r in runs[(w, option)]]) for w in present]
-        metrics = [_mean_std([r['epoch_val_metric_history'][-1] for r in runs[(w, option)]])
-                   for w in present]
-        for axis, series in ((axes[0], times), (axes[1], metrics)):
-            means, stds = np.array(series).T
+        finals = [_mean_std([r[series][-1] for r in runs[(w, option)]]) for w in present]
+        for axis, values in ((axes[0], times), (axes[1], finals)):
+            means, stds = np.array(values).T
             axis.errorbar(present, means, yerr=stds, capsize=3, marker='o', **line_style(option))
         if (curve_width, option) in runs:
             losses = np.array([r['epoch_loss_history'] for r in runs[(curve_width, option)]])
@@ -71,17 +85,16 @@ def main(argv=None):
             axes[3].plot(clocks.mean(0), losses.mean(0), **line_style(option))
     axes[0].set(xlabel='width (hidden units or channels)', ylabel='training time (s)',
                 xscale='log', yscale='log')
-    axes[1].set(xlabel='width (hidden units or channels)', ylabel=metric_label, xscale='log')
+    axes[1].set(xlabel='width (hidden units or channels)', ylabel=label, xscale='log')
     axes[2].set(xlabel='epoch', ylabel='validation loss', title=f'width {curve_width}')
     axes[3].set(xlabel='training wall-clock time (s)', ylabel='validation loss',
                 title=f'width {curve_width}')
     if options:
         axes[0].legend()
-    figure.suptitle(f'{args.experiment} ({ablation})')
-    paths = save(figure, args.plots_dir, f'ode_times_{args.experiment}')
+    figure.suptitle(f'{title} ({ablation})')
+    paths = save(figure, plots_dir, name)
     print(f'wrote {paths[0]} and {paths[1]} ({len(options)} methods, widths {widths})')
     return paths
-
 
 if __name__ == '__main__':
     main()

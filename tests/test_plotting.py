@@ -54,3 +54,15 @@ def test_ode_times_figure_reports_missing_runs(tmp_path, capsys):
     # adjoint_ode at width 20, adjoint_seminorm at both widths
     assert len(missing) == 3
     assert '3 methods, widths [5, 20]' in captured.out
+
+
+def test_sde_times_figure(tmp_path, capsys):
+    from plotting import plot_sde_times
+
+    base = tmp_path / 'results'
+    for option in ('sde_direct', 'adjoint_gq'):
+        _fake_run(base, 'ornstein_uhlenbeck', '10', 5, option, 1, 2.0)
+    png, _ = plot_sde_times.main(['--results_dir', str(base), '--plots_dir', str(tmp_path)])
+    assert png.name == 'sde_times.png' and png.stat().st_size > 10_000
+    captured = capsys.readouterr()
+    assert captured.err.count('missing:') == 1 and 'sde_adjoint' in captured.err
