@@ -66,3 +66,20 @@ def test_sde_times_figure(tmp_path, capsys):
     assert png.name == 'sde_times.png' and png.stat().st_size > 10_000
     captured = capsys.readouterr()
     assert captured.err.count('missing:') == 1 and 'sde_adjoint' in captured.err
+
+
+def test_ou_solutions_figure(tmp_path, capsys):
+    from datasets import make_ou_data
+    from experiments import ornstein_uhlenbeck
+    from plotting import plot_ou_solutions
+
+    data = tmp_path / 'data'
+    make_ou_data.main(['--data_dir', str(data), '--n_train', '4', '--n_val', '3',
+                       '--n_paths', '12'])
+    folders = ['--results_dir', str(tmp_path / 'results'), '--data_dir', str(data)]
+    assert plot_ou_solutions.main([*folders, '--plots_dir', str(tmp_path)]) is None
+    assert 'missing:' in capsys.readouterr().err
+    ornstein_uhlenbeck.main(['--nepochs', '1', '--batchsize', '4', '--save_model', '1',
+                             '--quiet', *folders])
+    png, pdf = plot_ou_solutions.main([*folders, '--plots_dir', str(tmp_path)])
+    assert png.stat().st_size > 20_000 and pdf.read_bytes()[:5] == b'%PDF-'

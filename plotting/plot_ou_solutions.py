@@ -1,0 +1,75 @@
+"""Figure 3 (solutions): learned against true marginal densities at three times, and sample
+paths from three initial conditions, for one trained Ornstein–Uhlenbeck run
+(``python -m plotting.plot_ou_solutions``; needs a run made with ``--save_model 1``)."""
+
+import argparse
+import sys
+
+import numpy as np
+import torch
+
+from datasets import DATA_DIR, ornstein_uhlenbeck
+from experiments import results
+from models.sde import OUModel, sample_paths
+from plotting import PLOTS_DIR
+from plotting.style import line_style, plt, save
+
+TIME_INDICES = (10, 50, 100)
+INITIAL_CONDITIONS = 3
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog='python -m plotting.plot_ou_solutions',
+                                     description=__doc__.split('\n')[0])
+    parser.add_argument('--adjoint_option', default='adjoint_gq')
+    parser.add_argument('--width', type=int, default=5)
+    parser.add_argument('--ncosines', type=int, default=10)
+    parser.add_argument('--experiment_no', type=int, default=1)
+    parser.add_argument('--results_dir', default=str(results.RESULTS_DIR))
+    parser.add_argument('--data_dir', default=str(DATA_DIR))
+    parser.add_argument('--plots_dir', default=str(PLOTS_DIR))
+    args = parser.parse_args(argv)
+    folder = results.run_dir(args.results_dir, 'ornstein_uhlenbeck', args.ncosines, args.width,
+                             args.adjoint_option, args.experiment_no)
+    checkpoint_path = folder / results.CHECKPOINT
+    if not checkpoint_path.exists():
+        print(f'missing: {checkpoint_path} (run the experiment with --save_model 1); '
+              'no figure written', file=sys.stderr)
+        return None
+    times, initial, paths = ornstein_uhlenbeck.load(args.data_dir, 'val')
+    model = OUModel(args.width, args.adjoint_option, times, paths.shape[-1],
+                    ncosines=args.ncosines)
+    checkpoint = torch.load(checkpoint_path, map_location='cpu', weights_only=False)
+    model.load_state_dict(checkpoint['model'])
+    torch.manual_seed(0)
+    chosen = slice(0, INITIAL_CONDITIONS)
+    learned = sample_paths(model, initial[chosen]).numpy()
+    data = paths[chosen].numpy()
+    grid = times.numpy()
+
+    figure, axes = plt.subplots(2, 3, figsize=(14, 7))
+    for column, time_index in enumerate(TIME_INDICES):
+        axis = axes[0, column]
+        true_values, learned_values = data[:, time_index].ravel(), learned[:, time_index].ravel()
+        bins = np.linspace(min(true_values.min(), learned_values.min()),
+                           max(true_values.max(), learned_values.max()), 30)
+        axis.hist(true_values, bins=bins, density=True, alpha=0.4, color='0.4', label='data')
+        axis.hist(learned_values, bins=bins, density=True, histtype='step', linewidth=2,
+                  color=line_style(args.adjoint_option)['color'], label='learned')
+        axis.set(title=f't = {grid[time_index]:.1f}', xlabel='x', ylabel='density')
+    axes[0, 0].legend()
+    for column in range(INITIAL_CONDITIONS):
+        axis = axes[1, column]
+        axis.plot(grid, data[column, :, :10], color='0.5', linewidth=0.8)
+        axis.plot(grid, learned[column, :, :10], linewidth=0.8,
+                  color=line_style(args.adjoint_option)['color'])
+        axis.set(title=f'x(0) = {initial[column, 0].item():.2f} (grey: data)',
+                 xlabel='time t', ylabel='x')
+    figure.suptitle(f'Ornstein–Uhlenbeck, {args.adjoint_option}, width {args.width}')
+    paths_written = save(figure, args.plots_dir, f'ou_solutions_{args.adjoint_option}')
+    print(f'wrote {paths_written[0]} and {paths_written[1]}')
+    return paths_written
+
+
+if __name__ == '__main__':
+    main()
