@@ -83,3 +83,15 @@ def test_ou_solutions_figure(tmp_path, capsys):
                              '--quiet', *folders])
     png, pdf = plot_ou_solutions.main([*folders, '--plots_dir', str(tmp_path)])
     assert png.stat().st_size > 20_000 and pdf.read_bytes()[:5] == b'%PDF-'
+
+
+def test_summary_table(tmp_path):
+    from plotting import summary_table
+
+    base = tmp_path / 'results'
+    for number in (1, 2):
+        _fake_run(base, 'g1d', 'gtol0.1', 20, 'adjoint_gq', number, 1.0 * number)
+    text = summary_table.main(['--results_dir', str(base)])
+    assert '**g1d / gtol0.1**' in text
+    # two repeats of 2 epochs: 2 s and 4 s of training
+    assert '| 20 | adjoint_gq | 2 | 3 ± 1 | 0.25 ± 0 | 90 ± 0 |' in text
