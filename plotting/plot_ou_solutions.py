@@ -66,6 +66,7 @@ def main(argv=None):
         axis.set(title=f'x(0) = {initial[column, 0].item():.2f} (grey: data)',
                  xlabel='time t', ylabel='x')
     figure.suptitle(f'Ornstein–Uhlenbeck, {args.adjoint_option}, width {args.width}')
+    figure.tight_layout()
     paths_written = save(figure, args.plots_dir, f'ou_solutions_{args.adjoint_option}')
     print(f'wrote {paths_written[0]} and {paths_written[1]}')
     return paths_written

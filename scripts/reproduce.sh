@@ -32,5 +32,5 @@ else
 fi
 "$PYTHON" -m plotting.plot_sde_times "${figures[@]}" || status=1
 "$PYTHON" -m plotting.plot_ou_solutions "${figures[@]}" || status=1
-echo "reproduce: $([ $status = 0 ] && echo all steps succeeded || echo some steps failed; see above)"
+if [ "$status" = 0 ]; then echo "reproduce: all steps succeeded"; else echo "reproduce: some steps failed (see above)"; fi
 exit $status
