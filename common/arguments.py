@@ -5,26 +5,24 @@ import argparse
 import math
 
 
-def positive_int(text):
-    """An integer > 0."""
+def _integer_at_least(text, minimum, description):
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f'must be a positive integer; got {text!r}') from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f'must be a positive integer; got {text!r}')
+        value = None
+    if value is None or value < minimum:
+        raise argparse.ArgumentTypeError(f'must be a {description} integer; got {text!r}')
     return value
+
+
+def positive_int(text):
+    """An integer > 0."""
+    return _integer_at_least(text, 1, 'positive')
 
 
 def non_negative_int(text):
     """An integer >= 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f'must be a non-negative integer; got {text!r}') from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f'must be a non-negative integer; got {text!r}')
-    return value
+    return _integer_at_least(text, 0, 'non-negative')
 
 
 def positive_float(text):

@@ -16,6 +16,7 @@ from torch import nn
 from gradient_tests.problems import (
     PROBLEMS,
     ConstantField,
+    CountingMixin,
     LinearField,
     SineField,
     exact_gradients,
@@ -171,16 +172,8 @@ def test_partial_time_gradients():
     assert abs(grad_end.item() - reference.item()) < 1e-5 * max(1.0, abs(reference.item()))
 
 
-class _CountingLinear(LinearField):
+class _CountingLinear(CountingMixin, LinearField):
     """A user's own counter in forward, as the paper's code had."""
-
-    def __init__(self):
-        super().__init__()
-        self.calls = 0
-
-    def forward(self, t, z):
-        self.calls += 1
-        return super().forward(t, z)
 
 
 def test_module_without_nfe_and_user_counter_still_counts():

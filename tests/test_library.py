@@ -8,7 +8,14 @@ import torch
 from torch import nn
 
 import torch_gq_adjoint
-from gradient_tests.problems import LinearField, SineField, exact_gradients, gradients, loss_of
+from gradient_tests.problems import (
+    CountingMixin,
+    LinearField,
+    SineField,
+    exact_gradients,
+    gradients,
+    loss_of,
+)
 from torch_gq_adjoint import MAX_NODES, odeint, odeint_adjoint_gq
 from torch_gq_adjoint._impl import dynamics, parameter_integral
 from torch_gq_adjoint._impl.quadrature import gauss_legendre, node_count
@@ -143,14 +150,8 @@ def test_forward_norm_on_tuple_state_receives_the_tuple():
     assert torch.isfinite(func.matrix.grad).all()
 
 
-class _Counting(SineField):
-    def __init__(self):
-        super().__init__()
-        self.calls = 0
-
-    def forward(self, t, z):
-        self.calls += 1
-        return super().forward(t, z)
+class _Counting(CountingMixin, SineField):
+    pass
 
 
 def _backward_calls(func, y0, t):
