@@ -1,6 +1,8 @@
 """The GQ adjoint's pieces and promises beyond gradient accuracy."""
 
+import linecache
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -92,10 +94,58 @@ def test_fallback_for_functions_vmap_cannot_handle():
     vectorised = gradients(odeint_adjoint_gq, func, y0, t, rtol=1e-9, atol=1e-9)
     fallback_func = _NotVectorisable()
     fallback_func.load_state_dict(func.state_dict())
-    with pytest.warns(RuntimeWarning, match='one vector-Jacobian product per node'):
+    with pytest.warns(RuntimeWarning, match='its own vector-Jacobian product') as caught:
         fallback = gradients(odeint_adjoint_gq, fallback_func, y0, t, rtol=1e-9, atol=1e-9)
     for key in vectorised:
         assert (vectorised[key] - fallback[key]).abs().max().item() < 1e-12, key
+    # The warning points at the line of func that vmap cannot batch, and says the fix.
+    (warning,) = caught.list
+    assert warning.filename == __file__
+    assert 't.item() > 10.0' in linecache.getline(warning.filename, warning.lineno)
+    assert '.item()' in str(warning.message) and 'use t itself' in str(warning.message)
+
+
+class _TensorOfTime(SineField):
+    """``torch.tensor(t)`` inside forward, as many published models write it."""
+
+    def forward(self, t, z):
+        return super().forward(torch.tensor(t), z)
+
+
+class _Buggy(SineField):
+    """A genuine bug that vmap also trips over: it must surface, not become a warning."""
+
+    def forward(self, t, z):
+        if z.dim() == 2 and self.training:
+            return super().forward(t, z)
+        raise RuntimeError('genuine bug in func')
+
+
+def test_torch_tensor_of_time_falls_back_with_the_same_gradient():
+    func, y0, t = _sine_problem()
+    # The paper's rule: the same nodes either way (torch.tensor(t) detaches t, which would
+    # hide ∂f/∂t from the error-controlled rule's time check).
+    settings = dict(rtol=1e-9, atol=1e-9, gtol=1.0)
+    reference = gradients(odeint_adjoint_gq, func, y0, t, **settings)
+    tensor_func = _TensorOfTime()
+    tensor_func.load_state_dict(func.state_dict())
+    with pytest.warns(RuntimeWarning, match='torch.tensor') as caught:
+        fallback = gradients(odeint_adjoint_gq, tensor_func, y0, t, **settings)
+    assert caught.list[0].filename == __file__
+    for key in reference:
+        if key != 't':  # t's gradient is lost by torch.tensor(t) itself
+            assert (reference[key] - fallback[key]).abs().max().item() < 1e-12, key
+
+
+def test_a_genuine_error_in_func_is_raised_not_hidden():
+    func, y0, t = _sine_problem()
+    buggy = _Buggy()
+    solution = odeint_adjoint_gq(buggy, y0, t, rtol=1e-6, atol=1e-6)
+    buggy.train(False)  # the next call of forward fails, batched or not
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')  # no fallback warning either
+        with pytest.raises(RuntimeError, match='genuine bug in func'):
+            loss_of(solution).backward()
 
 
 def test_node_batches_split_without_changing_the_result(monkeypatch):

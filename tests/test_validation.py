@@ -39,8 +39,24 @@ def _call(**overrides):
     (dict(gtol=-0.1), ValueError, 'gtol must be a positive finite number'),
     (dict(gtol=math.inf), ValueError, 'gtol must be a positive finite number'),
     (dict(gtol=math.nan), ValueError, 'gtol must be a positive finite number'),
-    (dict(gtol='0.1'), TypeError, 'gtol must be a positive finite number'),
-    (dict(gtol=True), TypeError, 'gtol must be a positive finite number'),
+    (dict(gtol='0.1'), TypeError, 'gtol must be None (error-controlled quadrature) or a positive'),
+    (dict(gtol=True), TypeError, 'gtol must be None (error-controlled quadrature) or a positive'),
+    (dict(rtol=-1e-3), ValueError, 'rtol must be finite and non-negative'),
+    (dict(atol=-1e-3), ValueError, 'atol must be finite and non-negative'),
+    (dict(rtol=math.nan), ValueError, 'rtol must be finite and non-negative'),
+    (dict(atol=math.inf), ValueError, 'atol must be finite and non-negative'),
+    (dict(atol=0.0), ValueError, "atol must be positive for method 'dopri5'"),
+    (dict(rtol=torch.tensor([1e-3, -1.0])), ValueError, 'rtol must be finite and non-negative'),
+    (dict(rtol='tight'), TypeError, 'rtol must be a non-negative number or tensor'),
+    (dict(adjoint_rtol=-1e-6), ValueError, 'adjoint_rtol must be finite and non-negative'),
+    (dict(adjoint_atol=math.nan), ValueError, 'adjoint_atol must be finite and non-negative'),
+    (dict(adjoint_atol=0.0), ValueError, "adjoint_atol must be positive for method 'dopri5'"),
+    (dict(y0=torch.tensor([[1.0, math.nan]])), ValueError, 'y0 must hold finite values'),
+    (dict(y0=(torch.ones(2), torch.tensor([math.inf]))), ValueError,
+     'y0[1] must hold finite values'),
+    (dict(event_fn=3), TypeError, 'event_fn must be callable'),
+    (dict(event_fn=lambda t, y: y.sum(), t=torch.tensor([0.0, 1.0, 2.0])), ValueError,
+     'with event_fn, t must hold exactly 2 times'),
     (dict(func=lambda t, z: z), TypeError, 'func must be an nn.Module'),
     (dict(func=3), TypeError, 'func must be callable'),
     (dict(method='rk45'), ValueError, 'method must be one of'),
@@ -60,6 +76,14 @@ def test_bad_argument_is_named(overrides, error, words):
     with pytest.raises(error) as raised:
         _call(**overrides)
     assert words in str(raised.value)
+
+
+def test_zero_atol_is_accepted_where_no_step_size_control_reads_it():
+    weight = torch.tensor(-0.5, requires_grad=True)
+    solution = odeint_adjoint_gq(lambda t, z: weight * z, torch.ones(2), torch.tensor([0.0, 1.0]),
+                                 method='rk4', options=dict(step_size=0.1), atol=0.0,
+                                 adjoint_params=(weight,))
+    assert solution.shape == (2, 2)
 
 
 def test_plain_function_with_adjoint_params_is_accepted():

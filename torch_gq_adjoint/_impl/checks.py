@@ -18,6 +18,14 @@ METHODS = ('dopri8', 'dopri5', 'bosh3', 'fehlberg2', 'adaptive_heun', 'euler', '
 #: The subset above with adaptive step-size control (they accept ``first_step``).
 ADAPTIVE_METHODS = frozenset({'dopri8', 'dopri5', 'bosh3', 'fehlberg2', 'adaptive_heun'})
 
+#: The subset that steps on a fixed grid (``step_size`` or ``grid_constructor``) and
+#: interpolates between grid points; the GQ backward pass reads their grid itself.
+GRID_METHODS = frozenset({'euler', 'midpoint', 'heun2', 'heun3', 'rk4', 'explicit_adams',
+                          'implicit_adams', 'fixed_adams'})
+
+#: Methods whose ``rtol``/``atol`` drive step-size control (scipy's solvers included).
+TOLERANCE_METHODS = ADAPTIVE_METHODS | {'scipy_solver'}
+
 
 def check_func_and_params(func, adjoint_params):
     """Return the tuple of tensors whose gradients the GQ adjoint computes.
@@ -71,6 +79,69 @@ def check_state(y0):
     return parts, is_tuple
 
 
+def check_finite_state(parts, is_tuple):
+    """Check that every entry of the initial state is finite (one host sync).
+
+    Raises:
+        ValueError: ``y0`` (or ``y0[i]``) holds NaN or inf.
+    """
+    for index, part in enumerate(parts):
+        if not torch.isfinite(part.detach()).all():
+            name = f'y0[{index}]' if is_tuple else 'y0'
+            raise ValueError(f'{name} must hold finite values only; it holds NaN or inf.')
+
+
+def check_tolerance(name, value, method):
+    """Check a tolerance (``rtol``, ``atol``, ``adjoint_rtol`` or ``adjoint_atol``).
+
+    A tolerance is a real number or a tensor (torchdiffeq also takes one per tuple part),
+    finite and non-negative. For methods with step-size control (:data:`TOLERANCE_METHODS`)
+    an absolute tolerance must be positive: with ``atol = 0`` any state entry that is zero
+    makes the error ratio infinite and the solver stalls ("underflow in dt").
+
+    Raises:
+        TypeError: not a number, a tensor or a tuple/list of them.
+        ValueError: negative, NaN or infinite entries, or a zero absolute tolerance.
+    """
+    values = tuple(value) if isinstance(value, (tuple, list)) else (value,)
+    for entry in values:
+        if torch.is_tensor(entry):
+            if entry.requires_grad:
+                raise ValueError(f'{name} must not require grad.')
+            entry = entry.detach()
+            finite = bool(torch.isfinite(entry).all())
+            smallest = float(entry.min()) if entry.numel() else 0.0
+        elif isinstance(entry, numbers.Real) and not isinstance(entry, bool):
+            finite = math.isfinite(entry)
+            smallest = float(entry)
+        else:
+            raise TypeError(f'{name} must be a non-negative number or tensor; '
+                            f'got {type(entry).__name__}.')
+        if not finite or smallest < 0:
+            raise ValueError(f'{name} must be finite and non-negative; got {value!r}.')
+        if name.endswith('atol') and method in TOLERANCE_METHODS and smallest == 0:
+            raise ValueError(f'{name} must be positive for method {method!r} (a zero absolute '
+                             'tolerance stalls the step-size control where the state is 0); '
+                             f'got {value!r}.')
+
+
+def check_event_fn(event_fn, t):
+    """Check the event function and that ``t`` holds the two entries event mode needs.
+
+    Raises:
+        TypeError: ``event_fn`` is not callable.
+        ValueError: ``len(t) != 2`` (torchdiffeq reads only ``t[0]`` and the direction).
+    """
+    if event_fn is None:
+        return
+    if not callable(event_fn):
+        raise TypeError(f'event_fn must be callable as event_fn(t, y); '
+                        f'got {type(event_fn).__name__}.')
+    if t.numel() != 2:
+        raise ValueError(f'with event_fn, t must hold exactly 2 times (the start, and any '
+                         f'later or earlier time for the direction); got {t.numel()}.')
+
+
 def check_times(t, device):
     """Check that ``t`` is a 1-D, floating, strictly monotonic tensor on ``device``.
 
@@ -98,14 +169,17 @@ def check_times(t, device):
 
 
 def check_gtol(gtol):
-    """Return ``gtol`` as a float after checking it is a positive finite number.
+    """Return ``gtol`` as a float (or None) after checking it is a positive finite number.
 
     Raises:
-        TypeError: ``gtol`` is not a real number.
+        TypeError: ``gtol`` is neither None nor a real number.
         ValueError: ``gtol`` is not positive and finite.
     """
+    if gtol is None:
+        return None
     if isinstance(gtol, bool) or not isinstance(gtol, numbers.Real):
-        raise TypeError(f'gtol must be a positive finite number; got {type(gtol).__name__}.')
+        raise TypeError('gtol must be None (error-controlled quadrature) or a positive finite '
+                        f'number (the paper\'s C); got {type(gtol).__name__}.')
     gtol = float(gtol)
     if not (math.isfinite(gtol) and gtol > 0):
         raise ValueError(f'gtol must be a positive finite number; got {gtol}.')

@@ -4,12 +4,14 @@ backward ``[z, a]`` dynamics.
 Both count their evaluations (so ``func`` needs no ``nfe`` attribute) and, for
 adaptive methods, remember the last accepted step through torchdiffeq's
 ``callback_accept_step`` hook, so that the next solve can start with that step
-instead of paying for a cold step-size selection.
+instead of paying for a cold step-size selection. Both pass the user's step
+callbacks on: ``callback_*`` in the forward solve, ``callback_*_adjoint`` in the
+backward solves, with the arguments torchdiffeq's own adjoint gives them.
 """
 
 import torch
 
-_USER_CALLBACKS = ('callback_step', 'callback_accept_step', 'callback_reject_step')
+_CALLBACKS = ('callback_step', 'callback_accept_step', 'callback_reject_step')
 
 
 class _StepRecorder:
@@ -18,48 +20,65 @@ class _StepRecorder:
     def __init__(self, record_steps):
         self.nfe = 0
         self.last_step = None
-        if record_steps:
-            # Set per instance: torchdiffeq warns when a fixed-grid solver is given
-            # a callback it never calls, so only adaptive solves get this one.
-            self.callback_accept_step = self._record_step
+        self._record_steps = record_steps
 
     def _record_step(self, t0, y0, dt):
         self.last_step = dt.detach().abs()
 
+    def _install_callbacks(self, user_callbacks, wrap):
+        """Set ``callback_*`` attributes: ours (step recording) chained with the user's.
+
+        Attributes are set per instance and only where needed: torchdiffeq warns when a
+        solver is given a callback it never calls (fixed-grid solvers call only
+        ``callback_step``).
+        """
+        own = {'callback_accept_step': self._record_step} if self._record_steps else {}
+        own.update(self._own_callbacks())
+        for name in _CALLBACKS:
+            mine, theirs = own.get(name), user_callbacks.get(name)
+            if mine is None and theirs is None:
+                continue
+            setattr(self, name, _chain(mine, None if theirs is None else wrap(theirs)))
+
+    def _own_callbacks(self):
+        return {}
+
+
+def _chain(first, second):
+    if second is None:
+        return first
+    if first is None:
+        return second
+
+    def callback(t0, y0, dt):
+        first(t0, y0, dt)
+        second(t0, y0, dt)
+    return callback
+
 
 class CountedField(_StepRecorder):
-    """The forward vector field: counts calls and forwards the user's callbacks.
+    """The forward vector field: the user's ``func`` unchanged, with its calls counted.
+
+    torchdiffeq sees the user's state structure (tensor or tuple) and calls this exactly
+    as it would call ``func``, so the forward solve takes the same steps as
+    :func:`torchdiffeq.odeint` and returns the same values, bit for bit.
 
     Args:
-        field: :class:`~torch_gq_adjoint._impl.state.FlatField`.
+        func: the user's ``func(t, y)``.
         record_steps: bool, record the last accepted step (adaptive methods only).
     """
 
-    def __init__(self, field, record_steps):
+    def __init__(self, func, record_steps):
         super().__init__(record_steps)
-        self.field = field
-        user_func = field.func
-        for name in _USER_CALLBACKS:
-            callback = getattr(user_func, name, None)
-            if callback is None:
-                continue
-            if name == 'callback_accept_step' and record_steps:
-                self.callback_accept_step = self._chain(self._record_step, callback)
-            else:
-                setattr(self, name, self._chain(None, callback))
-
-    def _chain(self, own, user_callback):
-        layout = self.field.layout
-
-        def callback(t0, y0, dt):
-            if own is not None:
-                own(t0, y0, dt)
-            user_callback(t0, layout.unflatten(y0), dt)
-        return callback
+        self.func = func
+        callbacks = {name: getattr(func, name) for name in _CALLBACKS
+                     if getattr(func, name, None) is not None}
+        # torchdiffeq already hands callbacks the user's time and state structure.
+        self._install_callbacks(callbacks, wrap=lambda callback: callback)
 
     def __call__(self, t, y):
         self.nfe += 1
-        return self.field(t, y)
+        return self.func(t, y)
 
 
 class AdjointDynamics(_StepRecorder):
@@ -70,18 +89,54 @@ class AdjointDynamics(_StepRecorder):
     tuple nor its time-reversal wrappers around every evaluation (the backward pass
     makes hundreds of them when there are many observation times).
 
+    The user's ``callback_step_adjoint``, ``callback_accept_step_adjoint`` and
+    ``callback_reject_step_adjoint`` are called as torchdiffeq's adjoint calls them:
+    ``(time, (t_placeholder, z, a), dt)``, with ``time = -s`` (real time for increasing
+    ``t``), ``z`` and ``a`` flat, and no parameter entries (GQ has none in its state).
+
     Args:
         field: :class:`~torch_gq_adjoint._impl.state.FlatField`.
         state_size: int, ``n``, the length of ``z`` (and of ``a``).
         direction: +1.0 or -1.0, the sign of ``dt/ds``.
         record_steps: bool, record the last accepted step (adaptive methods only).
+        record_grid: bool, record ``(s, y, dy/ds)`` at the start of every step
+            (fixed-grid methods: the data of a cubic Hermite interpolant).
     """
 
-    def __init__(self, field, state_size, direction, record_steps):
+    def __init__(self, field, state_size, direction, record_steps, record_grid=False):
         super().__init__(record_steps)
         self.field = field
         self.state_size = state_size
         self.direction = direction
+        self._record_grid = record_grid
+        self._step_start = None
+        self._step_time = None
+        self.grid = []
+        user = field.func
+        callbacks = {name: getattr(user, name + '_adjoint') for name in _CALLBACKS
+                     if getattr(user, name + '_adjoint', None) is not None}
+        self._install_callbacks(callbacks, wrap=self._adjoint_callback)
+
+    def _own_callbacks(self):
+        return {'callback_step': self._mark_step_start} if self._record_grid else {}
+
+    def _mark_step_start(self, s0, y0, ds):
+        # Every fixed-grid step evaluates f at its start state first; that evaluation
+        # (recognised by the very tensor torchdiffeq passes here) is recorded in __call__.
+        self._step_start, self._step_time = y0, s0.detach()
+
+    def _adjoint_callback(self, callback):
+        size = self.state_size
+
+        def adjoint_callback(s0, y0, ds):
+            placeholder = torch.zeros((), dtype=y0.dtype, device=y0.device)
+            callback(-s0, (placeholder, y0[:size], y0[size:]), ds)
+        return adjoint_callback
+
+    def start_interval(self):
+        """Forget the grid recorded for the previous interval."""
+        self.grid = []
+        self._step_start = None
 
     def __call__(self, s, state):
         self.nfe += 1
@@ -99,5 +154,10 @@ class AdjointDynamics(_StepRecorder):
             # f does not depend on z (or on anything that requires grad).
             vjp = torch.zeros_like(adjoint)
         if self.direction > 0:
-            return torch.cat([derivative, -vjp])
-        return torch.cat([-derivative, vjp])
+            result = torch.cat([derivative, -vjp])
+        else:
+            result = torch.cat([-derivative, vjp])
+        if self._step_start is not None and state is self._step_start:
+            self.grid.append((self._step_time, state, result))
+            self._step_start = None
+        return result

@@ -1,10 +1,12 @@
 """The GQ adjoint: one autograd Function whose forward and backward read top to bottom.
 
-Forward: solve ``z`` without a graph and count the evaluations (NFE).
+Forward: :func:`torchdiffeq.odeint` itself, on the user's ``func`` and state structure,
+without a graph; only the evaluations (NFE) are counted.
 Backward, interval by interval from the last: solve ``[z, a]`` backwards, read them at
-Gauss–Legendre nodes off the solver's dense output, queue the nodes for the parameter
-integral, restart ``z`` from the stored forward solution and add the loss gradient to
-``a``. The time gradients follow in closed form from ``f`` at the output times.
+Gauss–Legendre nodes (off the solver's dense output, or a cubic Hermite interpolant of
+a fixed grid), restart ``z`` from the stored forward solution and add the loss gradient
+to ``a``. The parameter integral is then one batched quadrature over every interval's
+nodes; the time gradients follow in closed form from ``f`` at the output times.
 """
 
 from dataclasses import dataclass
@@ -12,11 +14,21 @@ from dataclasses import dataclass
 import torch
 import torchdiffeq
 from torch.autograd.function import once_differentiable
+from torch.func import vmap
 
 from . import checks
+from .backward_options import backward_norm, backward_options, flat_tolerance
 from .dynamics import AdjointDynamics, CountedField
-from .parameter_integral import ParameterIntegral
-from .quadrature import gauss_legendre, node_count
+from .error_control import ControlledQuadrature, Interval, Rule
+from .interpolation import hermite
+from .parameter_integral import NodeEvaluator, ParameterIntegral
+from .quadrature import (
+    FIRST_GTOL,
+    candidate_counts,
+    gauss_legendre,
+    grid_node_count,
+    node_count,
+)
 from .state import FlatField, StateLayout
 
 
@@ -24,14 +36,17 @@ from .state import FlatField, StateLayout
 class _Settings:
     """Everything the Function needs besides tensors (checked by the public function)."""
 
+    func: object
     field: FlatField
-    rtol: float
-    atol: float
-    gtol: float
+    layout: StateLayout
+    rtol: object
+    atol: object
+    gtol: object
     method: str
     options: dict
-    adjoint_rtol: float
-    adjoint_atol: float
+    event_fn: object
+    adjoint_rtol: object
+    adjoint_atol: object
     adjoint_method: str
     adjoint_options: dict
 
@@ -39,84 +54,243 @@ class _Settings:
 class _GaussQuadratureAdjoint(torch.autograd.Function):
 
     @staticmethod
-    def forward(ctx, settings, y0, t, *params):
-        counted = CountedField(settings.field, settings.method in checks.ADAPTIVE_METHODS)
+    def forward(ctx, settings, t, *inputs):
+        layout = settings.layout
+        parts, params = inputs[:len(layout.shapes)], inputs[len(layout.shapes):]
+        y0 = tuple(parts) if layout.is_tuple else parts[0]
+        counted = CountedField(settings.func, settings.method in checks.ADAPTIVE_METHODS)
         with torch.no_grad():
-            solution = torchdiffeq.odeint(counted, y0, t, rtol=settings.rtol, atol=settings.atol,
-                                          method=settings.method, options=settings.options)
+            result = torchdiffeq.odeint(counted, y0, t, rtol=settings.rtol, atol=settings.atol,
+                                        method=settings.method, options=settings.options,
+                                        event_fn=settings.event_fn)
+        event_t = None
+        if settings.event_fn is not None:
+            event_t, result = result
+        solution = tuple(result) if layout.is_tuple else (result,)
         ctx.settings = settings
         ctx.forward_nfe = counted.nfe
         ctx.forward_step = counted.last_step
-        ctx.save_for_backward(t, solution, *params)
-        return solution
+        ctx.save_for_backward(t, *((event_t,) if event_t is not None else ()), *solution,
+                              *params)
+        if event_t is None:
+            return solution
+        # torchdiffeq's own adjoint does not differentiate the event time either; the
+        # gradient through it comes from torchdiffeq.odeint_event (see the docstring).
+        ctx.mark_non_differentiable(event_t)
+        return (event_t, *solution)
 
     @staticmethod
     @once_differentiable
-    def backward(ctx, grad_solution):
+    def backward(ctx, *grad_outputs):
         settings = ctx.settings
-        t, solution, *params = ctx.saved_tensors
-        field = settings.field
-        adaptive = settings.adjoint_method in checks.ADAPTIVE_METHODS
-        size = solution.shape[-1]
+        layout = settings.layout
+        event_mode = settings.event_fn is not None
+        saved = ctx.saved_tensors
+        t, saved = saved[0], saved[1:]
+        if event_mode:
+            event_t, saved = saved[0], saved[1:]
+            grad_outputs = grad_outputs[1:]
+        parts = len(layout.shapes)
+        solution_parts, params = saved[:parts], saved[parts:]
+        solution = layout.flatten_series(tuple(solution_parts) if layout.is_tuple
+                                         else solution_parts[0])
+        grads = [torch.zeros_like(part) if grad is None else grad
+                 for part, grad in zip(solution_parts, grad_outputs)]
+        grad_solution = layout.flatten_series(tuple(grads) if layout.is_tuple else grads[0])
         times = t.detach()
-        # One host transfer for all times: node counts and positions are host-side.
-        time_values = times.tolist()
-        total_length = time_values[-1] - time_values[0]
-        # The backward solves run against t's direction; the solver's own time s = direction·t
-        # increases (see AdjointDynamics).
-        direction = -1.0 if total_length > 0 else 1.0
-        dynamics = AdjointDynamics(field, size, direction, record_steps=adaptive)
-        integral = ParameterIntegral(field, tuple(params), size)
+        if event_mode:
+            times = torch.cat([times[:1], event_t.detach().reshape(1).to(times)])
 
+        adjoint, grad_times, param_grads = _backward_pass(
+            settings, times, solution, grad_solution, tuple(params), ctx.forward_nfe,
+            ctx.forward_step, need_time_grads=ctx.needs_input_grad[1])
+        if grad_times is not None and event_mode:
+            # Only t[0] reaches the solution in event mode, as in torchdiffeq.
+            grad_times = torch.cat([grad_times[:1], torch.zeros_like(t[1:])])
+        grad_y0 = layout.unflatten(adjoint)
+        grad_y0 = grad_y0 if layout.is_tuple else (grad_y0,)
+        return (None, grad_times, *grad_y0, *param_grads)
+
+
+def _backward_pass(settings, times, solution, grad_solution, params, forward_nfe, forward_step,
+                   need_time_grads):
+    """The whole backward pass on flat states: ``(dL/dy0, dL/dt or None, dL/dθ)``."""
+    field = settings.field
+    size = solution.shape[-1]
+    evaluator = NodeEvaluator(field, params, size)
+    controlled = settings.gtol is None and settings.adjoint_method not in checks.GRID_METHODS
+    fields = _FieldValues(field, times, solution)
+    sweep = _Sweep(settings, times, solution, forward_nfe, forward_step, controlled)
+    integral = None if controlled else ParameterIntegral(evaluator)
+
+    adjoint = grad_solution[-1]
+    # a(t_0^+): the adjoint arriving at t_0 from later times (none if t has one entry).
+    adjoint_after_start = torch.zeros_like(adjoint)
+    intervals = []
+    for index in range(len(times) - 1, 0, -1):
+        interval = sweep.solve(index, adjoint)
+        if integral is not None:
+            rule = interval.rules[0]
+            integral.add(rule.times, rule.weights, rule.states, rule.adjoints)
+        elif params:
+            intervals.append(interval)
+        adjoint_after_start = interval.adjoint_end
+        adjoint = adjoint_after_start + grad_solution[index - 1]
+
+    if integral is not None:
+        param_grads = integral.result()
+    else:
+        rtol, atol = (flat_tolerance(value, settings.layout, solution)
+                      for value in (settings.adjoint_rtol, settings.adjoint_atol))
+        param_grads = ControlledQuadrature(evaluator, rtol, atol, fields).integrate(intervals)
+    _check_finite(adjoint, 'the gradient of y0')
+    for number, grad in enumerate(param_grads):
+        _check_finite(grad, f'the gradient of parameter {number}')
+
+    grad_times = None
+    if need_time_grads:
+        with torch.no_grad():
+            derivatives = fields()
+            grad_times = (grad_solution * derivatives).sum(dim=-1)
+            grad_times[0] = -(adjoint_after_start * derivatives[0]).sum()
+        grad_times = grad_times.to(times.dtype)
+    return adjoint, grad_times, param_grads
+
+
+class _FieldValues:
+    """``f(t_i, z_i)`` at every output time, ``(T, n)``, computed once on first use.
+
+    They give the time gradients in closed form (``dL/dt_i = g_i · f(t_i, z_i)`` for
+    i ≥ 1, ``dL/dt_0 = -a(t_0⁺) · f(t_0, z_0)``: the solution moves with t_0 only through
+    the start of the flow, so the loss gradient at t_0 itself does not count) and the
+    reference of the error-controlled quadrature's time check.
+    """
+
+    def __init__(self, field, times, solution):
+        self.field, self.times, self.solution = field, times, solution
+        self.values = None
+
+    def __call__(self):
+        if self.values is None:
+            with torch.no_grad():
+                try:
+                    self.values = vmap(self.field)(self.times, self.solution)
+                except RuntimeError:  # func cannot be vectorised: one call per time
+                    self.values = torch.stack([self.field(time, state) for time, state
+                                               in zip(self.times, self.solution)])
+        return self.values
+
+
+class _Sweep:
+    """Backward solves of ``[z, a]``, one interval at a time, and their quadrature nodes."""
+
+    def __init__(self, settings, times, solution, forward_nfe, forward_step, controlled):
+        self.settings = settings
+        self.times = times
+        self.solution = solution
+        self.size = solution.shape[-1]
+        self.forward_nfe = forward_nfe
+        self.controlled = controlled
+        method = settings.adjoint_method
+        self.grid = method in checks.GRID_METHODS
+        self.adaptive = method in checks.ADAPTIVE_METHODS
+        # One host transfer for all times: node counts and positions are host-side.
+        self.time_values = times.tolist()
+        self.total_length = self.time_values[-1] - self.time_values[0]
+        # The backward solves run against t's direction; the solver's own time
+        # s = direction·t increases (see AdjointDynamics).
+        self.direction = -1.0 if self.total_length > 0 else 1.0
+        self.dynamics = AdjointDynamics(settings.field, self.size, self.direction,
+                                        record_steps=self.adaptive, record_grid=self.grid)
+        self.options = backward_options(settings.adjoint_options, self.direction)
         # A step chosen by the user wins for the first interval; after that, and when the
         # user chose none, each solve starts with the last accepted step of the previous one.
-        step = settings.adjoint_options.get('first_step', ctx.forward_step) if adaptive else None
-        adjoint = grad_solution[-1]
-        # a(t_0^+): the adjoint arriving at t_0 from later times (none if t has one entry).
-        adjoint_after_start = torch.zeros_like(adjoint)
-        for index in range(len(time_values) - 1, 0, -1):
-            end, start = time_values[index], time_values[index - 1]
-            count = node_count(settings.gtol, ctx.forward_nfe, end - start, total_length)
-            nodes, weights = gauss_legendre(end, start, count, times.dtype, times.device)
-            # Nodes run backwards from `end`; the integral itself runs forwards in time.
-            weights = -weights
-            solve_times = direction * torch.cat([times[index:index + 1], nodes,
-                                                 times[index - 1:index]])
-            options = dict(settings.adjoint_options)
-            if step is not None:
-                options['first_step'] = step
-            start_state = torch.cat([solution[index], adjoint])
-            path = _solve_backward(dynamics, start_state, solve_times, settings, options, index)
-            if adaptive and dynamics.last_step is not None:
-                step = dynamics.last_step
-            integral.add(nodes, weights, path[1:-1, :size], path[1:-1, size:])
-            adjoint_after_start = path[-1, size:]
-            adjoint = adjoint_after_start + grad_solution[index - 1]
+        self.step = self.options.get('first_step', forward_step) if self.adaptive else None
 
-        param_grads = integral.result()
-        _check_finite(adjoint, 'the gradient of y0')
-        for number, grad in enumerate(param_grads):
-            _check_finite(grad, f'the gradient of parameter {number}')
+    def solve(self, index, adjoint):
+        """Solve ``[t_{index-1}, t_index]`` backwards from ``a(t_index⁻) = adjoint``."""
+        end, start = self.time_values[index], self.time_values[index - 1]
+        endpoints = self.times[[index, index - 1]]
+        start_state = torch.cat([self.solution[index], adjoint])
+        if self.grid:
+            return self._solve_grid(index, end, start, endpoints, start_state, adjoint)
+        if self.controlled:
+            first = node_count(FIRST_GTOL, self.forward_nfe, end - start, self.total_length)
+            counts = candidate_counts(first)
+        else:
+            counts = [node_count(self.settings.gtol, self.forward_nfe, end - start,
+                                 self.total_length)]
+        rules = [self._rule(end, start, count) for count in counts]
+        # Every candidate node in one solve, as increasing solver times (the rules
+        # share no node, but unique() keeps that an assumption we need not make).
+        node_times = torch.cat([nodes for nodes, _ in rules])
+        solver_nodes, position = torch.unique(self.direction * node_times, sorted=True,
+                                              return_inverse=True)
+        solve_times = torch.cat([self.direction * endpoints[:1], solver_nodes,
+                                 self.direction * endpoints[1:]])
+        path = self._odeint(start_state, solve_times, index)
+        inner = path[1:-1]
+        result, offset = [], 0
+        for nodes, weights in rules:
+            at = inner[position[offset:offset + len(nodes)]]
+            offset += len(nodes)
+            result.append(Rule(nodes, weights, at[:, :self.size], at[:, self.size:]))
+        return self._interval(index, result, adjoint, path)
 
-        grad_t = None
-        if ctx.needs_input_grad[2]:
-            grad_t = _time_gradients(field, times, solution, grad_solution, adjoint_after_start)
-        return (None, adjoint, grad_t, *param_grads)
+    def _solve_grid(self, index, end, start, endpoints, start_state, adjoint):
+        dynamics = self.dynamics
+        dynamics.start_interval()
+        solve_times = self.direction * endpoints
+        path = self._odeint(start_state, solve_times, index)
+        if not dynamics.grid:
+            raise RuntimeError('odeint_adjoint_gq: no grid was recorded in the backward solve '
+                               f'of {self.settings.adjoint_method}; the torchdiffeq version '
+                               'differs from the pinned one (see requirements.txt).')
+        grid_s = torch.stack([item[0].to(solve_times.dtype) for item in dynamics.grid]
+                             + [solve_times[-1]])
+        grid_y = torch.stack([item[1] for item in dynamics.grid] + [path[-1]])
+        final_slope = dynamics(solve_times[-1], path[-1])
+        grid_f = torch.stack([item[2] for item in dynamics.grid] + [final_slope])
+        if self.settings.gtol is None:
+            count = grid_node_count(self.settings.adjoint_method, len(dynamics.grid))
+        else:
+            count = node_count(self.settings.gtol, self.forward_nfe, end - start,
+                               self.total_length)
+        nodes, weights = self._rule(end, start, count)
+        at = hermite(grid_s, grid_y, grid_f, self.direction * nodes)
+        rule = Rule(nodes, weights, at[:, :self.size], at[:, self.size:])
+        return self._interval(index, [rule], adjoint, path)
 
+    def _interval(self, index, rules, adjoint, path):
+        return Interval(index, rules, adjoint, path[-1, self.size:], self.solution[index],
+                        path[-1, :self.size],
+                        abs(self.time_values[index] - self.time_values[index - 1]))
 
-def _solve_backward(dynamics, start_state, solve_times, settings, options, index):
-    """Solve ``[z, a]`` over one interval; a non-finite state becomes a clear error."""
-    try:
-        return torchdiffeq.odeint(dynamics, start_state, solve_times,
-                                  rtol=settings.adjoint_rtol, atol=settings.adjoint_atol,
-                                  method=settings.adjoint_method, options=options)
-    except AssertionError as error:
-        if 'non-finite' in str(error) or 'underflow' in str(error):
-            raise FloatingPointError(
-                f'odeint_adjoint_gq: the backward solve over [t[{index - 1}], t[{index}]] failed '
-                f'with non-finite or vanishing values ({error}). Check func for overflow, or '
-                'lower rtol/atol.') from error
-        raise
+    def _rule(self, end, start, count):
+        nodes, weights = gauss_legendre(end, start, count, self.times.dtype, self.times.device)
+        # Nodes run backwards from `end`; the integral itself runs forwards in time.
+        return nodes, -weights
+
+    def _odeint(self, start_state, solve_times, index):
+        """One backward solve; a non-finite state becomes a clear error."""
+        options = self.options
+        if self.step is not None:
+            options = dict(options, first_step=self.step)
+        settings = self.settings
+        try:
+            path = torchdiffeq.odeint(self.dynamics, start_state, solve_times,
+                                      rtol=settings.adjoint_rtol, atol=settings.adjoint_atol,
+                                      method=settings.adjoint_method, options=options)
+        except AssertionError as error:
+            if 'non-finite' in str(error) or 'underflow' in str(error):
+                raise FloatingPointError(
+                    f'odeint_adjoint_gq: the backward solve over [t[{index - 1}], t[{index}]] '
+                    f'failed with non-finite or vanishing values ({error}). Check func for '
+                    'overflow, or lower rtol/atol.') from error
+            raise
+        if self.adaptive and self.dynamics.last_step is not None:
+            self.step = self.dynamics.last_step
+        return path
 
 
 def _check_finite(tensor, what):
@@ -125,62 +299,77 @@ def _check_finite(tensor, what):
                                  f'({what} holds NaN or inf).')
 
 
-def _time_gradients(field, times, solution, grad_solution, adjoint_after_start):
-    """``dL/dt_i = g_i · f(t_i, z_i)`` for i ≥ 1 and ``dL/dt_0 = -a(t_0^+) · f(t_0, z_0)``.
-
-    The solution depends on an output time t_i (i ≥ 1) only through where it is read,
-    and on t_0 through the start of the flow; ``a(t_0^+)`` excludes the loss gradient
-    at ``t_0`` itself, since ``z(t_0) = y0`` does not move with t_0.
-    """
-    with torch.no_grad():
-        derivatives = torch.stack([field(time, state) for time, state in zip(times, solution)])
-        grad_t = (grad_solution * derivatives).sum(dim=-1)
-        grad_t[0] = -(adjoint_after_start * derivatives[0]).sum()
-    return grad_t.to(times.dtype)
-
-
-def odeint_adjoint_gq(func, y0, t, *, rtol=1e-7, atol=1e-9, gtol=0.1, method=None, options=None,
-                      adjoint_rtol=None, adjoint_atol=None, adjoint_method=None,
-                      adjoint_options=None, adjoint_params=None):
+def odeint_adjoint_gq(func, y0, t, *, rtol=1e-7, atol=1e-9, gtol=None, method=None,
+                      options=None, event_fn=None, adjoint_rtol=None, adjoint_atol=None,
+                      adjoint_method=None, adjoint_options=None, adjoint_params=None):
     """Solve ``dy/dt = func(t, y)`` like :func:`torchdiffeq.odeint`; gradients by the GQ adjoint.
 
-    The forward pass keeps no graph (memory O(state)). The backward pass solves only the
-    state and its adjoint ``[z, a]`` backwards and computes the parameter gradient
-    ``∫ a^T ∂f/∂θ dt`` with Gauss–Legendre quadrature on each interval ``[t[i-1], t[i]]``,
-    with ``min(ceil(gtol * NFE * |t[i] - t[i-1]| / |t[-1] - t[0]|), 64)`` nodes (at least
-    one), where NFE counts the forward solve's evaluations of ``func``.
+    The forward pass is :func:`torchdiffeq.odeint` itself without a graph (memory
+    O(state)): same steps, same values. The backward pass solves only the state and its
+    adjoint ``[z, a]`` backwards and computes the parameter gradient ``∫ aᵀ ∂f/∂θ dt``
+    with Gauss–Legendre quadrature on each interval ``[t[i-1], t[i]]``.
 
-    Same signature as :func:`torchdiffeq.odeint_adjoint` (without ``event_fn``) plus
-    ``gtol``, so switching is a rename.
+    Same signature as :func:`torchdiffeq.odeint_adjoint` plus ``gtol``, so switching is
+    a rename.
 
     Args:
         func: callable ``func(t, y)`` returning ``dy/dt`` with ``y``'s structure. An
             ``nn.Module`` unless ``adjoint_params`` is given. No ``nfe`` attribute needed.
-        y0: floating point tensor of any shape, or a tuple of such tensors (same dtype
-            and device), the state at ``t[0]``.
+            Its ``callback_step``, ``callback_accept_step``, ``callback_reject_step`` are
+            called in the forward solve and their ``*_adjoint`` versions in the backward
+            solves, as torchdiffeq's adjoint calls them (with ``(t, (t_placeholder, z, a),
+            dt)``, flat ``z`` and ``a``, no parameter entries).
+        y0: floating point tensor of any shape (0-dim included), or a tuple of such
+            tensors (same dtype and device), the state at ``t[0]``; finite.
         t: 1-D floating point tensor of output times, strictly increasing or strictly
             decreasing, on ``y0``'s device. Its entries may require grad.
-        rtol, atol: tolerances of the forward solve (defaults 1e-7, 1e-9 as torchdiffeq).
-        gtol: positive float (default 0.1), the paper's ``C``: larger gives more quadrature
-            nodes and a more accurate parameter gradient. Not a tolerance: it scales the
-            node count up, not the error bound down.
+        rtol, atol: tolerances of the forward solve (defaults 1e-7, 1e-9 as torchdiffeq):
+            finite and non-negative numbers or tensors; ``atol`` positive for methods with
+            step-size control.
+        gtol: how the quadrature nodes are chosen.
+
+            - None (default): error-controlled. For solvers with step-size control, each
+              interval's rule is checked on two integrals the backward solve knows
+              exactly, ``∫ aᵀ∂f/∂z dt = Δa`` and ``∫ aᵀ∂f/∂t dt = Δ(aᵀf)``, which come out
+              of the same backward pass as the parameter integrand; a rule passes when
+              both hold to ``adjoint_rtol``/``adjoint_atol``, or when it agrees with the
+              previous rule to that tolerance. Rules start at the paper's with ``C = 0.1``
+              and double (at most 4 rules, 64 nodes). For fixed-grid methods: 1 node per
+              grid step (euler, midpoint, heun2) or 2 (heun3, rk4, the Adams methods), at
+              most 64 per interval.
+            - a positive number ``C``: the paper's rule, ``min(ceil(C · NFE · |t[i] −
+              t[i−1]| / |t[-1] − t[0]|), 64)`` nodes (at least one), NFE the forward
+              solve's evaluations. Larger gives more nodes; it is not a tolerance.
         method: torchdiffeq method name (default None: dopri5).
-        options: dict of solver options for the forward solve (e.g. ``step_size``).
+        options: dict of solver options for the forward solve (e.g. ``step_size``,
+            ``step_t``, ``jump_t``, ``grid_constructor``, ``norm``), as for ``odeint``.
+        event_fn: optional ``event_fn(t, y)``; as in :func:`torchdiffeq.odeint_adjoint`
+            the solve stops where it crosses zero, ``t`` must have 2 entries, and the
+            return value is ``(event_t, solution)``. Gradients flow to the solution at
+            the event time as at a fixed end time (``event_t`` itself is not
+            differentiable); for gradients through the event time use
+            ``torchdiffeq.odeint_event(func, y0, t0, event_fn=...,
+            odeint_interface=odeint_adjoint_gq)``.
         adjoint_rtol, adjoint_atol: tolerances of the backward ``[z, a]`` solve
-            (default: ``rtol``, ``atol``).
+            (default: ``rtol``, ``atol``); they also set the error-controlled rule's target.
         adjoint_method: method of the backward solve (default: ``method``).
         adjoint_options: options of the backward solve (default: ``options`` without
-            ``norm``). ``norm='seminorm'`` is accepted and changes nothing: the backward
-            state has no parameter part for a seminorm to leave out. A callable ``norm``
-            receives ``(t_placeholder, *y, *adj_y)`` as torchdiffeq's adjoint would (with
-            no parameter entries). For adaptive methods each interval's solve starts from
+            ``norm``). ``step_t``, ``jump_t`` and ``grid_constructor`` are given in real
+            time, as the user wrote them; they are mapped to the backward solve's time as
+            torchdiffeq's adjoint does (``grid_constructor`` receives ``(func, y0,
+            tensor([t[i], t[i-1]]))`` and returns a grid from ``t[i]`` to ``t[i-1]``).
+            ``norm='seminorm'`` is accepted and changes nothing: the backward state has
+            no parameter part for a seminorm to leave out. A callable ``norm`` receives
+            ``(t_placeholder, *y, *adj_y)`` as torchdiffeq's adjoint would (with no
+            parameter entries). For adaptive methods each interval's solve starts from
             the last accepted step of the previous one unless ``first_step`` is given.
         adjoint_params: tensors to differentiate (default: ``func.parameters()``); those
             not requiring grad are skipped, unused ones get a zero gradient.
 
     Returns:
         Tensor of shape ``(len(t), *y0.shape)``, or a tuple of such tensors for a tuple
-        ``y0``: exactly what :func:`torchdiffeq.odeint` returns.
+        ``y0``: exactly what :func:`torchdiffeq.odeint` returns (``(event_t, solution)``
+        with ``event_fn``).
 
     Raises:
         TypeError, ValueError: bad arguments (named in the message), before any solve.
@@ -189,6 +378,7 @@ def odeint_adjoint_gq(func, y0, t, *, rtol=1e-7, atol=1e-9, gtol=0.1, method=Non
     params = checks.check_func_and_params(func, adjoint_params)
     parts, is_tuple = checks.check_state(y0)
     checks.check_times(t, parts[0].device)
+    checks.check_event_fn(event_fn, t)
     gtol = checks.check_gtol(gtol)
     checks.check_method('method', method)
     checks.check_method('adjoint_method', adjoint_method)
@@ -198,6 +388,13 @@ def odeint_adjoint_gq(func, y0, t, *, rtol=1e-7, atol=1e-9, gtol=0.1, method=Non
     elif adjoint_method != method and options is not None and adjoint_options is None:
         raise ValueError('adjoint_options must be given when adjoint_method differs from method '
                          'and options are given: options of one method need not suit another.')
+    adjoint_rtol = rtol if adjoint_rtol is None else adjoint_rtol
+    adjoint_atol = atol if adjoint_atol is None else adjoint_atol
+    for name, value, used_by in (('rtol', rtol, method), ('atol', atol, method),
+                                 ('adjoint_rtol', adjoint_rtol, adjoint_method),
+                                 ('adjoint_atol', adjoint_atol, adjoint_method)):
+        checks.check_tolerance(name, value, used_by)
+    checks.check_finite_state(parts, is_tuple)
     options = checks.check_options('options', options)
     if adjoint_options is None:
         adjoint_options = {key: value for key, value in options.items() if key != 'norm'}
@@ -205,50 +402,15 @@ def odeint_adjoint_gq(func, y0, t, *, rtol=1e-7, atol=1e-9, gtol=0.1, method=Non
         adjoint_options = checks.check_options('adjoint_options', adjoint_options)
 
     layout = StateLayout(parts, is_tuple)
-    field = FlatField(func, layout)
-    _wrap_norms(options, adjoint_options, layout)
+    adjoint_options['norm'] = backward_norm(options.get('norm'), adjoint_options.get('norm'),
+                                            layout)
     settings = _Settings(
-        field=field, rtol=rtol, atol=atol, gtol=gtol, method=method, options=options,
-        adjoint_rtol=rtol if adjoint_rtol is None else adjoint_rtol,
-        adjoint_atol=atol if adjoint_atol is None else adjoint_atol,
-        adjoint_method=adjoint_method, adjoint_options=adjoint_options)
-
-    y0_flat = layout.flatten(y0)
-    solution = _GaussQuadratureAdjoint.apply(settings, y0_flat, t, *params)
-    return layout.unflatten(solution)
-
-
-def _rms_norm(tensor):
-    # torchdiffeq's default norm, applied below to z and a separately.
-    return tensor.abs().pow(2).mean().sqrt()
-
-
-def _wrap_norms(options, adjoint_options, layout):
-    """Translate user norms to the flat forward state and the flat ``[z, a]`` backward state.
-
-    The backward norm is always set: by default ``max(norm(z), norm(a))`` with the forward
-    norm (torchdiffeq's RMS norm unless the user gave one), as torchdiffeq's adjoint does.
-    """
-    size = sum(layout.numels)
-    state_norm = options.get('norm')
-    if callable(state_norm) and layout.is_tuple:
-        options['norm'] = lambda flat: state_norm(layout.unflatten(flat))
-    part_norm = _rms_norm if state_norm is None else options['norm']
-
-    adjoint_norm = adjoint_options.get('norm')
-    if adjoint_norm == 'seminorm' or adjoint_norm is None:
-        def default_norm(state):
-            return torch.maximum(torch.as_tensor(part_norm(state[:size])),
-                                 torch.as_tensor(part_norm(state[size:])))
-        adjoint_options['norm'] = default_norm
-    elif callable(adjoint_norm):
-        def user_adjoint_norm(state):
-            z, adjoint = layout.unflatten(state[:size]), layout.unflatten(state[size:])
-            placeholder = torch.zeros((), dtype=state.dtype, device=state.device)
-            if layout.is_tuple:
-                return adjoint_norm((placeholder, *z, *adjoint))
-            return adjoint_norm((placeholder, z, adjoint))
-        adjoint_options['norm'] = user_adjoint_norm
-    else:
-        raise ValueError("adjoint_options['norm'] must be 'seminorm' or a callable; "
-                         f'got {adjoint_norm!r}.')
+        func=func, field=FlatField(func, layout), layout=layout, rtol=rtol, atol=atol,
+        gtol=gtol, method=method, options=options, event_fn=event_fn,
+        adjoint_rtol=adjoint_rtol, adjoint_atol=adjoint_atol, adjoint_method=adjoint_method,
+        adjoint_options=adjoint_options)
+    outputs = _GaussQuadratureAdjoint.apply(settings, t, *parts, *params)
+    if event_fn is not None:
+        event_t, outputs = outputs[0], outputs[1:]
+    solution = tuple(outputs) if is_tuple else outputs[0]
+    return solution if event_fn is None else (event_t, solution)

@@ -4,11 +4,17 @@ Nodes are collected across intervals and evaluated in batches: one vectorised
 (``torch.func.vmap``) evaluation of ``f`` over a batch of nodes, then one backward pass
 with the weighted adjoints as output gradients gives
 ``Σ_k w_k a_kᵀ ∂f/∂θ(τ_k, z_k)`` for the whole batch. This never materialises one
-gradient per node (that would cost nodes × parameters memory). Functions that
-``vmap`` cannot handle (``.item()``, data-dependent control flow, dropout, ...) fall
-back to one vector–Jacobian product per node, with identical results.
+gradient per node (that would cost nodes × parameters memory). The same backward pass
+can also return, per node, ``w_k a_kᵀ ∂f/∂z`` and ``w_k a_kᵀ ∂f/∂t`` (state-sized and
+scalar), which the error-controlled quadrature uses to check itself.
+
+Functions that ``vmap`` cannot batch (``.item()``, ``float(t)``, ``torch.tensor(t)``,
+dropout, ...) fall back to one vector–Jacobian product per node, with identical results
+and a warning that points at the offending line of ``func``.
 """
 
+import os
+import traceback
 import warnings
 
 import torch
@@ -18,15 +24,31 @@ from torch.func import vmap
 #: it bounds the memory of the activations kept for the batch's backward pass.
 BATCH_STATE_ELEMENTS = 2 ** 22
 
+_LIBRARY_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_TORCH_DIR = os.path.dirname(os.path.abspath(torch.__file__))
 
-class ParameterIntegral:
-    """Accumulates the quadrature sum of the parameter gradient.
+
+def _user_frame(error):
+    """``(filename, lineno)`` of the innermost frame of ``error`` outside torch and us."""
+    for frame in reversed(traceback.extract_tb(error.__traceback__)):
+        path = os.path.abspath(frame.filename)
+        if not (path.startswith(_LIBRARY_DIR) or path.startswith(_TORCH_DIR)):
+            return frame.filename, frame.lineno
+    return None
+
+
+class NodeEvaluator:
+    """Vector–Jacobian products of ``f`` at batches of quadrature nodes.
 
     Args:
         field: callable ``field(t, z)`` on flat states (``z`` of shape ``(n,)``).
         params: tuple of tensors requiring grad, the integral's variables.
         state_size: int, ``n``.
         vectorise: bool, try ``vmap`` first (default True).
+
+    Attributes:
+        grads: list of tensors, the accumulated parameter gradients.
+        calls: int, vectorised batches (or single nodes, after a fallback) evaluated.
     """
 
     def __init__(self, field, params, state_size, vectorise=True):
@@ -35,22 +57,124 @@ class ParameterIntegral:
         self.grads = [torch.zeros_like(param) for param in params]
         self.batch_nodes = max(1, BATCH_STATE_ELEMENTS // max(1, state_size))
         self.vectorise = vectorise
+        self.calls = 0
+
+    def evaluate(self, times, states, cotangents, *, params=True, state_grads=False,
+                 time_grads=False):
+        """Add ``Σ_k cotangents_kᵀ ∂f/∂θ`` to :attr:`grads`; return per-node extras.
+
+        Args:
+            times: ``(K,)`` node times.
+            states: ``(K, n)`` states at the nodes.
+            cotangents: ``(K, n)`` weighted adjoints ``w_k a_k``.
+            params: bool, accumulate the parameter gradients (default True).
+            state_grads: bool, return ``cotangents_kᵀ ∂f/∂z`` per node.
+            time_grads: bool, return ``cotangents_kᵀ ∂f/∂t`` per node.
+
+        Returns:
+            ``(state_grads, time_grads)``: ``(K, n)`` and ``(K,)`` tensors, or None where
+            not asked for; zeros where ``f`` does not depend on ``z`` or ``t``.
+        """
+        extras_z, extras_t = [], []
+        for start in range(0, len(times), self.batch_nodes):
+            batch = slice(start, start + self.batch_nodes)
+            grad_z, grad_t = self._batch(times[batch], states[batch], cotangents[batch],
+                                         params, state_grads, time_grads)
+            extras_z.append(grad_z)
+            extras_t.append(grad_t)
+        return (torch.cat(extras_z) if state_grads else None,
+                torch.cat(extras_t) if time_grads else None)
+
+    def _batch(self, times, states, cotangents, params, state_grads, time_grads):
+        if self.vectorise:
+            try:
+                return self._backward(vmap(self.field), times, states, cotangents, params,
+                                      state_grads, time_grads)
+            except RuntimeError as error:
+                self._fall_back(error, times, states)
+        results = [self._backward(self.field, time, state, cotangent, params, state_grads,
+                                  time_grads)
+                   for time, state, cotangent in zip(times, states, cotangents)]
+        grad_z = torch.stack([item[0] for item in results]) if state_grads else None
+        grad_t = torch.stack([item[1] for item in results]) if time_grads else None
+        return grad_z, grad_t
+
+    def _fall_back(self, error, times, states):
+        """Switch to one node at a time, after checking that ``vmap`` was the problem.
+
+        A genuine bug in ``func`` fails unbatched too: then that error is raised and no
+        slower path hides it.
+        """
+        with torch.no_grad():
+            self.field(times[0], states[0])
+        self.vectorise = False
+        message = (
+            'odeint_adjoint_gq: func cannot be vectorised over quadrature nodes with '
+            f'torch.func.vmap ({type(error).__name__}: {str(error).splitlines()[0]}). Each '
+            'node now costs its own vector-Jacobian product: the same gradient, slower. '
+            'To vectorise, avoid in func: .item(), float(t) or int(t), torch.tensor(t) (use '
+            't itself), Python branches on tensor values, and random operations such as '
+            'dropout.')
+        location = _user_frame(error)
+        if location is None:
+            warnings.warn(message, RuntimeWarning, stacklevel=4)
+        else:
+            warnings.warn_explicit(message, RuntimeWarning, location[0], location[1])
+
+    def _backward(self, function, times, states, cotangents, params, state_grads,
+                  time_grads):
+        self.calls += 1
+        with torch.enable_grad():
+            times = times.detach().requires_grad_(time_grads)
+            states = states.detach().requires_grad_(state_grads)
+            outputs = function(times, states)
+            inputs = list(self.params) if params else []
+            if state_grads:
+                inputs.append(states)
+            if time_grads:
+                inputs.append(times)
+            if inputs and outputs.requires_grad:
+                grads = list(torch.autograd.grad(outputs, inputs, cotangents, allow_unused=True))
+            else:
+                grads = [None] * len(inputs)  # f depends on none of them here
+        grad_t = grads.pop() if time_grads else None
+        grad_z = grads.pop() if state_grads else None
+        for total, grad in zip(self.grads, grads):
+            if grad is not None:
+                total.add_(grad)
+        if state_grads and grad_z is None:
+            grad_z = torch.zeros_like(states)
+        if time_grads and grad_t is None:
+            grad_t = torch.zeros_like(times)
+        return (None if grad_z is None else grad_z.detach(),
+                None if grad_t is None else grad_t.detach())
+
+
+class ParameterIntegral:
+    """Queues nodes across intervals and evaluates them in batches (the paper's rule).
+
+    Args:
+        evaluator: :class:`NodeEvaluator`, which accumulates the gradients.
+    """
+
+    def __init__(self, evaluator):
+        self.evaluator = evaluator
         self._pending = []
         self._pending_count = 0
 
     def add(self, times, weights, states, adjoints):
         """Queue K nodes: ``times``, ``weights`` ``(K,)``; ``states``, ``adjoints`` ``(K, n)``."""
-        if not self.params:
+        if not self.evaluator.params:
             return
         self._pending.append((times, weights, states, adjoints))
         self._pending_count += len(times)
-        if self._pending_count >= self.batch_nodes:
+        if self._pending_count >= self.evaluator.batch_nodes:
             self._flush()
 
     def result(self):
         """Evaluate what is queued and return the gradients, one per parameter."""
         self._flush()
-        return self.grads
+        return self.evaluator.grads
 
     def _flush(self):
         if not self._pending:
@@ -61,32 +185,4 @@ class ParameterIntegral:
         adjoints = torch.cat([item[3] for item in self._pending])
         self._pending, self._pending_count = [], 0
         weighted = adjoints * weights.to(adjoints.dtype).unsqueeze(-1)
-        for start in range(0, len(times), self.batch_nodes):
-            batch = slice(start, start + self.batch_nodes)
-            self._accumulate(times[batch], states[batch], weighted[batch])
-
-    def _accumulate(self, times, states, weighted):
-        if self.vectorise:
-            try:
-                with torch.enable_grad():
-                    outputs = vmap(self.field)(times, states)
-                    self._backward(outputs, weighted)
-                return
-            except Exception as error:  # noqa: BLE001 - any vmap failure means: use the loop
-                self.vectorise = False
-                warnings.warn(
-                    'odeint_adjoint_gq: func could not be vectorised over quadrature nodes with '
-                    f'torch.func.vmap ({type(error).__name__}: {error}); computing one '
-                    'vector-Jacobian product per node instead (same result, slower).',
-                    RuntimeWarning, stacklevel=2)
-        for time, state, weight in zip(times, states, weighted):
-            with torch.enable_grad():
-                self._backward(self.field(time, state), weight)
-
-    def _backward(self, outputs, weighted):
-        if not outputs.requires_grad:
-            return  # f does not depend on any parameter here
-        grads = torch.autograd.grad(outputs, self.params, weighted, allow_unused=True)
-        for total, grad in zip(self.grads, grads):
-            if grad is not None:
-                total.add_(grad)
+        self.evaluator.evaluate(times, states, weighted)

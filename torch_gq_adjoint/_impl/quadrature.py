@@ -60,3 +60,30 @@ def gauss_legendre(start, end, count, dtype, device):
     weights = half_width * reference_weights
     return (torch.as_tensor(nodes, dtype=dtype, device=device),
             torch.as_tensor(weights, dtype=dtype, device=device))
+
+
+#: Nodes per grid step for fixed-grid methods under the error-controlled rule: a rule
+#: exact to degree 2m - 1 on each step keeps the quadrature error below the method's
+#: own O(h^order) (with the O(h⁴) Hermite interpolant of the grid).
+NODES_PER_GRID_STEP = {'euler': 1, 'midpoint': 1, 'heun2': 1, 'heun3': 2, 'rk4': 2,
+                       'explicit_adams': 2, 'implicit_adams': 2, 'fixed_adams': 2}
+
+#: The error-controlled rule starts from the paper's rule with this ``C``.
+FIRST_GTOL = 0.1
+
+#: How many rules (each with twice the nodes of the last, at most MAX_NODES) the
+#: error-controlled rule reads off one interval's dense output.
+CANDIDATE_RULES = 4
+
+
+def grid_node_count(method, steps):
+    """Nodes for an interval a fixed-grid method crossed in ``steps`` steps (1 to 64)."""
+    return int(min(max(NODES_PER_GRID_STEP[method] * steps, 1), MAX_NODES))
+
+
+def candidate_counts(first):
+    """Node counts tried in turn by the error-controlled rule: ``first``, doubling, ≤ 64."""
+    counts = [first]
+    while len(counts) < CANDIDATE_RULES and counts[-1] < MAX_NODES:
+        counts.append(min(2 * counts[-1], MAX_NODES))
+    return counts

@@ -43,11 +43,19 @@ class StateLayout:
 
     def unflatten(self, flat):
         """Split a flat tensor ``(..., n)`` back into the user's structure ``(..., *shape)``."""
-        leading = flat.shape[:-1]
+        # Shapes are passed as one tuple: ``reshape(*())`` fails for a 0-dim state.
+        leading = tuple(flat.shape[:-1])
         if not self.is_tuple:
-            return flat.reshape(*leading, *self.shapes[0])
+            return flat.reshape(leading + tuple(self.shapes[0]))
         pieces = torch.split(flat, self.numels, dim=-1)
-        return tuple(piece.reshape(*leading, *shape) for piece, shape in zip(pieces, self.shapes))
+        return tuple(piece.reshape(leading + tuple(shape))
+                     for piece, shape in zip(pieces, self.shapes))
+
+    def flatten_series(self, series):
+        """Concatenate a solution ``(T, *shape)`` (tensor or tuple) into one ``(T, n)`` tensor."""
+        parts = series if self.is_tuple else (series,)
+        length = parts[0].shape[0]
+        return torch.cat([part.reshape(length, -1) for part in parts], dim=-1)
 
 
 class FlatField:

@@ -1,0 +1,90 @@
+"""Options of the backward ``[z, a]`` solves, translated to the solver's time and state.
+
+The backward solves run in ``s = direction · t`` (always increasing) on one flat vector
+``[z, a]``; the user wrote ``step_t``, ``jump_t``, ``grid_constructor`` and ``norm`` for
+real time and their own state structure, as for torchdiffeq's adjoint. This module maps
+them, so that the backward solve steps where torchdiffeq's adjoint would.
+"""
+
+import torch
+
+
+def backward_options(adjoint_options, direction):
+    """Return a copy of ``adjoint_options`` with the time-like options mapped to ``s``.
+
+    Args:
+        adjoint_options: dict, the user's backward options (``norm`` already mapped).
+        direction: +1.0 or -1.0, ``s = direction · t``.
+    """
+    options = dict(adjoint_options)
+    for name in ('step_t', 'jump_t'):
+        if options.get(name) is not None:
+            options[name] = direction * torch.as_tensor(options[name])
+    constructor = options.get('grid_constructor')
+    if constructor is not None:
+        def grid_constructor(func, y0, s):
+            # The user's constructor sees the interval's two end points in real time,
+            # from t[i] to t[i-1], as under torchdiffeq's adjoint.
+            grid = constructor(func, y0, direction * s[[0, -1]])
+            return direction * torch.as_tensor(grid, dtype=s.dtype, device=s.device)
+        options['grid_constructor'] = grid_constructor
+    return options
+
+
+def _rms_norm(tensor):
+    # torchdiffeq's default norm.
+    return tensor.abs().pow(2).mean().sqrt()
+
+
+def backward_norm(state_norm, adjoint_norm, layout):
+    """The norm of the flat backward state ``[z, a]``, as torchdiffeq's adjoint chooses it.
+
+    By default (and for ``'seminorm'``: the GQ backward state has no parameter part to
+    leave out) ``max(norm(z), norm(a))`` with the forward norm: the user's, or
+    torchdiffeq's RMS norm, taken per part and maximised for a tuple state. A callable
+    ``adjoint_norm`` receives ``(t_placeholder, *z, *a)`` in the user's structure.
+
+    Raises:
+        ValueError: ``adjoint_norm`` is neither None, ``'seminorm'`` nor callable.
+    """
+    size = sum(layout.numels)
+    if adjoint_norm is None or adjoint_norm == 'seminorm':
+        if state_norm is None:
+            def part_norm(flat):
+                if not layout.is_tuple:
+                    return _rms_norm(flat)
+                return max(_rms_norm(piece) for piece in torch.split(flat, layout.numels))
+        elif layout.is_tuple:
+            def part_norm(flat):
+                return state_norm(layout.unflatten(flat))
+        else:
+            part_norm = state_norm
+
+        def default_norm(state):
+            return torch.maximum(torch.as_tensor(part_norm(state[:size])),
+                                 torch.as_tensor(part_norm(state[size:])))
+        return default_norm
+    if callable(adjoint_norm):
+        def user_adjoint_norm(state):
+            z, adjoint = layout.unflatten(state[:size]), layout.unflatten(state[size:])
+            placeholder = torch.zeros((), dtype=state.dtype, device=state.device)
+            if layout.is_tuple:
+                return adjoint_norm((placeholder, *z, *adjoint))
+            return adjoint_norm((placeholder, z, adjoint))
+        return user_adjoint_norm
+    raise ValueError("adjoint_options['norm'] must be 'seminorm' or a callable; "
+                     f'got {adjoint_norm!r}.')
+
+
+def flat_tolerance(value, layout, like):
+    """A tolerance as a number or a flat ``(n,)`` tensor matching the flat state ``like``.
+
+    torchdiffeq takes one tolerance per part of a tuple state; those are expanded to the
+    parts' sizes here.
+    """
+    if isinstance(value, (tuple, list)):
+        return torch.cat([torch.as_tensor(entry, dtype=like.dtype, device=like.device)
+                          .expand(numel) for entry, numel in zip(value, layout.numels)])
+    if torch.is_tensor(value):
+        return value.to(dtype=like.dtype, device=like.device)
+    return float(value)
