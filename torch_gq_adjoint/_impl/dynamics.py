@@ -92,7 +92,8 @@ class AdjointDynamics(_StepRecorder):
     The user's ``callback_step_adjoint``, ``callback_accept_step_adjoint`` and
     ``callback_reject_step_adjoint`` are called as torchdiffeq's adjoint calls them:
     ``(time, (t_placeholder, z, a), dt)``, with ``time = -s`` (real time for increasing
-    ``t``), ``z`` and ``a`` flat, and no parameter entries (GQ has none in its state).
+    ``t``), ``z`` and ``a`` in ``y0``'s shape (flat for a tuple ``y0``), and no parameter
+    entries (GQ has none in its state).
 
     Args:
         field: :class:`~torch_gq_adjoint._impl.state.FlatField`.
@@ -127,10 +128,13 @@ class AdjointDynamics(_StepRecorder):
 
     def _adjoint_callback(self, callback):
         size = self.state_size
+        layout = self.field.layout
+        # torchdiffeq's adjoint state holds y in y0's shape, or flat for a tuple y0.
+        shape = (lambda flat: flat) if layout.is_tuple else layout.unflatten
 
         def adjoint_callback(s0, y0, ds):
             placeholder = torch.zeros((), dtype=y0.dtype, device=y0.device)
-            callback(-s0, (placeholder, y0[:size], y0[size:]), ds)
+            callback(-s0, (placeholder, shape(y0[:size]), shape(y0[size:])), ds)
         return adjoint_callback
 
     def start_interval(self):

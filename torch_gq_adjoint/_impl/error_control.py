@@ -54,6 +54,7 @@ class Interval:
     state_start: torch.Tensor     # z(t_i), (n,)
     state_end: torch.Tensor       # z(t_{i-1}), (n,)
     length: float                 # |t_i - t_{i-1}|
+    time_check: bool = True       # False where f jumps inside the interval
     first: int = 0
     chosen: int = 0
     estimates: list = field(default_factory=list)
@@ -154,6 +155,9 @@ class ControlledQuadrature:
             before = fields[[interval.index - 1 for interval in intervals]]
             reference = (starts * after).sum(-1) - (ends * before).sum(-1)
             time_scale = (scale * torch.maximum(after.abs(), before.abs())).sum(-1)
+            checked = torch.tensor([interval.time_check for interval in intervals],
+                                   device=sums_t.device)
+            time_scale = torch.where(checked, time_scale, torch.inf)
             ratios.append(_ratio(sums_t - reference, time_scale))
         error = torch.stack(ratios).amax(dim=0)
         if prior is not None:

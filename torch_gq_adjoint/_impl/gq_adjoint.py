@@ -203,6 +203,8 @@ class _Sweep:
         self.dynamics = AdjointDynamics(settings.field, self.size, self.direction,
                                         record_steps=self.adaptive, record_grid=self.grid)
         self.options = backward_options(settings.adjoint_options, self.direction)
+        jumps = settings.adjoint_options.get('jump_t')
+        self.jumps = [] if jumps is None else torch.as_tensor(jumps).reshape(-1).tolist()
         # A step chosen by the user wins for the first interval; after that, and when the
         # user chose none, each solve starts with the last accepted step of the previous one.
         self.step = self.options.get('first_step', forward_step) if self.adaptive else None
@@ -214,13 +216,7 @@ class _Sweep:
         start_state = torch.cat([self.solution[index], adjoint])
         if self.grid:
             return self._solve_grid(index, end, start, endpoints, start_state, adjoint)
-        if self.controlled:
-            first = node_count(FIRST_GTOL, self.forward_nfe, end - start, self.total_length)
-            counts = candidate_counts(first)
-        else:
-            counts = [node_count(self.settings.gtol, self.forward_nfe, end - start,
-                                 self.total_length)]
-        rules = [self._rule(end, start, count) for count in counts]
+        rules = self._rules(end, start, self._counts)
         # Every candidate node in one solve, as increasing solver times (the rules
         # share no node, but unique() keeps that an assumption we need not make).
         node_times = torch.cat([nodes for nodes, _ in rules])
@@ -252,24 +248,57 @@ class _Sweep:
         final_slope = dynamics(solve_times[-1], path[-1])
         grid_f = torch.stack([item[2] for item in dynamics.grid] + [final_slope])
         if self.settings.gtol is None:
-            count = grid_node_count(self.settings.adjoint_method, len(dynamics.grid))
+            steps = len(dynamics.grid)
+
+            def counts(length):
+                share = round(steps * abs(length / (end - start)))
+                return [grid_node_count(self.settings.adjoint_method, share)]
         else:
-            count = node_count(self.settings.gtol, self.forward_nfe, end - start,
-                               self.total_length)
-        nodes, weights = self._rule(end, start, count)
+            counts = self._counts
+        ((nodes, weights),) = self._rules(end, start, counts)
         at = hermite(grid_s, grid_y, grid_f, self.direction * nodes)
         rule = Rule(nodes, weights, at[:, :self.size], at[:, self.size:])
         return self._interval(index, [rule], adjoint, path)
 
     def _interval(self, index, rules, adjoint, path):
+        end, start = self.time_values[index], self.time_values[index - 1]
+        # Across a jump of f, a·f jumps too: the time check's reference does not hold.
+        smooth = not any(min(start, end) < value < max(start, end) for value in self.jumps)
         return Interval(index, rules, adjoint, path[-1, self.size:], self.solution[index],
-                        path[-1, :self.size],
-                        abs(self.time_values[index] - self.time_values[index - 1]))
+                        path[-1, :self.size], abs(end - start), time_check=smooth)
 
-    def _rule(self, end, start, count):
-        nodes, weights = gauss_legendre(end, start, count, self.times.dtype, self.times.device)
-        # Nodes run backwards from `end`; the integral itself runs forwards in time.
-        return nodes, -weights
+    def _counts(self, length):
+        """Node counts to try on a piece of length ``length`` (adaptive and scipy methods)."""
+        if self.controlled:
+            return candidate_counts(node_count(FIRST_GTOL, self.forward_nfe, length,
+                                               self.total_length))
+        return [node_count(self.settings.gtol, self.forward_nfe, length, self.total_length)]
+
+    def _rules(self, end, start, counts):
+        """Gauss–Legendre rules on ``[start, end]``, composite across ``jump_t``.
+
+        A discontinuity of ``f`` inside an interval would ruin a Gauss rule's accuracy;
+        the pieces between the jump times get a rule each. ``counts(length)`` gives the
+        node counts of a piece, one per candidate rule. Returns ``[(nodes, weights)]``,
+        one pair per candidate, nodes running from ``end`` to ``start``.
+        """
+        low, high = min(start, end), max(start, end)
+        inner = sorted(value for value in self.jumps if low < value < high)
+        bounds = [end] + (inner[::-1] if end > start else inner) + [start]
+        pieces = [(bounds[k], bounds[k + 1]) for k in range(len(bounds) - 1)]
+        per_piece = [counts(piece_end - piece_start) for piece_end, piece_start in pieces]
+        rules = []
+        for level in range(max(len(candidates) for candidates in per_piece)):
+            nodes, weights = [], []
+            for (piece_end, piece_start), candidates in zip(pieces, per_piece):
+                count = candidates[min(level, len(candidates) - 1)]
+                piece_nodes, piece_weights = gauss_legendre(piece_end, piece_start, count,
+                                                            self.times.dtype, self.times.device)
+                nodes.append(piece_nodes)
+                # Nodes run backwards from `end`; the integral itself runs forwards in time.
+                weights.append(-piece_weights)
+            rules.append((torch.cat(nodes), torch.cat(weights)))
+        return rules
 
     def _odeint(self, start_state, solve_times, index):
         """One backward solve; a non-finite state becomes a clear error."""
