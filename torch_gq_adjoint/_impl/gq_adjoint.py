@@ -200,14 +200,19 @@ class _Sweep:
         # The backward solves run against t's direction; the solver's own time
         # s = direction·t increases (see AdjointDynamics).
         self.direction = -1.0 if self.total_length > 0 else 1.0
+        self.carry = self.adaptive and settings.gtol is not None
         self.dynamics = AdjointDynamics(settings.field, self.size, self.direction,
-                                        record_steps=self.adaptive, record_grid=self.grid)
+                                        record_steps=self.carry, record_grid=self.grid)
         self.options = backward_options(settings.adjoint_options, self.direction)
+        # The paper's rule (a number gtol) favours speed: a step chosen by the user wins for
+        # the first interval; after that, and when the user chose none, each solve starts
+        # with the last accepted step of the previous one. The default mode starts every
+        # solve as torchdiffeq's adjoint does (its own initial step selection, or the
+        # user's first_step): carried steps are as large as the error estimate allows,
+        # and on coarse tolerances that costs accuracy the adjoint has.
+        self.step = self.options.get('first_step', forward_step) if self.carry else None
         jumps = settings.adjoint_options.get('jump_t')
         self.jumps = [] if jumps is None else torch.as_tensor(jumps).reshape(-1).tolist()
-        # A step chosen by the user wins for the first interval; after that, and when the
-        # user chose none, each solve starts with the last accepted step of the previous one.
-        self.step = self.options.get('first_step', forward_step) if self.adaptive else None
 
     def solve(self, index, adjoint):
         """Solve ``[t_{index-1}, t_index]`` backwards from ``a(t_index⁻) = adjoint``."""
@@ -317,7 +322,7 @@ class _Sweep:
                     f'failed with non-finite or vanishing values ({error}). Check func for '
                     'overflow, or lower rtol/atol.') from error
             raise
-        if self.adaptive and self.dynamics.last_step is not None:
+        if self.carry and self.dynamics.last_step is not None:
             self.step = self.dynamics.last_step
         return path
 
