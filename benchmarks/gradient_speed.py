@@ -10,11 +10,12 @@ step (forward solve, loss, backward) of each option on:
 
 dopri5, ``rtol = atol = 1e-3``. ``adjoint_gq`` is the paper's rule (``gtol = 0.1``, as the
 experiments run it); ``adjoint_gq_default`` is the library's default (``gtol=None``:
-error-controlled quadrature, each backward solve started like torchdiffeq's adjoint). Times are medians over ``--repeats``
-steps after one warm-up step, the options taking turns; memory is the extra peak of
-one step, measured after all timings; the error is ``‖g - g_direct‖ / ‖g_direct‖``
-over all parameter gradients. Ratios are against
-``adjoint_ode`` and ``direct`` of the same case and run.
+error-controlled quadrature, each backward solve started like torchdiffeq's adjoint).
+Times are medians over ``--repeats`` steps after one warm-up step, the options taking
+turns; memory is the extra peak of one step, measured after all timings; the error is
+``‖g - g_direct‖ / ‖g_direct‖`` over all parameter gradients (``direct`` at the same
+tolerance, not a tight reference: see ``benchmarks.gradient_accuracy``). Ratios are
+against ``adjoint_ode`` and ``direct`` of the same case and run.
 """
 
 import argparse

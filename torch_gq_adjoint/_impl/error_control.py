@@ -12,17 +12,26 @@ two integrals whose values the backward solve already knows:
 Their integrands ``aᵀ ∂f/∂z`` and ``aᵀ ∂f/∂t`` are built from the same ``a(t)``,
 ``z(t)`` and the same layers of ``f`` as the parameter integrand ``aᵀ ∂f/∂θ``, and they
 come out of the very backward pass that computes it (gradients with respect to the node
-states and times, besides the parameters). A rule passes on an interval when both
-checks hold to the backward solve's own tolerance (``rtol``, ``atol`` on ``a``, in the
-RMS norm the solver uses). Where the reference itself carries the solver's error, a rule
-also passes when it agrees with the previous, smaller rule to that tolerance: then the
-smaller one was already accurate, and the larger one is more so.
+states and times, besides the parameters). The references carry the backward solve's
+own error, so they can confirm a rule only to the solver's tolerance: a rule passes on
+an interval when both checks hold to ``rtol`` (in the RMS norm the solver uses), or when
+it agrees with the previous, smaller rule to the stricter target below: then the smaller
+one was already accurate, and the larger one is more so.
 
-The first rule is the paper's with ``C = 0.1``; an interval that fails tries twice the
-nodes, up to :data:`~torch_gq_adjoint._impl.quadrature.CANDIDATE_RULES` rules (and 64
-nodes); ``z`` and ``a`` at every candidate node come from one backward solve. Retries
-need only ``∂f/∂z`` and ``∂f/∂t``; the parameter gradient is then corrected once, by
-adding the chosen rule and subtracting the first (one batch).
+The candidate rules start at the paper's with ``C = 0.1`` and double, up to
+:data:`~torch_gq_adjoint._impl.quadrature.CANDIDATE_RULES` rules (and 64 nodes); ``z``
+and ``a`` at every candidate node come from one backward solve. A third check needs no
+evaluation of ``f`` at all and picks the rule to start from: ``∫ a ⊙ z dt`` behaves like
+the parameter integrand of a linear layer (``a zᵀ``), which is rougher than ``a`` alone,
+and each rule's error on it is estimated by the next rule. An interval whose rule fails
+tries the next; retries need only ``∂f/∂z`` and ``∂f/∂t``, and the parameter gradient is
+then corrected once, by adding the chosen rule and subtracting the first (one batch).
+Refinement also stops where the estimates stop falling (``STALL``): ``z`` and ``a`` come
+from an interpolant whose own error no number of nodes can remove.
+
+The target is ``SAFETY · rtol`` relative to the size of ``a`` (``z`` for the third check),
+not the absolute ``atol``: the adjoint's scale is the loss's, arbitrary, and a relative
+error is what the gradient inherits.
 """
 
 from dataclasses import dataclass, field
@@ -33,6 +42,10 @@ import torch
 #: (relative to the adjoint's size): the solver's own global error usually sits well
 #: below its tolerance, and a quadrature error at the tolerance would dominate it.
 SAFETY = 0.01
+
+#: Refinement stops when, at the solver's error level, a rule's estimate is more than
+#: this fraction of the last one (see ``_stalled``).
+STALL = 0.1
 
 
 @dataclass
@@ -62,7 +75,7 @@ class Interval:
     time_check: bool = True       # False where f jumps inside the interval
     first: int = 0
     chosen: int = 0
-    estimates: list = field(default_factory=list)
+    estimates: list = field(default_factory=list)   # each retry's change, in target units
 
 
 def _sum_by_interval(values, counts):
@@ -127,8 +140,12 @@ class ControlledQuadrature:
         scale = (self.target * interval.length
                  * torch.maximum(_norm(interval.adjoint_start), _norm(interval.adjoint_end))
                  * torch.maximum(_norm(interval.state_start), _norm(interval.state_end)))
-        ratios = _ratio(_norm(values - values[-1]), scale).tolist()
-        return next(level for level, ratio in enumerate(ratios) if ratio <= 1.0)
+        # changes[k] = |Q_{k+1} - Q_k|: the error of rule k, estimated by the next one.
+        changes = _ratio(_norm(values[1:] - values[:-1]), scale).tolist()
+        for level, change in enumerate(changes):
+            if change <= 1.0 or (level and _stalled(changes[level - 1], change)):
+                return level
+        return len(interval.rules) - 1
 
     def _check_values(self, intervals, params):
         """Evaluate each interval's chosen rule; return ``{id: (Σ w g_z, Σ w g_t)}``."""
@@ -164,18 +181,26 @@ class ControlledQuadrature:
                                    device=sums_t.device)
             time_scale = torch.where(checked, time_scale, torch.inf)
             ratios.append(_ratio(sums_t - reference, time_scale))
-        error = torch.stack(ratios).amax(dim=0)
+        # The references carry the backward solve's own error: they can confirm a rule only
+        # to the solver's tolerance (rtol, not the stricter target).
+        error = SAFETY * torch.stack(ratios).amax(dim=0)
+        change = None
         if prior is not None:
             prior_z = torch.stack([item[0] for item in prior])
             prior_t = torch.stack([item[1] for item in prior])
-            change = [_ratio(_norm(sums_z - prior_z), scale)]
+            changes = [_ratio(_norm(sums_z - prior_z), scale)]
             if time_scale is not None:
-                change.append(_ratio(sums_t - prior_t, time_scale))
-            error = torch.minimum(error, torch.stack(change).amax(dim=0))
+                changes.append(_ratio(sums_t - prior_t, time_scale))
+            change = torch.stack(changes).amax(dim=0).tolist()
         failed = []
-        for interval, estimate in zip(intervals, error.tolist()):
-            interval.estimates.append(estimate)
-            if not estimate <= 1.0:
+        for number, (interval, estimate) in enumerate(zip(intervals, error.tolist())):
+            accepted = estimate <= 1.0
+            if change is not None:
+                interval.estimates.append(change[number])
+                history = interval.estimates
+                accepted = (accepted or history[-1] <= 1.0
+                            or (len(history) >= 2 and _stalled(history[-2], history[-1])))
+            if not accepted:
                 failed.append(interval)
         return failed
 
@@ -192,6 +217,18 @@ class ControlledQuadrature:
         self.evaluator.evaluate(torch.cat([rule.times for rule in rules]),
                                 torch.cat([rule.states for rule in rules]),
                                 torch.cat([rule.cotangents() for rule in rules]))
+
+
+def _stalled(before, after):
+    """Whether refining stopped paying at the solver's own error level.
+
+    Gauss rules converge geometrically on smooth integrands: doubling the nodes gains
+    orders of magnitude. ``z`` and ``a`` are read off the solver's interpolant, whose
+    error (about ``rtol``) no number of nodes removes; once the estimate is down to that
+    level (``1 / SAFETY`` in units of the target) and falls by less than ``1 / STALL``
+    per doubling, more nodes only cost time.
+    """
+    return after > STALL * before and after <= 1.0 / SAFETY
 
 
 def _norm(values):
