@@ -94,27 +94,30 @@ class _Linear(nn.Module):
         return y @ self.matrix.T
 
 
-def problems():
-    """``{name: _Problem}``, every one built from a fixed seed."""
+PROBLEM_NAMES = ('constant', 'linear', 'sine', 'linear system', 'tanh MLP 1e-8', 'sines10',
+                 'sines50', 'spheres500')
+
+
+def problem(name):
+    """The :class:`_Problem` called ``name`` (one of :data:`PROBLEM_NAMES`), fixed seed."""
     float64 = dict(dtype=torch.float64)
-    found = {}
-    for name in ('constant', 'linear', 'sine'):
+    if name in PROBLEMS:
         y0 = torch.tensor([[1.0, -0.5, 0.3], [0.2, 0.4, -1.0]], **float64)
-        found[name] = _Problem(PROBLEMS[name](), y0, torch.linspace(0, 1, 4, **float64),
-                               loss_of, dict(rtol=1e-6, atol=1e-6), torch.float64)
+        return _Problem(PROBLEMS[name](), y0, torch.linspace(0, 1, 4, **float64), loss_of,
+                        dict(rtol=1e-6, atol=1e-6), torch.float64)
     torch.manual_seed(0)
-    found['linear system'] = _Problem(
-        _Linear().double(), torch.randn(16, 2, **float64), torch.linspace(0, 5, 10, **float64),
-        lambda solution: (solution ** 2).mean(), {}, torch.float64)
-    torch.manual_seed(0)
-    found['tanh MLP 1e-8'] = _Problem(
-        _TanhMLP().double(), torch.randn(8, 2, **float64), torch.linspace(0, 2, 5, **float64),
-        lambda solution: (solution ** 2).mean() + solution.sum(), dict(rtol=1e-8, atol=1e-8),
-        torch.float64)
-    for name in ('sines10', 'sines50', 'spheres500'):
-        case = _Case(name, torch.device('cpu'))
-        found[name] = _CaseProblem(case)
-    return found
+    if name == 'linear system':
+        return _Problem(_Linear().double(), torch.randn(16, 2, **float64),
+                        torch.linspace(0, 5, 10, **float64),
+                        lambda solution: (solution ** 2).mean(), {}, torch.float64)
+    if name == 'tanh MLP 1e-8':
+        return _Problem(_TanhMLP().double(), torch.randn(8, 2, **float64),
+                        torch.linspace(0, 2, 5, **float64),
+                        lambda solution: (solution ** 2).mean() + solution.sum(),
+                        dict(rtol=1e-8, atol=1e-8), torch.float64)
+    if name in PROBLEM_NAMES:
+        return _CaseProblem(_Case(name, torch.device('cpu')))
+    raise ValueError(f'problem must be one of {", ".join(PROBLEM_NAMES)}; got {name!r}.')
 
 
 class _CaseProblem(_Problem):
@@ -157,16 +160,14 @@ def measure(problem):
 def main(argv=None):
     parser = argparse.ArgumentParser(prog='python -m benchmarks.gradient_accuracy',
                                      description=__doc__.split('\n\n')[0])
-    names = list(problems())
-    parser.add_argument('--problem', action='append', choices=names,
+    parser.add_argument('--problem', action='append', choices=PROBLEM_NAMES,
                         help='problem to run (repeatable; default all)')
     args = parser.parse_args(argv)
-    found = problems()
     header = f'{"problem":<15}' + ''.join(f'{name:>13}' for name in VARIANTS) + f'{"÷ adjoint":>11}'
     print(header)
     print('-' * len(header))
-    for name in args.problem or names:
-        errors = measure(found[name])
+    for name in args.problem or PROBLEM_NAMES:
+        errors = measure(problem(name))
         ratio = errors['gq default'] / errors['adjoint'] if errors['adjoint'] else float('nan')
         print(f'{name:<15}' + ''.join(f'{errors[variant]:>13.1e}' for variant in VARIANTS)
               + f'{ratio:>11.2f}', flush=True)

@@ -12,7 +12,7 @@ import torch
 import torchdiffeq
 from torch import nn
 
-from benchmarks.gradient_accuracy import measure, problems
+from benchmarks.gradient_accuracy import measure, problem
 from gradient_tests.problems import LinearField, SineField, gradients
 from torch_gq_adjoint import odeint, odeint_adjoint_gq
 from torch_gq_adjoint._impl import checks, error_control
@@ -79,12 +79,12 @@ def test_fixed_grid_gradients_are_as_accurate_as_the_adjoint(method, step):
 @pytest.mark.parametrize('name', ['constant', 'linear', 'sine', 'linear system',
                                   'tanh MLP 1e-8'])
 def test_default_quadrature_is_as_accurate_as_the_adjoint(name):
-    errors = measure(problems()[name])
+    errors = measure(problem(name))
     assert errors['gq default'] <= 2 * errors['adjoint'] + 1e-14, errors
 
 
 def test_the_papers_rule_is_unchanged_and_can_be_far_less_accurate():
-    errors = measure(problems()['sine'])
+    errors = measure(problem('sine'))
     # gtol = 0.1 gives one node per interval here: the paper's rule, not a tolerance.
     assert errors['gq gtol=0.1'] > 100 * errors['gq default']
 

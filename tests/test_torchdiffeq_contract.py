@@ -60,3 +60,41 @@ def test_dense_output_between_steps_is_accurate():
     solution = torchdiffeq.odeint(lambda time, y: -y, torch.ones(1, dtype=torch.float64), t,
                                   method='dopri5', rtol=1e-10, atol=1e-10)
     assert torch.allclose(solution[:, 0], torch.exp(-t), atol=1e-8)
+
+
+class _GridRecorder:
+    """Checks that each fixed-grid step evaluates f at its very start state first."""
+
+    def __init__(self):
+        self.starts = []
+        self.first_calls_at_start = 0
+        self._pending = None
+
+    def __call__(self, t, y):
+        if self._pending is not None:
+            self.first_calls_at_start += int(y is self._pending)
+            self._pending = None
+        return -y
+
+    def callback_step(self, t0, y0, dt):
+        self.starts.append(float(t0))
+        self._pending = y0
+
+
+def test_fixed_grid_steps_evaluate_their_start_state_first():
+    # The GQ backward pass records (s, y, dy/ds) at every grid point this way, for its
+    # cubic Hermite interpolant of a fixed-grid solve.
+    for method in sorted(checks.GRID_METHODS):
+        recorder = _GridRecorder()
+        torchdiffeq.odeint(recorder, torch.ones(2, dtype=torch.float64),
+                           torch.tensor([0.0, 1.0], dtype=torch.float64), method=method,
+                           options=dict(step_size=0.125))
+        assert len(recorder.starts) == 8, method
+        assert recorder.first_calls_at_start == 8, method
+
+
+def test_fixed_grid_output_at_a_grid_point_is_the_grid_state():
+    t = torch.tensor([0.0, 0.5], dtype=torch.float64)
+    solution = torchdiffeq.odeint(lambda time, y: -y, torch.ones(1, dtype=torch.float64), t,
+                                  method='euler', options=dict(step_size=0.25))
+    assert solution[-1].item() == 0.75 ** 2  # two Euler steps, no interpolation
