@@ -2,7 +2,7 @@
 
 ``python examples/quickstart.py [--steps N] [--width W]`` prints the seconds per training
 step of each and how far its first gradient is from direct backprop's. The three calls
-differ only in the function's name (and GQ's ``gtol``).
+differ only in the function's name.
 """
 
 import argparse
@@ -55,7 +55,7 @@ def main(argv=None):
     if args.steps < 1 or args.width < 1:
         parser.error('--steps and --width must be positive integers')
     solvers = {'odeint (direct)': odeint, 'odeint_adjoint': odeint_adjoint,
-               'odeint_adjoint_gq': lambda *a, **k: odeint_adjoint_gq(*a, gtol=0.1, **k)}
+               'odeint_adjoint_gq': odeint_adjoint_gq}
     reference = None
     print(f'{"method":<20} {"s/step":>8} {"final loss":>11} {"grad rel. error":>16}')
     for name, solve in solvers.items():
