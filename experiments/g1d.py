@@ -6,6 +6,7 @@
 import torch
 
 from experiments import runner
+from experiments.grids import EXPERIMENTS
 from models import metrics
 from models.neural_de import Augment, Classifier, FirstCoordinate, NeuralDE
 from models.vector_fields import MLPVectorField
@@ -21,13 +22,22 @@ def make_setup(args):
     return runner.Setup(model, neural_de, data, data, metrics.mse, metrics.mse)
 
 
-def main(argv=None):
+def build_parser():
     parser = runner.build_parser('python -m experiments.g1d', __doc__.split('\n')[0],
                                  width=20, lr=0.01, nepochs=150, batchsize=0)
     parser.add_argument('--aug_dim', type=runner.non_negative_int, default=3,
                         help='zeros appended to the 1-D state (default 3)')
-    args = runner.parse(parser, argv)
-    return runner.run(args, 'g1d', f'gtol{args.gtol}', make_setup)
+    return parser
+
+
+def main(argv=None):
+    return runner.main(EXPERIMENTS['g1d'], make_setup, argv)
+
+
+def train(**settings):
+    """Train from Python: flags as keyword arguments (``width=3000, nepochs=200``); returns
+    the run folder (see :func:`experiments.runner.train`)."""
+    return runner.train(EXPERIMENTS['g1d'], make_setup, settings)
 
 
 if __name__ == '__main__':

@@ -5,6 +5,7 @@
 
 from datasets import images
 from experiments import runner
+from experiments.grids import EXPERIMENTS
 from models import metrics
 from models.neural_de import Classifier, ImageDecoder, ImageEncoder, NeuralDE
 from models.vector_fields import ConvVectorField
@@ -22,15 +23,24 @@ def make_setup(args):
     return runner.Setup(model, neural_de, train, val, metrics.cross_entropy, metrics.accuracy)
 
 
-def main(argv=None):
+def build_parser():
     parser = runner.build_parser('python -m experiments.images', __doc__.split('\n')[0],
                                  width=50, lr=1e-3, nepochs=15, batchsize=32)
     parser.add_argument('--dataset', choices=images.DATASETS, default='mnist',
                         help='data set (default mnist; digits runs offline)')
     parser.add_argument('--state_width', type=runner.positive_int, default=10,
                         help='channels of the ODE state (default 10)')
-    args = runner.parse(parser, argv)
-    return runner.run(args, 'images', f'{args.dataset}/{args.batchsize}', make_setup)
+    return parser
+
+
+def main(argv=None):
+    return runner.main(EXPERIMENTS['images'], make_setup, argv)
+
+
+def train(**settings):
+    """Train from Python: flags as keyword arguments (``dataset='digits', width=50``);
+    returns the run folder (see :func:`experiments.runner.train`)."""
+    return runner.train(EXPERIMENTS['images'], make_setup, settings)
 
 
 if __name__ == '__main__':

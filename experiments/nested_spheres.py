@@ -7,6 +7,7 @@ from torch import nn
 
 from datasets import nested_spheres
 from experiments import runner
+from experiments.grids import EXPERIMENTS
 from models import metrics
 from models.neural_de import Augment, Classifier, NeuralDE
 from models.vector_fields import MLPVectorField
@@ -21,13 +22,22 @@ def make_setup(args):
                         metrics.accuracy)
 
 
-def main(argv=None):
+def build_parser():
     parser = runner.build_parser('python -m experiments.nested_spheres', __doc__.split('\n')[0],
                                  width=20, lr=0.01, nepochs=100, batchsize=200)
     parser.add_argument('--aug_dim', type=runner.non_negative_int, default=3,
                         help='zeros appended to the 2-D state (default 3)')
-    args = runner.parse(parser, argv)
-    return runner.run(args, 'nested_spheres', f'gtol{args.gtol}', make_setup)
+    return parser
+
+
+def main(argv=None):
+    return runner.main(EXPERIMENTS['nested_spheres'], make_setup, argv)
+
+
+def train(**settings):
+    """Train from Python: flags as keyword arguments (``width=2000, lr=1e-4``); returns the
+    run folder (see :func:`experiments.runner.train`)."""
+    return runner.train(EXPERIMENTS['nested_spheres'], make_setup, settings)
 
 
 if __name__ == '__main__':

@@ -6,6 +6,7 @@
 from common.arguments import non_negative_int
 from datasets import ornstein_uhlenbeck
 from experiments import runner
+from experiments.grids import EXPERIMENTS
 from models import metrics
 from models.backprop import ADJOINT_OPTIONS
 from models.sde import SDE_OPTIONS, OUModel
@@ -20,15 +21,24 @@ def make_setup(args):
                         metrics.gaussian_kl, metrics.gaussian_log_likelihood)
 
 
-def main(argv=None):
+def build_parser():
     parser = runner.build_parser('python -m experiments.ornstein_uhlenbeck',
                                  __doc__.split('\n')[0], width=5, lr=1e-3, nepochs=100,
                                  batchsize=40, options=ADJOINT_OPTIONS + SDE_OPTIONS)
     parser.add_argument('--ncosines', type=non_negative_int, default=10,
                         help='cosine terms of the Brownian approximation, 0 = no noise '
                              '(default 10; ODE options only)')
-    args = runner.parse(parser, argv)
-    return runner.run(args, 'ornstein_uhlenbeck', str(args.ncosines), make_setup)
+    return parser
+
+
+def main(argv=None):
+    return runner.main(EXPERIMENTS['ornstein_uhlenbeck'], make_setup, argv)
+
+
+def train(**settings):
+    """Train from Python: flags as keyword arguments (``width=5, ncosines=10``); returns
+    the run folder (see :func:`experiments.runner.train`)."""
+    return runner.train(EXPERIMENTS['ornstein_uhlenbeck'], make_setup, settings)
 
 
 if __name__ == '__main__':

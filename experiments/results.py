@@ -2,12 +2,16 @@
 
 ``<results_dir>/<experiment>/<ablation>/<width>/<adjoint_option>/<experiment_no>/`` holds one
 ``.npy`` per series (names as the paper's code), a ``summary.json`` and, with
-``--save_model 1``, ``checkpoint.pt``. Every file is written atomically. This module is the
-only writer of results and what plotting reads them through.
+``--save_model 1``, ``checkpoint.pt``; ``<results_dir>/toy_gradient/<method>/`` holds the
+toy gradient's errors. Every file is written atomically. This module is the only writer
+of results and what plotting, the summary tables and the sweeps read them through
+(``python -m experiments.results complete FOLDER`` exits 0 if that run finished).
 """
 
+import argparse
 import json
 import pathlib
+import sys
 
 import numpy as np
 
@@ -61,6 +65,36 @@ def toy_gradient_dir(results_dir, method):
     return pathlib.Path(results_dir) / 'toy_gradient' / method
 
 
+#: The toy gradient's quantities, each with a ``<quantity>_relative_error.npy``.
+TOY_QUANTITIES = ('loss', 'z0', 'a', 'T')
+
+
+def write_toy_gradient(results_dir, method, end_times, errors, summary):
+    """Write one method's toy-gradient errors; returns its folder.
+
+    Args:
+        end_times: ``(K,)`` integration times T.
+        errors: ``(K, 4)`` relative errors, columns as :data:`TOY_QUANTITIES`.
+        summary: dict, written as ``summary.json`` (with ``complete: True`` added).
+    """
+    folder = toy_gradient_dir(results_dir, method)
+    save_npy(folder / 'end_times.npy', np.asarray(end_times))
+    for column, quantity in enumerate(TOY_QUANTITIES):
+        save_npy(folder / f'{quantity}_relative_error.npy', np.asarray(errors)[:, column])
+    save_json(folder / SUMMARY, {**summary, 'method': method, 'complete': True})
+    return folder
+
+
+def read_toy_gradient(results_dir, method):
+    """``(end_times, {quantity: errors})`` of one method, or None if it has not run."""
+    folder = toy_gradient_dir(results_dir, method)
+    if not (folder / 'end_times.npy').exists():
+        return None
+    return (np.load(folder / 'end_times.npy'),
+            {quantity: np.load(folder / f'{quantity}_relative_error.npy')
+             for quantity in TOY_QUANTITIES})
+
+
 def complete_runs(results_dir, experiment, ablation):
     """Finished runs of one experiment and ablation, grouped by width and option.
 
@@ -76,3 +110,18 @@ def complete_runs(results_dir, experiment, ablation):
             runs.setdefault((int(width), option), []).append((int(number), read_run(folder)))
     return {key: [run for _, run in sorted(value, key=lambda item: item[0])]
             for key, value in runs.items()}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog='python -m experiments.results',
+                                     description='Ask about runs in the results layout.')
+    commands = parser.add_subparsers(dest='command', required=True)
+    complete = commands.add_parser('complete', help='exit 0 if the run in FOLDER finished, '
+                                                    '1 if not')
+    complete.add_argument('folder')
+    args = parser.parse_args(argv)
+    return 0 if is_complete(args.folder) else 1
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -2,8 +2,9 @@
 
 The argparse types live in :mod:`common.arguments` and are re-exported here.
 
-Each experiment script only says what differs (its defaults, data, model, loss and
-results ablation) through :func:`build_parser` and :func:`run`.
+Each experiment script only says what differs (its defaults, data, model and loss)
+through :func:`build_parser`, :func:`main` and :func:`train`; its results naming is in
+:mod:`experiments.grids`.
 """
 
 import argparse
@@ -18,23 +19,11 @@ import torchdiffeq
 
 from common.arguments import flag, non_negative_int, positive_float, positive_int
 from common.atomic import save_torch
+from common.devices import device_name
 from datasets import DATA_DIR
 from experiments import results
 from models.backprop import ADJOINT_OPTIONS
 from models.trainer import Trainer
-
-
-def device_name(text):
-    """argparse type: 'cpu', 'cuda', 'cuda:N' or a GPU index N; returns a torch.device."""
-    name = f'cuda:{text}' if text.isdigit() else text
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise argparse.ArgumentTypeError(
-            f"must be 'cpu', 'cuda', 'cuda:N' or a GPU index; got {text!r}") from None
-    if device.type not in ('cpu', 'cuda'):
-        raise argparse.ArgumentTypeError(f"must be 'cpu' or a CUDA device; got {text!r}")
-    return device
 
 
 def build_parser(prog, description, *, width, lr, nepochs, batchsize, options=ADJOINT_OPTIONS):
@@ -68,14 +57,6 @@ def build_parser(prog, description, *, width, lr, nepochs, batchsize, options=AD
     parser.add_argument('--data_dir', default=str(DATA_DIR),
                         help=f'where data sets are read or generated (default {DATA_DIR})')
     return parser
-
-
-def parse(parser, argv=None):
-    """Parse and check what argparse's types cannot (exit 2 with a message, before any work)."""
-    args = parser.parse_args(argv)
-    if args.device.type == 'cuda' and not torch.cuda.is_available():
-        parser.error(f'argument --device: {args.device} asked for, but CUDA is not available')
-    return args
 
 
 @dataclass
@@ -115,13 +96,49 @@ def _new_history(nparams):
     return history
 
 
-def run(args, experiment, ablation, make_setup):
+def main(spec, make_setup, argv=None):
+    """Parse the command line of ``spec`` (an :class:`experiments.grids.Experiment`),
+    then :func:`run`; returns the run folder."""
+    return run(spec.parser().parse_args(argv), spec, make_setup)
+
+
+def train(spec, make_setup, settings):
+    """The plain Python entry of an experiment: flags as keyword arguments.
+
+    ``settings`` maps flag names to values (``width=2000, lr=1e-4, quiet=True``); they are
+    checked by the experiment's own parser, exactly as on the command line.
+
+    Returns:
+        pathlib.Path, the run folder (read it with :func:`experiments.results.read_run`).
+
+    Raises:
+        TypeError: a setting that is not one of the experiment's flags.
+    """
+    return main(spec, make_setup, settings_to_argv(spec.parser(), settings))
+
+
+def settings_to_argv(parser, settings):
+    """Command-line arguments equivalent to the keyword ``settings`` for ``parser``."""
+    actions = {action.dest: action for action in parser._actions if action.option_strings}
+    argv = []
+    for name, value in settings.items():
+        if name not in actions or name == 'help':
+            known = ', '.join(sorted(dest for dest in actions if dest != 'help'))
+            raise TypeError(f'unknown setting {name!r}; the settings are: {known}.')
+        flag_name = actions[name].option_strings[0]
+        if isinstance(actions[name], argparse._StoreTrueAction):
+            argv += [flag_name] if value else []
+        else:
+            argv += [flag_name, str(value)]
+    return argv
+
+
+def run(args, spec, make_setup):
     """Seed, build, train (resuming if asked), and write results; returns the run folder.
 
     Args:
         args: parsed flags (see :func:`build_parser`).
-        experiment: str, the results folder name (e.g. ``nested_spheres``).
-        ablation: str, the ablation folder (e.g. ``gtol0.1``).
+        spec: the experiment's :class:`experiments.grids.Experiment` (results naming).
         make_setup: ``make_setup(args) -> Setup``, called after seeding.
     """
     seed = 1000 * args.experiment_no
@@ -132,51 +149,67 @@ def run(args, experiment, ablation, make_setup):
     generator = torch.Generator().manual_seed(seed)
     train_loader = _batches(setup.train_data, args.batchsize, generator)
     val_batches = list(_batches(setup.val_data, args.batchsize or len(setup.val_data[0])))
-    folder = results.run_dir(args.results_dir, experiment, ablation, args.width,
-                             args.adjoint_option, args.experiment_no)
-    nparams = sum(param.numel() for param in model.parameters())
-    history = _new_history(nparams)
-
+    folder = spec.run_folder(args)
+    history = _new_history(sum(param.numel() for param in model.parameters()))
+    training = _TrainingState(model, optimiser, generator)
     checkpoint_path = folder / results.CHECKPOINT
     if args.load_model and checkpoint_path.exists():
-        checkpoint = torch.load(checkpoint_path, map_location=args.device, weights_only=False)
-        model.load_state_dict(checkpoint['model'])
-        optimiser.load_state_dict(checkpoint['optimiser'])
-        history = checkpoint['history']
-        generator.set_state(checkpoint['generator'])
-        torch.set_rng_state(checkpoint['torch_rng'])
-        np.random.set_state(checkpoint['numpy_rng'])
-        random.setstate(checkpoint['python_rng'])
+        history = training.load(checkpoint_path, args.device)
         if not args.quiet:
             print(f'resuming {folder} after epoch {history["epochs"][-1]}')
 
     def on_epoch_end(current):
         results.write_history(folder, current)
         if args.save_model:
-            save_torch(checkpoint_path, {
-                'model': model.state_dict(), 'optimiser': optimiser.state_dict(),
-                'history': current, 'generator': generator.get_state(),
-                'torch_rng': torch.get_rng_state(), 'numpy_rng': np.random.get_state(),
-                'python_rng': random.getstate()})
-        results.write_summary(folder, _summary(args, experiment, ablation, current, False))
+            training.save(checkpoint_path, current)
+        results.write_summary(folder, _summary(args, spec, current, False))
 
     trainer = Trainer(model, setup.neural_de, optimiser, setup.loss_fn, setup.metric_fn,
                       train_loader, val_batches, args.device, quiet=args.quiet)
     history = trainer.fit(history, args.nepochs, on_epoch_end)
-    results.write_summary(folder, _summary(args, experiment, ablation, history, True))
+    results.write_summary(folder, _summary(args, spec, history, True))
     if not args.quiet:
-        print(f'{experiment} {args.adjoint_option}: '
-              f'val loss {history["epoch_loss_history"][-1]:.5g}, '
-              f'val metric {history["epoch_val_metric_history"][-1]:.5g}, '
-              f'train time {sum(history["epoch_times"]):.2f}s -> {folder}')
+        _report(args, spec, history, folder)
     return folder
 
 
-def _summary(args, experiment, ablation, history, complete):
+class _TrainingState:
+    """What a checkpoint holds besides the history: weights, optimiser and every RNG."""
+
+    def __init__(self, model, optimiser, generator):
+        self.model, self.optimiser, self.generator = model, optimiser, generator
+
+    def save(self, path, history):
+        save_torch(path, {
+            'model': self.model.state_dict(), 'optimiser': self.optimiser.state_dict(),
+            'history': history, 'generator': self.generator.get_state(),
+            'torch_rng': torch.get_rng_state(), 'numpy_rng': np.random.get_state(),
+            'python_rng': random.getstate()})
+
+    def load(self, path, device):
+        """Restore everything from ``path``; returns the checkpoint's history."""
+        checkpoint = torch.load(path, map_location=device, weights_only=False)
+        self.model.load_state_dict(checkpoint['model'])
+        self.optimiser.load_state_dict(checkpoint['optimiser'])
+        self.generator.set_state(checkpoint['generator'])
+        torch.set_rng_state(checkpoint['torch_rng'])
+        np.random.set_state(checkpoint['numpy_rng'])
+        random.setstate(checkpoint['python_rng'])
+        return checkpoint['history']
+
+
+def _report(args, spec, history, folder):
+    print(f'{spec.name} {args.adjoint_option}: '
+          f'val loss {history["epoch_loss_history"][-1]:.5g}, '
+          f'val metric {history["epoch_val_metric_history"][-1]:.5g}, '
+          f'train time {sum(history["epoch_times"]):.2f}s -> {folder}')
+
+
+def _summary(args, spec, history, complete):
     arguments = {key: (str(value) if isinstance(value, torch.device) else value)
                  for key, value in vars(args).items()}
     return {
-        'experiment': experiment, 'ablation': ablation, 'arguments': arguments,
+        'experiment': spec.name, 'ablation': spec.ablation(args), 'arguments': arguments,
         'complete': complete, 'epochs_done': history['epochs'][-1] if history['epochs'] else None,
         'nparams': history['nparams'],
         'final_val_loss': history['epoch_loss_history'][-1] if history['epochs'] else None,

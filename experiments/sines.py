@@ -6,6 +6,7 @@
 
 from datasets import sines
 from experiments import runner
+from experiments.grids import EXPERIMENTS
 from models import metrics
 from models.neural_de import NeuralDE, SineModel
 from models.vector_fields import SecondOrderVectorField
@@ -19,15 +20,24 @@ def make_setup(args):
     return runner.Setup(SineModel(neural_de), neural_de, *splits, metrics.mse, metrics.mse)
 
 
-def main(argv=None):
+def build_parser():
     parser = runner.build_parser('python -m experiments.sines', __doc__.split('\n')[0],
                                  width=100, lr=1e-3, nepochs=250, batchsize=0)
     parser.add_argument('--ntimes', type=int, choices=sines.NTIMES, default=10,
                         help='observation times per series (default 10)')
     parser.add_argument('--regular_times', choices=sines.REGULARITIES, default='irregular',
                         help='same times for all series, or per-series random (default irregular)')
-    args = runner.parse(parser, argv)
-    return runner.run(args, 'sines', f'{args.ntimes}_{args.regular_times}', make_setup)
+    return parser
+
+
+def main(argv=None):
+    return runner.main(EXPERIMENTS['sines'], make_setup, argv)
+
+
+def train(**settings):
+    """Train from Python: flags as keyword arguments (``width=1000, ntimes=50``); returns
+    the run folder (see :func:`experiments.runner.train`)."""
+    return runner.train(EXPERIMENTS['sines'], make_setup, settings)
 
 
 if __name__ == '__main__':

@@ -4,11 +4,11 @@
 
 ``z(0) = 10``, ``a = 0.2``, loss ``L = z(T)²`` with ``T`` a parameter. Exact values:
 ``L = z0² e^{2aT}``, ``dL/dz0 = 2 z0 e^{2aT}``, ``dL/da = 2T z0² e^{2aT}``,
-``dL/dT = 2a z0² e^{2aT}``. Methods: gq (odeint_adjoint_gq), adjoint (torchdiffeq),
-direct (backprop through dopri5), mali (TorchDiffEqPack ``odesolve_adjoint_sym12``,
-sym12async) and aca (TorchDiffEqPack ``odesolve_adjoint``, Dopri5). TorchDiffEqPack takes
-the end time as a float, so for mali and aca ``dL/dT = ∂L/∂z(T) · f(T, z(T))`` is formed from
-their solution.
+``dL/dT = 2a z0² e^{2aT}``. Methods: adjoint_gq, adjoint_ode and direct (the training
+options, through :func:`models.backprop.integrate` with dopri5), mali (TorchDiffEqPack
+``odesolve_adjoint_sym12``, sym12async) and aca (TorchDiffEqPack ``odesolve_adjoint``,
+Dopri5). TorchDiffEqPack takes the end time as a float, so for mali and aca
+``dL/dT = ∂L/∂z(T) · f(T, z(T))`` is formed from their solution.
 """
 
 import argparse
@@ -20,12 +20,13 @@ from torch import nn
 from tqdm import tqdm
 
 from common.arguments import positive_float
-from common.atomic import save_json, save_npy
 from experiments import results
-from torch_gq_adjoint import odeint, odeint_adjoint, odeint_adjoint_gq
+from models.backprop import integrate
 
-METHODS = ('gq', 'adjoint', 'direct', 'mali', 'aca')
-QUANTITIES = ('loss', 'z0', 'a', 'T')
+#: The training options it shares with the ODE experiments, then TorchDiffEqPack's two.
+ODE_METHODS = ('adjoint_gq', 'adjoint_ode', 'direct')
+METHODS = ODE_METHODS + ('mali', 'aca')
+QUANTITIES = results.TOY_QUANTITIES
 Z0, RATE = 10.0, 0.2
 
 
@@ -49,11 +50,9 @@ def computed(method, end, rtol, atol, gtol):
     """(loss, dL/dz0, dL/da, dL/dT) computed by ``method``."""
     func = _Exponential()
     z0 = torch.tensor([Z0], dtype=torch.float64, requires_grad=True)
-    if method in ('gq', 'adjoint', 'direct'):
+    if method in ODE_METHODS:
         t = torch.tensor([0.0, end], dtype=torch.float64, requires_grad=True)
-        solve = {'gq': lambda *a, **k: odeint_adjoint_gq(*a, gtol=gtol, **k),
-                 'adjoint': odeint_adjoint, 'direct': odeint}[method]
-        final = solve(func, z0, t, rtol=rtol, atol=atol, method='dopri5')[-1]
+        final = integrate(method, func, z0, t, rtol=rtol, atol=atol, gtol=gtol)[-1]
         loss = (final ** 2).sum()
         grad_z0, grad_rate, grad_t = torch.autograd.grad(loss, [z0, func.rate, t])
         grad_end = grad_t[-1]
@@ -106,13 +105,9 @@ def main(argv=None):
             truth = exact(end)
             errors[index] = np.abs(computed(method, end, args.rtol, args.atol, args.gtol)
                                    - truth) / np.abs(truth)
-        folder = results.toy_gradient_dir(args.results_dir, method)
-        save_npy(folder / 'end_times.npy', ends)
-        for column, quantity in enumerate(QUANTITIES):
-            save_npy(folder / f'{quantity}_relative_error.npy', errors[:, column])
-        save_json(folder / results.SUMMARY, {
-            'method': method, 'complete': True, 'rtol': args.rtol, 'atol': args.atol,
-            'gtol': args.gtol, 'end_times': [float(ends[0]), float(ends[-1]), len(ends)],
+        folder = results.write_toy_gradient(args.results_dir, method, ends, errors, {
+            'rtol': args.rtol, 'atol': args.atol, 'gtol': args.gtol,
+            'end_times': [float(ends[0]), float(ends[-1]), len(ends)],
             'median_relative_error': {quantity: float(np.median(errors[:, column]))
                                       for column, quantity in enumerate(QUANTITIES)}})
         if not args.quiet:

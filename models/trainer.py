@@ -5,6 +5,8 @@ import time
 import torch
 from tqdm import tqdm
 
+from common.devices import synchronise
+
 
 class Trainer:
     """Trains ``model`` and records, per epoch, what PAPER.md §3 lists.
@@ -29,10 +31,6 @@ class Trainer:
 
     def _to_device(self, batch):
         return [part.to(self.device) for part in batch]
-
-    def _synchronise(self):
-        if self.device.type == 'cuda':
-            torch.cuda.synchronize(self.device)
 
     def evaluate(self):
         """Validation (loss, metric), averaged over samples."""
@@ -72,10 +70,10 @@ class Trainer:
         """One epoch; returns (training seconds, mean forward NFE, mean backward NFE)."""
         forward, backward, seconds = [], [], 0.0
         for batch in self.train_loader:
-            self._synchronise()
+            synchronise(self.device)
             start = time.perf_counter()
             forward_nfe, backward_nfe = self._step(batch)
-            self._synchronise()
+            synchronise(self.device)
             seconds += time.perf_counter() - start
             forward.append(forward_nfe)
             backward.append(backward_nfe)

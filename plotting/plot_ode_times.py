@@ -7,43 +7,46 @@ import sys
 
 import numpy as np
 
+from common.arguments import positive_float, positive_int
 from experiments import results
-from models.backprop import ADJOINT_OPTIONS
+from experiments.grids import EXPERIMENTS, ODE_OPTIONS
 from plotting import PLOTS_DIR
 from plotting.style import line_style, plt, save
 
-#: figure name -> (results experiment, ablation from the flags, metric label)
-EXPERIMENTS = {
-    'g1d': ('g1d', lambda a: f'gtol{a.gtol}', 'validation MSE'),
-    'nested_spheres': ('nested_spheres', lambda a: f'gtol{a.gtol}', 'validation accuracy (%)'),
-    'sines10': ('sines', lambda a: f'10_{a.regular_times}', 'validation MSE'),
-    'sines50': ('sines', lambda a: f'50_{a.regular_times}', 'validation MSE'),
-    'mnist': ('images', lambda a: f'mnist/{a.batchsize}', 'validation accuracy (%)'),
-    'cifar10': ('images', lambda a: f'cifar10/{a.batchsize}', 'validation accuracy (%)'),
-    'svhn': ('images', lambda a: f'svhn/{a.batchsize}', 'validation accuracy (%)'),
-    'digits': ('images', lambda a: f'digits/{a.batchsize}', 'validation accuracy (%)'),
+#: figure name -> (experiment in experiments.grids, its study's flags from this script's)
+FIGURES = {
+    'g1d': ('g1d', lambda a: ['--gtol', str(a.gtol)]),
+    'nested_spheres': ('nested_spheres', lambda a: ['--gtol', str(a.gtol)]),
+    'sines10': ('sines', lambda a: ['--ntimes', '10', '--regular_times', a.regular_times]),
+    'sines50': ('sines', lambda a: ['--ntimes', '50', '--regular_times', a.regular_times]),
+    **{dataset: ('images', lambda a, d=dataset: ['--dataset', d, '--batchsize', str(a.batchsize)])
+       for dataset in ('mnist', 'cifar10', 'svhn', 'digits')},
 }
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog='python -m plotting.plot_ode_times',
                                      description=__doc__.split('\n')[0])
-    parser.add_argument('--experiment', required=True, choices=EXPERIMENTS)
-    parser.add_argument('--gtol', type=float, default=0.1, help='ablation of g1d and nested '
-                        'spheres (default 0.1)')
+    parser.add_argument('--experiment', required=True, choices=FIGURES)
+    parser.add_argument('--gtol', type=positive_float, default=0.1,
+                        help='ablation of g1d and nested spheres (default 0.1)')
     parser.add_argument('--regular_times', default='regular', choices=('regular', 'irregular'),
                         help='sines ablation (default regular)')
-    parser.add_argument('--batchsize', type=int, default=32, help='images ablation (default 32)')
-    parser.add_argument('--width', type=int, default=None,
+    parser.add_argument('--batchsize', type=positive_int, default=32,
+                        help='images ablation (default 32)')
+    parser.add_argument('--width', type=positive_int, default=None,
                         help='width of the loss curves (default: the largest found)')
     parser.add_argument('--results_dir', default=str(results.RESULTS_DIR))
     parser.add_argument('--plots_dir', default=str(PLOTS_DIR))
     args = parser.parse_args(argv)
-    experiment, ablation_of, metric_label = EXPERIMENTS[args.experiment]
-    ablation = ablation_of(args)
-    return plot_timing(args.results_dir, args.plots_dir, experiment, ablation, ADJOINT_OPTIONS,
-                       ('epoch_val_metric_history', metric_label), args.width,
-                       f'ode_times_{args.experiment}', args.experiment)
+    name, study_flags = FIGURES[args.experiment]
+    spec = EXPERIMENTS[name]
+    return plot_timing(results_dir=args.results_dir, plots_dir=args.plots_dir,
+                       experiment=spec.name, ablation=spec.ablation_of(study_flags(args)),
+                       options=ODE_OPTIONS,
+                       final_series=('epoch_val_metric_history', spec.metric),
+                       curve_width=args.width, name=f'ode_times_{args.experiment}',
+                       title=args.experiment)
 
 
 def _mean_std(values):
@@ -51,15 +54,19 @@ def _mean_std(values):
     return values.mean(), values.std()
 
 
-def plot_timing(results_dir, plots_dir, experiment, ablation, all_options, final_series,
+def plot_timing(*, results_dir, plots_dir, experiment, ablation, options, final_series,
                 curve_width, name, title):
     """The four panels shared by the ODE and SDE timing figures.
 
     Args:
+        results_dir, plots_dir: where runs are read and the figure is written.
+        experiment, ablation: the runs to read (see :mod:`experiments.results`).
+        options: the methods to draw, in legend order.
         final_series: ``(series name, axis label)`` of the second panel's final value.
         curve_width: width of the loss curves, or None for the largest found.
         name: file name (without suffix); title: the figure's title.
     """
+    all_options = options
     runs = results.complete_runs(results_dir, experiment, ablation)
     widths = sorted({width for width, _ in runs})
     options = [option for option in all_options if any(key[1] == option for key in runs)]

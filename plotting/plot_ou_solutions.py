@@ -8,8 +8,10 @@ import sys
 import numpy as np
 import torch
 
+from common.arguments import non_negative_int, positive_int
 from datasets import DATA_DIR, ornstein_uhlenbeck
 from experiments import results
+from experiments.grids import EXPERIMENTS, SDE_OPTIONS
 from models.sde import OUModel, sample_paths
 from plotting import PLOTS_DIR
 from plotting.style import line_style, plt, save
@@ -21,16 +23,20 @@ INITIAL_CONDITIONS = 3
 def main(argv=None):
     parser = argparse.ArgumentParser(prog='python -m plotting.plot_ou_solutions',
                                      description=__doc__.split('\n')[0])
-    parser.add_argument('--adjoint_option', default='adjoint_gq')
-    parser.add_argument('--width', type=int, default=5)
-    parser.add_argument('--ncosines', type=int, default=10)
-    parser.add_argument('--experiment_no', type=int, default=1)
+    parser.add_argument('--adjoint_option', default='adjoint_gq', choices=SDE_OPTIONS,
+                        help='default adjoint_gq')
+    parser.add_argument('--width', type=positive_int, default=5, help='default 5')
+    parser.add_argument('--ncosines', type=non_negative_int, default=10, help='default 10')
+    parser.add_argument('--experiment_no', type=non_negative_int, default=1, help='default 1')
     parser.add_argument('--results_dir', default=str(results.RESULTS_DIR))
     parser.add_argument('--data_dir', default=str(DATA_DIR))
     parser.add_argument('--plots_dir', default=str(PLOTS_DIR))
     args = parser.parse_args(argv)
-    folder = results.run_dir(args.results_dir, 'ornstein_uhlenbeck', args.ncosines, args.width,
-                             args.adjoint_option, args.experiment_no)
+    spec = EXPERIMENTS['ornstein_uhlenbeck']
+    folder = spec.run_folder(spec.parse([
+        '--adjoint_option', args.adjoint_option, '--width', str(args.width),
+        '--ncosines', str(args.ncosines), '--experiment_no', str(args.experiment_no),
+        '--results_dir', args.results_dir]))
     checkpoint_path = folder / results.CHECKPOINT
     if not checkpoint_path.exists():
         print(f'missing: {checkpoint_path} (run the experiment with --save_model 1); '

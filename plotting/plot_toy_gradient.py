@@ -24,15 +24,15 @@ def main(argv=None):
     figure, axes = plt.subplots(1, 4, figsize=(16, 3.6), sharex=True)
     drawn = 0
     for method in METHODS:
-        folder = results.toy_gradient_dir(args.results_dir, method)
-        if not (folder / 'end_times.npy').exists():
-            print(f'missing: toy_gradient results of {method} in {folder}; left out',
+        found = results.read_toy_gradient(args.results_dir, method)
+        if found is None:
+            print(f'missing: toy_gradient results of {method} in '
+                  f'{results.toy_gradient_dir(args.results_dir, method)}; left out',
                   file=sys.stderr)
             continue
-        ends = np.load(folder / 'end_times.npy')
+        ends, errors = found
         for axis, quantity in zip(axes, QUANTITIES):
-            errors = np.load(folder / f'{quantity}_relative_error.npy')
-            axis.semilogy(ends, np.maximum(errors, 1e-16), **line_style(method))
+            axis.semilogy(ends, np.maximum(errors[quantity], 1e-16), **line_style(method))
         drawn += 1
     for axis, quantity in zip(axes, QUANTITIES):
         axis.set_title(TITLES[quantity])

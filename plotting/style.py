@@ -10,9 +10,7 @@ import matplotlib.pyplot as plt  # noqa: E402 - after choosing the backend
 
 #: label, colour, line style of every method across all figures
 METHODS = {
-    'gq': ('GQ adjoint', 'tab:red', '-'),
     'adjoint_gq': ('GQ adjoint', 'tab:red', '-'),
-    'adjoint': ('adjoint', 'tab:blue', '--'),
     'adjoint_ode': ('adjoint', 'tab:blue', '--'),
     'adjoint_seminorm': ('adjoint (seminorm)', 'tab:purple', '-.'),
     'direct': ('direct', 'tab:green', ':'),

@@ -6,11 +6,15 @@ import argparse
 import numpy as np
 
 from experiments import results
+from experiments.grids import EXPERIMENTS
 
-#: (results experiment, ablation) pairs of the paper's figures
-TABLES = (('g1d', 'gtol0.1'), ('nested_spheres', 'gtol0.1'), ('sines', '10_regular'),
-          ('sines', '50_regular'), ('images', 'digits/32'), ('images', 'mnist/32'),
-          ('ornstein_uhlenbeck', '10'))
+#: (experiment in experiments.grids, the study's flags) of the paper's figures
+TABLES = (('g1d', ('--gtol', '0.1')), ('nested_spheres', ('--gtol', '0.1')),
+          ('sines', ('--ntimes', '10', '--regular_times', 'regular')),
+          ('sines', ('--ntimes', '50', '--regular_times', 'regular')),
+          ('images', ('--dataset', 'digits', '--batchsize', '32')),
+          ('images', ('--dataset', 'mnist', '--batchsize', '32')),
+          ('ornstein_uhlenbeck', ('--ncosines', '10')))
 
 
 def _cell(values, digits):
@@ -39,7 +43,9 @@ def main(argv=None):
                                      description=__doc__.split('\n')[0])
     parser.add_argument('--results_dir', default=str(results.RESULTS_DIR))
     args = parser.parse_args(argv)
-    text = '\n'.join(filter(None, (table(args.results_dir, *pair) for pair in TABLES)))
+    tables = (table(args.results_dir, name, EXPERIMENTS[name].ablation_of(flags))
+              for name, flags in TABLES)
+    text = '\n'.join(filter(None, tables))
     print(text or 'no finished runs found')
     return text
 

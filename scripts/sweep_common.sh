@@ -1,49 +1,53 @@
 #!/usr/bin/env bash
 # Shared machinery of the sweep scripts; sourced, never run. A sweep script sets
-#   EXPERIMENT   results folder name          MODULE   python -m module to run
-#   ABLATION     results ablation folder      EXTRA    flags added to every run
-#   OPTIONS WIDTHS REPEATS (the paper's grid) and QUICK_OPTIONS QUICK_WIDTHS
-#   QUICK_REPEATS QUICK_EXTRA (the --quick grid)
+#   EXPERIMENT    a name in experiments/grids.py (its grids, command and results naming)
+#   STUDY_FLAGS   array of flags added to every run (e.g. --ntimes 50)
 # then calls: run_sweep "$@"
 #
-# Flags: --quick, --jobs N (runs at once, default 1), --slurm (write a job array and
-# submit it with sbatch; --no-submit only writes it), --results_dir DIR (default results),
-# --log_dir DIR (default logs). A run whose summary.json says it is complete is skipped;
-# every run saves a checkpoint each epoch and resumes from it, so a half-finished run
-# continues where it stopped. One log per run; a summary line at the end. Runs use
-# $PYTHON (default: python, so activate the project's environment first) from the
-# repository root; relative --results_dir and --log_dir are taken from there.
+# Flags: --grid paper|reduced|quick (default paper; --quick and --reduced are short for
+# the last two), --jobs N (runs at once, default 1), --slurm (write a job array and
+# submit it with sbatch; --no-submit only writes it), --results_dir DIR (default
+# results), --log_dir DIR (default logs). The runs come from
+# 'python -m experiments.grids runs'; a run that experiments.results reports complete is
+# skipped; every run saves a checkpoint each epoch and resumes from it, so a
+# half-finished run continues where it stopped. One log per run; a summary line at the
+# end. Runs use $PYTHON (default: python, so activate the project's environment first)
+# from the repository root; relative --results_dir and --log_dir are taken from there.
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 1
 PYTHON="${PYTHON:-python}"
+export PYTHON
 
 sweep_usage() {
-    sed -n '2,16p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+    sed -n '2,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
 }
 
 _run_one() {
-    # one line of the runs file: <run folder>\t<log file>\t<command>
-    local folder log command
-    IFS=$'\t' read -r folder log command <<< "$1"
-    if grep -qs '"complete": true' "$folder/summary.json"; then
+    # one line of the runs file: <run folder> TAB <log file> TAB <python arguments...>
+    local fields folder log
+    IFS=$'\t' read -r -a fields <<< "$1"
+    folder="${fields[0]}"; log="${fields[1]}"
+    if "$PYTHON" -m experiments.results complete "$folder"; then
         echo skipped >> "$STATUS_FILE"
         return 0
     fi
     mkdir -p "$(dirname "$log")"
-    if bash -c "$command" > "$log" 2>&1; then
+    if "$PYTHON" "${fields[@]:2}" > "$log" 2>&1; then
         echo done >> "$STATUS_FILE"
     else
         echo failed >> "$STATUS_FILE"
-        echo "failed: $command (log: $log)" >&2
+        echo "failed: $PYTHON ${fields[*]:2} (log: $log)" >&2
     fi
 }
 export -f _run_one
 
 run_sweep() {
-    local quick=0 jobs=1 slurm=0 submit=1 results_dir=results log_dir=logs
+    local grid=paper jobs=1 slurm=0 submit=1 results_dir=results log_dir=logs
     while [ $# -gt 0 ]; do
         case "$1" in
-            --quick) quick=1 ;;
+            --quick) grid=quick ;;
+            --reduced) grid=reduced ;;
+            --grid) grid="${2:-}"; shift ;;
             --jobs) jobs="${2:-}"; shift ;;
             --slurm) slurm=1 ;;
             --no-submit) submit=0 ;;
@@ -58,26 +62,11 @@ run_sweep() {
         echo "$0: --jobs must be a positive integer; got '$jobs'" >&2
         return 2
     fi
-    local options=("${OPTIONS[@]}") widths=("${WIDTHS[@]}") repeats="$REPEATS" extra="$EXTRA"
-    if [ "$quick" = 1 ]; then
-        options=("${QUICK_OPTIONS[@]}"); widths=("${QUICK_WIDTHS[@]}")
-        repeats="$QUICK_REPEATS"; extra="$EXTRA $QUICK_EXTRA"
-    fi
     mkdir -p "$log_dir/$EXPERIMENT"
     local runs_file="$log_dir/$EXPERIMENT/runs.tsv"
-    : > "$runs_file"
-    local option width number folder log
-    for option in "${options[@]}"; do
-        for width in "${widths[@]}"; do
-            for number in $(seq 1 "$repeats"); do
-                folder="$results_dir/$EXPERIMENT/$ABLATION/$width/$option/$number"
-                log="$log_dir/$EXPERIMENT/${ABLATION//\//_}_${width}_${option}_${number}.log"
-                printf '%s\t%s\t%s\n' "$folder" "$log" \
-                    "$PYTHON -m $MODULE --adjoint_option $option --width $width --experiment_no $number $extra --results_dir $results_dir --save_model 1 --load_model 1 --quiet" \
-                    >> "$runs_file"
-            done
-        done
-    done
+    "$PYTHON" -m experiments.grids runs "$EXPERIMENT" --grid "$grid" \
+        --results_dir "$results_dir" --log_dir "$log_dir" -- "${STUDY_FLAGS[@]}" \
+        > "$runs_file" || return 2
     local total
     total=$(wc -l < "$runs_file")
 
@@ -90,11 +79,11 @@ run_sweep() {
 #SBATCH --output=$log_dir/$EXPERIMENT/slurm_%a.log
 # One array task per run of $runs_file; complete runs are skipped, others resume.
 cd "$(pwd)"
-line=\$(sed -n "\${SLURM_ARRAY_TASK_ID}p" "$runs_file")
-folder=\$(printf '%s' "\$line" | cut -f1)
-command=\$(printf '%s' "\$line" | cut -f3)
-if grep -qs '"complete": true' "\$folder/summary.json"; then echo "skipped \$folder"; exit 0; fi
-exec bash -c "\$command"
+IFS=\$'\\t' read -r -a fields <<< "\$(sed -n "\${SLURM_ARRAY_TASK_ID}p" "$runs_file")"
+if "$PYTHON" -m experiments.results complete "\${fields[0]}"; then
+    echo "skipped \${fields[0]}"; exit 0
+fi
+exec "$PYTHON" "\${fields[@]:2}"
 SBATCH
         echo "wrote $batch ($total array tasks, at most $jobs at once)"
         if [ "$submit" = 1 ]; then

@@ -102,10 +102,9 @@ def test_union_of_irregular_times_matches_solving_each_series():
 
 
 def _first_gradient(option, tmp_path):
-    parser = runner.build_parser('test', '', width=16, lr=0.01, nepochs=1, batchsize=0)
-    parser.add_argument('--aug_dim', type=int, default=3)
-    args = runner.parse(parser, ['--adjoint_option', option, '--tol', '1e-6', '--gtol', '1',
-                                 '--data_dir', str(tmp_path)])
+    args = nested_spheres.build_parser().parse_args([
+        '--adjoint_option', option, '--width', '16', '--tol', '1e-6', '--gtol', '1',
+        '--data_dir', str(tmp_path)])
     runner.seed_everything(1000)
     setup = nested_spheres.make_setup(args)
     inputs, labels = (part[:100] for part in setup.train_data)
@@ -139,6 +138,20 @@ def test_bad_flags_exit_2_before_any_work(tmp_path, capsys, arguments, words):
     assert raised.value.code == 2
     assert words in capsys.readouterr().err
     assert not (tmp_path / 'results').exists() and not (tmp_path / 'data').exists()
+
+
+def test_plain_python_entry_is_the_command_line(tmp_path):
+    folder = g1d.train(adjoint_option='adjoint_gq', width=8, nepochs=2, quiet=True,
+                       results_dir=tmp_path / 'results', data_dir=tmp_path / 'data')
+    assert folder == results.run_dir(tmp_path / 'results', 'g1d', 'gtol0.1', 8, 'adjoint_gq', 1)
+    run = _check_run(folder, 2)
+    assert run['summary']['arguments']['width'] == 8
+    assert run['summary']['arguments']['quiet'] is True
+    with pytest.raises(TypeError, match="unknown setting 'widht'"):
+        g1d.train(widht=8)
+    with pytest.raises(SystemExit):  # the same checks as the command line
+        g1d.train(width=0, results_dir=tmp_path / 'never')
+    assert not (tmp_path / 'never').exists()
 
 
 def test_sines_rejects_other_ntimes(capsys):

@@ -7,6 +7,10 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
+
+from experiments import grids
+from experiments.grids import EXPERIMENTS
 
 REPOSITORY = pathlib.Path(__file__).resolve().parents[1]
 
@@ -17,13 +21,18 @@ def _sweep(script, *arguments):
                           capture_output=True, text=True, env=environment, timeout=600)
 
 
+@pytest.mark.slow
 def test_g1d_quick_grid_runs_skips_and_resumes(tmp_path):
-    folders = ['--results_dir', str(tmp_path / 'results'), '--log_dir', str(tmp_path / 'logs')]
+    # A space in the paths: every argument travels as its own field.
+    results_dir = tmp_path / 'my results'
+    folders = ['--results_dir', str(results_dir), '--log_dir', str(tmp_path / 'logs')]
     first = _sweep('g1d.sh', '--quick', '--jobs', '2', *folders)
     assert first.returncode == 0, first.stderr
-    assert 'g1d: 8 runs: 8 done, 0 skipped, 0 failed' in first.stdout
-    assert len(list((tmp_path / 'logs' / 'g1d').glob('*.log'))) == 8
-    run = tmp_path / 'results' / 'g1d' / 'gtol0.1' / '20' / 'adjoint_gq' / '1'
+    grid = EXPERIMENTS['g1d'].grids['quick']
+    total = len(grid.options) * len(grid.widths) * grid.repeats
+    assert f'g1d: {total} runs: {total} done, 0 skipped, 0 failed' in first.stdout
+    assert len(list((tmp_path / 'logs' / 'g1d').glob('*.log'))) == total
+    run = results_dir / 'g1d' / 'gtol0.1' / '20' / 'adjoint_gq' / '1'
     assert len(np.load(run / 'epochs.npy')) == 11
 
     # A half-finished run (summary not complete) is rerun and resumes from its checkpoint.
@@ -32,7 +41,7 @@ def test_g1d_quick_grid_runs_skips_and_resumes(tmp_path):
     (run / 'summary.json').write_text(json.dumps(summary))
     second = _sweep('g1d.sh', '--quick', '--jobs', '2', *folders)
     assert second.returncode == 0, second.stderr
-    assert 'g1d: 8 runs: 1 done, 7 skipped, 0 failed' in second.stdout
+    assert f'g1d: {total} runs: 1 done, {total - 1} skipped, 0 failed' in second.stdout
     assert json.loads((run / 'summary.json').read_text())['complete'] is True
 
 
@@ -46,13 +55,34 @@ def test_slurm_mode_writes_a_job_array(tmp_path):
     assert '#SBATCH --array=1-360%4' in batch
     runs = (tmp_path / 'logs' / 'nested_spheres' / 'runs.tsv').read_text().splitlines()
     assert len(runs) == 360
-    folder, log, command = runs[0].split('\t')
+    folder, log, *argv = runs[0].split('\t')
     assert folder.endswith('nested_spheres/gtol0.1/5/direct/1')
-    assert '-m experiments.nested_spheres --adjoint_option direct --width 5' in command
-    assert '--save_model 1 --load_model 1' in command
+    assert argv[:6] == ['-m', 'experiments.nested_spheres', '--adjoint_option', 'direct',
+                        '--width', '5']
+    assert '--save_model 1 --load_model 1' in ' '.join(argv)
+    # The sweep's runs are exactly the table's.
+    table = grids.runs('nested_spheres', 'paper', (), tmp_path / 'results', tmp_path / 'logs')
+    assert [run.split('\t')[0] for run in runs] == [str(entry.folder) for entry in table]
 
 
 def test_bad_flags(tmp_path):
     assert _sweep('g1d.sh', '--jobs', '0').returncode == 2
     unknown = _sweep('sines.sh', '--fast')
     assert unknown.returncode == 2 and "unknown flag '--fast'" in unknown.stderr
+    bad_grid = _sweep('sines.sh', '--grid', 'huge', '--log_dir', str(tmp_path / 'logs'))
+    assert bad_grid.returncode == 2 and "invalid choice: 'huge'" in bad_grid.stderr
+    environment = dict(os.environ, PYTHON=sys.executable, NTIMES='7')
+    bad_study = subprocess.run(['bash', str(REPOSITORY / 'scripts' / 'sines.sh'), '--log_dir',
+                                str(tmp_path / 'logs')], capture_output=True, text=True,
+                               env=environment, timeout=600)
+    assert bad_study.returncode == 2 and 'argument --ntimes' in bad_study.stderr
+
+
+def test_every_grid_parses_with_its_experiments_flags(tmp_path):
+    for name, spec in EXPERIMENTS.items():
+        for grid in grids.GRID_NAMES:
+            found = grids.runs(name, grid, (), tmp_path, tmp_path)
+            chosen = spec.grids[grid]
+            assert len(found) == len(chosen.options) * len(chosen.widths) * chosen.repeats
+            assert found[0].argv[:2] == ('-m', spec.module)
+            assert found[0].folder.parts[-3:] == (str(chosen.widths[0]), chosen.options[0], '1')

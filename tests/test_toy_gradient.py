@@ -5,22 +5,22 @@ import json
 import numpy as np
 import pytest
 
-from experiments import toy_gradient
+from experiments import results, toy_gradient
 
 
 def test_methods_write_small_relative_errors(tmp_path):
-    toy_gradient.main(['--method', 'gq', '--method', 'adjoint', '--method', 'direct',
+    toy_gradient.main(['--method', 'adjoint_gq', '--method', 'adjoint_ode', '--method', 'direct',
                        '--method', 'aca', '--t_start', '19', '--t_end', '19.04',
                        '--results_dir', str(tmp_path), '--quiet'])
     toy_gradient.main(['--method', 'mali', '--t_start', '21', '--t_end', '21',
                        '--results_dir', str(tmp_path), '--quiet'])
     for method in toy_gradient.METHODS:
         folder = tmp_path / 'toy_gradient' / method
-        ends = np.load(folder / 'end_times.npy')
+        ends, found = results.read_toy_gradient(tmp_path, method)
         expected = [21.0] if method == 'mali' else [19.0, 19.02, 19.04]
         assert np.allclose(ends, expected)
         for quantity in toy_gradient.QUANTITIES:
-            errors = np.load(folder / f'{quantity}_relative_error.npy')
+            errors = found[quantity]
             assert errors.shape == ends.shape and np.isfinite(errors).all()
             # rtol 1e-6: every method is within a few 1e-5 of the closed form here
             assert errors.max() < 1e-4, (method, quantity)

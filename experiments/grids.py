@@ -1,0 +1,177 @@
+"""Every experiment's sweep grids and results naming, in one table.
+
+The experiment scripts, the bash sweeps (through ``python -m experiments.grids runs``),
+the plotting scripts, the summary tables and the tests all read :data:`EXPERIMENTS`.
+
+An experiment has three grids: ``paper`` (the paper's, §3 of the paper and its
+appendix), ``reduced`` (converged runs that fit a small machine) and ``quick`` (a few
+epochs, to check that everything runs). A grid is options × widths × repeats, plus
+flags added to every run; the flags of a study (``--ntimes 50``, ``--dataset digits``)
+come on top, from the sweep's environment or the caller.
+
+``python -m experiments.grids runs EXPERIMENT [--grid G] [--results_dir D] [--log_dir L]
+[-- FLAG ...]`` prints one line per run: the run's folder, its log file, then the
+arguments of ``python``, all separated by tabs (so that paths may hold spaces).
+"""
+
+import argparse
+import importlib
+import pathlib
+import sys
+from dataclasses import dataclass, field
+
+from experiments import results
+from models.backprop import ADJOINT_OPTIONS
+from models.sde import SDE_OPTIONS as TORCHSDE_OPTIONS
+
+#: The options of the ODE sweeps, and of the SDE sweep (torchsde's two, then GQ).
+ODE_OPTIONS = ADJOINT_OPTIONS
+SDE_OPTIONS = TORCHSDE_OPTIONS + ('adjoint_gq',)
+PAPER_WIDTHS = (5, 20, 100, 500, 1000, 1500, 2000, 2500, 3000)
+
+
+@dataclass(frozen=True)
+class Grid:
+    """Options × widths × repeats, and flags added to every run.
+
+    ``budget`` is the measured wall-clock time of the whole grid with ``--jobs 2`` on a
+    2-core CPU machine, where it has been measured (None otherwise).
+    """
+
+    options: tuple
+    widths: tuple
+    repeats: int
+    flags: tuple = ()
+    budget: str = None
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """One experiment: its command, results folder naming and grids.
+
+    Attributes:
+        name: the results folder under ``results_dir`` and the sweep's name.
+        module: the ``python -m`` module of its command line.
+        ablation: ``ablation(args) -> str``, the folder between the experiment and the
+            width (``gtol0.1``, ``10_regular``, ``digits/32``, ...), from parsed flags.
+        grids: ``{'paper': Grid, 'reduced': Grid, 'quick': Grid}``.
+        metric: axis label of the validation metric.
+    """
+
+    name: str
+    module: str
+    ablation: object
+    grids: dict = field(default_factory=dict)
+    metric: str = 'validation metric'
+
+    def parser(self):
+        """The experiment's own argument parser (its defaults and checks)."""
+        return importlib.import_module(self.module).build_parser()
+
+    def parse(self, flags=()):
+        """Parse ``flags`` with the experiment's parser (exit 2 on a bad flag)."""
+        return self.parser().parse_args(list(flags))
+
+    def ablation_of(self, flags=()):
+        """The ablation folder of runs made with ``flags``."""
+        return self.ablation(self.parse(flags))
+
+    def run_folder(self, args):
+        """Folder of the run described by parsed flags ``args``."""
+        return results.run_dir(args.results_dir, self.name, self.ablation(args), args.width,
+                               args.adjoint_option, args.experiment_no)
+
+
+EXPERIMENTS = {
+    'nested_spheres': Experiment(
+        'nested_spheres', 'experiments.nested_spheres', lambda a: f'gtol{a.gtol}', {
+            'paper': Grid(ODE_OPTIONS, PAPER_WIDTHS, 10, ('--gtol', '0.1')),
+            'reduced': Grid(ODE_OPTIONS, (20, 100, 500), 2, ('--gtol', '0.1')),
+            'quick': Grid(ODE_OPTIONS, (5, 20, 100), 2, ('--gtol', '0.1', '--nepochs', '3')),
+        }, 'validation accuracy (%)'),
+    'g1d': Experiment(
+        'g1d', 'experiments.g1d', lambda a: f'gtol{a.gtol}', {
+            'paper': Grid(ODE_OPTIONS, PAPER_WIDTHS, 10, ('--gtol', '0.1')),
+            'reduced': Grid(ODE_OPTIONS, (20, 500, 2000), 2, ('--gtol', '0.1')),
+            'quick': Grid(ODE_OPTIONS, (5, 20), 1, ('--gtol', '0.1', '--nepochs', '10')),
+        }, 'validation MSE'),
+    'sines': Experiment(
+        'sines', 'experiments.sines', lambda a: f'{a.ntimes}_{a.regular_times}', {
+            'paper': Grid(ODE_OPTIONS, (5, 20, 200, 1000, 2000), 5),
+            'reduced': Grid(ODE_OPTIONS, (20, 200, 1000), 2),
+            'quick': Grid(ODE_OPTIONS, (5, 20), 2, ('--nepochs', '10')),
+        }, 'validation MSE'),
+    'images': Experiment(
+        'images', 'experiments.images', lambda a: f'{a.dataset}/{a.batchsize}', {
+            'paper': Grid(ODE_OPTIONS[1:], (50, 200, 350, 500), 3),
+            'reduced': Grid(ODE_OPTIONS[1:], (8, 32, 64), 2, ('--dataset', 'digits')),
+            'quick': Grid(ODE_OPTIONS[1:], (4, 8), 1, ('--dataset', 'digits', '--nepochs', '1')),
+        }, 'validation accuracy (%)'),
+    'ornstein_uhlenbeck': Experiment(
+        'ornstein_uhlenbeck', 'experiments.ornstein_uhlenbeck', lambda a: str(a.ncosines), {
+            # The paper ran sde_direct only up to width 50; here every option runs every width.
+            'paper': Grid(SDE_OPTIONS, (5, 20, 50, 100), 5),
+            'reduced': Grid(SDE_OPTIONS, (5, 20), 2),
+            'quick': Grid(SDE_OPTIONS, (5,), 1, ('--nepochs', '2')),
+        }, 'validation log-likelihood'),
+}
+
+GRID_NAMES = ('paper', 'reduced', 'quick')
+
+
+@dataclass(frozen=True)
+class Run:
+    """One run of a sweep: where it writes, where it logs, and its command's arguments."""
+
+    folder: pathlib.Path
+    log: pathlib.Path
+    argv: tuple   # arguments of ``python``: ('-m', module, flag, value, ...)
+
+
+def runs(experiment, grid='paper', flags=(), results_dir=results.RESULTS_DIR, log_dir='logs'):
+    """Every run of ``experiment``'s ``grid``, with the study's ``flags`` on top.
+
+    Each run's arguments are checked by the experiment's own parser here, so a bad flag
+    stops the sweep before anything runs.
+    """
+    spec = EXPERIMENTS[experiment]
+    chosen = spec.grids[grid]
+    found = []
+    for option in chosen.options:
+        for width in chosen.widths:
+            for number in range(1, chosen.repeats + 1):
+                flags_of_run = ('--adjoint_option', option, '--width', str(width),
+                                '--experiment_no', str(number), *flags, *chosen.flags,
+                                '--results_dir', str(results_dir), '--save_model', '1',
+                                '--load_model', '1', '--quiet')
+                args = spec.parse(flags_of_run)
+                folder = spec.run_folder(args)
+                name = f'{spec.ablation(args).replace("/", "_")}_{width}_{option}_{number}.log'
+                log = pathlib.Path(log_dir) / experiment / name
+                found.append(Run(folder, log, ('-m', spec.module, *flags_of_run)))
+    return found
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog='python -m experiments.grids',
+                                     description=__doc__.split('\n\n')[0])
+    commands = parser.add_subparsers(dest='command', required=True)
+    lister = commands.add_parser('runs', help='print the runs of a grid, one per line')
+    lister.add_argument('experiment', choices=EXPERIMENTS)
+    lister.add_argument('--grid', choices=GRID_NAMES, default='paper',
+                        help='which grid (default paper)')
+    lister.add_argument('--results_dir', default=str(results.RESULTS_DIR))
+    lister.add_argument('--log_dir', default='logs')
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # Everything after "--" is the study's flags, passed on to every run as they are.
+    flags = argv[argv.index('--') + 1:] if '--' in argv else []
+    args = parser.parse_args(argv[:argv.index('--')] if '--' in argv else argv)
+    for run in runs(args.experiment, args.grid, flags, args.results_dir, args.log_dir):
+        fields = (str(run.folder), str(run.log), *run.argv)
+        if any('\t' in value or '\n' in value for value in fields):
+            parser.error('paths and flags must not contain tabs or newlines')
+        sys.stdout.write('\t'.join(fields) + '\n')
+
+
+if __name__ == '__main__':
+    main()
