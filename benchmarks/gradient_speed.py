@@ -28,6 +28,8 @@ import torch
 from torch import nn
 
 from benchmarks.memory import peak_memory_bytes
+from common.arguments import positive_int
+from common.devices import device_name, synchronise
 from datasets import nested_spheres, sines
 from models.backprop import ADJOINT_OPTIONS, integrate
 from models.vector_fields import MLPVectorField, SecondOrderVectorField
@@ -84,11 +86,6 @@ class _Case:
         return torch.cat([grad.reshape(-1) for grad in grads])
 
 
-def _synchronise(device):
-    if device.type == 'cuda':
-        torch.cuda.synchronize(device)
-
-
 def time_steps(case, options, repeats, device):
     """Median seconds per step of each option, and each option's gradient.
 
@@ -99,10 +96,10 @@ def time_steps(case, options, repeats, device):
     seconds = {option: [] for option in options}
     for _ in range(repeats):
         for option in options:
-            _synchronise(device)
+            synchronise(device)
             start = time.perf_counter()
             case.step(option)
-            _synchronise(device)
+            synchronise(device)
             seconds[option].append(time.perf_counter() - start)
     return {option: (statistics.median(seconds[option]), gradients[option])
             for option in options}
@@ -120,28 +117,21 @@ def parse_args(argv=None):
     parser.add_argument('--option', action='append', choices=OPTIONS,
                         help='backprop option (repeatable; default all; direct is always run '
                              'as the reference)')
-    parser.add_argument('--repeats', type=int, default=5,
+    parser.add_argument('--repeats', type=positive_int, default=5,
                         help='timed steps per case and option (default 5)')
     parser.add_argument('--quick', action='store_true',
                         help=f'cases {", ".join(QUICK_CASES)} with 1 repeat (well under a minute)')
-    parser.add_argument('--device', default='cpu', help="'cpu' (default), 'cuda' or 'cuda:N'")
-    parser.add_argument('--threads', type=int, default=None,
+    parser.add_argument('--device', type=device_name, default=torch.device('cpu'),
+                        help="'cpu' (default), 'cuda', 'cuda:N' or a GPU index N")
+    parser.add_argument('--threads', type=positive_int, default=None,
                         help='torch CPU threads (default: torch default)')
     args = parser.parse_args(argv)
-    if args.repeats < 1:
-        parser.error(f'--repeats must be a positive integer; got {args.repeats}')
     if args.quick:
         args.case = args.case or list(QUICK_CASES)
         args.repeats = 1
     args.case = args.case or list(CASES)
     options = args.option or list(OPTIONS)
     args.option = ['direct'] + [option for option in options if option != 'direct']
-    try:
-        args.device = torch.device(args.device)
-    except RuntimeError:
-        parser.error(f"--device must be 'cpu', 'cuda' or 'cuda:N'; got {args.device!r}")
-    if args.device.type == 'cuda' and not torch.cuda.is_available():
-        parser.error('--device cuda asked for, but CUDA is not available here')
     return args
 
 

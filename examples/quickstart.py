@@ -1,6 +1,6 @@
 """Train a tiny neural ODE a few steps with each of odeint, odeint_adjoint, odeint_adjoint_gq.
 
-``python examples/quickstart.py [--steps N] [--width W]`` prints the seconds per training
+``python -m examples.quickstart [--steps N] [--width W]`` prints the seconds per training
 step of each and how far its first gradient is from direct backprop's. The three calls
 differ only in the function's name.
 """
@@ -11,6 +11,7 @@ import time
 import torch
 from torch import nn
 
+from common.arguments import positive_int
 from torch_gq_adjoint import odeint, odeint_adjoint, odeint_adjoint_gq
 
 
@@ -49,11 +50,11 @@ def train(solve, steps, width, seed=0):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('--steps', type=int, default=5, help='training steps (default 5)')
-    parser.add_argument('--width', type=int, default=64, help='hidden width (default 64)')
+    parser.add_argument('--steps', type=positive_int, default=5,
+                        help='training steps (default 5)')
+    parser.add_argument('--width', type=positive_int, default=64,
+                        help='hidden width (default 64)')
     args = parser.parse_args(argv)
-    if args.steps < 1 or args.width < 1:
-        parser.error('--steps and --width must be positive integers')
     solvers = {'odeint (direct)': odeint, 'odeint_adjoint': odeint_adjoint,
                'odeint_adjoint_gq': odeint_adjoint_gq}
     reference = None

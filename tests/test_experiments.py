@@ -42,6 +42,7 @@ def _check_run(folder, nepochs):
     return run
 
 
+@pytest.mark.slow
 def test_nested_spheres_command_line(tmp_path):
     command = [sys.executable, '-m', 'experiments.nested_spheres', '--adjoint_option',
                'adjoint_gq', '--width', '8', '--nepochs', '1', *_folders(tmp_path)]
@@ -71,6 +72,7 @@ def test_images_digits(tmp_path):
     assert 0 <= run['epoch_val_metric_history'][-1] <= 100
 
 
+@pytest.mark.slow
 def test_nested_spheres_loss_goes_down(tmp_path):
     # Nested spheres sits at ln 2 until the flow starts to separate the classes:
     # small batches get there within a few epochs.
@@ -160,6 +162,7 @@ def test_sines_rejects_other_ntimes(capsys):
     assert raised.value.code == 2 and 'argument --ntimes' in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_resume_gives_the_uninterrupted_results(tmp_path, monkeypatch):
     common = ['--nepochs', '4', '--width', '8', '--batchsize', '500', '--save_model', '1']
     straight = nested_spheres.main([*common, *_folders(tmp_path / 'straight')])

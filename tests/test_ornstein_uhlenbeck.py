@@ -64,6 +64,7 @@ def _run(tiny_data, tmp_path, option, nepochs):
                             str(tmp_path), '--quiet'])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('option', ['sde_direct', 'sde_adjoint'])
 def test_sde_options_run(tiny_data, tmp_path, option):
     folder = _run(tiny_data, tmp_path, option, 1)
@@ -73,6 +74,7 @@ def test_sde_options_run(tiny_data, tmp_path, option):
     assert np.isfinite(run['epoch_loss_history']).all() and len(run['epochs']) == 2
 
 
+@pytest.mark.slow
 def test_gq_lowers_the_validation_kl(tiny_data, tmp_path):
     folder = _run(tiny_data, tmp_path, 'adjoint_gq', 3)
     run = results.read_run(folder)

@@ -1,6 +1,7 @@
 """Figures render from small results written by the tests; missing runs are reported."""
 
 import numpy as np
+import pytest
 
 from experiments import results, toy_gradient
 from plotting import plot_toy_gradient
@@ -65,6 +66,7 @@ def test_sde_times_figure(tmp_path, capsys):
     assert captured.err.count('missing:') == 1 and 'sde_adjoint' in captured.err
 
 
+@pytest.mark.slow
 def test_ou_solutions_figure(tmp_path, capsys):
     from datasets import make_ou_data
     from experiments import ornstein_uhlenbeck

@@ -12,6 +12,9 @@ import pytest
 from experiments import grids
 from experiments.grids import EXPERIMENTS
 
+# Every test here runs a command in a subprocess, end to end.
+pytestmark = pytest.mark.slow
+
 REPOSITORY = pathlib.Path(__file__).resolve().parents[1]
 
 
@@ -21,7 +24,6 @@ def _sweep(script, *arguments):
                           capture_output=True, text=True, env=environment, timeout=600)
 
 
-@pytest.mark.slow
 def test_g1d_quick_grid_runs_skips_and_resumes(tmp_path):
     # A space in the paths: every argument travels as its own field.
     results_dir = tmp_path / 'my results'
