@@ -1,4 +1,4 @@
-"""Nested spheres (PAPER.md §3): 2-D points, class 0 inside radius 0.4, class 1 in the
+"""Nested spheres (docs/paper_notes.md §3): 2-D points, class 0 inside radius 0.4, class 1 in the
 ring 0.7 < r < 0.9, drawn uniformly in [-1, 1]² by rejection."""
 
 import pathlib

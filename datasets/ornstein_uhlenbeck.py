@@ -1,4 +1,4 @@
-"""Ornstein–Uhlenbeck-type data (PAPER.md §4), generated with ``sdeint.stratint``.
+"""Ornstein–Uhlenbeck-type data (docs/paper_notes.md §4), generated with ``sdeint.stratint``.
 
 Stratonovich ``dX = (μ t − θ X) dt + (σ + φ t) ∘ dW`` with μ = 0.2, θ = 0.1, σ = 0.6,
 φ = 0.15, observed at 101 equally spaced times on [0, 10]; X(0) ~ U(−3, 3); 200 training

@@ -1,4 +1,4 @@
-"""Sines (PAPER.md §3): ``y = A sin t + B cos t`` with (B, A) ~ U(-1, 1)², solutions of
+"""Sines (docs/paper_notes.md §3): ``y = A sin t + B cos t`` with (B, A) ~ U(-1, 1)², solutions of
 ``x'' = -x`` with ``x(0) = B``, ``x'(0) = A``; 15 training and 5 validation series observed
 at ``ntimes`` times on [0, 2π], the same linspace for all (regular) or per series sorted
 U(0, 2π) with the first time 0 (irregular)."""

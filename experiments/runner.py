@@ -27,7 +27,7 @@ from models.trainer import Trainer
 
 
 def build_parser(prog, description, *, width, lr, nepochs, batchsize, options=ADJOINT_OPTIONS):
-    """The common flags of every experiment (PAPER.md §3), with the experiment's defaults."""
+    """The common flags of every experiment (docs/paper_notes.md §3), with its defaults."""
     parser = argparse.ArgumentParser(prog=prog, description=description)
     parser.add_argument('--adjoint_option', default='adjoint_gq', choices=options,
                         help='how to backpropagate (default adjoint_gq)')

@@ -1,4 +1,4 @@
-"""The four ways of backpropagating through an ODE solve (PAPER.md §2)."""
+"""The four ways of backpropagating through an ODE solve (docs/paper_notes.md §2)."""
 
 from torch_gq_adjoint import odeint, odeint_adjoint, odeint_adjoint_gq
 

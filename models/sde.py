@@ -1,4 +1,4 @@
-"""The Ornstein–Uhlenbeck model (PAPER.md §4): drift and diffusion MLPs on ``[x, t]``,
+"""The Ornstein–Uhlenbeck model (docs/paper_notes.md §4): drift and diffusion MLPs on ``[x, t]``,
 trained as a Wong–Zakai ODE or through torchsde, always sampled with torchsde to validate."""
 
 import torch
@@ -11,7 +11,7 @@ from models.vector_fields import MLPVectorField
 from torch_gq_adjoint import CosineBrownian, StratonovichSDE, WongZakaiODE
 
 SDE_OPTIONS = ('sde_direct', 'sde_adjoint')
-#: Step of torchsde's reversible Heun solves (PAPER.md §2).
+#: Step of torchsde's reversible Heun solves (docs/paper_notes.md §2).
 SDE_STEP = 0.01
 
 

@@ -9,7 +9,7 @@ from common.devices import synchronise
 
 
 class Trainer:
-    """Trains ``model`` and records, per epoch, what PAPER.md §3 lists.
+    """Trains ``model`` and records, per epoch, what docs/paper_notes.md §3 lists.
 
     Args:
         model: ``nn.Module`` called as ``model(*inputs)``.

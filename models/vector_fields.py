@@ -1,4 +1,4 @@
-"""Vector fields of the paper's ODE experiments (PAPER.md §3)."""
+"""Vector fields of the paper's ODE experiments (docs/paper_notes.md §3)."""
 
 import torch
 from torch import nn

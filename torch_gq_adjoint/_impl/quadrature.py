@@ -6,7 +6,7 @@ import math
 import numpy as np
 import torch
 
-#: Upper bound on the number of quadrature nodes in one interval (PAPER.md §1).
+#: Upper bound on the number of quadrature nodes in one interval, as in the paper.
 MAX_NODES = 64
 
 

@@ -1,4 +1,4 @@
-"""Training Stratonovich SDEs as ODEs, by the Wong–Zakai theorem (PAPER.md §4).
+"""Training Stratonovich SDEs as ODEs, by the Wong–Zakai theorem (Norcliffe & Deisenroth 2023).
 
 The Stratonovich SDE ``dX = f(t, X) dt + g(t, X) ∘ dW`` (diagonal noise) is the limit of
 the ODEs ``dx/dt = f(t, x) + g(t, x) ξ(t)`` driven by smooth approximations ``ξ`` of the
