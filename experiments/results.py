@@ -14,8 +14,9 @@ import pathlib
 import sys
 
 import numpy as np
+import torch
 
-from common.atomic import save_json, save_npy
+from common.atomic import save_json, save_npy, save_torch
 
 #: Default results folder (kept empty in git).
 RESULTS_DIR = pathlib.Path(__file__).resolve().parents[1] / 'results'
@@ -42,6 +43,20 @@ def write_history(folder, history):
 def write_summary(folder, summary):
     """Write ``summary.json`` (arguments, versions, device, final figures, completeness)."""
     save_json(pathlib.Path(folder) / SUMMARY, summary)
+
+
+def write_checkpoint(folder, checkpoint):
+    """Write a run's checkpoint (a dict of state dicts, history and RNG states)."""
+    save_torch(pathlib.Path(folder) / CHECKPOINT, checkpoint)
+
+
+def read_checkpoint(folder, device='cpu'):
+    """A run's checkpoint, its tensors on ``device``; None if the run wrote none."""
+    path = pathlib.Path(folder) / CHECKPOINT
+    if not path.exists():
+        return None
+    # weights_only=False: the checkpoint also holds numpy's and Python's RNG states.
+    return torch.load(path, map_location=device, weights_only=False)
 
 
 def read_run(folder):

@@ -18,7 +18,6 @@ import torch
 import torchdiffeq
 
 from common.arguments import flag, non_negative_int, positive_float, positive_int
-from common.atomic import save_torch
 from common.devices import device_name
 from datasets import DATA_DIR
 from experiments import results
@@ -152,16 +151,16 @@ def run(args, spec, make_setup):
     folder = spec.run_folder(args)
     history = _new_history(sum(param.numel() for param in model.parameters()))
     training = _TrainingState(model, optimiser, generator)
-    checkpoint_path = folder / results.CHECKPOINT
-    if args.load_model and checkpoint_path.exists():
-        history = training.load(checkpoint_path, args.device)
+    checkpoint = results.read_checkpoint(folder, args.device) if args.load_model else None
+    if checkpoint is not None:
+        history = training.restore(checkpoint)
         if not args.quiet:
             print(f'resuming {folder} after epoch {history["epochs"][-1]}')
 
     def on_epoch_end(current):
         results.write_history(folder, current)
         if args.save_model:
-            training.save(checkpoint_path, current)
+            results.write_checkpoint(folder, training.checkpoint(current))
         results.write_summary(folder, _summary(args, spec, current, False))
 
     trainer = Trainer(model, setup.neural_de, optimiser, setup.loss_fn, setup.metric_fn,
@@ -179,16 +178,15 @@ class _TrainingState:
     def __init__(self, model, optimiser, generator):
         self.model, self.optimiser, self.generator = model, optimiser, generator
 
-    def save(self, path, history):
-        save_torch(path, {
-            'model': self.model.state_dict(), 'optimiser': self.optimiser.state_dict(),
-            'history': history, 'generator': self.generator.get_state(),
-            'torch_rng': torch.get_rng_state(), 'numpy_rng': np.random.get_state(),
-            'python_rng': random.getstate()})
+    def checkpoint(self, history):
+        """Everything a resume needs, with ``history``, as one dict."""
+        return {'model': self.model.state_dict(), 'optimiser': self.optimiser.state_dict(),
+                'history': history, 'generator': self.generator.get_state(),
+                'torch_rng': torch.get_rng_state(), 'numpy_rng': np.random.get_state(),
+                'python_rng': random.getstate()}
 
-    def load(self, path, device):
-        """Restore everything from ``path``; returns the checkpoint's history."""
-        checkpoint = torch.load(path, map_location=device, weights_only=False)
+    def restore(self, checkpoint):
+        """Restore everything from ``checkpoint``; returns its history."""
         self.model.load_state_dict(checkpoint['model'])
         self.optimiser.load_state_dict(checkpoint['optimiser'])
         self.generator.set_state(checkpoint['generator'])

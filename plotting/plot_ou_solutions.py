@@ -37,15 +37,14 @@ def main(argv=None):
         '--adjoint_option', args.adjoint_option, '--width', str(args.width),
         '--ncosines', str(args.ncosines), '--experiment_no', str(args.experiment_no),
         '--results_dir', args.results_dir]))
-    checkpoint_path = folder / results.CHECKPOINT
-    if not checkpoint_path.exists():
-        print(f'missing: {checkpoint_path} (run the experiment with --save_model 1); '
-              'no figure written', file=sys.stderr)
+    checkpoint = results.read_checkpoint(folder)
+    if checkpoint is None:
+        print(f'missing: {folder / results.CHECKPOINT} (run the experiment with '
+              '--save_model 1); no figure written', file=sys.stderr)
         return None
     times, initial, paths = ornstein_uhlenbeck.load(args.data_dir, 'val')
     model = OUModel(args.width, args.adjoint_option, times, paths.shape[-1],
                     ncosines=args.ncosines)
-    checkpoint = torch.load(checkpoint_path, map_location='cpu', weights_only=False)
     model.load_state_dict(checkpoint['model'])
     torch.manual_seed(0)
     chosen = slice(0, INITIAL_CONDITIONS)
