@@ -41,3 +41,17 @@ def flag(text):
     if text not in ('0', '1'):
         raise argparse.ArgumentTypeError(f'must be 0 or 1; got {text!r}')
     return int(text)
+
+
+#: Seeds are 1000 × the repeat number and must stay below 2**32 (numpy's limit).
+MAX_EXPERIMENT_NO = (2 ** 32 - 1) // 1000
+
+
+def experiment_number(text):
+    """A repeat number: an integer from 0 to :data:`MAX_EXPERIMENT_NO`."""
+    value = _integer_at_least(text, 0, 'non-negative')
+    if value > MAX_EXPERIMENT_NO:
+        raise argparse.ArgumentTypeError(
+            f'must be at most {MAX_EXPERIMENT_NO} (the seed is 1000 × it and must stay below '
+            f'2**32); got {text!r}')
+    return value

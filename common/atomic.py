@@ -13,13 +13,27 @@ import tempfile
 
 import numpy as np
 
+TEMPORARY_SUFFIX = '.tmp'
+
+
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
 
 def write_bytes(path, data):
-    """Write ``data`` (bytes) to ``path`` atomically, creating parent folders."""
+    """Write ``data`` (bytes) to ``path`` atomically, creating parent folders.
+
+    The file gets the permissions the umask gives a new file (``mkstemp`` alone would
+    make it private to its owner).
+    """
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent)
+    handle, temporary = tempfile.mkstemp(prefix=f'.{path.name}.', suffix=TEMPORARY_SUFFIX,
+                                         dir=path.parent)
     try:
+        os.fchmod(handle, 0o666 & ~_umask())
         with os.fdopen(handle, 'wb') as file:
             file.write(data)
             file.flush()
@@ -29,6 +43,27 @@ def write_bytes(path, data):
         if os.path.exists(temporary):
             os.unlink(temporary)
         raise
+
+
+def remove_stale_temporaries(folder):
+    """Delete what writes killed midway left in ``folder`` (``.NAME.xxxx.tmp`` files).
+
+    Call it where no other process writes into ``folder`` at the same time.
+
+    Returns:
+        int, the number of files removed.
+    """
+    folder = pathlib.Path(folder)
+    if not folder.is_dir():
+        return 0
+    removed = 0
+    for path in folder.glob(f'.*{TEMPORARY_SUFFIX}'):
+        try:
+            path.unlink()
+            removed += 1
+        except FileNotFoundError:
+            pass
+    return removed
 
 
 def save_npy(path, array):

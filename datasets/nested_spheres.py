@@ -7,6 +7,7 @@ import numpy as np
 import torch
 
 from common.atomic import save_npz
+from datasets.generated import load_generated
 
 INNER_RADIUS = 0.4
 RING = (0.7, 0.9)
@@ -42,8 +43,6 @@ def generate(data_dir):
 
 def load(data_dir, split):
     """Tensors (points, labels) of ``split``, generating the files first if missing."""
-    path = folder(data_dir) / f'{split}.npz'
-    if not path.exists():
-        generate(data_dir)
-    with np.load(path) as data:
-        return torch.from_numpy(data['points']), torch.from_numpy(data['labels'])
+    points, labels = load_generated(folder(data_dir) / f'{split}.npz', ('points', 'labels'),
+                                    lambda: generate(data_dir))
+    return torch.from_numpy(points), torch.from_numpy(labels)

@@ -12,6 +12,7 @@ import sdeint
 import torch
 
 from common.atomic import save_npz
+from datasets.generated import load_generated
 
 MU, THETA, SIGMA, PHI = 0.2, 0.1, 0.6, 0.15
 T_END, NTIMES = 10.0, 101
@@ -55,9 +56,7 @@ def generate(data_dir, counts=None, paths=PATHS):
 
 def load(data_dir, split):
     """Tensors (times (T,), initial (N, 1), paths (N, T, P)), generated first if missing."""
-    path = folder(data_dir) / f'{split}.npz'
-    if not path.exists():
-        generate(data_dir)
-    with np.load(path) as data:
-        return (torch.from_numpy(data['times']), torch.from_numpy(data['initial'])[:, None],
-                torch.from_numpy(data['paths']))
+    times, initial, paths = load_generated(folder(data_dir) / f'{split}.npz',
+                                           ('times', 'initial', 'paths'),
+                                           lambda: generate(data_dir))
+    return torch.from_numpy(times), torch.from_numpy(initial)[:, None], torch.from_numpy(paths)

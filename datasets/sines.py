@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from common.atomic import save_npz
+from datasets.generated import load_generated
 
 SERIES = {'train': 15, 'val': 5}
 SEEDS = {'train': 11, 'val': 12}
@@ -48,8 +49,7 @@ def generate(data_dir, ntimes_options=NTIMES, regularities=REGULARITIES):
 
 def load(data_dir, ntimes, regularity, split):
     """Tensors (initial, times, values) of one split, generated first if missing."""
-    path = folder(data_dir, ntimes, regularity) / f'{split}.npz'
-    if not path.exists():
-        generate(data_dir, (ntimes,), (regularity,))
-    with np.load(path) as data:
-        return tuple(torch.from_numpy(data[key]) for key in ('initial', 'times', 'values'))
+    arrays = load_generated(folder(data_dir, ntimes, regularity) / f'{split}.npz',
+                            ('initial', 'times', 'values'),
+                            lambda: generate(data_dir, (ntimes,), (regularity,)))
+    return tuple(torch.from_numpy(array) for array in arrays)

@@ -9,6 +9,7 @@ of results and what plotting, the summary tables and the sweeps read them throug
 """
 
 import argparse
+import importlib
 import json
 import pathlib
 import sys
@@ -50,29 +51,113 @@ def write_checkpoint(folder, checkpoint):
     save_torch(pathlib.Path(folder) / CHECKPOINT, checkpoint)
 
 
+class ResultsError(Exception):
+    """A results file that cannot be read; the message names it and says what to do."""
+
+
+def _unreadable(path, error, advice):
+    return ResultsError(f'{path} cannot be read ({type(error).__name__}: {error}); {advice}')
+
+
 def read_checkpoint(folder, device='cpu'):
-    """A run's checkpoint, its tensors on ``device``; None if the run wrote none."""
+    """A run's checkpoint, its tensors on ``device``; None if the run wrote none.
+
+    Raises:
+        ResultsError: the checkpoint is corrupt or truncated.
+    """
     path = pathlib.Path(folder) / CHECKPOINT
     if not path.exists():
         return None
-    # weights_only=False: the checkpoint also holds numpy's and Python's RNG states.
-    return torch.load(path, map_location=device, weights_only=False)
+    try:
+        # weights_only=False: the checkpoint also holds numpy's and Python's RNG states.
+        return torch.load(path, map_location=device, weights_only=False)
+    except Exception as error:  # noqa: BLE001 - torch.load fails in many ways on bad files
+        raise _unreadable(path, error, 'delete it and rerun without --load_model 1 to start '
+                                       'the run afresh') from error
+
+
+def read_summary(folder):
+    """A run's ``summary.json`` as a dict; None if the run has none.
+
+    Raises:
+        ResultsError: the file is not valid JSON.
+    """
+    path = pathlib.Path(folder) / SUMMARY
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise _unreadable(path, error, 'delete the run folder and run it again') from error
 
 
 def read_run(folder):
-    """Series (numpy arrays) and summary (dict) of one run; missing files are left out."""
+    """Series (numpy arrays) and summary (dict) of one run; missing files are left out.
+
+    The series are cut to the epochs the summary reports done: a run killed between
+    writing its series and its summary never shows more epochs than it recorded.
+
+    Raises:
+        ResultsError: a file of the run is corrupt or truncated.
+    """
     folder = pathlib.Path(folder)
-    run = {name: np.load(folder / f'{name}.npy') for name in SERIES
-           if (folder / f'{name}.npy').exists()}
-    if (folder / SUMMARY).exists():
-        run['summary'] = json.loads((folder / SUMMARY).read_text())
+    run = {}
+    for name in SERIES:
+        path = folder / f'{name}.npy'
+        if path.exists():
+            try:
+                run[name] = np.load(path)
+            except (OSError, ValueError, EOFError) as error:
+                raise _unreadable(path, error, 'delete the run folder and run it again') \
+                    from error
+    summary = read_summary(folder)
+    if summary is not None:
+        run['summary'] = summary
+        done = summary.get('epochs_done')
+        if done is not None:
+            for name in SERIES:
+                if name != 'nparams' and name in run:
+                    run[name] = run[name][:done + 1]
     return run
 
 
-def is_complete(folder):
-    """Whether a run finished: its summary says so and every series is present."""
+def is_complete(folder, nepochs=None):
+    """Whether a run finished (to ``nepochs`` epochs, when given): its summary says so and
+    every series holds every epoch."""
     run = read_run(folder)
-    return run.get('summary', {}).get('complete', False) and all(name in run for name in SERIES)
+    summary = run.get('summary', {})
+    if not summary.get('complete', False) or not all(name in run for name in SERIES):
+        return False
+    done = summary.get('epochs_done')
+    if done is None or len(run['epochs']) != done + 1:
+        return False
+    return nepochs is None or done >= nepochs
+
+
+#: Flags that do not change a run's results: resuming may change them.
+NOT_IDENTITY = ('nepochs', 'load_model', 'save_model', 'quiet', 'results_dir', 'data_dir')
+
+
+def identity(arguments):
+    """The settings that make a run what it is: every flag but :data:`NOT_IDENTITY`.
+
+    Args:
+        arguments: dict of flag values (as in ``summary.json``) or an argparse Namespace.
+    """
+    if not isinstance(arguments, dict):
+        arguments = vars(arguments)
+    # Through JSON, so that values compare as they are stored (devices as strings).
+    stored = json.loads(json.dumps({key: value for key, value in arguments.items()
+                                    if key not in NOT_IDENTITY}, default=str))
+    return stored
+
+
+def differences(recorded, wanted):
+    """``{flag: (recorded, wanted)}`` for the identity flags that differ."""
+    recorded, wanted = identity(recorded), identity(wanted)
+    return {key: (recorded.get(key), wanted.get(key))
+            for key in sorted(set(recorded) | set(wanted))
+            if recorded.get(key) != wanted.get(key)}
 
 
 def toy_gradient_dir(results_dir, method):
@@ -113,29 +198,77 @@ def read_toy_gradient(results_dir, method):
 def complete_runs(results_dir, experiment, ablation):
     """Finished runs of one experiment and ablation, grouped by width and option.
 
+    Repeats of one width and option must agree on every setting but the repeat number
+    and on their epochs; where they do not, the most common settings are kept and every
+    other run is named on stderr and left out, as is every unreadable run.
+
     Returns:
         dict ``(width: int, adjoint_option: str) -> list of run dicts`` (see :func:`read_run`),
         repeats in ``experiment_no`` order; unfinished runs are left out.
     """
     base = pathlib.Path(results_dir) / experiment / str(ablation)
-    runs = {}
+    groups = {}
     for folder in sorted(base.glob('*/*/*')):
         width, option, number = folder.parts[-3:]
-        if width.isdigit() and number.isdigit() and is_complete(folder):
-            runs.setdefault((int(width), option), []).append((int(number), read_run(folder)))
-    return {key: [run for _, run in sorted(value, key=lambda item: item[0])]
-            for key, value in runs.items()}
+        if not (width.isdigit() and number.isdigit()):
+            continue
+        try:
+            if not is_complete(folder):
+                continue
+            run = read_run(folder)
+        except ResultsError as error:
+            print(f'unreadable: {error}; left out', file=sys.stderr)
+            continue
+        groups.setdefault((int(width), option), []).append((int(number), folder, run))
+    return {key: _consistent(found) for key, found in groups.items()}
+
+
+def _settings(run):
+    settings = identity(run['summary'].get('arguments', {}))
+    settings.pop('experiment_no', None)
+    settings['epochs_done'] = run['summary'].get('epochs_done')
+    return json.dumps(settings, sort_keys=True)
+
+
+def _consistent(found):
+    keys = [_settings(run) for _, _, run in found]
+    kept = max(set(keys), key=keys.count)
+    for (_, folder, _run), key in zip(found, keys):
+        if key != kept:
+            other = json.loads(kept)
+            mine = json.loads(key)
+            differing = ', '.join(f'{name} {mine.get(name)!r} (others {other.get(name)!r})'
+                                  for name in sorted(set(mine) | set(other))
+                                  if mine.get(name) != other.get(name))
+            print(f'inconsistent: {folder} differs from its other repeats in {differing}; '
+                  'left out', file=sys.stderr)
+    return [run for (_, _, run), key in sorted(zip(found, keys), key=lambda item: item[0][0])
+            if key == kept]
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog='python -m experiments.results',
                                      description='Ask about runs in the results layout.')
     commands = parser.add_subparsers(dest='command', required=True)
-    complete = commands.add_parser('complete', help='exit 0 if the run in FOLDER finished, '
-                                                    '1 if not')
+    complete = commands.add_parser(
+        'complete', help='exit 0 if the run in FOLDER finished; with the run\'s command '
+                         'after --, only if it finished with those settings and epochs')
     complete.add_argument('folder')
-    args = parser.parse_args(argv)
-    return 0 if is_complete(args.folder) else 1
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = argv[argv.index('--') + 1:] if '--' in argv else []
+    args = parser.parse_args(argv[:argv.index('--')] if '--' in argv else argv)
+    try:
+        if not command:
+            return 0 if is_complete(args.folder) else 1
+        # The command is ('-m', module, flags...): its own parser reads the flags.
+        wanted = importlib.import_module(command[1]).build_parser().parse_args(command[2:])
+        summary = read_summary(args.folder)
+        if summary is None or differences(summary.get('arguments', {}), wanted):
+            return 1
+        return 0 if is_complete(args.folder, wanted.nepochs) else 1
+    except ResultsError as error:
+        print(f'python -m experiments.results: {error}', file=sys.stderr)
+        return 1
 
 
 if __name__ == '__main__':

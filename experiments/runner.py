@@ -10,6 +10,10 @@ through :func:`build_parser`, :func:`main` and :func:`train`; its results naming
 import argparse
 import platform
 import random
+import signal
+import sys
+import tempfile
+import threading
 from dataclasses import dataclass
 from typing import Callable
 
@@ -17,12 +21,19 @@ import numpy as np
 import torch
 import torchdiffeq
 
-from common.arguments import flag, non_negative_int, positive_float, positive_int
+from common import atomic
+from common.arguments import (
+    experiment_number,
+    flag,
+    non_negative_int,
+    positive_float,
+    positive_int,
+)
 from common.devices import device_name
 from datasets import DATA_DIR
 from experiments import results
 from models.backprop import ADJOINT_OPTIONS
-from models.trainer import Trainer
+from models.trainer import DivergenceError, Trainer
 
 
 def build_parser(prog, description, *, width, lr, nepochs, batchsize, options=ADJOINT_OPTIONS):
@@ -30,7 +41,7 @@ def build_parser(prog, description, *, width, lr, nepochs, batchsize, options=AD
     parser = argparse.ArgumentParser(prog=prog, description=description)
     parser.add_argument('--adjoint_option', default='adjoint_gq', choices=options,
                         help='how to backpropagate (default adjoint_gq)')
-    parser.add_argument('--experiment_no', type=non_negative_int, default=1,
+    parser.add_argument('--experiment_no', type=experiment_number, default=1,
                         help='repeat number; seeds numpy and torch with 1000 × it (default 1)')
     parser.add_argument('--width', type=positive_int, default=width,
                         help=f'hidden width of the vector field (default {width})')
@@ -95,10 +106,51 @@ def _new_history(nparams):
     return history
 
 
+class RunError(Exception):
+    """A run that cannot start or go on; the message says why and what to do.
+
+    Attributes:
+        code: the exit status of the command line (2: a flag or folder to change,
+            1: a failure during training, 130: interrupted).
+    """
+
+    def __init__(self, message, code):
+        super().__init__(message)
+        self.code = code
+
+
 def main(spec, make_setup, argv=None):
     """Parse the command line of ``spec`` (an :class:`experiments.grids.Experiment`),
-    then :func:`run`; returns the run folder."""
-    return run(spec.parser().parse_args(argv), spec, make_setup)
+    then :func:`run`; returns the run folder.
+
+    Errors end the command with a message on stderr and the exit status of
+    :class:`RunError` (or 1 for an unreadable results file); SIGINT and SIGTERM say what
+    was saved and how to resume.
+    """
+    parser = spec.parser()
+    args = parser.parse_args(argv)
+    previous = _terminate_as_interrupt()
+    try:
+        return run(args, spec, make_setup)
+    except RunError as error:
+        print(f'{parser.prog}: {error}', file=sys.stderr)
+        raise SystemExit(error.code) from None
+    except results.ResultsError as error:
+        print(f'{parser.prog}: {error}', file=sys.stderr)
+        raise SystemExit(1) from None
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _terminate_as_interrupt():
+    """Make SIGTERM (what SLURM and ``timeout`` send) stop a run as Ctrl-C does."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def interrupt(number, frame):
+        raise KeyboardInterrupt
+    return signal.signal(signal.SIGTERM, interrupt)
 
 
 def train(spec, make_setup, settings):
@@ -140,6 +192,8 @@ def run(args, spec, make_setup):
         spec: the experiment's :class:`experiments.grids.Experiment` (results naming).
         make_setup: ``make_setup(args) -> Setup``, called after seeding.
     """
+    folder = spec.run_folder(args)
+    _check_folder(folder, args)
     seed = 1000 * args.experiment_no
     seed_everything(seed)
     setup = make_setup(args)
@@ -148,28 +202,83 @@ def run(args, spec, make_setup):
     generator = torch.Generator().manual_seed(seed)
     train_loader = _batches(setup.train_data, args.batchsize, generator)
     val_batches = list(_batches(setup.val_data, args.batchsize or len(setup.val_data[0])))
-    folder = spec.run_folder(args)
     history = _new_history(sum(param.numel() for param in model.parameters()))
     training = _TrainingState(model, optimiser, generator)
     checkpoint = results.read_checkpoint(folder, args.device) if args.load_model else None
     if checkpoint is not None:
+        differing = results.differences(checkpoint.get('arguments', {}), args)
+        if differing:
+            raise RunError(_mixing_message(folder / results.CHECKPOINT, differing), 2)
         history = training.restore(checkpoint)
         if not args.quiet:
             print(f'resuming {folder} after epoch {history["epochs"][-1]}')
+    saved = {'epoch': None}
 
     def on_epoch_end(current):
         results.write_history(folder, current)
         if args.save_model:
-            results.write_checkpoint(folder, training.checkpoint(current))
+            results.write_checkpoint(folder, {**training.checkpoint(current),
+                                              'arguments': results.identity(args)})
         results.write_summary(folder, _summary(args, spec, current, False))
+        saved['epoch'] = current['epochs'][-1]
 
     trainer = Trainer(model, setup.neural_de, optimiser, setup.loss_fn, setup.metric_fn,
                       train_loader, val_batches, args.device, quiet=args.quiet)
-    history = trainer.fit(history, args.nepochs, on_epoch_end)
+    try:
+        history = trainer.fit(history, args.nepochs, on_epoch_end)
+    except KeyboardInterrupt:
+        raise RunError(_interrupted_message(folder, args, saved['epoch']), 130) from None
+    except DivergenceError as error:
+        kept = ('no epoch was finished' if saved['epoch'] is None else
+                f'epochs 0 to {saved["epoch"]} are kept in {folder}')
+        raise RunError(f'{error}; {kept}. Try a smaller --lr, or a smaller --tol.', 1) from None
     results.write_summary(folder, _summary(args, spec, history, True))
     if not args.quiet:
         _report(args, spec, history, folder)
     return folder
+
+
+def _check_folder(folder, args):
+    """Before any work: the folder is writable, and holds no run with other settings."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix='.write-check.', suffix='.tmp'):
+            pass
+    except OSError as error:
+        raise RunError(f'cannot write into {folder} ({error}); choose a writable '
+                       '--results_dir', 2) from None
+    atomic.remove_stale_temporaries(folder)
+    summary = results.read_summary(folder)
+    if summary is None:
+        return
+    differing = results.differences(summary.get('arguments', {}), args)
+    if differing:
+        raise RunError(_mixing_message(folder / results.SUMMARY, differing), 2)
+    done = summary.get('epochs_done')
+    if args.load_model and done is not None and done > args.nepochs:
+        raise RunError(f'{folder} already holds {done} epochs, more than --nepochs '
+                       f'{args.nepochs}: a run is only ever extended. Ask for --nepochs '
+                       f'{done} or more, or use another --results_dir.', 2)
+
+
+def _mixing_message(path, differing):
+    changes = ', '.join(f'--{name} {old} there, {new} now'
+                        for name, (old, new) in differing.items())
+    return (f'{path} belongs to a run with other settings ({changes}). Resuming it or '
+            'writing over it would mix the two; use another --results_dir, or delete '
+            f'{path.parent} to start afresh. Only --nepochs may change: it extends a run.')
+
+
+def _interrupted_message(folder, args, epoch):
+    if epoch is None:
+        return f'interrupted before epoch 0 was written; nothing is saved in {folder}'
+    if args.save_model:
+        resume = ('rerun the same command with --load_model 1 to resume after epoch '
+                  f'{epoch}')
+    else:
+        resume = ('there is no checkpoint (--save_model 0), so rerunning starts again from '
+                  'epoch 0; use --save_model 1 --load_model 1 to make runs resumable')
+    return f'interrupted: epochs 0 to {epoch} are saved in {folder}; {resume}'
 
 
 class _TrainingState:

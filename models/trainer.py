@@ -1,11 +1,18 @@
 """The Trainer: epochs of Adam steps, with timing, NFE counts, validation and a progress bar."""
 
+import math
+import random
 import time
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
 from common.devices import synchronise
+
+
+class DivergenceError(Exception):
+    """Training produced non-finite values (a loss, or a state the solver rejected)."""
 
 
 class Trainer:
@@ -60,10 +67,29 @@ class Trainer:
         return forward_nfe, backward_nfe
 
     def probe_nfe(self):
-        """Forward and backward NFE of one training batch, without a parameter update
-        (epoch 0's figures)."""
+        """Forward and backward NFE of one training batch (epoch 0's figures).
+
+        Nothing the run depends on changes: no parameter update, and the random
+        generators (the loader's shuffle included) and the buffers (batch-norm running
+        statistics) are restored afterwards, so training is the same with or without it.
+        """
+        generator = getattr(self.train_loader, 'generator', None)
+        generator_state = None if generator is None else generator.get_state()
+        states = (torch.get_rng_state(), np.random.get_state(), random.getstate())
+        cuda_states = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
+        buffers = [(buffer, buffer.detach().clone()) for buffer in self.model.buffers()]
         forward_nfe, backward_nfe = self._step(next(iter(self.train_loader)), update=False)
         self.optimiser.zero_grad(set_to_none=True)
+        with torch.no_grad():
+            for buffer, value in buffers:
+                buffer.copy_(value)
+        if generator is not None:
+            generator.set_state(generator_state)
+        torch.set_rng_state(states[0])
+        np.random.set_state(states[1])
+        random.setstate(states[2])
+        if cuda_states is not None:
+            torch.cuda.set_rng_state_all(cuda_states)
         return float(forward_nfe), float(backward_nfe)
 
     def train_epoch(self):
@@ -94,8 +120,21 @@ class Trainer:
         bar = tqdm(range(first, nepochs + 1), disable=self.quiet, desc='epochs', unit='epoch',
                    initial=first - 1, total=nepochs)
         for epoch in bar:
-            seconds, forward_nfe, backward_nfe = self.train_epoch()
-            loss, metric = self.evaluate()
+            try:
+                seconds, forward_nfe, backward_nfe = self.train_epoch()
+                loss, metric = self.evaluate()
+            except (AssertionError, FloatingPointError, RuntimeError) as error:
+                # torchdiffeq asserts on non-finite states and vanishing steps; torch
+                # refuses values that overflow a float.
+                if not isinstance(error, FloatingPointError) and not any(
+                        words in str(error) for words in ('non-finite', 'underflow',
+                                                          'overflow')):
+                    raise
+                raise DivergenceError(f'training diverged in epoch {epoch} ({error})') \
+                    from error
+            if not (math.isfinite(loss) and math.isfinite(metric)):
+                raise DivergenceError(f'training diverged in epoch {epoch} (validation loss '
+                                       f'{loss}, metric {metric})')
             _record(history, epoch, seconds, loss, metric, forward_nfe, backward_nfe)
             bar.set_postfix(val_loss=f'{loss:.4g}', val_metric=f'{metric:.4g}',
                             fnfe=f'{forward_nfe:.0f}', bnfe=f'{backward_nfe:.0f}')

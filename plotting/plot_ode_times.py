@@ -68,6 +68,11 @@ def plot_timing(*, results_dir, plots_dir, experiment, ablation, options, final_
     """
     all_options = options
     runs = results.complete_runs(results_dir, experiment, ablation)
+    if not runs:
+        # Refuse rather than write an empty figure over a good one.
+        print(f'nothing to plot: no finished runs of {experiment}/{ablation} in {results_dir}; '
+              'no figure written', file=sys.stderr)
+        return None
     widths = sorted({width for width, _ in runs})
     options = [option for option in all_options if any(key[1] == option for key in runs)]
     for option in all_options:
@@ -104,4 +109,4 @@ def plot_timing(*, results_dir, plots_dir, experiment, ablation, options, final_
     return paths
 
 if __name__ == '__main__':
-    main()
+    sys.exit(0 if main() is not None else 1)

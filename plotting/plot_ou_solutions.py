@@ -78,4 +78,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(0 if main() is not None else 1)

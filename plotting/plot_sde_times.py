@@ -3,6 +3,7 @@ sde_direct, sde_adjoint and the GQ adjoint, and the KL curves at one width
 (``python -m plotting.plot_sde_times``)."""
 
 import argparse
+import sys
 
 from common.arguments import non_negative_int, positive_int
 from experiments import results
@@ -30,4 +31,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(0 if main() is not None else 1)

@@ -34,16 +34,20 @@ def main(argv=None):
         for axis, quantity in zip(axes, QUANTITIES):
             axis.semilogy(ends, np.maximum(errors[quantity], 1e-16), **line_style(method))
         drawn += 1
+    if not drawn:
+        plt.close(figure)
+        print(f'nothing to plot: no toy-gradient results in {args.results_dir}; no figure '
+              'written', file=sys.stderr)
+        return None
     for axis, quantity in zip(axes, QUANTITIES):
         axis.set_title(TITLES[quantity])
         axis.set_xlabel('integration time $T$ (time units)')
     axes[0].set_ylabel('relative error (dimensionless)')
-    if drawn:
-        axes[0].legend()
+    axes[0].legend()
     paths = save(figure, args.plots_dir, 'toy_gradient')
     print(f'wrote {paths[0]} and {paths[1]} ({drawn} of {len(METHODS)} methods)')
     return paths
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(0 if main() is not None else 1)

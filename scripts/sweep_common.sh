@@ -99,7 +99,30 @@ SBATCH
 
     export STATUS_FILE="$log_dir/$EXPERIMENT/status.txt"
     : > "$STATUS_FILE"
-    tr '\n' '\0' < "$runs_file" | xargs -0 -P "$jobs" -I{} bash -c '_run_one "$1"' _ {}
+    # The runs go in a process group of their own, so that SIGTERM (SLURM, timeout) or
+    # SIGINT to this script stops them too: each says what it saved, and resumes later.
+    local queue="$log_dir/$EXPERIMENT/runs.queue"
+    tr '\n' '\0' < "$runs_file" > "$queue"
+    set -m
+    xargs -0 -a "$queue" -P "$jobs" -I{} bash -c '_run_one "$1"' _ {} &
+    local group=$! stopped=
+    set +m
+    trap 'stopped=TERM' TERM
+    trap 'stopped=INT' INT
+    while kill -0 "$group" 2> /dev/null; do
+        wait "$group"
+        if [ -n "$stopped" ]; then
+            kill "-$stopped" -- "-$group" 2> /dev/null
+            wait "$group"
+            break
+        fi
+    done
+    trap - TERM INT
+    if [ -n "$stopped" ]; then
+        echo "$EXPERIMENT: stopped by SIG$stopped; finished epochs are saved, rerun the same command to resume" >&2
+        [ "$stopped" = TERM ] && return 143
+        return 130
+    fi
     local done_count skipped failed
     done_count=$(grep -c '^done$' "$STATUS_FILE")
     skipped=$(grep -c '^skipped$' "$STATUS_FILE")

@@ -3,8 +3,10 @@
 import json
 import os
 import pathlib
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -88,3 +90,30 @@ def test_every_grid_parses_with_its_experiments_flags(tmp_path):
             assert len(found) == len(chosen.options) * len(chosen.widths) * chosen.repeats
             assert found[0].argv[:2] == ('-m', spec.module)
             assert found[0].folder.parts[-3:] == (str(chosen.widths[0]), chosen.options[0], '1')
+
+
+def _runs_of(results_dir):
+    listing = subprocess.run(['pgrep', '-f', str(results_dir)], capture_output=True, text=True)
+    return [pid for pid in listing.stdout.split() if pid.strip()]
+
+
+def test_sigterm_stops_the_sweep_and_its_runs(tmp_path):
+    results_dir = tmp_path / 'results'
+    environment = dict(os.environ, PYTHON=sys.executable)
+    sweep = subprocess.Popen(['bash', str(REPOSITORY / 'scripts' / 'nested_spheres.sh'),
+                              '--quick', '--jobs', '2', '--results_dir', str(results_dir),
+                              '--log_dir', str(tmp_path / 'logs')],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             env=environment)
+    deadline = time.time() + 120
+    while not list(results_dir.glob('**/summary.json')) and time.time() < deadline:
+        time.sleep(0.2)
+    assert _runs_of(results_dir), 'no run started'
+    sweep.send_signal(signal.SIGTERM)
+    _, error = sweep.communicate(timeout=60)
+    assert sweep.returncode == 143
+    assert 'stopped by SIGTERM' in error
+    time.sleep(1)
+    assert not _runs_of(results_dir)
+    # what was stopped resumes: nothing finished is lost
+    assert list(results_dir.glob('**/checkpoint.pt'))

@@ -1,0 +1,223 @@
+"""Runs never mix settings, stop cleanly, and name every broken file."""
+
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from experiments import g1d, nested_spheres, results
+from plotting import plot_ode_times
+
+REPOSITORY = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _g1d(tmp_path, *extra):
+    return g1d.main(['--width', '8', '--nepochs', '3', '--quiet', '--save_model', '1',
+                     '--results_dir', str(tmp_path / 'results'), *extra])
+
+
+def _exit(capsys, function, *arguments):
+    with pytest.raises(SystemExit) as raised:
+        function(*arguments)
+    return raised.value.code, capsys.readouterr().err
+
+
+def test_resuming_with_other_settings_stops_and_names_them(tmp_path, capsys):
+    folder = _g1d(tmp_path)
+    before = results.read_run(folder)
+    code, message = _exit(capsys, _g1d, tmp_path, '--load_model', '1', '--lr', '0.5',
+                          '--tol', '1e-4', '--nepochs', '5')
+    assert code == 2
+    assert '--lr 0.01 there, 0.5 now' in message and '--tol 0.001 there, 0.0001 now' in message
+    after = results.read_run(folder)
+    assert np.array_equal(before['epoch_loss_history'], after['epoch_loss_history'])
+    assert after['summary']['arguments']['lr'] == 0.01
+    # Writing over it without --load_model is refused as well.
+    code, _ = _exit(capsys, _g1d, tmp_path, '--lr', '0.5')
+    assert code == 2
+
+
+def test_extending_nepochs_is_the_one_legitimate_resume(tmp_path, capsys):
+    folder = _g1d(tmp_path)
+    _g1d(tmp_path, '--load_model', '1', '--nepochs', '5')
+    run = results.read_run(folder)
+    assert run['epochs'].tolist() == [0, 1, 2, 3, 4, 5]
+    assert run['summary']['arguments']['nepochs'] == 5 and run['summary']['complete']
+    code, message = _exit(capsys, _g1d, tmp_path, '--load_model', '1', '--nepochs', '2')
+    assert code == 2 and 'already holds 5 epochs' in message
+
+
+def test_a_checkpoint_from_other_settings_is_refused(tmp_path, capsys):
+    folder = _g1d(tmp_path)
+    (folder / results.SUMMARY).unlink()  # only the checkpoint tells
+    code, message = _exit(capsys, _g1d, tmp_path, '--load_model', '1', '--aug_dim', '2')
+    assert code == 2 and 'checkpoint.pt belongs to a run with other settings' in message
+    assert '--aug_dim 3 there, 2 now' in message
+
+
+def test_the_sweep_check_sees_other_epochs_and_settings(tmp_path):
+    folder = _g1d(tmp_path)
+    command = ['-m', 'experiments.g1d', '--width', '8', '--nepochs', '3',
+               '--results_dir', str(tmp_path / 'results')]
+
+    def complete(*flags):
+        return results.main(['complete', str(folder), '--', *command, *flags])
+
+    assert complete() == 0
+    assert complete('--nepochs', '10') == 1   # a quick grid's run is not the full grid's
+    assert complete('--lr', '0.5') == 1
+    assert results.main(['complete', str(tmp_path / 'nowhere')]) == 1
+
+
+def test_the_probe_of_epoch_0_changes_nothing(tmp_path, monkeypatch):
+    from models.trainer import Trainer
+
+    common = ['--width', '8', '--nepochs', '1', '--batchsize', '500', '--quiet']
+    probed = nested_spheres.main([*common, '--results_dir', str(tmp_path / 'probed')])
+    monkeypatch.setattr(Trainer, 'probe_nfe', lambda self: (0.0, 0.0))
+    skipped = nested_spheres.main([*common, '--results_dir', str(tmp_path / 'skipped')])
+    first, second = results.read_run(probed), results.read_run(skipped)
+    for name in ('epoch_loss_history', 'epoch_val_metric_history'):
+        assert np.array_equal(first[name], second[name]), name
+
+
+def test_interrupt_says_what_was_saved_and_how_to_resume(tmp_path, capsys, monkeypatch):
+    original = results.write_history
+    calls = []
+
+    def interrupting(folder, history):
+        original(folder, history)
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(results, 'write_history', interrupting)
+    code, message = _exit(capsys, _g1d, tmp_path)
+    assert code == 130
+    assert 'interrupted: epochs 0 to 0 are saved in' in message
+    assert 'rerun the same command with --load_model 1' in message
+    assert 'Traceback' not in message
+
+
+@pytest.mark.slow
+def test_sigterm_stops_a_run_with_the_same_message(tmp_path):
+    command = [sys.executable, '-m', 'experiments.g1d', '--width', '8', '--nepochs', '100000',
+               '--quiet', '--save_model', '1', '--results_dir', str(tmp_path)]
+    process = subprocess.Popen(command, cwd=REPOSITORY, stderr=subprocess.PIPE, text=True)
+    folder = results.run_dir(tmp_path, 'g1d', 'gtol0.1', 8, 'adjoint_gq', 1)
+    deadline = time.time() + 60
+    while not (folder / results.CHECKPOINT).exists() and time.time() < deadline:
+        time.sleep(0.2)
+    process.send_signal(signal.SIGTERM)
+    _, error = process.communicate(timeout=60)
+    assert process.returncode == 130
+    assert 'interrupted: epochs 0 to' in error and 'Traceback' not in error
+
+
+def test_files_follow_the_umask_and_stale_temporaries_go(tmp_path):
+    previous = os.umask(0o022)
+    try:
+        folder = _g1d(tmp_path)
+    finally:
+        os.umask(previous)
+    for path in folder.iterdir():
+        assert path.stat().st_mode & 0o777 == 0o644, path.name
+    stale = folder / '.checkpoint.pt.x1y2z3.tmp'
+    stale.write_bytes(b'half a checkpoint')
+    _g1d(tmp_path, '--load_model', '1', '--nepochs', '4')
+    assert not stale.exists()
+
+
+def test_readers_see_only_what_the_summary_reports(tmp_path):
+    folder = _g1d(tmp_path)
+    # A kill between the series and the summary: one more epoch in a series.
+    np.save(folder / 'epoch_times.npy', np.arange(5.0))
+    summary = json.loads((folder / results.SUMMARY).read_text())
+    summary['epochs_done'] = 3
+    (folder / results.SUMMARY).write_text(json.dumps(summary))
+    run = results.read_run(folder)
+    assert len(run['epoch_times']) == len(run['epochs']) == 4
+
+
+@pytest.mark.parametrize('name, words', [
+    (results.CHECKPOINT, 'delete it and rerun without --load_model 1'),
+    (results.SUMMARY, 'delete the run folder and run it again'),
+])
+def test_a_corrupt_file_is_named(tmp_path, capsys, name, words):
+    folder = _g1d(tmp_path)
+    (folder / name).write_bytes(b'')
+    code, message = _exit(capsys, _g1d, tmp_path, '--load_model', '1', '--nepochs', '4')
+    assert code == 1 and str(folder / name) in message and words in message
+
+
+def test_a_corrupt_series_is_named_by_readers(tmp_path):
+    folder = _g1d(tmp_path)
+    (folder / 'epochs.npy').write_bytes(b'\x93NUMPY')
+    with pytest.raises(results.ResultsError, match='epochs.npy cannot be read'):
+        results.read_run(folder)
+
+
+def test_a_corrupt_generated_data_set_is_made_again(tmp_path):
+    from datasets import nested_spheres as data
+
+    expected = data.load(tmp_path, 'train')
+    path = data.folder(tmp_path) / 'train.npz'
+    path.write_bytes(path.read_bytes()[:100])
+    with pytest.warns(RuntimeWarning, match='train.npz cannot be read'):
+        again = data.load(tmp_path, 'train')
+    assert all(torch.equal(first, second) for first, second in zip(expected, again))
+
+
+def test_an_unwritable_results_dir_fails_before_any_work(tmp_path, capsys, monkeypatch):
+    from experiments import runner
+
+    blocker = tmp_path / 'a file'
+    blocker.write_text('not a folder')
+    monkeypatch.setattr(runner, 'seed_everything', lambda seed: pytest.fail('work started'))
+    code, message = _exit(capsys, g1d.main, ['--results_dir', str(blocker), '--quiet'])
+    assert code == 2 and 'cannot write into' in message and 'writable --results_dir' in message
+
+
+def test_experiment_no_beyond_the_seed_range_exits_2(capsys):
+    code, message = _exit(capsys, g1d.main, ['--experiment_no', '4294968'])
+    assert code == 2 and 'argument --experiment_no: must be at most 4294967' in message
+
+
+def test_divergence_stops_with_advice_and_keeps_finished_epochs(tmp_path, capsys):
+    code, message = _exit(capsys, _g1d, tmp_path, '--lr', '1e300')
+    assert code == 1 and 'training diverged in epoch' in message
+    assert 'smaller --lr' in message
+    folder = results.run_dir(tmp_path / 'results', 'g1d', 'gtol0.1', 8, 'adjoint_gq', 1)
+    run = results.read_run(folder)
+    assert run['epochs'][0] == 0 and not run['summary']['complete']
+
+
+def test_plotting_refuses_to_write_an_empty_figure(tmp_path, capsys):
+    plots = tmp_path / 'plots'
+    plots.mkdir()
+    (plots / 'ode_times_g1d.png').write_bytes(b'a good figure')
+    assert plot_ode_times.main(['--experiment', 'g1d', '--results_dir', str(tmp_path / 'typo'),
+                                '--plots_dir', str(plots)]) is None
+    assert 'nothing to plot' in capsys.readouterr().err
+    assert (plots / 'ode_times_g1d.png').read_bytes() == b'a good figure'
+    command = subprocess.run([sys.executable, '-m', 'plotting.plot_ode_times', '--experiment',
+                              'g1d', '--results_dir', str(tmp_path / 'typo'), '--plots_dir',
+                              str(plots)], cwd=REPOSITORY, capture_output=True, text=True)
+    assert command.returncode == 1
+
+
+def test_plotting_leaves_out_repeats_that_differ(tmp_path, capsys):
+    for number, nepochs in ((1, 3), (2, 3), (3, 2)):
+        _g1d(tmp_path, '--experiment_no', str(number), '--nepochs', str(nepochs))
+    png, _ = plot_ode_times.main(['--experiment', 'g1d', '--results_dir',
+                                  str(tmp_path / 'results'), '--plots_dir', str(tmp_path)])
+    assert png.exists()
+    error = capsys.readouterr().err
+    assert 'inconsistent:' in error and 'adjoint_gq/3' in error and 'epochs_done 2' in error
