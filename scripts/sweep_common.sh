@@ -8,18 +8,19 @@
 # the last two), --jobs N (runs at once, default 1), --slurm (write a job array and
 # submit it with sbatch; --no-submit only writes it), --results_dir DIR (default
 # results), --log_dir DIR (default logs). The runs come from
-# 'python -m experiments.grids runs'; a run that experiments.results reports complete is
-# skipped; every run saves a checkpoint each epoch and resumes from it, so a
-# half-finished run continues where it stopped. One log per run; a summary line at the
-# end. Runs use $PYTHON (default: python, so activate the project's environment first)
-# from the repository root; relative --results_dir and --log_dir are taken from there.
+# 'python -m experiments.grids runs'; a run that experiments.results reports complete
+# with the same settings and epochs is skipped; every run saves a checkpoint each epoch
+# and resumes from it, so a half-finished run continues where it stopped. SIGTERM or
+# SIGINT stops the runs too. One log per run; a summary line at the end. Runs use
+# $PYTHON (default: python, so activate the project's environment first) from the
+# repository root; relative --results_dir and --log_dir are taken from there.
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 1
 PYTHON="${PYTHON:-python}"
 export PYTHON
 
 sweep_usage() {
-    sed -n '2,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+    sed -n '2,16p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
 }
 
 _run_one() {
@@ -27,7 +28,7 @@ _run_one() {
     local fields folder log
     IFS=$'\t' read -r -a fields <<< "$1"
     folder="${fields[0]}"; log="${fields[1]}"
-    if "$PYTHON" -m experiments.results complete "$folder"; then
+    if "$PYTHON" -m experiments.results complete "$folder" -- "${fields[@]:2}"; then
         echo skipped >> "$STATUS_FILE"
         return 0
     fi
@@ -80,7 +81,7 @@ run_sweep() {
 # One array task per run of $runs_file; complete runs are skipped, others resume.
 cd "$(pwd)"
 IFS=\$'\\t' read -r -a fields <<< "\$(sed -n "\${SLURM_ARRAY_TASK_ID}p" "$runs_file")"
-if "$PYTHON" -m experiments.results complete "\${fields[0]}"; then
+if "$PYTHON" -m experiments.results complete "\${fields[0]}" -- "\${fields[@]:2}"; then
     echo "skipped \${fields[0]}"; exit 0
 fi
 exec "$PYTHON" "\${fields[@]:2}"

@@ -221,3 +221,30 @@ def test_plotting_leaves_out_repeats_that_differ(tmp_path, capsys):
     assert png.exists()
     error = capsys.readouterr().err
     assert 'inconsistent:' in error and 'adjoint_gq/3' in error and 'epochs_done 2' in error
+
+
+@pytest.mark.slow
+def test_kill_9_at_random_points_loses_nothing(tmp_path):
+    """Runs killed hard, again and again, then resumed: the same results as no kill."""
+    def command(results_dir):
+        return [sys.executable, '-m', 'experiments.g1d', '--width', '64', '--nepochs', '40',
+                '--quiet', '--save_model', '1', '--load_model', '1', '--results_dir',
+                str(results_dir)]
+
+    subprocess.run(command(tmp_path / 'straight'), cwd=REPOSITORY, check=True)
+    chooser = np.random.default_rng(0)
+    killed = tmp_path / 'killed'
+    for _ in range(5):
+        process = subprocess.Popen(command(killed), cwd=REPOSITORY)
+        time.sleep(chooser.uniform(0.5, 3.0))
+        process.kill()
+        process.wait()
+    subprocess.run(command(killed), cwd=REPOSITORY, check=True)
+    folders = [results.run_dir(base, 'g1d', 'gtol0.1', 64, 'adjoint_gq', 1)
+               for base in (tmp_path / 'straight', killed)]
+    reference, resumed = (results.read_run(folder) for folder in folders)
+    assert resumed['summary']['complete'] and resumed['epochs'].tolist() == list(range(41))
+    for name in ('epoch_loss_history', 'epoch_val_metric_history', 'epoch_fnfe_history',
+                 'epoch_bnfe_history'):
+        assert np.array_equal(reference[name], resumed[name]), name
+    assert not list(folders[1].glob('.*.tmp'))
