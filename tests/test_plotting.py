@@ -31,7 +31,9 @@ def _fake_run(results_dir, experiment, ablation, width, option, number, seconds)
                'epoch_loss_history': [1.0, 0.5, 0.25], 'epoch_val_metric_history': [50, 70, 90],
                'epoch_fnfe_history': [14, 14, 14], 'epoch_bnfe_history': [7, 7, 7]}
     results.write_history(folder, history)
-    save_json(folder / results.SUMMARY, {'complete': True})
+    save_json(folder / results.SUMMARY, {
+        'complete': True, 'epochs_done': 2,
+        'arguments': {'width': width, 'adjoint_option': option, 'experiment_no': number}})
 
 
 def test_ode_times_figure_reports_missing_runs(tmp_path, capsys):
