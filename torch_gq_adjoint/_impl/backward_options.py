@@ -49,16 +49,7 @@ def backward_norm(state_norm, adjoint_norm, layout):
     """
     size = sum(layout.numels)
     if adjoint_norm is None or adjoint_norm == 'seminorm':
-        if state_norm is None:
-            def part_norm(flat):
-                if not layout.is_tuple:
-                    return _rms_norm(flat)
-                return max(_rms_norm(piece) for piece in torch.split(flat, layout.numels))
-        elif layout.is_tuple:
-            def part_norm(flat):
-                return state_norm(layout.unflatten(flat))
-        else:
-            part_norm = state_norm
+        part_norm = flat_state_norm(state_norm, layout)
 
         def default_norm(state):
             return torch.maximum(torch.as_tensor(part_norm(state[:size])),
@@ -74,6 +65,20 @@ def backward_norm(state_norm, adjoint_norm, layout):
         return user_adjoint_norm
     raise ValueError("adjoint_options['norm'] must be 'seminorm' or a callable; "
                      f'got {adjoint_norm!r}.')
+
+
+def flat_state_norm(state_norm, layout):
+    """The forward norm (the user's ``state_norm``, or torchdiffeq's default: RMS, its
+    maximum over the parts of a tuple) as a function of the flat state."""
+    if state_norm is None:
+        def part_norm(flat):
+            if not layout.is_tuple:
+                return _rms_norm(flat)
+            return max(_rms_norm(piece) for piece in torch.split(flat, layout.numels))
+        return part_norm
+    if layout.is_tuple:
+        return lambda flat: state_norm(layout.unflatten(flat))
+    return state_norm
 
 
 def flat_tolerance(value, layout, like):

@@ -17,11 +17,23 @@ from torch.autograd.function import once_differentiable
 from torch.func import vmap
 
 from . import checks
-from .backward_options import backward_norm, backward_options, flat_tolerance
+from .backward_options import (
+    backward_norm,
+    backward_options,
+    flat_state_norm,
+    flat_tolerance,
+)
 from .dynamics import AdjointDynamics, CountedField
 from .error_control import ControlledQuadrature, Interval, Rule
 from .interpolation import hermite
 from .parameter_integral import NodeEvaluator, ParameterIntegral
+from .propagator import (
+    SampleLayout,
+    cheaper_than_restart,
+    fall_back,
+    mixes_samples,
+    propagator_intervals,
+)
 from .quadrature import (
     FIRST_GTOL,
     candidate_counts,
@@ -49,6 +61,8 @@ class _Settings:
     adjoint_atol: object
     adjoint_method: str
     adjoint_options: dict
+    backward: str
+    custom_adjoint_norm: bool
 
 
 class _GaussQuadratureAdjoint(torch.autograd.Function):
@@ -123,19 +137,22 @@ def _backward_pass(settings, times, solution, grad_solution, params, forward_nfe
     sweep = _Sweep(settings, times, solution, forward_nfe, forward_step, controlled)
     integral = None if controlled else ParameterIntegral(evaluator)
 
-    adjoint = grad_solution[-1]
+    if _use_propagator(settings, sweep, solution, grad_solution, forward_nfe):
+        found, adjoint = propagator_intervals(sweep, grad_solution)
+    else:
+        found, adjoint = None, None
     # a(t_0^+): the adjoint arriving at t_0 from later times (none if t has one entry).
-    adjoint_after_start = torch.zeros_like(adjoint)
+    adjoint_after_start = torch.zeros_like(grad_solution[-1])
     intervals = []
-    for index in range(len(times) - 1, 0, -1):
-        interval = sweep.solve(index, adjoint)
+    for interval in found if found is not None else _restart_intervals(sweep, grad_solution):
         if integral is not None:
             rule = interval.rules[0]
             integral.add(rule.times, rule.weights, rule.states, rule.adjoints)
         elif params:
             intervals.append(interval)
         adjoint_after_start = interval.adjoint_end
-        adjoint = adjoint_after_start + grad_solution[index - 1]
+    if adjoint is None:
+        adjoint = adjoint_after_start + grad_solution[0] if len(times) > 1 else grad_solution[0]
 
     if integral is not None:
         param_grads = integral.result()
@@ -155,6 +172,37 @@ def _backward_pass(settings, times, solution, grad_solution, params, forward_nfe
             grad_times[0] = -(adjoint_after_start * derivatives[0]).sum()
         grad_times = grad_times.to(times.dtype)
     return adjoint, grad_times, param_grads
+
+
+def _restart_intervals(sweep, grad_solution):
+    """The paper's backward pass: one ``[z, a]`` solve per interval, from the last."""
+    adjoint = grad_solution[-1]
+    for index in range(len(sweep.time_values) - 1, 0, -1):
+        interval = sweep.solve(index, adjoint)
+        yield interval
+        adjoint = interval.adjoint_end + grad_solution[index - 1]
+
+
+def _use_propagator(settings, sweep, solution, grad_solution, forward_nfe):
+    """Whether this backward pass uses the propagator (see ``backward`` in the docstring)."""
+    if settings.backward == 'restart' or len(sweep.time_values) < 3:
+        return False
+    explicit = settings.backward == 'propagator'
+    reason = None
+    if sweep.grid:
+        reason = 'fixed-grid methods step the same either way'
+    elif settings.custom_adjoint_norm:
+        reason = 'a callable adjoint norm expects the restart method\'s state'
+    elif sweep.samples is None:
+        reason = sweep.samples_problem
+    elif mixes_samples(settings.field, sweep.times[-1], solution[-1], sweep.samples):
+        reason = ('func mixes the samples of the batch (a cotangent on sample 0 reached other '
+                  'samples), so the adjoint is not per sample')
+    if reason is not None:
+        if explicit or 'mixes' in reason:
+            fall_back(reason)
+        return False
+    return explicit or cheaper_than_restart(sweep.samples, forward_nfe, len(sweep.time_values) - 1)
 
 
 class _FieldValues:
@@ -213,6 +261,37 @@ class _Sweep:
         self.step = self.options.get('first_step', forward_step) if self.carry else None
         jumps = settings.adjoint_options.get('jump_t')
         self.jumps = [] if jumps is None else torch.as_tensor(jumps).reshape(-1).tolist()
+        self.tolerances = tuple(flat_tolerance(value, settings.layout, solution)
+                                for value in (settings.adjoint_rtol, settings.adjoint_atol))
+        part_norm = flat_state_norm(settings.options.get('norm'), settings.layout)
+        size = self.size
+
+        def propagator_norm(state):
+            # As the default backward norm: the forward norm of z, RMS of the rest.
+            return torch.maximum(torch.as_tensor(part_norm(state[:size])),
+                                 state[size:].pow(2).mean().sqrt())
+        self.propagator_norm = propagator_norm
+        self.samples, self.samples_problem = None, None
+        if settings.backward != 'restart':
+            try:
+                self.samples = SampleLayout(settings.layout)
+            except ValueError as error:
+                self.samples_problem = str(error)
+
+    def rules_of(self, index):
+        """The candidate rules of interval ``[t_{index-1}, t_index]`` (dense methods)."""
+        return self._rules(self.time_values[index], self.time_values[index - 1], self._counts)
+
+    def odeint(self, dynamics, start_state, solve_times, index):
+        """One backward solve of ``dynamics`` (see :meth:`_odeint`)."""
+        return self._odeint(start_state, solve_times, index, dynamics)
+
+    def interval(self, index, rules, adjoint_start, adjoint_end, state_end):
+        """An :class:`Interval` from values computed elsewhere (the propagator)."""
+        end, start = self.time_values[index], self.time_values[index - 1]
+        smooth = not any(min(start, end) < value < max(start, end) for value in self.jumps)
+        return Interval(index, rules, adjoint_start, adjoint_end, self.solution[index],
+                        state_end, abs(end - start), time_check=smooth)
 
     def solve(self, index, adjoint):
         """Solve ``[t_{index-1}, t_index]`` backwards from ``a(t_index⁻) = adjoint``."""
@@ -305,14 +384,17 @@ class _Sweep:
             rules.append((torch.cat(nodes), torch.cat(weights)))
         return rules
 
-    def _odeint(self, start_state, solve_times, index):
+    def _odeint(self, start_state, solve_times, index, dynamics=None):
         """One backward solve; a non-finite state becomes a clear error."""
+        dynamics = self.dynamics if dynamics is None else dynamics
         options = self.options
         if self.step is not None:
             options = dict(options, first_step=self.step)
         settings = self.settings
         try:
-            path = torchdiffeq.odeint(self.dynamics, start_state, solve_times,
+            if dynamics is not self.dynamics:
+                options = dict(options, norm=self.propagator_norm)
+            path = torchdiffeq.odeint(dynamics, start_state, solve_times,
                                       rtol=settings.adjoint_rtol, atol=settings.adjoint_atol,
                                       method=settings.adjoint_method, options=options)
         except AssertionError as error:
@@ -335,7 +417,8 @@ def _check_finite(tensor, what):
 
 def odeint_adjoint_gq(func, y0, t, *, rtol=1e-7, atol=1e-9, gtol=None, method=None,
                       options=None, event_fn=None, adjoint_rtol=None, adjoint_atol=None,
-                      adjoint_method=None, adjoint_options=None, adjoint_params=None):
+                      adjoint_method=None, adjoint_options=None, adjoint_params=None,
+                      backward='auto', batch_dim=0):
     """Solve ``dy/dt = func(t, y)`` like :func:`torchdiffeq.odeint`; gradients by the GQ adjoint.
 
     The forward pass is :func:`torchdiffeq.odeint` itself without a graph (memory
@@ -399,6 +482,28 @@ def odeint_adjoint_gq(func, y0, t, *, rtol=1e-7, atol=1e-9, gtol=None, method=No
             the last accepted step of the previous one unless ``first_step`` is given.
         adjoint_params: tensors to differentiate (default: ``func.parameters()``); those
             not requiring grad are skipped, unused ones get a zero gradient.
+        backward: how the adjoint is carried across the observation times.
+
+            - ``'restart'``: the paper's, one ``[z, a]`` solve per interval, restarted at
+              every observation time (at least one full solver step each).
+            - ``'propagator'``: one backward solve over the whole horizon of ``z`` and the
+              per-sample propagator ``Ψ`` (``dΨ/ds = Aᵀ Ψ``, a d × d matrix per sample,
+              d the per-sample state size), with ``a = Ψ(s) Σ_j Ψ(t_j)⁻¹ g_j`` in closed
+              form at the nodes. It needs ``func`` to treat the samples along
+              ``batch_dim`` independently; that is checked (one vector–Jacobian product),
+              and a function that mixes samples (batch norm, attention over the batch)
+              gets ``'restart'`` with a warning, as do fixed-grid methods and callable
+              adjoint norms. Where ``Ψ(t_k)`` is ill conditioned (condition number > 100)
+              or the backward ``z`` drifts from the forward solution (> 100 tolerances),
+              the propagator is anchored anew there (``Ψ = I``).
+            - ``'auto'`` (default): the propagator where it is valid and cheaper, by the
+              cost model ``d · NFE < max(NFE, 7 · intervals)`` (NFE: the forward
+              evaluations; restarting costs at least one 7-evaluation step per interval,
+              the propagator d products per evaluation); otherwise ``'restart'``. A large
+              per-sample state (images) always restarts. With one interval both are the
+              same method.
+        batch_dim: 0 (default): the samples are along the first dimension of ``y0`` (of
+            every part of a tuple ``y0``); None: no per-sample structure (always restart).
 
     Returns:
         Tensor of shape ``(len(t), *y0.shape)``, or a tuple of such tensors for a tuple
@@ -429,6 +534,14 @@ def odeint_adjoint_gq(func, y0, t, *, rtol=1e-7, atol=1e-9, gtol=None, method=No
                                  ('adjoint_atol', adjoint_atol, adjoint_method)):
         checks.check_tolerance(name, value, used_by)
     checks.check_finite_state(parts, is_tuple)
+    if backward not in ('auto', 'restart', 'propagator'):
+        raise ValueError("backward must be 'auto', 'restart' or 'propagator'; "
+                         f'got {backward!r}.')
+    if batch_dim not in (0, None) or isinstance(batch_dim, bool):
+        raise ValueError(f'batch_dim must be 0 (samples along the first dimension) or None; '
+                         f'got {batch_dim!r}.')
+    if batch_dim is None:
+        backward = 'restart'
     options = checks.check_options('options', options)
     if adjoint_options is None:
         adjoint_options = {key: value for key, value in options.items() if key != 'norm'}
@@ -436,13 +549,15 @@ def odeint_adjoint_gq(func, y0, t, *, rtol=1e-7, atol=1e-9, gtol=None, method=No
         adjoint_options = checks.check_options('adjoint_options', adjoint_options)
 
     layout = StateLayout(parts, is_tuple)
+    custom_adjoint_norm = callable(adjoint_options.get('norm'))
     adjoint_options['norm'] = backward_norm(options.get('norm'), adjoint_options.get('norm'),
                                             layout)
     settings = _Settings(
         func=func, field=FlatField(func, layout), layout=layout, rtol=rtol, atol=atol,
         gtol=gtol, method=method, options=options, event_fn=event_fn,
         adjoint_rtol=adjoint_rtol, adjoint_atol=adjoint_atol, adjoint_method=adjoint_method,
-        adjoint_options=adjoint_options)
+        adjoint_options=adjoint_options, backward=backward,
+        custom_adjoint_norm=custom_adjoint_norm)
     outputs = _GaussQuadratureAdjoint.apply(settings, t, *parts, *params)
     if event_fn is not None:
         event_t, outputs = outputs[0], outputs[1:]

@@ -1,0 +1,255 @@
+"""The per-sample propagator backward pass: one backward solve for any number of times.
+
+Between observation times the adjoint is linear, ``da/ds = A(s) a`` with
+``A = -direction · ∂f/∂zᵀ`` (``s = direction · t``), and at each observation time it
+jumps by the loss gradient ``g_k``. With the propagator ``Ψ`` (``dΨ/ds = A Ψ``,
+``Ψ = I`` at the anchor, no jumps),
+
+    a(s) = Ψ(s) c_k  for s between t_k and t_{k-1},   c_k = Σ_{j ≥ k} Ψ(s_j)⁻¹ g_j.
+
+When ``f`` treats the samples of a batch independently, ``∂f/∂z`` is block diagonal and
+``Ψ`` is one d × d matrix per sample (d: the per-sample state size), so ``[z, Ψ]`` is
+solved backwards once over the whole horizon with the solver's natural steps (d
+vector–Jacobian products per evaluation, batched), instead of restarting ``[z, a]`` at
+every observation time (at least one full step each). ``z`` and ``Ψ`` at the observation
+times and quadrature nodes come off the dense output, ``a`` at the nodes in closed form.
+
+Guards, each checked before its result is used:
+
+- independence: one vector–Jacobian product with a cotangent on sample 0 only must leave
+  every other sample's gradient exactly zero, else the function mixes samples (batch
+  norm, attention over the batch) and the restart method is used, with a warning;
+- conditioning: ``Ψ(s_k)⁻¹`` amplifies the solver's relative error by the condition
+  number of ``Ψ(s_k)``; where it passes :data:`COND_LIMIT`, the propagator is anchored
+  anew at that time (``Ψ = I``, ``z`` from the forward pass), and only the rest of the
+  horizon is solved again;
+- drift: ``z`` integrated backwards over many intervals must stay within
+  :data:`DRIFT_LIMIT` tolerances of the forward solution at every observation time, or
+  the propagator is anchored anew there too.
+"""
+
+import warnings
+
+import torch
+
+from .error_control import Rule
+
+#: Largest condition number of Ψ(t_k) accepted before anchoring anew.
+COND_LIMIT = 100.0
+
+#: Largest drift of the backward z from the forward solution, in units of the tolerance
+#: (atol + rtol |z|, RMS), accepted before anchoring anew.
+DRIFT_LIMIT = 100.0
+
+#: Evaluations of one restart interval at least (one dopri5 step and its first evaluation).
+STEP_EVALUATIONS = 7
+
+
+class SampleLayout:
+    """The flat state as ``(B, d)``: one row per sample (the first dimension of each part).
+
+    Args:
+        layout: :class:`~torch_gq_adjoint._impl.state.StateLayout`.
+
+    Raises:
+        ValueError: a part without a batch dimension, or parts with different batch sizes.
+    """
+
+    def __init__(self, layout):
+        shapes = layout.shapes
+        if any(len(shape) == 0 for shape in shapes):
+            raise ValueError('every part of y0 needs a batch dimension (dimension 0)')
+        self.batch = shapes[0][0]
+        if any(shape[0] != self.batch for shape in shapes):
+            raise ValueError('the parts of y0 have different batch sizes (dimension 0)')
+        self.widths = [numel // self.batch for numel in layout.numels]
+        self.numels = layout.numels
+        self.dim = sum(self.widths)
+
+    def to_samples(self, flat):
+        """``(..., n)`` -> ``(..., B, d)``."""
+        leading = flat.shape[:-1]
+        pieces = torch.split(flat, self.numels, dim=-1)
+        return torch.cat([piece.reshape(*leading, self.batch, width)
+                          for piece, width in zip(pieces, self.widths)], dim=-1)
+
+    def from_samples(self, samples):
+        """``(..., B, d)`` -> ``(..., n)``."""
+        leading = samples.shape[:-2]
+        pieces = torch.split(samples, self.widths, dim=-1)
+        return torch.cat([piece.reshape(*leading, -1) for piece in pieces], dim=-1)
+
+
+def mixes_samples(field, time, state, samples):
+    """Whether ``field`` lets a cotangent on sample 0 reach any other sample (one VJP)."""
+    if samples.batch == 1:
+        return False
+    with torch.enable_grad():
+        state = state.detach().requires_grad_(True)
+        output = field(time, state)
+        if not output.requires_grad:
+            return False
+        cotangent = torch.zeros_like(samples.to_samples(output))
+        cotangent[0] = torch.randn_like(cotangent[0])
+        (grad,) = torch.autograd.grad(output, state, samples.from_samples(cotangent),
+                                      allow_unused=True)
+    if grad is None:
+        return False
+    return bool((samples.to_samples(grad)[1:] != 0).any())
+
+
+def cheaper_than_restart(samples, forward_nfe, intervals):
+    """The cost model of ``backward='auto'``.
+
+    Restarting costs at least one step per interval and, overall, about the forward
+    pass's evaluations: ``max(forward_nfe, 7 · intervals)`` vector–Jacobian products. The
+    propagator follows the forward pass's steps with ``d`` products per evaluation:
+    ``d · forward_nfe``.
+    """
+    return samples.dim * forward_nfe < max(forward_nfe, STEP_EVALUATIONS * intervals)
+
+
+class PropagatorDynamics:
+    """Backward dynamics of ``[z, Ψ]`` (flat) in the solver's time ``s``.
+
+    Args:
+        field: :class:`~torch_gq_adjoint._impl.state.FlatField`.
+        samples: :class:`SampleLayout`.
+        direction: +1.0 or -1.0, the sign of ``dt/ds``.
+    """
+
+    def __init__(self, field, samples, direction):
+        self.field, self.samples, self.direction = field, samples, direction
+        self.size = samples.batch * samples.dim
+        self.nfe = 0
+
+    def split(self, state):
+        """``z`` ``(..., n)`` and ``Ψ`` ``(..., B, d, d)`` of flat states."""
+        batch, dim = self.samples.batch, self.samples.dim
+        return (state[..., :self.size],
+                state[..., self.size:].reshape(*state.shape[:-1], batch, dim, dim))
+
+    def __call__(self, s, state):
+        self.nfe += 1
+        z, psi = self.split(state)
+        t = s.detach() * self.direction
+        # Column j of Ψ is an adjoint vector; the d of them share one batched backward.
+        cotangents = self.samples.from_samples(psi.permute(2, 0, 1))  # (d, n)
+        with torch.enable_grad():
+            z = z.detach().requires_grad_(True)
+            derivative = self.field(t, z)
+            if derivative.requires_grad:
+                try:
+                    (vjps,) = torch.autograd.grad(derivative, z, cotangents,
+                                                  is_grads_batched=True, allow_unused=True)
+                except RuntimeError:  # a backward vmap cannot batch: one column at a time
+                    vjps = torch.stack([
+                        torch.autograd.grad(derivative, z, column, retain_graph=True,
+                                            allow_unused=True)[0] or torch.zeros_like(z)
+                        for column in cotangents])
+            else:
+                vjps = None
+        if vjps is None:
+            vjps = torch.zeros_like(cotangents)
+        dpsi = self.samples.to_samples(vjps).permute(1, 2, 0)  # (B, d, d): column j
+        return torch.cat([self.direction * derivative.detach(),
+                          -self.direction * dpsi.reshape(-1)])
+
+
+def propagator_intervals(sweep, grad_solution):
+    """The backward pass as :class:`~torch_gq_adjoint._impl.error_control.Interval`s.
+
+    Returns:
+        ``(intervals, adjoint_at_t0)``: intervals from the last to the first, and
+        ``a(t_0⁻)`` (the gradient of ``y0``).
+    """
+    samples = sweep.samples
+    dynamics = PropagatorDynamics(sweep.settings.field, samples, sweep.direction)
+    intervals = []
+    anchor = len(sweep.time_values) - 1
+    adjoint = grad_solution[-1]
+    while anchor > 0:
+        found, adjoint = _segment(sweep, dynamics, anchor, adjoint, grad_solution)
+        intervals += found
+        anchor = found[-1].index - 1
+    return intervals, adjoint
+
+
+def _segment(sweep, dynamics, anchor, adjoint, grad_solution):
+    """Solve from observation ``anchor`` (a(t_anchor⁻) = ``adjoint``) as far as the guards
+    allow; returns the intervals done and the adjoint where the segment ends (⁻ side)."""
+    samples = sweep.samples
+    indices = list(range(anchor, -1, -1))
+    rules = {index: sweep.rules_of(index) for index in indices[:-1]}
+    nodes = torch.cat([sweep.times[indices]] + [nodes for index in indices[:-1]
+                                                for nodes, _ in rules[index]])
+    solver_times, position = torch.unique(sweep.direction * nodes, sorted=True,
+                                          return_inverse=True)
+    eye = torch.eye(samples.dim, dtype=adjoint.dtype, device=adjoint.device)
+    start = torch.cat([sweep.solution[anchor],
+                       eye.expand(samples.batch, -1, -1).reshape(-1)])
+    path = sweep.odeint(dynamics, start, solver_times, anchor)
+    z_path, psi_path = dynamics.split(path[position])
+    observed = len(indices)
+    z_obs, psi_obs = z_path[:observed], psi_path[:observed]
+    last = _last_good(sweep, indices, z_obs, psi_obs)
+
+    coefficient = samples.to_samples(adjoint)  # c_anchor = a(t_anchor⁻)
+    intervals, offset = [], observed
+    for number, index in enumerate(indices[:-1]):
+        if index == last:
+            break
+        node_rules = []
+        for nodes, weights in rules[index]:
+            count = len(nodes)
+            z_nodes = z_path[offset:offset + count]
+            psi_nodes = psi_path[offset:offset + count]
+            offset += count
+            a_nodes = samples.from_samples(torch.einsum('kbij,bj->kbi', psi_nodes, coefficient))
+            node_rules.append(Rule(nodes, weights, z_nodes, a_nodes))
+        after = samples.from_samples(torch.einsum('bij,bj->bi', psi_obs[number + 1],
+                                                  coefficient))
+        start_adjoint = (adjoint if number == 0 else
+                         samples.from_samples(torch.einsum('bij,bj->bi', psi_obs[number],
+                                                           coefficient)))
+        intervals.append(sweep.interval(index, node_rules, start_adjoint, after,
+                                        z_obs[number + 1]))
+        jump = samples.to_samples(grad_solution[index - 1])
+        if index - 1 > last:
+            coefficient = coefficient + torch.linalg.solve(psi_obs[number + 1], jump)
+        adjoint = after + grad_solution[index - 1]
+    return intervals, adjoint
+
+
+def _last_good(sweep, indices, z_obs, psi_obs):
+    """The observation index where this segment must end (0 if it reaches t_0).
+
+    Taking in the jump at observation k needs Ψ(t_k)⁻¹: where Ψ(t_k) is ill conditioned
+    the segment ends at k (the next one is anchored there, with Ψ = I, so that jump needs
+    no inverse). Where z has drifted from the forward solution at k, the interval before
+    k is suspect too: the segment ends one observation earlier. The first interval after
+    an anchor is always kept: the restart method would compute it the same way.
+    """
+    rtol, atol = sweep.tolerances
+    forward = sweep.solution[indices]
+    drift = ((z_obs - forward) / (atol + rtol * forward.abs())).pow(2).mean(-1).sqrt()
+    finite = torch.isfinite(psi_obs).flatten(1).all(-1)
+    safe = torch.where(finite[:, None, None, None], psi_obs, torch.zeros_like(psi_obs))
+    condition = torch.linalg.cond(safe.double()).amax(-1)
+    condition = torch.where(finite, condition, torch.full_like(condition, torch.inf))
+    ill = ((condition > COND_LIMIT) | ~torch.isfinite(condition)).tolist()
+    drifted = ((drift > DRIFT_LIMIT) | ~torch.isfinite(drift)).tolist()
+    for number in range(1, len(indices)):
+        if drifted[number] and number >= 2:
+            return indices[number - 1]
+        # The jump at t_0 needs no inverse: no interval follows it.
+        if ill[number] and number < len(indices) - 1:
+            return indices[number]
+    return indices[-1]
+
+
+def fall_back(reason):
+    """Warn that the propagator cannot be used and the restart method is."""
+    warnings.warn(f"odeint_adjoint_gq: backward='propagator' cannot be used ({reason}); "
+                  "using backward='restart'. Pass backward='restart' to silence this.",
+                  RuntimeWarning, stacklevel=5)
