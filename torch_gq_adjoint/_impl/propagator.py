@@ -167,19 +167,32 @@ def propagator_intervals(sweep, grad_solution):
     dynamics = PropagatorDynamics(sweep.settings.field, samples, sweep.direction)
     intervals = []
     anchor = len(sweep.time_values) - 1
+    span = anchor  # the first segment tries the whole horizon
     adjoint = grad_solution[-1]
     while anchor > 0:
-        found, adjoint = _segment(sweep, dynamics, anchor, adjoint, grad_solution)
+        end = max(anchor - span, 0)
+        try:
+            found, adjoint = _segment(sweep, dynamics, anchor, end, adjoint, grad_solution)
+        except FloatingPointError:
+            if anchor - end == 1:
+                raise  # one interval: the restart method would fail the same way
+            span = max(1, (anchor - end) // 2)
+            continue
         intervals += found
+        # After a re-anchor, solve ahead about twice as far as the last segment reached,
+        # not to t_0: the guards failed once, they may fail again.
+        if found[-1].index - 1 > end:
+            span = max(1, 2 * len(found))
         anchor = found[-1].index - 1
     return intervals, adjoint
 
 
-def _segment(sweep, dynamics, anchor, adjoint, grad_solution):
-    """Solve from observation ``anchor`` (a(t_anchor⁻) = ``adjoint``) as far as the guards
-    allow; returns the intervals done and the adjoint where the segment ends (⁻ side)."""
+def _segment(sweep, dynamics, anchor, end, adjoint, grad_solution):
+    """Solve from observation ``anchor`` (a(t_anchor⁻) = ``adjoint``) towards ``end``, as
+    far as the guards allow; returns the intervals done and the adjoint where the segment
+    ends (⁻ side)."""
     samples = sweep.samples
-    indices = list(range(anchor, -1, -1))
+    indices = list(range(anchor, end - 1, -1))
     rules = {index: sweep.rules_of(index) for index in indices[:-1]}
     nodes = torch.cat([sweep.times[indices]] + [nodes for index in indices[:-1]
                                                 for nodes, _ in rules[index]])
