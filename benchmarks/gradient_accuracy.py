@@ -3,8 +3,10 @@
 ``python -m benchmarks.gradient_accuracy`` computes, for each problem, the parameter
 gradient of one loss with
 
-- ``gq default``: :func:`odeint_adjoint_gq` with its default ``gtol=None`` (nodes chosen
-  from an error estimate),
+- ``gq default``: :func:`odeint_adjoint_gq` with its defaults, ``gtol=None`` (nodes chosen
+  from an error estimate) and ``backward='restart'``,
+- ``gq auto``: the same with ``backward='auto'`` (the per-sample propagator where valid
+  and cheaper),
 - ``gq gtol=0.1`` and ``gq gtol=1``: the paper's rule with ``C = 0.1`` and 1,
 - ``adjoint``: torchdiffeq's ``odeint_adjoint``,
 
@@ -20,9 +22,8 @@ error over the adjoint's. Problems:
   at torchdiffeq's default tolerances (1e-7, 1e-9);
 - ``tanh MLP 1e-8``: a small time-dependent MLP (``[z, t]`` → 32 → 32 → 2, tanh),
   5 times on [0, 2], float64, ``rtol = atol = 1e-8``;
-- ``sines10``, ``sines50``, ``spheres500``: the speed benchmark's sines (width 1000,
-  10 or 50 regular times) and nested spheres (width 500) models, float32,
-  ``rtol = atol = 1e-3``.
+- ``sines10``, ``sines50``, ``sines50irregular``, ``latent16``, ``spheres500``: the speed
+  benchmark's cases of those names, float32, ``rtol = atol = 1e-3``.
 """
 
 import argparse
@@ -37,6 +38,7 @@ from torch_gq_adjoint import odeint, odeint_adjoint, odeint_adjoint_gq
 
 VARIANTS = {
     'gq default': lambda func, y0, t, **kw: odeint_adjoint_gq(func, y0, t, **kw),
+    'gq auto': lambda func, y0, t, **kw: odeint_adjoint_gq(func, y0, t, backward='auto', **kw),
     'gq gtol=0.1': lambda func, y0, t, **kw: odeint_adjoint_gq(func, y0, t, gtol=0.1, **kw),
     'gq gtol=1': lambda func, y0, t, **kw: odeint_adjoint_gq(func, y0, t, gtol=1.0, **kw),
     'adjoint': lambda func, y0, t, **kw: odeint_adjoint(func, y0, t, **kw),
@@ -95,7 +97,7 @@ class _Linear(nn.Module):
 
 
 PROBLEM_NAMES = ('constant', 'linear', 'sine', 'linear system', 'tanh MLP 1e-8', 'sines10',
-                 'sines50', 'spheres500')
+                 'sines50', 'sines50irregular', 'latent16', 'spheres500')
 
 
 def problem(name):
@@ -135,11 +137,7 @@ class _CaseProblem(_Problem):
         y0 = case.y0 if y0 is None else y0
         params = list(func.parameters()) + ([] if decoder is None else list(decoder.parameters()))
         solution = solve(func, y0, case.t.to(y0.dtype), **tolerances)
-        if decoder is not None:
-            loss = nn.functional.cross_entropy(decoder(solution[-1]), case.labels)
-        else:
-            loss = nn.functional.mse_loss(solution[..., 0], case.targets.to(y0.dtype))
-        return _flat_gradient(loss, params)
+        return _flat_gradient(case.loss(solution, decoder), params)
 
     def reference(self):
         decoder = None if self.case.decoder is None else _deepcopy_double(self.case.decoder)
@@ -163,13 +161,14 @@ def main(argv=None):
     parser.add_argument('--problem', action='append', choices=PROBLEM_NAMES,
                         help='problem to run (repeatable; default all)')
     args = parser.parse_args(argv)
-    header = f'{"problem":<15}' + ''.join(f'{name:>13}' for name in VARIANTS) + f'{"÷ adjoint":>11}'
+    header = (f'{"problem":<17}' + ''.join(f'{name:>13}' for name in VARIANTS)
+              + f'{"÷ adjoint":>11}')
     print(header)
     print('-' * len(header))
     for name in args.problem or PROBLEM_NAMES:
         errors = measure(problem(name))
         ratio = errors['gq default'] / errors['adjoint'] if errors['adjoint'] else float('nan')
-        print(f'{name:<15}' + ''.join(f'{errors[variant]:>13.1e}' for variant in VARIANTS)
+        print(f'{name:<17}' + ''.join(f'{errors[variant]:>13.1e}' for variant in VARIANTS)
               + f'{ratio:>11.2f}', flush=True)
 
 

@@ -6,11 +6,17 @@ step (forward solve, loss, backward) of each option on:
 - ``spheres<width>``: the nested-spheres model (state 2 + 3 zeros, MLP on ``[z, t]``,
   linear decoder, cross-entropy) on a batch of 200 nested-spheres points, ``t = [0, 1]``;
 - ``sines<ntimes>``: the sines second-order model at width 1000 on 15 sine series
-  observed at ``ntimes`` regular times on ``[0, 2π]``, mean squared error.
+  observed at ``ntimes`` regular times on ``[0, 2π]``, mean squared error;
+  ``sines50irregular``: the same at 50 irregular times per series, solved on the union of
+  the series' times (750 observation times, each series' loss at its own);
+- ``latent16``: a latent-ODE-like model, 16 samples of 16 latent dimensions, an
+  autonomous MLP of width 100, 50 observation times on ``[0, 5]``, mean squared error.
 
 dopri5, ``rtol = atol = 1e-3``. ``adjoint_gq`` is the paper's rule (``gtol = 0.1``, as the
-experiments run it); ``adjoint_gq_default`` is the library's default (``gtol=None``:
-error-controlled quadrature, each backward solve started like torchdiffeq's adjoint).
+experiments run it: restarting at every observation time); ``adjoint_gq_default`` is the
+library's default (``gtol=None``: error-controlled quadrature, each backward solve started
+like torchdiffeq's adjoint) and ``adjoint_gq_auto`` the same with ``backward='auto'`` (the
+per-sample propagator where it is valid and cheaper).
 Times are medians over ``--repeats`` steps after one warm-up step, the options taking
 turns; memory is the extra peak of one step, measured after all timings; the error is
 ``‖g - g_direct‖ / ‖g_direct‖`` over all parameter gradients (``direct`` at the same
@@ -33,10 +39,15 @@ from common.devices import device_name, synchronise
 from datasets import nested_spheres, sines
 from models.backprop import ADJOINT_OPTIONS, integrate
 from models.vector_fields import MLPVectorField, SecondOrderVectorField
+from torch_gq_adjoint import odeint_adjoint_gq
 
-CASES = ('spheres20', 'spheres500', 'spheres2000', 'sines10', 'sines50')
-#: The experiments' options, and the library's default mode of the GQ adjoint.
-OPTIONS = ADJOINT_OPTIONS + ('adjoint_gq_default',)
+CASES = ('spheres20', 'spheres500', 'spheres2000', 'sines10', 'sines50', 'sines50irregular',
+         'latent16')
+#: The experiments' options, then the library's default (``gtol=None``, restarting) and
+#: the same with ``backward='auto'`` (the per-sample propagator where valid and cheaper).
+OPTIONS = ADJOINT_OPTIONS + ('adjoint_gq_default', 'adjoint_gq_auto')
+LIBRARY_DEFAULTS = {'adjoint_gq_default': dict(gtol=None, backward='restart'),
+                    'adjoint_gq_auto': dict(gtol=None, backward='auto')}
 QUICK_CASES = ('spheres20', 'spheres500', 'sines10')
 
 
@@ -54,14 +65,26 @@ class _Case:
             self.t = torch.tensor([0.0, 1.0], device=device)
             self.func = MLPVectorField(5, width).to(device)
             self.decoder = nn.Linear(5, 2).to(device)
+            self.observed = None
         elif name.startswith('sines'):
-            ntimes = int(name[len('sines'):])
+            regular = not name.endswith('irregular')
+            ntimes = int(name[len('sines'):].replace('irregular', ''))
             initial, times, values = (torch.from_numpy(array) for array in
-                                      sines.sample(15, ntimes, regular=True, seed=seed))
-            self.t = times[0].to(device)
+                                      sines.sample(15, ntimes, regular=regular, seed=seed))
+            # Irregular series are solved on the union of their times, as the experiment.
+            self.t, self.observed = torch.unique(times, sorted=True, return_inverse=True)
+            self.t, self.observed = self.t.to(device), self.observed.to(device)
             self.y0 = initial.to(device)
-            self.targets = values.T.to(device)  # (ntimes, 15), as the solution's x
+            self.targets = values.to(device)  # (15, ntimes), as the solution's x
             self.func = SecondOrderVectorField(1000).to(device)
+            self.decoder = None
+        elif name == 'latent16':
+            # A latent-ODE-like case: 16 latent dimensions per sample, 50 observations.
+            self.y0 = torch.randn(16, 16, device=device)
+            self.t = torch.linspace(0, 5, 50, device=device)
+            self.func = MLPVectorField(16, 100, time_dependent=False).to(device)
+            self.targets = 0.1 * torch.randn(50, 16, 16, device=device)
+            self.observed = None
             self.decoder = None
         else:
             raise ValueError(f'case must be one of {", ".join(CASES)}; got {name!r}.')
@@ -72,16 +95,26 @@ class _Case:
     def parameter_count(self):
         return sum(param.numel() for param in self.params)
 
+    def loss(self, solution, decoder=None):
+        """The case's loss of a solution ``(len(t), *y0.shape)`` (``decoder``: a copy of
+        the case's, e.g. in float64)."""
+        decoder = self.decoder if decoder is None else decoder
+        if decoder is not None:
+            return nn.functional.cross_entropy(decoder(solution[-1]), self.labels)
+        targets = self.targets.to(solution.dtype)
+        if self.observed is None:
+            return nn.functional.mse_loss(solution, targets)
+        series = torch.arange(len(self.y0), device=self.y0.device)[:, None]
+        return nn.functional.mse_loss(solution[self.observed, series, 0], targets)
+
     def step(self, option):
         """One forward and backward; returns the parameter gradients (flat)."""
-        if option == 'adjoint_gq_default':
-            solution = integrate('adjoint_gq', self.func, self.y0, self.t, gtol=None)
+        if option in LIBRARY_DEFAULTS:
+            solution = odeint_adjoint_gq(self.func, self.y0, self.t, rtol=1e-3, atol=1e-3,
+                                         **LIBRARY_DEFAULTS[option])
         else:
             solution = integrate(option, self.func, self.y0, self.t)
-        if self.decoder is not None:
-            loss = nn.functional.cross_entropy(self.decoder(solution[-1]), self.labels)
-        else:
-            loss = nn.functional.mse_loss(solution[..., 0], self.targets)
+        loss = self.loss(solution)
         grads = torch.autograd.grad(loss, self.params)
         return torch.cat([grad.reshape(-1) for grad in grads])
 
@@ -143,7 +176,7 @@ def main(argv=None):
               f'{"rel err":>9} {"÷ adj_ode":>9} {"÷ direct":>9}')
     print(f'device {args.device}, torch {torch.__version__}, threads {torch.get_num_threads()}, '
           f'dopri5 rtol=atol=1e-3, adjoint_gq gtol=0.1, adjoint_gq_default gtol=None, '
-          f'median of {args.repeats}')
+          f"adjoint_gq_auto gtol=None backward='auto', median of {args.repeats}")
     print(header)
     print('-' * len(header))
     cases = {name: _Case(name, args.device) for name in args.case}

@@ -32,11 +32,12 @@ from common.arguments import (
 from common.devices import device_name
 from datasets import DATA_DIR
 from experiments import results
-from models.backprop import ADJOINT_OPTIONS
+from models.backprop import ADJOINT_OPTIONS, EXTRA_OPTIONS
 from models.trainer import DivergenceError, Trainer
 
 
-def build_parser(prog, description, *, width, lr, nepochs, batchsize, options=ADJOINT_OPTIONS):
+def build_parser(prog, description, *, width, lr, nepochs, batchsize,
+                 options=ADJOINT_OPTIONS + EXTRA_OPTIONS):
     """The common flags of every experiment (docs/paper_notes.md §3), with its defaults."""
     parser = argparse.ArgumentParser(prog=prog, description=description)
     parser.add_argument('--adjoint_option', default='adjoint_gq', choices=options,

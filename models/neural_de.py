@@ -3,7 +3,7 @@
 import torch
 from torch import nn
 
-from models.backprop import ADJOINT_OPTIONS, integrate
+from models.backprop import ADJOINT_OPTIONS, EXTRA_OPTIONS, integrate
 
 
 class NeuralDE(nn.Module):
@@ -11,7 +11,8 @@ class NeuralDE(nn.Module):
 
     Args:
         func: ``nn.Module`` vector field ``func(t, z)``.
-        adjoint_option: one of ``direct``, ``adjoint_ode``, ``adjoint_seminorm``, ``adjoint_gq``.
+        adjoint_option: one of ``direct``, ``adjoint_ode``, ``adjoint_seminorm``,
+            ``adjoint_gq`` (the paper's options), or ``adjoint_gq_propagator``.
         tol: float, rtol = atol of dopri5 (default 1e-3).
         gtol: float, GQ node-count factor (default 0.1).
 
@@ -22,8 +23,9 @@ class NeuralDE(nn.Module):
 
     def __init__(self, func, adjoint_option, tol=1e-3, gtol=0.1):
         super().__init__()
-        if adjoint_option not in ADJOINT_OPTIONS:
-            raise ValueError(f'adjoint_option must be one of {", ".join(ADJOINT_OPTIONS)}; '
+        choices = ADJOINT_OPTIONS + EXTRA_OPTIONS
+        if adjoint_option not in choices:
+            raise ValueError(f'adjoint_option must be one of {", ".join(choices)}; '
                              f'got {adjoint_option!r}')
         self.func = func
         self.adjoint_option = adjoint_option

@@ -11,6 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402 - after choosing the backend
 #: label, colour, line style of every method across all figures
 METHODS = {
     'adjoint_gq': ('GQ adjoint', 'tab:red', '-'),
+    'adjoint_gq_propagator': ('GQ adjoint, propagator', 'tab:pink', (0, (1, 1))),
     'adjoint_ode': ('adjoint', 'tab:blue', '--'),
     'adjoint_seminorm': ('adjoint (seminorm)', 'tab:purple', '-.'),
     'direct': ('direct', 'tab:green', ':'),

@@ -34,7 +34,7 @@ def test_benchmark_prints_one_row_per_option():
     assert result.returncode == 0, result.stderr
     rows = [line.split() for line in result.stdout.splitlines() if line.startswith('spheres20')]
     assert [row[1] for row in rows] == ['direct', 'adjoint_ode', 'adjoint_seminorm', 'adjoint_gq',
-                                        'adjoint_gq_default']
+                                        'adjoint_gq_default', 'adjoint_gq_auto']
     for row in rows:
         assert int(row[2]) == 677  # 2 hidden layers of 20 on [z, t] plus the decoder
         assert float(row[3]) > 0
@@ -56,7 +56,8 @@ def test_accuracy_benchmark_prints_errors_of_every_mode():
     result = _run('-m', 'benchmarks.gradient_accuracy', '--problem', 'linear')
     assert result.returncode == 0, result.stderr
     (row,) = [line.split() for line in result.stdout.splitlines() if line.startswith('linear')]
-    default, paper, paper_one, adjoint, ratio = (float(value) for value in row[1:])
+    default, auto, paper, paper_one, adjoint, ratio = (float(value) for value in row[1:])
+    assert auto == default  # a 3-sample state of 3: the cost model restarts here
     assert 0 < default < 1e-5 and 0 < adjoint < 1e-5  # rtol = atol = 1e-6
     assert paper > default  # one node per interval with gtol = 0.1
     assert ratio == pytest.approx(default / adjoint, rel=0.02)

@@ -99,7 +99,7 @@ def test_a_function_that_mixes_samples_falls_back_with_a_warning():
         chosen = _gradients(odeint_adjoint_gq, func, y0, t, backward='propagator')
     assert _relative(chosen, direct) < 1e-5
     with pytest.warns(RuntimeWarning, match='mixes the samples'):
-        _gradients(odeint_adjoint_gq, func, y0, t)  # auto falls back the same way
+        _gradients(odeint_adjoint_gq, func, y0, t, backward='auto')  # the same fall back
 
 
 class _Stiff(nn.Module):
