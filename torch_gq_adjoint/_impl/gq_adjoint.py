@@ -137,29 +137,27 @@ def _backward_pass(settings, times, solution, grad_solution, params, forward_nfe
     sweep = _Sweep(settings, times, solution, forward_nfe, forward_step, controlled)
     integral = None if controlled else ParameterIntegral(evaluator)
 
-    if _use_propagator(settings, sweep, solution, grad_solution, forward_nfe):
-        found, adjoint = propagator_intervals(sweep, grad_solution)
+    if _use_propagator(settings, sweep, solution, forward_nfe):
+        found, _ = propagator_intervals(sweep, grad_solution)
     else:
-        found, adjoint = None, None
+        found = _restart_intervals(sweep, grad_solution)
     # a(t_0^+): the adjoint arriving at t_0 from later times (none if t has one entry).
     adjoint_after_start = torch.zeros_like(grad_solution[-1])
     intervals = []
-    for interval in found if found is not None else _restart_intervals(sweep, grad_solution):
+    for interval in found:
         if integral is not None:
             rule = interval.rules[0]
             integral.add(rule.times, rule.weights, rule.states, rule.adjoints)
         elif params:
             intervals.append(interval)
         adjoint_after_start = interval.adjoint_end
-    if adjoint is None:
-        adjoint = adjoint_after_start + grad_solution[0] if len(times) > 1 else grad_solution[0]
+    adjoint = adjoint_after_start + grad_solution[0]
 
     if integral is not None:
         param_grads = integral.result()
     else:
-        rtol, atol = (flat_tolerance(value, settings.layout, solution)
-                      for value in (settings.adjoint_rtol, settings.adjoint_atol))
-        param_grads = ControlledQuadrature(evaluator, rtol, atol, fields).integrate(intervals)
+        param_grads = ControlledQuadrature(evaluator, *sweep.tolerances, fields).integrate(
+            intervals)
     _check_finite(adjoint, 'the gradient of y0')
     for number, grad in enumerate(param_grads):
         _check_finite(grad, f'the gradient of parameter {number}')
@@ -183,26 +181,30 @@ def _restart_intervals(sweep, grad_solution):
         adjoint = interval.adjoint_end + grad_solution[index - 1]
 
 
-def _use_propagator(settings, sweep, solution, grad_solution, forward_nfe):
+def _use_propagator(settings, sweep, solution, forward_nfe):
     """Whether this backward pass uses the propagator (see ``backward`` in the docstring)."""
     if settings.backward == 'restart' or len(sweep.time_values) < 3:
         return False
     explicit = settings.backward == 'propagator'
-    reason = None
+    reason, mixing = None, False
     if sweep.grid:
         reason = 'fixed-grid methods step the same either way'
     elif settings.custom_adjoint_norm:
         reason = 'a callable adjoint norm expects the restart method\'s state'
     elif sweep.samples is None:
         reason = sweep.samples_problem
+    elif not explicit and not cheaper_than_restart(sweep.samples, forward_nfe,
+                                                   len(sweep.time_values) - 1):
+        return False  # the cost model restarts; no need to probe the function
     elif mixes_samples(settings.field, sweep.times[-1], solution[-1], sweep.samples):
-        reason = ('func mixes the samples of the batch (a cotangent on sample 0 reached other '
-                  'samples), so the adjoint is not per sample')
+        reason, mixing = ('func mixes the samples of the batch (a cotangent on sample 0 '
+                          'reached other samples), so the adjoint is not per sample'), True
     if reason is not None:
-        if explicit or 'mixes' in reason:
+        # A mixing function is worth a warning even under 'auto': it was about to be used.
+        if explicit or mixing:
             fall_back(reason)
         return False
-    return explicit or cheaper_than_restart(sweep.samples, forward_nfe, len(sweep.time_values) - 1)
+    return True
 
 
 class _FieldValues:
