@@ -104,14 +104,9 @@ class ControlledQuadrature:
             return self.evaluator.grads
         for interval in intervals:
             interval.chosen = interval.first = self._first_rule(interval)
-        levels = {}
-        for interval in intervals:
-            levels.setdefault(interval.chosen, []).append(interval)
-        previous, pending = {}, []
-        for group in levels.values():
-            values = self._check_values(group, params=True)
-            pending += self._judge(group, values, None)
-            previous.update(values)
+        # Every interval's first rule in one batch, with the parameter gradient.
+        previous = self._check_values(intervals, params=True)
+        pending = self._judge(intervals, previous, None)
         while pending:
             pending = [interval for interval in pending
                        if interval.chosen + 1 < len(interval.rules)]
@@ -127,7 +122,7 @@ class ControlledQuadrature:
         return self.evaluator.grads
 
     def _first_rule(self, interval):
-        """The first rule that integrates ``a ⊙ z`` as well as the largest rule does.
+        """The first rule that integrates ``a ⊙ z`` to the target, as the next rule judges.
 
         ``a ⊙ z`` is known at every candidate node without evaluating ``f``; its
         products of adjoint and state behave like the parameter integrand of a linear
