@@ -1,7 +1,7 @@
 """Sines (docs/paper_notes.md §3): ``y = A sin t + B cos t`` with (B, A) ~ U(-1, 1)², solutions of
 ``x'' = -x`` with ``x(0) = B``, ``x'(0) = A``; 15 training and 5 validation series observed
-at ``ntimes`` times on [0, 2π], the same linspace for all (regular) or per series sorted
-U(0, 2π) with the first time 0 (irregular)."""
+at ``ntimes`` times on [0, 2π], the same linspace for all (regular) or per series
+``ntimes`` sorted U(0, 2π) draws with the first set to 0 (irregular)."""
 
 import math
 import pathlib
@@ -25,8 +25,9 @@ def sample(series, ntimes, regular, seed):
     if regular:
         times = np.tile(np.linspace(0.0, 2 * math.pi, ntimes), (series, 1))
     else:
-        later = np.sort(rng.uniform(0.0, 2 * math.pi, size=(series, ntimes - 1)), axis=1)
-        times = np.concatenate([np.zeros((series, 1)), later], axis=1)
+        # As the original code: n sorted uniform draws, the first then set to 0.
+        times = np.sort(rng.uniform(0.0, 2 * math.pi, size=(series, ntimes)), axis=1)
+        times[:, 0] = 0.0
     b, a = initial[:, :1], initial[:, 1:]
     values = a * np.sin(times) + b * np.cos(times)
     return initial.astype(np.float32), times.astype(np.float32), values.astype(np.float32)

@@ -7,7 +7,7 @@ from datasets import images
 from experiments import runner
 from experiments.grids import EXPERIMENTS
 from models import metrics
-from models.neural_de import Classifier, ImageDecoder, ImageEncoder, NeuralDE
+from models.neural_de import Classifier, ImageDecoder, ImageEncoder, NeuralDE, state_side
 from models.vector_fields import ConvVectorField
 
 
@@ -15,7 +15,7 @@ def make_setup(args):
     train = images.load(args.dataset, args.data_dir, 'train')
     val = images.load(args.dataset, args.data_dir, 'val')
     channels, height, width = train[0].shape[1:]
-    state_numel = args.state_width * (height // 2) * (width // 2)
+    state_numel = args.state_width * state_side(height) * state_side(width)
     neural_de = NeuralDE(ConvVectorField(args.state_width, args.width), args.adjoint_option,
                          args.tol, args.gtol)
     model = Classifier(ImageEncoder(channels, args.state_width), neural_de,

@@ -25,8 +25,8 @@ def build_parser():
                                  width=100, lr=1e-3, nepochs=250, batchsize=0)
     parser.add_argument('--ntimes', type=int, choices=sines.NTIMES, default=10,
                         help='observation times per series (default 10)')
-    parser.add_argument('--regular_times', choices=sines.REGULARITIES, default='irregular',
-                        help='same times for all series, or per-series random (default irregular)')
+    parser.add_argument('--regular_times', choices=sines.REGULARITIES, default='regular',
+                        help='same times for all series, or per-series random (default regular)')
     return parser
 
 

@@ -124,12 +124,21 @@ class SineModel(nn.Module):
 
 
 class ImageEncoder(nn.Sequential):
-    """Batch norm, ReLU, 3×3 conv to ``state_width`` channels, 2×2 max-pool, ReLU, 3×3 conv."""
+    """Batch norm, ReLU, 3×3 conv to ``state_width`` channels, 2×2 max-pool, ReLU, 3×3 conv.
+
+    The convolutions have no padding, as the original code: a 28 × 28 MNIST image becomes
+    a ``state_width`` × 11 × 11 state (see :func:`state_side`).
+    """
 
     def __init__(self, in_channels, state_width):
         super().__init__(nn.BatchNorm2d(in_channels), nn.ReLU(),
-                         nn.Conv2d(in_channels, state_width, 3, padding=1), nn.MaxPool2d(2),
-                         nn.ReLU(), nn.Conv2d(state_width, state_width, 3, padding=1))
+                         nn.Conv2d(in_channels, state_width, 3), nn.MaxPool2d(2),
+                         nn.ReLU(), nn.Conv2d(state_width, state_width, 3))
+
+
+def state_side(image_side):
+    """Side of the encoder's output for an image side (3×3 conv, 2×2 pool, 3×3 conv)."""
+    return (image_side - 2) // 2 - 2
 
 
 class ImageDecoder(nn.Sequential):

@@ -108,3 +108,19 @@ def test_missing_image_files_say_where_to_put_them(tmp_path, monkeypatch):
     monkeypatch.setattr(images, '_download', lambda dataset, folder: False)
     with pytest.raises(FileNotFoundError, match='train_32x32.mat not found under'):
         images.load('svhn', tmp_path, 'train')
+
+
+def test_irregular_sines_times_are_n_sorted_draws_with_the_first_set_to_0():
+    initial, times, values = sines.sample(4, 10, regular=False, seed=3)
+    rng = np.random.default_rng(3)
+    rng.uniform(-1.0, 1.0, size=(4, 2))  # the initial states come first
+    draws = np.sort(rng.uniform(0.0, 2 * np.pi, size=(4, 10)), axis=1)
+    assert np.allclose(times[:, 1:], draws[:, 1:]) and (times[:, 0] == 0).all()
+
+
+def test_the_image_encoder_has_no_padding():
+    from models.neural_de import ImageEncoder, state_side
+
+    state = ImageEncoder(1, 10)(torch.zeros(2, 1, 28, 28))
+    assert state.shape == (2, 10, 11, 11) and state_side(28) == 11
+    assert ImageEncoder(3, 10)(torch.zeros(2, 3, 32, 32)).shape == (2, 10, 13, 13)

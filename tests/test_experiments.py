@@ -61,7 +61,7 @@ def test_g1d_every_option(tmp_path, option):
     folder = g1d.main(['--adjoint_option', option, '--nepochs', '2', '--width', '8',
                        *_folders(tmp_path)])
     _check_run(folder, 2)
-    assert folder.parts[-5:] == ('g1d', 'gtol0.1', '8', option, '1')
+    assert folder.parts[-5:] == ('g1d', 'aug3', '8', option, '1')
 
 
 def test_images_digits(tmp_path):
@@ -145,7 +145,7 @@ def test_bad_flags_exit_2_before_any_work(tmp_path, capsys, arguments, words):
 def test_plain_python_entry_is_the_command_line(tmp_path):
     folder = g1d.train(adjoint_option='adjoint_gq', width=8, nepochs=2, quiet=True,
                        results_dir=tmp_path / 'results', data_dir=tmp_path / 'data')
-    assert folder == results.run_dir(tmp_path / 'results', 'g1d', 'gtol0.1', 8, 'adjoint_gq', 1)
+    assert folder == results.run_dir(tmp_path / 'results', 'g1d', 'aug3', 8, 'adjoint_gq', 1)
     run = _check_run(folder, 2)
     assert run['summary']['arguments']['width'] == 8
     assert run['summary']['arguments']['quiet'] is True

@@ -42,9 +42,10 @@ def test_ode_times_figure_reports_missing_runs(tmp_path, capsys):
     base = tmp_path / 'results'
     for width in (5, 20):
         for number in (1, 2):
-            _fake_run(base, 'nested_spheres', 'gtol0.1', width, 'adjoint_gq', number, 0.1 * number)
-            _fake_run(base, 'nested_spheres', 'gtol0.1', width, 'direct', number, 0.2)
-    _fake_run(base, 'nested_spheres', 'gtol0.1', 5, 'adjoint_ode', 1, 1.0)
+            _fake_run(base, 'nested_spheres', 'gtol0.003', width, 'adjoint_gq', number,
+                      0.1 * number)
+            _fake_run(base, 'nested_spheres', 'gtol0.003', width, 'direct', number, 0.2)
+    _fake_run(base, 'nested_spheres', 'gtol0.003', 5, 'adjoint_ode', 1, 1.0)
     png, pdf = plot_ode_times.main(['--experiment', 'nested_spheres', '--results_dir', str(base),
                                     '--plots_dir', str(tmp_path / 'plots')])
     assert png.name == 'ode_times_nested_spheres.png' and png.stat().st_size > 10_000
@@ -91,8 +92,8 @@ def test_summary_table(tmp_path):
 
     base = tmp_path / 'results'
     for number in (1, 2):
-        _fake_run(base, 'g1d', 'gtol0.1', 20, 'adjoint_gq', number, 1.0 * number)
+        _fake_run(base, 'g1d', 'aug3', 20, 'adjoint_gq', number, 1.0 * number)
     text = summary_table.main(['--results_dir', str(base)])
-    assert '**g1d / gtol0.1**' in text
+    assert '**g1d / aug3**' in text
     # two repeats of 2 epochs: 2 s and 4 s of training
     assert '| 20 | adjoint_gq | 2 | 3 ± 1 | 0.25 ± 0 | 90 ± 0 |' in text

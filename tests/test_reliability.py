@@ -57,9 +57,9 @@ def test_extending_nepochs_is_the_one_legitimate_resume(tmp_path, capsys):
 def test_a_checkpoint_from_other_settings_is_refused(tmp_path, capsys):
     folder = _g1d(tmp_path)
     (folder / results.SUMMARY).unlink()  # only the checkpoint tells
-    code, message = _exit(capsys, _g1d, tmp_path, '--load_model', '1', '--aug_dim', '2')
+    code, message = _exit(capsys, _g1d, tmp_path, '--load_model', '1', '--tol', '1e-4')
     assert code == 2 and 'checkpoint.pt belongs to a run with other settings' in message
-    assert '--aug_dim 3 there, 2 now' in message
+    assert '--tol 0.001 there, 0.0001 now' in message
 
 
 def test_the_sweep_check_sees_other_epochs_and_settings(tmp_path):
@@ -111,7 +111,7 @@ def test_sigterm_stops_a_run_with_the_same_message(tmp_path):
     command = [sys.executable, '-m', 'experiments.g1d', '--width', '8', '--nepochs', '100000',
                '--quiet', '--save_model', '1', '--results_dir', str(tmp_path)]
     process = subprocess.Popen(command, cwd=REPOSITORY, stderr=subprocess.PIPE, text=True)
-    folder = results.run_dir(tmp_path, 'g1d', 'gtol0.1', 8, 'adjoint_gq', 1)
+    folder = results.run_dir(tmp_path, 'g1d', 'aug3', 8, 'adjoint_gq', 1)
     deadline = time.time() + 60
     while not (folder / results.CHECKPOINT).exists() and time.time() < deadline:
         time.sleep(0.2)
@@ -194,7 +194,7 @@ def test_divergence_stops_with_advice_and_keeps_finished_epochs(tmp_path, capsys
     code, message = _exit(capsys, _g1d, tmp_path, '--lr', '1e300')
     assert code == 1 and 'training diverged in epoch' in message
     assert 'smaller --lr' in message
-    folder = results.run_dir(tmp_path / 'results', 'g1d', 'gtol0.1', 8, 'adjoint_gq', 1)
+    folder = results.run_dir(tmp_path / 'results', 'g1d', 'aug3', 8, 'adjoint_gq', 1)
     run = results.read_run(folder)
     assert run['epochs'][0] == 0 and not run['summary']['complete']
 
@@ -240,7 +240,7 @@ def test_kill_9_at_random_points_loses_nothing(tmp_path):
         process.kill()
         process.wait()
     subprocess.run(command(killed), cwd=REPOSITORY, check=True)
-    folders = [results.run_dir(base, 'g1d', 'gtol0.1', 64, 'adjoint_gq', 1)
+    folders = [results.run_dir(base, 'g1d', 'aug3', 64, 'adjoint_gq', 1)
                for base in (tmp_path / 'straight', killed)]
     reference, resumed = (results.read_run(folder) for folder in folders)
     assert resumed['summary']['complete'] and resumed['epochs'].tolist() == list(range(41))

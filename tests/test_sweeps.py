@@ -36,7 +36,7 @@ def test_g1d_quick_grid_runs_skips_and_resumes(tmp_path):
     total = len(grid.options) * len(grid.widths) * grid.repeats
     assert f'g1d: {total} runs: {total} done, 0 skipped, 0 failed' in first.stdout
     assert len(list((tmp_path / 'logs' / 'g1d').glob('*.log'))) == total
-    run = results_dir / 'g1d' / 'gtol0.1' / '20' / 'adjoint_gq' / '1'
+    run = results_dir / 'g1d' / 'aug3' / '20' / 'adjoint_gq' / '1'
     assert len(np.load(run / 'epochs.npy')) == 11
 
     # A half-finished run (summary not complete) is rerun and resumes from its checkpoint.
@@ -60,7 +60,7 @@ def test_slurm_mode_writes_a_job_array(tmp_path):
     runs = (tmp_path / 'logs' / 'nested_spheres' / 'runs.tsv').read_text().splitlines()
     assert len(runs) == 360
     folder, log, *argv = runs[0].split('\t')
-    assert folder.endswith('nested_spheres/gtol0.1/5/direct/1')
+    assert folder.endswith('nested_spheres/gtol0.003/5/direct/1')
     assert argv[:6] == ['-m', 'experiments.nested_spheres', '--adjoint_option', 'direct',
                         '--width', '5']
     assert '--save_model 1 --load_model 1' in ' '.join(argv)
