@@ -115,6 +115,13 @@ SBATCH
         if [ -n "$stopped" ]; then
             kill "-$stopped" -- "-$group" 2> /dev/null
             wait "$group"
+            # Runs save what they finished and exit; return only when all have (SIGKILL
+            # after 60 s: a run killed hard still loses nothing that was written).
+            local waited=0
+            while kill -0 -- "-$group" 2> /dev/null && [ "$waited" -lt 300 ]; do
+                sleep 0.2; waited=$((waited + 1))
+            done
+            kill -KILL -- "-$group" 2> /dev/null
             break
         fi
     done
