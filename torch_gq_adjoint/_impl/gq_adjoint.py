@@ -289,8 +289,9 @@ class _Sweep:
         return self._odeint(start_state, solve_times, index, dynamics)
 
     def interval(self, index, rules, adjoint_start, adjoint_end, state_end):
-        """An :class:`Interval` from values computed elsewhere (the propagator)."""
+        """The :class:`Interval` ``[t_{index-1}, t_index]`` of a backward solve's results."""
         end, start = self.time_values[index], self.time_values[index - 1]
+        # Across a jump of f, a·f jumps too: the time check's reference does not hold.
         smooth = not any(min(start, end) < value < max(start, end) for value in self.jumps)
         return Interval(index, rules, adjoint_start, adjoint_end, self.solution[index],
                         state_end, abs(end - start), time_check=smooth)
@@ -346,11 +347,7 @@ class _Sweep:
         return self._interval(index, [rule], adjoint, path)
 
     def _interval(self, index, rules, adjoint, path):
-        end, start = self.time_values[index], self.time_values[index - 1]
-        # Across a jump of f, a·f jumps too: the time check's reference does not hold.
-        smooth = not any(min(start, end) < value < max(start, end) for value in self.jumps)
-        return Interval(index, rules, adjoint, path[-1, self.size:], self.solution[index],
-                        path[-1, :self.size], abs(end - start), time_check=smooth)
+        return self.interval(index, rules, adjoint, path[-1, self.size:], path[-1, :self.size])
 
     def _counts(self, length):
         """Node counts to try on a piece of length ``length`` (adaptive and scipy methods)."""
