@@ -12,14 +12,23 @@ come on top, from the sweep's environment or the caller.
 ``python -m experiments.grids runs EXPERIMENT [--grid G] [--results_dir D] [--log_dir L]
 [-- FLAG ...]`` prints one line per run: the run's folder, its log file, then the
 arguments of ``python``, all separated by tabs (so that paths may hold spaces).
+``python -m experiments.grids budget EXPERIMENT [--grid G] [--epochs E] [--jobs J]``
+times E epochs of one repeat of each option and width and estimates the grid's
+wall-clock time, the measurement to write next to a grid as its ``budget``.
 """
 
 import argparse
 import importlib
 import pathlib
+import subprocess
 import sys
+import tempfile
+import time
 from dataclasses import dataclass, field
 
+import torch
+
+from common.arguments import positive_int
 from experiments import results
 from models.backprop import ADJOINT_OPTIONS
 from models.sde import SDE_OPTIONS as TORCHSDE_OPTIONS
@@ -153,6 +162,46 @@ def runs(experiment, grid='paper', flags=(), results_dir=results.RESULTS_DIR, lo
     return found
 
 
+def estimate(experiment, grid='reduced', flags=(), epochs=2, jobs=2):
+    """Measure a grid's cost: one repeat of each option and width for ``epochs`` epochs.
+
+    Each measured run is timed whole (data, model, validation, writing), on one thread as
+    the sweeps run, in a temporary folder, after one warm-up run; its time is scaled to the
+    grid's epochs, and the start-up of a fresh Python process (measured once) is added.
+
+    Returns:
+        ``(rows, total)``: rows ``(option, width, measured seconds, seconds per run)``, and
+        the grid's estimated wall-clock seconds with ``jobs`` runs at once.
+    """
+    spec = EXPERIMENTS[experiment]
+    chosen = spec.grids[grid]
+    module = importlib.import_module(spec.module)
+    full = spec.parse([*flags, *chosen.flags]).nepochs
+    startup = time.perf_counter()
+    subprocess.run([sys.executable, '-c', f'import {spec.module}'], check=True)
+    startup = time.perf_counter() - startup
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    rows = []
+    try:
+        with tempfile.TemporaryDirectory() as folder:
+            module.main(['--adjoint_option', chosen.options[0], '--width', str(chosen.widths[0]),
+                         *flags, *chosen.flags, '--nepochs', '1', '--quiet', '--results_dir',
+                         str(pathlib.Path(folder) / 'warm-up')])
+            for option in chosen.options:
+                for width in chosen.widths:
+                    start = time.perf_counter()
+                    module.main(['--adjoint_option', option, '--width', str(width), *flags,
+                                 *chosen.flags, '--nepochs', str(epochs), '--quiet',
+                                 '--results_dir', folder])
+                    seconds = time.perf_counter() - start
+                    rows.append((option, width, seconds, startup + seconds * full / epochs))
+    finally:
+        torch.set_num_threads(threads)
+    total = sum(row[3] for row in rows) * chosen.repeats / jobs
+    return rows, total
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog='python -m experiments.grids',
                                      description=__doc__.split('\n\n')[0])
@@ -163,10 +212,27 @@ def main(argv=None):
                         help='which grid (default paper)')
     lister.add_argument('--results_dir', default=str(results.RESULTS_DIR))
     lister.add_argument('--log_dir', default='logs')
+    budget = commands.add_parser(
+        'budget', help="estimate a grid's wall-clock time from a few epochs of each run")
+    budget.add_argument('experiment', choices=EXPERIMENTS)
+    budget.add_argument('--grid', choices=GRID_NAMES, default='reduced',
+                        help='which grid (default reduced)')
+    budget.add_argument('--epochs', type=positive_int, default=2,
+                        help='epochs measured per option and width (default 2)')
+    budget.add_argument('--jobs', type=positive_int, default=2,
+                        help='runs at once in the sweep (default 2)')
     argv = list(sys.argv[1:] if argv is None else argv)
     # Everything after "--" is the study's flags, passed on to every run as they are.
     flags = argv[argv.index('--') + 1:] if '--' in argv else []
     args = parser.parse_args(argv[:argv.index('--')] if '--' in argv else argv)
+    if args.command == 'budget':
+        rows, total = estimate(args.experiment, args.grid, flags, args.epochs, args.jobs)
+        print(f'{"option":<22} {"width":>6} {f"s / {args.epochs} epochs":>14} {"s / run":>10}')
+        for option, width, seconds, per_run in rows:
+            print(f'{option:<22} {width:>6} {seconds:>14.2f} {per_run:>10.1f}')
+        print(f'{args.experiment} {args.grid}: about {total / 60:.1f} min with --jobs '
+              f'{args.jobs} (one thread per run)')
+        return total
     for run in runs(args.experiment, args.grid, flags, args.results_dir, args.log_dir):
         fields = (str(run.folder), str(run.log), *run.argv)
         if any('\t' in value or '\n' in value for value in fields):

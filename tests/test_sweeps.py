@@ -116,3 +116,17 @@ def test_sigterm_stops_the_sweep_and_its_runs(tmp_path):
     assert not _runs_of(results_dir)  # the sweep returns once its runs have ended
     # what was stopped resumes: nothing finished is lost
     assert list(results_dir.glob('**/checkpoint.pt'))
+
+
+def test_budget_times_each_option_and_width_of_a_grid(capsys):
+    total = grids.main(['budget', 'g1d', '--grid', 'quick', '--epochs', '1'])
+    printed = capsys.readouterr().out.splitlines()
+    grid = EXPERIMENTS['g1d'].grids['quick']
+    rows = [line.split() for line in printed[1:-1]]
+    assert [(row[0], int(row[1])) for row in rows] == [
+        (option, width) for option in grid.options for width in grid.widths]
+    per_run = [float(row[3]) for row in rows]
+    assert all(seconds > 0 for seconds in per_run)
+    # repeats × Σ per run / 2 jobs, as printed on the last line
+    assert total == pytest.approx(sum(float(row[3]) for row in rows) * grid.repeats / 2, rel=0.05)
+    assert printed[-1].startswith('g1d quick: about ') and '--jobs 2' in printed[-1]
