@@ -96,7 +96,8 @@ EXPERIMENTS = {
         # The paper's nested-spheres figure used gtol 0.003 (its plotting reads that folder).
         'nested_spheres', 'experiments.nested_spheres', lambda a: f'gtol{a.gtol}', {
             'paper': Grid(ODE_OPTIONS, PAPER_WIDTHS, 10, ('--gtol', '0.003')),
-            'reduced': Grid(ODE_OPTIONS, (20, 100, 500), 2, ('--gtol', '0.003')),
+            'reduced': Grid(ODE_OPTIONS, (20, 100, 500), 2, ('--gtol', '0.003'),
+                            budget='about 18 min (2 epochs of each run, early training)'),
             'quick': Grid(ODE_OPTIONS, (5, 20, 100), 2, ('--gtol', '0.003', '--nepochs', '3')),
         }, 'validation accuracy (%)'),
     'g1d': Experiment(
