@@ -30,14 +30,7 @@ def build_parser():
     return parser
 
 
-def main(argv=None):
-    return runner.main(EXPERIMENTS['g1d'], make_setup, argv)
-
-
-def train(**settings):
-    """Train from Python: flags as keyword arguments (``width=3000, nepochs=200``); returns
-    the run folder (see :func:`experiments.runner.train`)."""
-    return runner.train(EXPERIMENTS['g1d'], make_setup, settings)
+main, train = runner.entry_points(EXPERIMENTS['g1d'], make_setup)
 
 
 if __name__ == '__main__':

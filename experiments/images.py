@@ -33,14 +33,7 @@ def build_parser():
     return parser
 
 
-def main(argv=None):
-    return runner.main(EXPERIMENTS['images'], make_setup, argv)
-
-
-def train(**settings):
-    """Train from Python: flags as keyword arguments (``dataset='digits', width=50``);
-    returns the run folder (see :func:`experiments.runner.train`)."""
-    return runner.train(EXPERIMENTS['images'], make_setup, settings)
+main, train = runner.entry_points(EXPERIMENTS['images'], make_setup)
 
 
 if __name__ == '__main__':

@@ -30,14 +30,7 @@ def build_parser():
     return parser
 
 
-def main(argv=None):
-    return runner.main(EXPERIMENTS['nested_spheres'], make_setup, argv)
-
-
-def train(**settings):
-    """Train from Python: flags as keyword arguments (``width=2000, lr=1e-4``); returns the
-    run folder (see :func:`experiments.runner.train`)."""
-    return runner.train(EXPERIMENTS['nested_spheres'], make_setup, settings)
+main, train = runner.entry_points(EXPERIMENTS['nested_spheres'], make_setup)
 
 
 if __name__ == '__main__':

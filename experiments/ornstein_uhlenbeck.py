@@ -31,14 +31,7 @@ def build_parser():
     return parser
 
 
-def main(argv=None):
-    return runner.main(EXPERIMENTS['ornstein_uhlenbeck'], make_setup, argv)
-
-
-def train(**settings):
-    """Train from Python: flags as keyword arguments (``width=5, ncosines=10``); returns
-    the run folder (see :func:`experiments.runner.train`)."""
-    return runner.train(EXPERIMENTS['ornstein_uhlenbeck'], make_setup, settings)
+main, train = runner.entry_points(EXPERIMENTS['ornstein_uhlenbeck'], make_setup)
 
 
 if __name__ == '__main__':

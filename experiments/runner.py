@@ -169,6 +169,22 @@ def train(spec, make_setup, settings):
     return main(spec, make_setup, settings_to_argv(spec.parser(), settings))
 
 
+def entry_points(spec, make_setup):
+    """An experiment's ``main(argv=None)`` (command line) and ``train(**settings)`` (Python).
+
+    Both return the run folder; see :func:`main` and :func:`train`.
+    """
+    def experiment_main(argv=None):
+        """Run the experiment from command-line arguments; returns the run folder."""
+        return main(spec, make_setup, argv)
+
+    def experiment_train(**settings):
+        """Train from Python: flags as keyword arguments (``width=2000, lr=1e-4``); returns
+        the run folder (see :func:`experiments.runner.train`)."""
+        return train(spec, make_setup, settings)
+    return experiment_main, experiment_train
+
+
 def settings_to_argv(parser, settings):
     """Command-line arguments equivalent to the keyword ``settings`` for ``parser``."""
     actions = {action.dest: action for action in parser._actions if action.option_strings}

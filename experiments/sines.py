@@ -30,14 +30,7 @@ def build_parser():
     return parser
 
 
-def main(argv=None):
-    return runner.main(EXPERIMENTS['sines'], make_setup, argv)
-
-
-def train(**settings):
-    """Train from Python: flags as keyword arguments (``width=1000, ntimes=50``); returns
-    the run folder (see :func:`experiments.runner.train`)."""
-    return runner.train(EXPERIMENTS['sines'], make_setup, settings)
+main, train = runner.entry_points(EXPERIMENTS['sines'], make_setup)
 
 
 if __name__ == '__main__':
