@@ -30,7 +30,7 @@ import torch
 
 from common.arguments import positive_int
 from experiments import results
-from models.backprop import ADJOINT_OPTIONS
+from models.backprop import ADJOINT_OPTIONS, EXTRA_OPTIONS
 from models.sde import SDE_OPTIONS as TORCHSDE_OPTIONS
 
 #: The options of the ODE sweeps, and of the SDE sweep (torchsde's two, then GQ).
@@ -43,8 +43,9 @@ PAPER_WIDTHS = (5, 20, 100, 500, 1000, 1500, 2000, 2500, 3000)
 class Grid:
     """Options × widths × repeats, and flags added to every run.
 
-    ``budget`` is the measured wall-clock time of the whole grid with ``--jobs 2`` on a
-    2-core CPU machine, where it has been measured (None otherwise).
+    ``lr`` maps a width to its learning rate (``--lr``), where the experiment's default
+    is not kept; ``budget`` is the measured wall-clock time of the whole grid with
+    ``--jobs 2`` on a 2-core CPU machine, where it has been measured (None otherwise).
     """
 
     options: tuple
@@ -52,6 +53,13 @@ class Grid:
     repeats: int
     flags: tuple = ()
     budget: str = None
+    lr: dict = None
+
+    def flags_of(self, width):
+        """The grid's flags for runs at ``width``: its own flags, then its ``--lr``."""
+        if self.lr and width in self.lr:
+            return (*self.flags, '--lr', repr(self.lr[width]))
+        return self.flags
 
 
 @dataclass(frozen=True)
@@ -96,8 +104,9 @@ EXPERIMENTS = {
         # The paper's nested-spheres figure used gtol 0.003 (its plotting reads that folder).
         'nested_spheres', 'experiments.nested_spheres', lambda a: f'gtol{a.gtol}', {
             'paper': Grid(ODE_OPTIONS, PAPER_WIDTHS, 10, ('--gtol', '0.003')),
+            # lr per width: results/lr_probe/nested_spheres.json (50 epochs of adjoint_gq).
             'reduced': Grid(ODE_OPTIONS, (20, 100, 500), 2, ('--gtol', '0.003'),
-                            budget='about 18 min (2 epochs of each run, early training)'),
+                            lr={20: 0.01, 100: 0.001, 500: 0.001}),
             'quick': Grid(ODE_OPTIONS, (5, 20, 100), 2, ('--gtol', '0.003', '--nepochs', '3')),
         }, 'validation accuracy (%)'),
     'g1d': Experiment(
@@ -109,7 +118,10 @@ EXPERIMENTS = {
     'sines': Experiment(
         'sines', 'experiments.sines', lambda a: f'{a.ntimes}_{a.regular_times}', {
             'paper': Grid(ODE_OPTIONS, (5, 20, 200, 1000, 2000), 5),
-            'reduced': Grid(ODE_OPTIONS, (20, 200, 1000), 2),
+            # The propagator backward (beyond the paper) is trained beside the paper's four.
+            # lr per width: results/lr_probe/sines.json (100 epochs of adjoint_gq, 10 times).
+            'reduced': Grid(ODE_OPTIONS + EXTRA_OPTIONS, (20, 200, 500), 2,
+                            lr={20: 0.01, 200: 0.001, 500: 0.0001}),
             'quick': Grid(ODE_OPTIONS, (5, 20), 2, ('--nepochs', '10')),
         }, 'validation MSE'),
     'images': Experiment(
@@ -128,6 +140,17 @@ EXPERIMENTS = {
 }
 
 GRID_NAMES = ('paper', 'reduced', 'quick')
+
+#: The studies (experiment, study flags) whose reduced grids the reproduction report
+#: shows; their runs are committed under results/.
+REDUCED_STUDIES = (
+    ('nested_spheres', ()),
+    ('g1d', ()),
+    ('sines', ('--ntimes', '10', '--regular_times', 'regular')),
+    ('sines', ('--ntimes', '50', '--regular_times', 'irregular')),
+    ('images', ('--dataset', 'digits', '--batchsize', '32')),
+    ('ornstein_uhlenbeck', ()),
+)
 
 
 @dataclass(frozen=True)
@@ -152,7 +175,8 @@ def runs(experiment, grid='paper', flags=(), results_dir=results.RESULTS_DIR, lo
         for width in chosen.widths:
             for number in range(1, chosen.repeats + 1):
                 flags_of_run = ('--adjoint_option', option, '--width', str(width),
-                                '--experiment_no', str(number), *flags, *chosen.flags,
+                                '--experiment_no', str(number), *flags,
+                                *chosen.flags_of(width),
                                 '--results_dir', str(results_dir), '--save_model', '1',
                                 '--load_model', '1', '--quiet')
                 args = spec.parse(flags_of_run)
@@ -193,7 +217,7 @@ def estimate(experiment, grid='reduced', flags=(), epochs=2, jobs=2):
                 for width in chosen.widths:
                     start = time.perf_counter()
                     module.main(['--adjoint_option', option, '--width', str(width), *flags,
-                                 *chosen.flags, '--nepochs', str(epochs), '--quiet',
+                                 *chosen.flags_of(width), '--nepochs', str(epochs), '--quiet',
                                  '--results_dir', folder])
                     seconds = time.perf_counter() - start
                     rows.append((option, width, seconds, startup + seconds * full / epochs))

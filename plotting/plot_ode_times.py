@@ -10,6 +10,7 @@ import numpy as np
 from common.arguments import positive_float, positive_int
 from experiments import results
 from experiments.grids import EXPERIMENTS, ODE_OPTIONS
+from models.backprop import EXTRA_OPTIONS
 from plotting import PLOTS_DIR
 from plotting.style import line_style, plt, save
 
@@ -43,7 +44,7 @@ def main(argv=None):
     spec = EXPERIMENTS[name]
     return plot_timing(results_dir=args.results_dir, plots_dir=args.plots_dir,
                        experiment=spec.name, ablation=spec.ablation_of(study_flags(args)),
-                       options=ODE_OPTIONS,
+                       options=ODE_OPTIONS, extra_options=EXTRA_OPTIONS,
                        final_series=('epoch_val_metric_history', spec.metric),
                        curve_width=args.width, name=f'ode_times_{args.experiment}',
                        title=args.experiment)
@@ -55,13 +56,14 @@ def _mean_std(values):
 
 
 def plot_timing(*, results_dir, plots_dir, experiment, ablation, options, final_series,
-                curve_width, name, title):
+                curve_width, name, title, extra_options=()):
     """The four panels shared by the ODE and SDE timing figures.
 
     Args:
         results_dir, plots_dir: where runs are read and the figure is written.
         experiment, ablation: the runs to read (see :mod:`experiments.results`).
-        options: the methods to draw, in legend order.
+        options: the methods to draw, in legend order; a missing one is named on stderr.
+        extra_options: methods beyond the paper's, drawn after them where they were run.
         final_series: ``(series name, axis label)`` of the second panel's final value.
         curve_width: width of the loss curves, or None for the largest found.
         name: file name (without suffix); title: the figure's title.
@@ -74,7 +76,8 @@ def plot_timing(*, results_dir, plots_dir, experiment, ablation, options, final_
               'no figure written', file=sys.stderr)
         return None
     widths = sorted({width for width, _ in runs})
-    options = [option for option in all_options if any(key[1] == option for key in runs)]
+    options = [option for option in (*all_options, *extra_options)
+               if any(key[1] == option for key in runs)]
     for option in all_options:
         for width in widths:
             if (width, option) not in runs:

@@ -1,6 +1,7 @@
-"""Figure 3 (solutions): learned against true marginal densities at three times, and sample
-paths from three initial conditions, for one trained Ornstein–Uhlenbeck run
-(``python -m plotting.plot_ou_solutions``; needs a run made with ``--save_model 1``)."""
+"""Figure 3 (solutions): learned against true marginals (histograms and Gaussian fits) at
+three times for one initial condition, and sample paths from three initial conditions, for
+one trained Ornstein–Uhlenbeck run (``python -m plotting.plot_ou_solutions``; needs a run
+made with ``--save_model 1``)."""
 
 import argparse
 import sys
@@ -53,15 +54,26 @@ def main(argv=None):
     grid = times.numpy()
 
     figure, axes = plt.subplots(2, 3, figsize=(14, 7))
+    colour = line_style(args.adjoint_option)['color']
     for column, time_index in enumerate(TIME_INDICES):
+        # The marginal of the first initial condition: histograms and their Gaussian fits.
         axis = axes[0, column]
-        true_values, learned_values = data[:, time_index].ravel(), learned[:, time_index].ravel()
-        bins = np.linspace(min(true_values.min(), learned_values.min()),
-                           max(true_values.max(), learned_values.max()), 30)
-        axis.hist(true_values, bins=bins, density=True, alpha=0.4, color='0.4', label='data')
-        axis.hist(learned_values, bins=bins, density=True, histtype='step', linewidth=2,
-                  color=line_style(args.adjoint_option)['color'], label='learned')
-        axis.set(title=f't = {grid[time_index]:.1f}', xlabel='x', ylabel='density')
+        true_values, learned_values = data[0, time_index], learned[0, time_index]
+        low = min(true_values.min(), learned_values.min())
+        high = max(true_values.max(), learned_values.max())
+        bins = np.linspace(low, high, 30)
+        axis.hist(true_values, bins=bins, density=True, alpha=0.3, color='0.4')
+        axis.hist(learned_values, bins=bins, density=True, histtype='step', color=colour,
+                  alpha=0.5)
+        points = np.linspace(low, high, 200)
+        for values, style, label in ((true_values, {'color': '0.2'}, 'data, Gaussian fit'),
+                                     (learned_values, {'color': colour, 'linestyle': '--'},
+                                      'learned, Gaussian fit')):
+            mean, std = values.mean(), max(values.std(), 1e-12)
+            density = np.exp(-0.5 * ((points - mean) / std) ** 2) / (std * np.sqrt(2 * np.pi))
+            axis.plot(points, density, linewidth=2, label=label, **style)
+        axis.set(title=f't = {grid[time_index]:.1f}, x(0) = {initial[0, 0].item():.2f}',
+                 xlabel='x', ylabel='density')
     axes[0, 0].legend()
     for column in range(INITIAL_CONDITIONS):
         axis = axes[1, column]

@@ -11,10 +11,17 @@ from experiments.grids import EXPERIMENTS
 #: (experiment in experiments.grids, the study's flags) of the paper's figures
 TABLES = (('g1d', ()), ('nested_spheres', ('--gtol', '0.003')),
           ('sines', ('--ntimes', '10', '--regular_times', 'regular')),
-          ('sines', ('--ntimes', '50', '--regular_times', 'regular')),
+          ('sines', ('--ntimes', '50', '--regular_times', 'irregular')),
           ('images', ('--dataset', 'digits', '--batchsize', '32')),
           ('images', ('--dataset', 'mnist', '--batchsize', '32')),
           ('ornstein_uhlenbeck', ('--ncosines', '10')))
+
+
+#: The option every other option's training time is divided by, where it was run.
+REFERENCES = ('adjoint_ode', 'sde_adjoint')
+#: Target validation loss of the "time to reach" column, as a fraction of the mean
+#: validation loss before training (epoch 0) at that width.
+TARGET_FRACTION = 0.1
 
 
 def _cell(values, digits):
@@ -22,19 +29,58 @@ def _cell(values, digits):
     return f'{values.mean():.{digits}g} ± {values.std():.1g}'
 
 
+def target_loss(groups):
+    """The validation loss to reach at one width: :data:`TARGET_FRACTION` of the mean
+    loss before training over every run of every option there."""
+    initial = [run['epoch_loss_history'][0] for found in groups.values() for run in found]
+    return TARGET_FRACTION * float(np.mean(initial))
+
+
+def time_to_loss(run, target):
+    """Training seconds until the validation loss first reaches ``target`` (None: never)."""
+    reached = np.flatnonzero(np.asarray(run['epoch_loss_history'], dtype=float) <= target)
+    return float(np.cumsum(run['epoch_times'])[reached[0]]) if reached.size else None
+
+
+def _time_to_cell(found, target):
+    times = [time_to_loss(run, target) for run in found]
+    reached = [value for value in times if value is not None]
+    if not reached:
+        return 'never'
+    cell = _cell(reached, 3)
+    return cell if len(reached) == len(times) else f'{cell} ({len(reached)} of {len(times)})'
+
+
 def table(results_dir, experiment, ablation):
-    """One markdown table, or '' when there are no finished runs."""
+    """One markdown table, or '' when there are no finished runs.
+
+    Per width and option, mean ± std over repeats of: seconds per training epoch, total
+    training time, its ratio to the reference option's (adjoint_ode, or sde_adjoint for
+    SDEs) at that width, final validation loss and metric, and the training time until
+    the validation loss first reaches the width's target (:func:`target_loss`).
+    """
     runs = results.complete_runs(results_dir, experiment, ablation)
     if not runs:
         return ''
     lines = [f'**{experiment} / {ablation}**', '',
-             '| width | option | repeats | training time (s) | final val loss | final val metric |',
-             '|---|---|---|---|---|---|']
-    for (width, option), found in sorted(runs.items()):
-        lines.append(f'| {width} | {option} | {len(found)} | '
-                     f'{_cell([r["epoch_times"].sum() for r in found], 3)} | '
-                     f'{_cell([r["epoch_loss_history"][-1] for r in found], 3)} | '
-                     f'{_cell([r["epoch_val_metric_history"][-1] for r in found], 3)} |')
+             '| width | option | repeats | s / epoch | training time (s) | time ÷ reference | '
+             'final val loss | final val metric | target loss | time to target (s) |',
+             '|---|---|---|---|---|---|---|---|---|---|']
+    for width in sorted({width for width, _ in runs}):
+        groups = {option: found for (at, option), found in runs.items() if at == width}
+        target = target_loss(groups)
+        totals = {option: np.mean([run['epoch_times'].sum() for run in found])
+                  for option, found in groups.items()}
+        reference = next((option for option in REFERENCES if option in groups), None)
+        for option, found in sorted(groups.items()):
+            ratio = (f'{totals[option] / totals[reference]:.3g}' if reference else '—')
+            per_epoch = [run['epoch_times'][1:].mean() for run in found]
+            lines.append(
+                f'| {width} | {option} | {len(found)} | {_cell(per_epoch, 3)} | '
+                f'{_cell([run["epoch_times"].sum() for run in found], 3)} | {ratio} | '
+                f'{_cell([run["epoch_loss_history"][-1] for run in found], 3)} | '
+                f'{_cell([run["epoch_val_metric_history"][-1] for run in found], 3)} | '
+                f'{target:.3g} | {_time_to_cell(found, target)} |')
     return '\n'.join(lines) + '\n'
 
 

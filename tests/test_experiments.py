@@ -1,5 +1,6 @@
 """The ODE experiment command lines, run for real on tiny settings in temporary folders."""
 
+import json
 import pathlib
 import subprocess
 import sys
@@ -209,3 +210,34 @@ def test_atomic_write_leaves_no_partial_file(tmp_path, monkeypatch):
         atomic.save_npy(target, np.arange(10))
     assert np.load(target).tolist() == [0, 1, 2]
     assert [path.name for path in tmp_path.iterdir()] == ['series.npy']
+
+
+@pytest.mark.slow
+def test_lr_probe_records_losses_and_picks_the_least(tmp_path):
+    from experiments import lr_probe
+
+    found = lr_probe.main(['g1d', '--grid', 'quick', '--lrs', '0.01', '0.0001', '--epochs', '3',
+                           '--results_dir', str(tmp_path)])
+    recorded = lr_probe.read_probe('g1d', results_dir=tmp_path)
+    assert recorded == json.loads(json.dumps(found))
+    assert set(recorded['losses']) == {'5', '20'}
+    for width, losses in recorded['losses'].items():
+        assert all(np.isfinite(value) for value in losses.values())
+        best = min(losses, key=losses.get)
+        assert recorded['chosen'][width] == float(best)
+
+
+def test_lr_probe_counts_a_timed_out_run_as_lost(tmp_path):
+    from experiments import lr_probe
+
+    loss, problem = lr_probe._probe_one('experiments.g1d', ['--nepochs', '100000', '--quiet'],
+                                        str(tmp_path), timeout=1.0)
+    assert loss == float('inf') and problem == 'timed out'
+
+
+def test_lr_probe_rejects_an_option_outside_the_grid(capsys):
+    from experiments import lr_probe
+
+    with pytest.raises(SystemExit) as stop:
+        lr_probe.main(['images', '--option', 'direct'])
+    assert stop.value.code == 2 and '--option must be one of' in capsys.readouterr().err

@@ -93,7 +93,20 @@ def test_summary_table(tmp_path):
     base = tmp_path / 'results'
     for number in (1, 2):
         _fake_run(base, 'g1d', 'aug3', 20, 'adjoint_gq', number, 1.0 * number)
+        _fake_run(base, 'g1d', 'aug3', 20, 'adjoint_ode', number, 4.0)
     text = summary_table.main(['--results_dir', str(base)])
     assert '**g1d / aug3**' in text
-    # two repeats of 2 epochs: 2 s and 4 s of training
-    assert '| 20 | adjoint_gq | 2 | 3 ± 1 | 0.25 ± 0 | 90 ± 0 |' in text
+    # two repeats of 2 epochs at 1 s and 2 s per epoch against adjoint_ode's 4 s; the
+    # target is 10 % of the loss before training (1.0), which no run reaches
+    assert ('| 20 | adjoint_gq | 2 | 1.5 ± 0.5 | 3 ± 1 | 0.375 | 0.25 ± 0 | 90 ± 0 | 0.1 '
+            '| never |') in text
+    assert '| 20 | adjoint_ode | 2 | 4 ± 0 | 8 ± 0 | 1 |' in text
+
+
+def test_time_to_target_loss():
+    from plotting import summary_table
+
+    run = {'epoch_times': np.array([0.0, 2.0, 3.0, 5.0]),
+           'epoch_loss_history': np.array([1.0, 0.6, 0.4, 0.5])}
+    assert summary_table.time_to_loss(run, 0.45) == 5.0
+    assert summary_table.time_to_loss(run, 0.3) is None

@@ -1,0 +1,162 @@
+"""Choose a learning rate per width by a short, recorded probe.
+
+The paper's appendix gives a learning rate per width that this repository does not
+have; its defaults (docs/paper_notes.md §3) are for the default width only. For each
+width of a grid and each candidate learning rate, this trains one repeat of one option
+for a few epochs and keeps the learning rate with the lowest mean validation loss over
+the last epochs. A run that diverges counts as an infinite loss.
+
+``python -m experiments.lr_probe EXPERIMENT [--grid reduced] [--lrs 1e-2 1e-3 1e-4]
+[--epochs N] [--option adjoint_gq] [--jobs 2] [--timeout S] [-- FLAG ...]`` prints the
+table and writes it to ``results/lr_probe/<experiment><study>.json``; the chosen values
+are then written into the grid's ``lr`` table in :mod:`experiments.grids` (a test checks
+that they agree).
+"""
+
+import argparse
+import concurrent.futures
+import json
+import math
+import os
+import pathlib
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+
+from common.arguments import positive_float, positive_int
+from common.atomic import save_json
+from experiments import results
+from experiments.grids import EXPERIMENTS, GRID_NAMES
+
+#: Learning rates tried by default: a decade apart around the paper's defaults.
+DEFAULT_LRS = (1e-2, 1e-3, 1e-4)
+#: Validation losses averaged at the end of each probe run (smooths one noisy epoch).
+LAST_EPOCHS = 3
+
+
+def probe_file(experiment, flags=(), results_dir=results.RESULTS_DIR):
+    """Where the probe of ``experiment`` with study ``flags`` is recorded."""
+    study = ''.join(f'_{flag.lstrip("-")}' for flag in flags)
+    return pathlib.Path(results_dir) / 'lr_probe' / f'{experiment}{study}.json'
+
+
+def read_probe(experiment, flags=(), results_dir=results.RESULTS_DIR):
+    """The recorded probe (a dict), or None where there is none."""
+    path = probe_file(experiment, flags, results_dir)
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def _final_loss(folder):
+    """Mean validation loss of the last epochs of a finished probe run (inf if it failed)."""
+    try:
+        run = results.read_run(folder)
+    except results.ResultsError:
+        return math.inf
+    losses = run.get('epoch_loss_history')
+    summary = run.get('summary', {})
+    if losses is None or not summary.get('complete', False) or len(losses) < 2:
+        return math.inf
+    tail = np.asarray(losses[-LAST_EPOCHS:], dtype=float)
+    return float(tail.mean()) if np.all(np.isfinite(tail)) else math.inf
+
+
+def _probe_one(module, argv, folder, timeout):
+    try:
+        code = subprocess.run([sys.executable, '-m', module, *argv, '--results_dir', folder],
+                              capture_output=True, text=True, timeout=timeout,
+                              env={**os.environ, 'OMP_NUM_THREADS': '1'}).returncode
+    except subprocess.TimeoutExpired:
+        # Too slow to be a usable setting (the solver's steps collapse): it loses.
+        return math.inf, 'timed out'
+    run_folders = [path.parent for path in pathlib.Path(folder).rglob(results.SUMMARY)]
+    loss = _final_loss(run_folders[0]) if run_folders else math.inf
+    return loss, None if code == 0 else f'exit {code}'
+
+
+def probe(experiment, grid='reduced', flags=(), lrs=DEFAULT_LRS, epochs=20,
+          option='adjoint_gq', jobs=2, timeout=None, report=print):
+    """Train ``option`` at each width of ``grid`` and each of ``lrs`` for ``epochs`` epochs.
+
+    A probe run that takes longer than ``timeout`` seconds (None: no limit) is stopped and
+    counts as an infinite loss.
+
+    Returns:
+        dict with the settings, ``losses`` ({width: {lr: loss}}, as strings for JSON) and
+        ``chosen`` ({width: lr}): the learning rate of least validation loss per width.
+    """
+    spec = EXPERIMENTS[experiment]
+    chosen_grid = spec.grids[grid]
+    if option not in chosen_grid.options:
+        raise ValueError(f'option must be one of the grid\'s options {chosen_grid.options}; '
+                         f'got {option!r}')
+    # The grid's own --lr values are replaced; every other grid flag is kept.
+    grid_flags = list(chosen_grid.flags)
+    spec.parse([*flags, *grid_flags])   # bad flags stop here, before any training
+    jobs_list = [(width, lr) for width in chosen_grid.widths for lr in lrs]
+    losses = {}
+    with tempfile.TemporaryDirectory() as scratch, \
+            concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
+        futures = {}
+        for index, (width, lr) in enumerate(jobs_list):
+            argv = ['--adjoint_option', option, '--width', str(width), *flags, *grid_flags,
+                    '--lr', repr(lr), '--nepochs', str(epochs), '--quiet']
+            folder = str(pathlib.Path(scratch) / str(index))
+            futures[pool.submit(_probe_one, spec.module, argv, folder, timeout)] = (width, lr)
+        for future in concurrent.futures.as_completed(futures):
+            width, lr = futures[future]
+            loss, problem = future.result()
+            losses.setdefault(width, {})[lr] = loss
+            report(f'width {width:>5}  lr {lr:<8g} validation loss {loss:.5g}'
+                   + (f'  ({problem})' if problem else ''))
+    chosen = {width: min(lrs, key=lambda lr: losses[width][lr]) for width in chosen_grid.widths}
+    return {
+        'experiment': experiment, 'grid': grid, 'flags': list(flags), 'option': option,
+        'epochs': epochs, 'timeout_seconds': timeout, 'last_epochs_averaged': LAST_EPOCHS,
+        'lrs': list(lrs),
+        'losses': {str(width): {repr(lr): losses[width][lr] for lr in lrs}
+                   for width in chosen_grid.widths},
+        'chosen': {str(width): chosen[width] for width in chosen_grid.widths},
+    }
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog='python -m experiments.lr_probe',
+                                     description=__doc__.split('\n\n')[0])
+    parser.add_argument('experiment', choices=EXPERIMENTS)
+    parser.add_argument('--grid', choices=GRID_NAMES, default='reduced',
+                        help='whose widths to probe (default reduced)')
+    parser.add_argument('--lrs', type=positive_float, nargs='+', default=list(DEFAULT_LRS),
+                        help='learning rates to try (default 1e-2 1e-3 1e-4)')
+    parser.add_argument('--epochs', type=positive_int, default=20,
+                        help='epochs per probe run (default 20)')
+    parser.add_argument('--option', default='adjoint_gq',
+                        help='the option trained in the probe (default adjoint_gq)')
+    parser.add_argument('--jobs', type=positive_int, default=2,
+                        help='probe runs at once (default 2)')
+    parser.add_argument('--timeout', type=positive_float, default=None,
+                        help='seconds after which a probe run is stopped and loses '
+                             '(default: no limit)')
+    parser.add_argument('--results_dir', default=str(results.RESULTS_DIR))
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # Everything after "--" is the study's flags (e.g. --ntimes 50), as for the sweeps.
+    flags = argv[argv.index('--') + 1:] if '--' in argv else []
+    args = parser.parse_args(argv[:argv.index('--')] if '--' in argv else argv)
+    if args.option not in EXPERIMENTS[args.experiment].grids[args.grid].options:
+        parser.error(f'--option must be one of '
+                     f'{EXPERIMENTS[args.experiment].grids[args.grid].options}; '
+                     f'got {args.option!r}')
+    found = probe(args.experiment, args.grid, flags, tuple(args.lrs), args.epochs,
+                  args.option, args.jobs, args.timeout)
+    path = probe_file(args.experiment, flags, args.results_dir)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_json(path, found)
+    for width, lr in found['chosen'].items():
+        print(f'width {width}: lr {lr:g}')
+    print(f'written to {path}')
+    return found
+
+
+if __name__ == '__main__':
+    main()

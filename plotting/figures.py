@@ -1,0 +1,53 @@
+"""Every figure of the reproduction report, rebuilt from finished runs in one command.
+
+``python -m plotting.figures [--results_dir results] [--plots_dir docs/figures]`` draws
+each figure whose runs are there and names the ones it could not draw; it exits 1 if
+any figure is missing. REPRODUCTION.md shows the files this writes to docs/figures.
+"""
+
+import argparse
+import pathlib
+import sys
+
+from experiments import results
+from experiments.grids import REDUCED_STUDIES
+from plotting import plot_ode_times, plot_ou_solutions, plot_sde_times, plot_toy_gradient
+
+DOCS_FIGURES = pathlib.Path(__file__).resolve().parents[1] / 'docs' / 'figures'
+
+#: (file name, module, its arguments, the reduced study it draws or None) of each
+#: figure in the report, in the report's order.
+FIGURES = (
+    ('toy_gradient', plot_toy_gradient, [], None),
+    ('ode_times_nested_spheres', plot_ode_times, ['--experiment', 'nested_spheres'],
+     REDUCED_STUDIES[0]),
+    ('ode_times_g1d', plot_ode_times, ['--experiment', 'g1d'], REDUCED_STUDIES[1]),
+    ('ode_times_sines10', plot_ode_times, ['--experiment', 'sines10'], REDUCED_STUDIES[2]),
+    ('ode_times_sines50', plot_ode_times,
+     ['--experiment', 'sines50', '--regular_times', 'irregular'], REDUCED_STUDIES[3]),
+    ('ode_times_digits', plot_ode_times, ['--experiment', 'digits'], REDUCED_STUDIES[4]),
+    ('sde_times', plot_sde_times, [], REDUCED_STUDIES[5]),
+    ('ou_solutions_adjoint_gq', plot_ou_solutions, [], REDUCED_STUDIES[5]),
+)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog='python -m plotting.figures',
+                                     description=__doc__.split('\n\n')[0])
+    parser.add_argument('--results_dir', default=str(results.RESULTS_DIR))
+    parser.add_argument('--plots_dir', default=str(DOCS_FIGURES),
+                        help=f'default {DOCS_FIGURES}')
+    args = parser.parse_args(argv)
+    folders = ['--results_dir', args.results_dir, '--plots_dir', args.plots_dir]
+    written, missing = [], []
+    for name, module, arguments, _ in FIGURES:
+        paths = module.main([*arguments, *folders])
+        (written if paths is not None else missing).append(name)
+    print(f'{len(written)} of {len(FIGURES)} figures written to {args.plots_dir}')
+    for name in missing:
+        print(f'not drawn (its runs are missing): {name}', file=sys.stderr)
+    return written, missing
+
+
+if __name__ == '__main__':
+    sys.exit(0 if not main()[1] else 1)

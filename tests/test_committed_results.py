@@ -1,0 +1,86 @@
+"""The runs committed under results/ are exactly the reduced grids, whole, and every
+figure of the report renders from them."""
+
+import subprocess
+
+import numpy as np
+import pytest
+
+from experiments import grids, lr_probe, results
+
+COMMITTED = results.RESULTS_DIR
+
+
+def _study_id(study):
+    experiment, flags = study
+    return ' '.join([experiment, *flags])
+
+
+def _present(study):
+    experiment, flags = study
+    return [run for run in grids.runs(experiment, 'reduced', flags, COMMITTED)
+            if run.folder.exists()]
+
+
+@pytest.mark.parametrize('study', grids.REDUCED_STUDIES, ids=_study_id)
+def test_committed_study_is_whole(study):
+    experiment, flags = study
+    expected = grids.runs(experiment, 'reduced', flags, COMMITTED)
+    present = _present(study)
+    if not present:
+        pytest.skip(f'no committed runs of {_study_id(study)} yet')
+    missing = [str(run.folder.relative_to(COMMITTED)) for run in expected
+               if run not in present]
+    assert not missing, f'runs missing from results/: {missing}'
+    spec = grids.EXPERIMENTS[experiment]
+    for run in expected:
+        wanted = spec.parse(run.argv[2:])
+        summary = results.read_summary(run.folder)
+        assert summary is not None and summary['complete'], run.folder
+        assert summary['epochs_done'] == wanted.nepochs, run.folder
+        # The committed run was made with exactly the grid's settings.
+        assert not results.differences(summary['arguments'], wanted), run.folder
+        series = results.read_run(run.folder)
+        for name in results.SERIES:
+            if name != 'nparams':
+                assert len(series[name]) == wanted.nepochs + 1, (run.folder, name)
+        assert np.all(np.isfinite(series['epoch_loss_history'])), run.folder
+
+
+def test_no_checkpoint_is_committed():
+    listed = subprocess.run(['git', 'ls-files', '--', str(COMMITTED)], capture_output=True,
+                            text=True, cwd=COMMITTED.parent)
+    if listed.returncode != 0:
+        pytest.skip('not a git checkout')
+    assert not [name for name in listed.stdout.split() if name.endswith('.pt')]
+
+
+def test_no_run_outside_the_reduced_grids():
+    expected = {run.folder for experiment, flags in grids.REDUCED_STUDIES
+                for run in grids.runs(experiment, 'reduced', flags, COMMITTED)}
+    found = {path.parent for path in COMMITTED.glob('*/**/' + results.SUMMARY)
+             if 'toy_gradient' not in path.parts}
+    assert not found - expected, f'runs not in any reduced grid: {sorted(found - expected)}'
+
+
+def test_grid_learning_rates_are_the_probes_choice():
+    for name, spec in grids.EXPERIMENTS.items():
+        grid = spec.grids['reduced']
+        if not grid.lr:
+            continue
+        probe = lr_probe.read_probe(name)
+        assert probe is not None, f'{name}: its reduced grid sets --lr without a recorded probe'
+        assert {int(width): lr for width, lr in probe['chosen'].items()} == grid.lr, name
+        assert probe['grid'] == 'reduced' and probe['flags'] == [], name
+
+
+def test_figures_render_from_committed_results(tmp_path):
+    from plotting import figures
+
+    written, missing = figures.main(['--results_dir', str(COMMITTED),
+                                     '--plots_dir', str(tmp_path)])
+    for name, _, _, study in figures.FIGURES:
+        if study is not None and _present(study):
+            assert name in written, f'{name} did not render from the committed runs'
+    for path in tmp_path.glob('*.png'):
+        assert path.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
