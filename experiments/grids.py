@@ -12,6 +12,8 @@ come on top, from the sweep's environment or the caller.
 ``python -m experiments.grids runs EXPERIMENT [--grid G] [--results_dir D] [--log_dir L]
 [-- FLAG ...]`` prints one line per run: the run's folder, its log file, then the
 arguments of ``python``, all separated by tabs (so that paths may hold spaces).
+``python -m experiments.grids studies`` prints the reduced grid's studies
+(:data:`REDUCED_STUDIES`), one per line: the experiment, then its flags, tab-separated.
 ``python -m experiments.grids budget EXPERIMENT [--grid G] [--epochs E] [--jobs J]``
 times E epochs of one repeat of each option and width and estimates the grid's
 wall-clock time, the measurement to write next to a grid as its ``budget``.
@@ -106,13 +108,16 @@ EXPERIMENTS = {
             'paper': Grid(ODE_OPTIONS, PAPER_WIDTHS, 10, ('--gtol', '0.003')),
             # lr per width: results/lr_probe/nested_spheres.json (50 epochs of adjoint_gq).
             'reduced': Grid(ODE_OPTIONS, (20, 100, 500), 2, ('--gtol', '0.003'),
-                            lr={20: 0.01, 100: 0.001, 500: 0.001}),
+                            lr={20: 0.01, 100: 0.001, 500: 0.001},
+                            budget='about 35 min (the committed sweep)'),
             'quick': Grid(ODE_OPTIONS, (5, 20, 100), 2, ('--gtol', '0.003', '--nepochs', '3')),
         }, 'validation accuracy (%)'),
     'g1d': Experiment(
         'g1d', 'experiments.g1d', lambda a: f'aug{a.aug_dim}', {
             'paper': Grid(ODE_OPTIONS, PAPER_WIDTHS, 10, ('--gtol', '0.1')),
-            'reduced': Grid(ODE_OPTIONS, (20, 500, 2000), 2, ('--gtol', '0.1')),
+            # lr per width: results/lr_probe/g1d.json (50 epochs of adjoint_gq).
+            'reduced': Grid(ODE_OPTIONS, (20, 500, 2000), 2, ('--gtol', '0.1'),
+                            lr={20: 0.01, 500: 0.001, 2000: 0.0001}),
             'quick': Grid(ODE_OPTIONS, (5, 20), 1, ('--gtol', '0.1', '--nepochs', '10')),
         }, 'validation MSE'),
     'sines': Experiment(
@@ -237,6 +242,8 @@ def main(argv=None):
                         help='which grid (default paper)')
     lister.add_argument('--results_dir', default=str(results.RESULTS_DIR))
     lister.add_argument('--log_dir', default='logs')
+    commands.add_parser('studies', help="print the reduced grid's studies: the experiment, "
+                        'then its study flags, tab-separated, one per line')
     budget = commands.add_parser(
         'budget', help="estimate a grid's wall-clock time from a few epochs of each run")
     budget.add_argument('experiment', choices=EXPERIMENTS)
@@ -258,6 +265,10 @@ def main(argv=None):
         print(f'{args.experiment} {args.grid}: about {total / 60:.1f} min with --jobs '
               f'{args.jobs} (one thread per run)')
         return total
+    if args.command == 'studies':
+        for experiment, study in REDUCED_STUDIES:
+            sys.stdout.write('\t'.join((experiment, *study)) + '\n')
+        return None
     for run in runs(args.experiment, args.grid, flags, args.results_dir, args.log_dir):
         fields = (str(run.folder), str(run.log), *run.argv)
         if any('\t' in value or '\n' in value for value in fields):

@@ -6,6 +6,7 @@ import argparse
 import sys
 
 import numpy as np
+from matplotlib.ticker import NullFormatter
 
 from common.arguments import positive_float, positive_int
 from experiments import results
@@ -101,9 +102,18 @@ def plot_timing(*, results_dir, plots_dir, experiment, ablation, options, final_
     axes[0].set(xlabel='width (hidden units or channels)', ylabel='training time (s)',
                 xscale='log', yscale='log')
     axes[1].set(xlabel='width (hidden units or channels)', ylabel=label, xscale='log')
+    for axis in axes[:2]:
+        # The widths themselves as ticks: log-scale minor labels overlap on short ranges.
+        axis.set_xticks(widths, [str(width) for width in widths])
+        axis.xaxis.set_minor_formatter(NullFormatter())
     axes[2].set(xlabel='epoch', ylabel='validation loss', title=f'width {curve_width}')
     axes[3].set(xlabel='training wall-clock time (s)', ylabel='validation loss',
                 title=f'width {curve_width}')
+    # Losses that stay positive span decades as models converge: a log axis shows them.
+    if all(line.get_ydata().min() > 0 for axis in axes[2:] for line in axis.get_lines()):
+        for axis in axes[2:]:
+            axis.set_yscale('log')
+    figure.subplots_adjust(wspace=0.3)
     if options:
         axes[0].legend()
     figure.suptitle(f'{title} ({ablation})')

@@ -19,13 +19,20 @@ while [ $# -gt 0 ]; do
     shift
 done
 status=0
-bash scripts/g1d.sh "${arguments[@]}" || status=1
-bash scripts/nested_spheres.sh "${arguments[@]}" || status=1
-NTIMES=10 REGULAR=regular bash scripts/sines.sh "${arguments[@]}" || status=1
-NTIMES=50 REGULAR=irregular bash scripts/sines.sh "${arguments[@]}" || status=1
-DATASET=digits bash scripts/images.sh "${arguments[@]}" || status=1
-[ "$grid" = paper ] && { DATASET=mnist bash scripts/images.sh "${arguments[@]}" || status=1; }
-bash scripts/ornstein_uhlenbeck.sh "${arguments[@]}" || status=1
+if [ "$grid" = reduced ]; then
+    # The report's studies, each with its own flags (experiments/grids.py REDUCED_STUDIES).
+    while IFS=$'\t' read -r -a study; do
+        bash "scripts/${study[0]}.sh" "${arguments[@]}" -- "${study[@]:1}" || status=1
+    done < <("$PYTHON" -m experiments.grids studies)
+else
+    bash scripts/g1d.sh "${arguments[@]}" || status=1
+    bash scripts/nested_spheres.sh "${arguments[@]}" || status=1
+    NTIMES=10 REGULAR=regular bash scripts/sines.sh "${arguments[@]}" || status=1
+    NTIMES=50 REGULAR=irregular bash scripts/sines.sh "${arguments[@]}" || status=1
+    DATASET=digits bash scripts/images.sh "${arguments[@]}" || status=1
+    [ "$grid" = paper ] && { DATASET=mnist bash scripts/images.sh "${arguments[@]}" || status=1; }
+    bash scripts/ornstein_uhlenbeck.sh "${arguments[@]}" || status=1
+fi
 toy_flags=(--results_dir "$results_dir" --quiet)
 [ "$grid" != paper ] && toy_flags+=(--t_step 0.5)
 "$PYTHON" -m experiments.toy_gradient "${toy_flags[@]}" || status=1

@@ -7,7 +7,8 @@
 # Flags: --grid paper|reduced|quick (default paper; --quick and --reduced are short for
 # the last two), --jobs N (runs at once, default 1), --slurm (write a job array and
 # submit it with sbatch; --no-submit only writes it), --results_dir DIR (default
-# results), --log_dir DIR (default logs). The runs come from
+# results), --log_dir DIR (default logs); everything after -- is added to STUDY_FLAGS
+# (e.g. -- --nepochs 60). The runs come from
 # 'python -m experiments.grids runs'; a run that experiments.results reports complete
 # with the same settings and epochs is skipped; every run saves a checkpoint each epoch
 # and resumes from it, so a half-finished run continues where it stopped. SIGTERM or
@@ -55,6 +56,7 @@ run_sweep() {
             --results_dir) results_dir="${2:-}"; shift ;;
             --log_dir) log_dir="${2:-}"; shift ;;
             -h|--help) sweep_usage; return 0 ;;
+            --) shift; STUDY_FLAGS+=("$@"); break ;;
             *) echo "$0: unknown flag '$1' (see --help)" >&2; return 2 ;;
         esac
         shift

@@ -69,6 +69,27 @@ def test_slurm_mode_writes_a_job_array(tmp_path):
     assert [run.split('\t')[0] for run in runs] == [str(entry.folder) for entry in table]
 
 
+def test_flags_after_a_double_dash_reach_every_run(tmp_path):
+    finished = _sweep('sines.sh', '--reduced', '--slurm', '--no-submit', '--log_dir',
+                      str(tmp_path / 'logs'), '--results_dir', str(tmp_path / 'results'), '--',
+                      '--ntimes', '50', '--regular_times', 'irregular', '--nepochs', '7')
+    assert finished.returncode == 0, finished.stderr
+    runs = (tmp_path / 'logs' / 'sines' / 'runs.tsv').read_text().splitlines()
+    grid = EXPERIMENTS['sines'].grids['reduced']
+    assert len(runs) == len(grid.options) * len(grid.widths) * grid.repeats
+    for line in runs:
+        folder, _, *argv = line.split('\t')
+        assert '/sines/50_irregular/' in folder
+        assert ' --nepochs 7 ' in ' '.join(argv)
+
+
+def test_reduced_studies_are_listed_for_the_reproduction_script():
+    listed = subprocess.run([sys.executable, '-m', 'experiments.grids', 'studies'],
+                            capture_output=True, text=True, cwd=REPOSITORY, check=True)
+    studies = [tuple(line.split('\t')) for line in listed.stdout.splitlines()]
+    assert studies == [(name, *flags) for name, flags in grids.REDUCED_STUDIES]
+
+
 def test_bad_flags(tmp_path):
     assert _sweep('g1d.sh', '--jobs', '0').returncode == 2
     unknown = _sweep('sines.sh', '--fast')
