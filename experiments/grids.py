@@ -117,7 +117,8 @@ EXPERIMENTS = {
             'paper': Grid(ODE_OPTIONS, PAPER_WIDTHS, 10, ('--gtol', '0.1')),
             # lr per width: results/lr_probe/g1d.json (50 epochs of adjoint_gq).
             'reduced': Grid(ODE_OPTIONS, (20, 500, 2000), 2, ('--gtol', '0.1'),
-                            lr={20: 0.01, 500: 0.001, 2000: 0.0001}),
+                            lr={20: 0.01, 500: 0.001, 2000: 0.0001},
+                            budget='about 24 min (the committed sweep)'),
             'quick': Grid(ODE_OPTIONS, (5, 20), 1, ('--gtol', '0.1', '--nepochs', '10')),
         }, 'validation MSE'),
     'sines': Experiment(
@@ -126,13 +127,14 @@ EXPERIMENTS = {
             # The propagator backward (beyond the paper) is trained beside the paper's four.
             # lr per width: results/lr_probe/sines.json (100 epochs of adjoint_gq, 10 times).
             'reduced': Grid(ODE_OPTIONS + EXTRA_OPTIONS, (20, 200, 500), 2,
-                            lr={20: 0.01, 200: 0.001, 500: 0.0001}),
+                            lr={20: 0.01, 200: 0.001, 500: 0.0001},
+                            budget='10 regular times: about 15 min (the committed sweep)'),
             'quick': Grid(ODE_OPTIONS, (5, 20), 2, ('--nepochs', '10')),
         }, 'validation MSE'),
     'images': Experiment(
         'images', 'experiments.images', lambda a: f'{a.dataset}/{a.batchsize}', {
             'paper': Grid(ODE_OPTIONS[1:], (50, 200, 350, 500), 3),
-            'reduced': Grid(ODE_OPTIONS[1:], (8, 32, 64), 2, ('--dataset', 'digits')),
+            'reduced': Grid(ODE_OPTIONS[1:], (50, 200, 500), 2, ('--dataset', 'digits')),
             'quick': Grid(ODE_OPTIONS[1:], (4, 8), 1, ('--dataset', 'digits', '--nepochs', '1')),
         }, 'validation accuracy (%)'),
     'ornstein_uhlenbeck': Experiment(

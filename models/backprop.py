@@ -20,7 +20,7 @@ def integrate(option, func, y0, t, *, rtol=1e-3, atol=1e-3, gtol=0.1, method='do
         y0: tensor, the state at ``t[0]``.
         t: 1-D tensor of output times.
         rtol, atol: solver tolerances (default 1e-3, the paper's ``--tol``).
-        gtol: used by ``adjoint_gq`` only: the paper's node-count factor ``C`` (default
+        gtol: used by the two GQ options only: the paper's node-count factor ``C`` (default
             0.1, as the experiments run it), or None for the library's error-controlled
             rule.
         method: torchdiffeq method (default dopri5).
