@@ -134,7 +134,10 @@ EXPERIMENTS = {
     'images': Experiment(
         'images', 'experiments.images', lambda a: f'{a.dataset}/{a.batchsize}', {
             'paper': Grid(ODE_OPTIONS[1:], (50, 200, 350, 500), 3),
-            'reduced': Grid(ODE_OPTIONS[1:], (50, 200, 500), 2, ('--dataset', 'digits')),
+            # lr per width: results/lr_probe/images.json (5 epochs of adjoint_gq, digits).
+            'reduced': Grid(ODE_OPTIONS[1:], (50, 200, 500), 2, ('--dataset', 'digits'),
+                            lr={50: 0.01, 200: 0.01, 500: 0.01},
+                            budget='about 48 min (the committed sweep)'),
             'quick': Grid(ODE_OPTIONS[1:], (4, 8), 1, ('--dataset', 'digits', '--nepochs', '1')),
         }, 'validation accuracy (%)'),
     'ornstein_uhlenbeck': Experiment(
@@ -154,7 +157,9 @@ REDUCED_STUDIES = (
     ('nested_spheres', ()),
     ('g1d', ()),
     ('sines', ('--ntimes', '10', '--regular_times', 'regular')),
-    ('sines', ('--ntimes', '50', '--regular_times', 'irregular')),
+    # 750 distinct times in all: the adjoint options restart 749 times per step (about
+    # 4.5 s per epoch at every width), so 100 of the paper's 250 epochs fit the budget.
+    ('sines', ('--ntimes', '50', '--regular_times', 'irregular', '--nepochs', '100')),
     ('images', ('--dataset', 'digits', '--batchsize', '32')),
     ('ornstein_uhlenbeck', ()),
 )
