@@ -143,12 +143,11 @@ def main(argv=None):
     # Everything after "--" is the study's flags (e.g. --ntimes 50), as for the sweeps.
     flags = argv[argv.index('--') + 1:] if '--' in argv else []
     args = parser.parse_args(argv[:argv.index('--')] if '--' in argv else argv)
-    if args.option not in EXPERIMENTS[args.experiment].grids[args.grid].options:
-        parser.error(f'--option must be one of '
-                     f'{EXPERIMENTS[args.experiment].grids[args.grid].options}; '
-                     f'got {args.option!r}')
-    found = probe(args.experiment, args.grid, flags, tuple(args.lrs), args.epochs,
-                  args.option, args.jobs, args.timeout)
+    try:
+        found = probe(args.experiment, args.grid, flags, tuple(args.lrs), args.epochs,
+                      args.option, args.jobs, args.timeout)
+    except ValueError as error:  # the option check, made before any training
+        parser.error(f'--{error}')
     path = probe_file(args.experiment, flags, args.results_dir)
     path.parent.mkdir(parents=True, exist_ok=True)
     save_json(path, found)
