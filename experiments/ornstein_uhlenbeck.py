@@ -18,7 +18,7 @@ def make_setup(args):
     model = OUModel(args.width, args.adjoint_option, times, train_paths.shape[-1],
                     ncosines=args.ncosines, tol=args.tol, gtol=args.gtol)
     return runner.Setup(model, model, (train_initial, train_paths), (val_initial, val_paths),
-                        metrics.gaussian_kl, metrics.gaussian_log_likelihood)
+                        metrics.gaussian_kl, metrics.gaussian_log_likelihood, keep_weights=True)
 
 
 def build_parser():

@@ -2,7 +2,9 @@
 
 ``<results_dir>/<experiment>/<ablation>/<width>/<adjoint_option>/<experiment_no>/`` holds one
 ``.npy`` per series (names as the paper's code), a ``summary.json`` and, with
-``--save_model 1``, ``checkpoint.pt``; ``<results_dir>/toy_gradient/<method>/`` holds the
+``--save_model 1``, ``checkpoint.pt``; experiments whose figures need the trained model
+(Ornstein–Uhlenbeck) also write its final weights, ``weights.npz`` (small, committed,
+unlike checkpoints); ``<results_dir>/toy_gradient/<method>/`` holds the
 toy gradient's errors. Every file is written atomically. This module is the only writer
 of results and what plotting, the summary tables and the sweeps read them through
 (``python -m experiments.results complete FOLDER`` exits 0 if that run finished).
@@ -13,11 +15,12 @@ import importlib
 import json
 import pathlib
 import sys
+import zipfile
 
 import numpy as np
 import torch
 
-from common.atomic import save_json, save_npy, save_torch
+from common.atomic import save_json, save_npy, save_npz, save_torch
 
 #: Default results folder (kept empty in git).
 RESULTS_DIR = pathlib.Path(__file__).resolve().parents[1] / 'results'
@@ -27,6 +30,7 @@ SERIES = ('nparams', 'epoch_times', 'epoch_loss_history', 'epoch_val_metric_hist
           'epoch_fnfe_history', 'epoch_bnfe_history', 'epochs')
 SUMMARY = 'summary.json'
 CHECKPOINT = 'checkpoint.pt'
+WEIGHTS = 'weights.npz'
 
 
 def run_dir(results_dir, experiment, ablation, width, adjoint_option, experiment_no):
@@ -74,6 +78,28 @@ def read_checkpoint(folder, device='cpu'):
     except Exception as error:  # noqa: BLE001 - torch.load fails in many ways on bad files
         raise _unreadable(path, error, 'delete it and rerun without --load_model 1 to start '
                                        'the run afresh') from error
+
+
+def write_weights(folder, state_dict):
+    """Write a model's ``state_dict`` as ``weights.npz`` (numpy arrays, CPU)."""
+    arrays = {name: tensor.detach().cpu().numpy() for name, tensor in state_dict.items()}
+    save_npz(pathlib.Path(folder) / WEIGHTS, **arrays)
+
+
+def read_weights(folder):
+    """A run's final weights as a ``state_dict`` of CPU tensors; None if it wrote none.
+
+    Raises:
+        ResultsError: the file is corrupt or truncated.
+    """
+    path = pathlib.Path(folder) / WEIGHTS
+    if not path.exists():
+        return None
+    try:
+        with np.load(path) as arrays:
+            return {name: torch.from_numpy(arrays[name].copy()) for name in arrays.files}
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as error:
+        raise _unreadable(path, error, 'delete the run folder and run it again') from error
 
 
 def read_summary(folder):

@@ -75,7 +75,9 @@ class Setup:
     """What an experiment trains: model, its NeuralDE, data batches' sources, loss and metric.
 
     ``train_data`` and ``val_data`` are tuples of tensors ``(*inputs, target)`` with the
-    samples along dimension 0.
+    samples along dimension 0. ``keep_weights`` (default False): write the final weights
+    as ``weights.npz`` beside the series (for figures that redraw the trained model from
+    committed results, where checkpoints are not committed).
     """
 
     model: torch.nn.Module
@@ -84,6 +86,7 @@ class Setup:
     val_data: tuple
     loss_fn: Callable
     metric_fn: Callable
+    keep_weights: bool = False
 
 
 def seed_everything(seed):
@@ -249,6 +252,9 @@ def run(args, spec, make_setup):
         kept = ('no epoch was finished' if saved['epoch'] is None else
                 f'epochs 0 to {saved["epoch"]} are kept in {folder}')
         raise RunError(f'{error}; {kept}. Try a smaller --lr, or a smaller --tol.', 1) from None
+    if setup.keep_weights:
+        # Before the summary says complete: a complete run always has its weights.
+        results.write_weights(folder, model.state_dict())
     results.write_summary(folder, _summary(args, spec, history, True))
     if not args.quiet:
         _report(args, spec, history, folder)

@@ -1,7 +1,7 @@
 """Figure 3 (solutions): learned against true marginals (histograms and Gaussian fits) at
 three times for one initial condition, and sample paths from three initial conditions, for
-one trained Ornstein–Uhlenbeck run (``python -m plotting.plot_ou_solutions``; needs a run
-made with ``--save_model 1``)."""
+one trained Ornstein–Uhlenbeck run (``python -m plotting.plot_ou_solutions``; reads the
+``weights.npz`` a finished run writes, or the checkpoint of one made with ``--save_model 1``)."""
 
 import argparse
 import sys
@@ -38,15 +38,20 @@ def main(argv=None):
         '--adjoint_option', args.adjoint_option, '--width', str(args.width),
         '--ncosines', str(args.ncosines), '--experiment_no', str(args.experiment_no),
         '--results_dir', args.results_dir]))
-    checkpoint = results.read_checkpoint(folder)
-    if checkpoint is None:
-        print(f'missing: {folder / results.CHECKPOINT} (run the experiment with '
-              '--save_model 1); no figure written', file=sys.stderr)
+    # The final weights every finished run writes; else a checkpoint (an unfinished run).
+    weights = results.read_weights(folder)
+    if weights is None:
+        checkpoint = results.read_checkpoint(folder)
+        weights = None if checkpoint is None else checkpoint['model']
+    if weights is None:
+        print(f'missing: {folder / results.WEIGHTS} and {folder / results.CHECKPOINT} (run '
+              'the experiment to the end, or with --save_model 1); no figure written',
+              file=sys.stderr)
         return None
     times, initial, paths = ornstein_uhlenbeck.load(args.data_dir, 'val')
     model = OUModel(args.width, args.adjoint_option, times, paths.shape[-1],
                     ncosines=args.ncosines)
-    model.load_state_dict(checkpoint['model'])
+    model.load_state_dict(weights)
     torch.manual_seed(0)
     chosen = slice(0, INITIAL_CONDITIONS)
     learned = sample_paths(model, initial[chosen]).numpy()

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import torch
 
 from experiments import results, toy_gradient
 from plotting import plot_toy_gradient
@@ -73,6 +74,7 @@ def test_sde_times_figure(tmp_path, capsys):
 def test_ou_solutions_figure(tmp_path, capsys):
     from datasets import make_ou_data
     from experiments import ornstein_uhlenbeck
+    from models.sde import OUModel
     from plotting import plot_ou_solutions
 
     data = tmp_path / 'data'
@@ -81,8 +83,14 @@ def test_ou_solutions_figure(tmp_path, capsys):
     folders = ['--results_dir', str(tmp_path / 'results'), '--data_dir', str(data)]
     assert plot_ou_solutions.main([*folders, '--plots_dir', str(tmp_path)]) is None
     assert 'missing:' in capsys.readouterr().err
-    ornstein_uhlenbeck.main(['--nepochs', '1', '--batchsize', '4', '--save_model', '1',
-                             '--quiet', *folders])
+    # No checkpoint: the figure is drawn from the final weights every finished run writes.
+    folder = ornstein_uhlenbeck.main(['--nepochs', '1', '--batchsize', '4', '--quiet',
+                                      *folders])
+    assert not (folder / results.CHECKPOINT).exists()
+    weights = results.read_weights(folder)
+    fresh = OUModel(5, 'adjoint_gq', torch.linspace(0, 1, 3), 12).state_dict()
+    assert {name: value.shape for name, value in weights.items()} == \
+        {name: value.shape for name, value in fresh.items()}
     png, pdf = plot_ou_solutions.main([*folders, '--plots_dir', str(tmp_path)])
     assert png.stat().st_size > 20_000 and pdf.read_bytes()[:5] == b'%PDF-'
 

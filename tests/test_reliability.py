@@ -164,6 +164,18 @@ def test_a_corrupt_series_is_named_by_readers(tmp_path):
         results.read_run(folder)
 
 
+def test_final_weights_round_trip_and_a_corrupt_file_is_named(tmp_path):
+    model = torch.nn.Linear(3, 2)
+    results.write_weights(tmp_path, model.state_dict())
+    restored = torch.nn.Linear(3, 2)
+    restored.load_state_dict(results.read_weights(tmp_path))
+    assert torch.equal(restored.weight, model.weight) and torch.equal(restored.bias, model.bias)
+    assert results.read_weights(tmp_path / 'none') is None
+    (tmp_path / results.WEIGHTS).write_bytes(b'PK\x03\x04')
+    with pytest.raises(results.ResultsError, match='weights.npz cannot be read'):
+        results.read_weights(tmp_path)
+
+
 def test_a_corrupt_generated_data_set_is_made_again(tmp_path):
     from datasets import nested_spheres as data
 
