@@ -156,9 +156,10 @@ EXPERIMENTS = {
         'ornstein_uhlenbeck', 'experiments.ornstein_uhlenbeck', lambda a: str(a.ncosines), {
             # The paper ran sde_direct only up to width 50; here every option runs every width.
             'paper': Grid(SDE_OPTIONS, (5, 20, 50, 100), 5),
-            # Width 5 only: one epoch of the three options takes about NNN s of the two
-            # cores, so NEPOCHS of the paper's 100 epochs fit the budget.
-            'reduced': Grid(SDE_OPTIONS, (5,), 2, ('--nepochs', '100'),
+            # Width 5 only. Measured (python -m experiments.grids budget, 1 epoch each):
+            # 13 s per epoch for sde_direct, 28 s for sde_adjoint, 7.3 s for GQ, so the
+            # paper's 100 epochs would take about 81 min with --jobs 2; 70 take about 57.
+            'reduced': Grid(SDE_OPTIONS, (5,), 2, ('--nepochs', '70'),
                             budget='about MMM min (the committed sweep)'),
             'quick': Grid(SDE_OPTIONS, (5,), 1, ('--nepochs', '2')),
         }, 'validation log-likelihood'),
