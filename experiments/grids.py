@@ -140,7 +140,7 @@ EXPERIMENTS = {
                             lr={20: 0.01, 200: 0.001, 500: 0.0001},
                             study_widths={'50_irregular': (20, 200)},
                             budget='10 regular times: about 15 min; 50 irregular times: '
-                                   'about BBB min (the committed sweeps)'),
+                                   'about 72 min (the committed sweeps)'),
             'quick': Grid(ODE_OPTIONS, (5, 20), 2, ('--nepochs', '10')),
         }, 'validation MSE'),
     'images': Experiment(
