@@ -160,7 +160,7 @@ EXPERIMENTS = {
             # 13 s per epoch for sde_direct, 28 s for sde_adjoint, 7.3 s for GQ, so the
             # paper's 100 epochs would take about 81 min with --jobs 2; 70 take about 57.
             'reduced': Grid(SDE_OPTIONS, (5,), 2, ('--nepochs', '70'),
-                            budget='about MMM min (the committed sweep)'),
+                            budget='about 57 min (the committed sweep)'),
             'quick': Grid(SDE_OPTIONS, (5,), 1, ('--nepochs', '2')),
         }, 'validation log-likelihood'),
 }
