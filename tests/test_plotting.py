@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-import torch
 
 from experiments import results, toy_gradient
 from plotting import plot_toy_gradient
@@ -73,6 +72,7 @@ def test_sde_times_figure(tmp_path, capsys):
 @pytest.mark.slow
 def test_ou_solutions_figure(tmp_path, capsys):
     from datasets import make_ou_data
+    from datasets import ornstein_uhlenbeck as ou_data
     from experiments import ornstein_uhlenbeck
     from models.sde import OUModel
     from plotting import plot_ou_solutions
@@ -88,7 +88,8 @@ def test_ou_solutions_figure(tmp_path, capsys):
                                       *folders])
     assert not (folder / results.CHECKPOINT).exists()
     weights = results.read_weights(folder)
-    fresh = OUModel(5, 'adjoint_gq', torch.linspace(0, 1, 3), 12).state_dict()
+    times, _, paths = ou_data.load(data, 'val')
+    fresh = OUModel(5, 'adjoint_gq', times, paths.shape[-1]).state_dict()
     assert {name: value.shape for name, value in weights.items()} == \
         {name: value.shape for name, value in fresh.items()}
     png, pdf = plot_ou_solutions.main([*folders, '--plots_dir', str(tmp_path)])
