@@ -190,6 +190,11 @@ class Run:
     argv: tuple   # arguments of ``python``: ('-m', module, flag, value, ...)
 
 
+def _study_widths(spec, chosen, flags):
+    """The widths of ``chosen`` (a Grid of ``spec``) that the study ``flags`` runs."""
+    return chosen.widths_of(spec.ablation_of([*flags, *chosen.flags]))
+
+
 def runs(experiment, grid='paper', flags=(), results_dir=results.RESULTS_DIR, log_dir='logs'):
     """Every run of ``experiment``'s ``grid``, with the study's ``flags`` on top.
 
@@ -198,7 +203,7 @@ def runs(experiment, grid='paper', flags=(), results_dir=results.RESULTS_DIR, lo
     """
     spec = EXPERIMENTS[experiment]
     chosen = spec.grids[grid]
-    widths = chosen.widths_of(spec.ablation_of([*flags, *chosen.flags]))
+    widths = _study_widths(spec, chosen, flags)
     found = []
     for option in chosen.options:
         for width in widths:
@@ -231,6 +236,7 @@ def estimate(experiment, grid='reduced', flags=(), epochs=2, jobs=2):
     chosen = spec.grids[grid]
     module = importlib.import_module(spec.module)
     full = spec.parse([*flags, *chosen.flags]).nepochs
+    widths = _study_widths(spec, chosen, flags)
     startup = time.perf_counter()
     subprocess.run([sys.executable, '-c', f'import {spec.module}'], check=True)
     startup = time.perf_counter() - startup
@@ -243,7 +249,7 @@ def estimate(experiment, grid='reduced', flags=(), epochs=2, jobs=2):
                          *flags, *chosen.flags, '--nepochs', '1', '--quiet', '--results_dir',
                          str(pathlib.Path(folder) / 'warm-up')])
             for option in chosen.options:
-                for width in chosen.widths_of(spec.ablation_of([*flags, *chosen.flags])):
+                for width in widths:
                     start = time.perf_counter()
                     module.main(['--adjoint_option', option, '--width', str(width), *flags,
                                  *chosen.flags_of(width), '--nepochs', str(epochs), '--quiet',

@@ -63,21 +63,29 @@ def _unreadable(path, error, advice):
     return ResultsError(f'{path} cannot be read ({type(error).__name__}: {error}); {advice}')
 
 
+def _read_optional(path, load, errors, advice):
+    """``load(path)``; None if ``path`` does not exist; ``errors`` become a ResultsError
+    naming the file, with ``advice``."""
+    if not path.exists():
+        return None
+    try:
+        return load(path)
+    except errors as error:
+        raise _unreadable(path, error, advice) from error
+
+
 def read_checkpoint(folder, device='cpu'):
     """A run's checkpoint, its tensors on ``device``; None if the run wrote none.
 
     Raises:
         ResultsError: the checkpoint is corrupt or truncated.
     """
-    path = pathlib.Path(folder) / CHECKPOINT
-    if not path.exists():
-        return None
-    try:
-        # weights_only=False: the checkpoint also holds numpy's and Python's RNG states.
-        return torch.load(path, map_location=device, weights_only=False)
-    except Exception as error:  # noqa: BLE001 - torch.load fails in many ways on bad files
-        raise _unreadable(path, error, 'delete it and rerun without --load_model 1 to start '
-                                       'the run afresh') from error
+    # weights_only=False: the checkpoint also holds numpy's and Python's RNG states.
+    # Any exception: torch.load fails in many ways on bad files.
+    return _read_optional(
+        pathlib.Path(folder) / CHECKPOINT,
+        lambda path: torch.load(path, map_location=device, weights_only=False), Exception,
+        'delete it and rerun without --load_model 1 to start the run afresh')
 
 
 def write_weights(folder, state_dict):
@@ -92,14 +100,12 @@ def read_weights(folder):
     Raises:
         ResultsError: the file is corrupt or truncated.
     """
-    path = pathlib.Path(folder) / WEIGHTS
-    if not path.exists():
-        return None
-    try:
+    def load(path):
         with np.load(path) as arrays:
             return {name: torch.from_numpy(arrays[name].copy()) for name in arrays.files}
-    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as error:
-        raise _unreadable(path, error, 'delete the run folder and run it again') from error
+    return _read_optional(pathlib.Path(folder) / WEIGHTS, load,
+                          (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile),
+                          'delete the run folder and run it again')
 
 
 def read_summary(folder):
@@ -108,13 +114,9 @@ def read_summary(folder):
     Raises:
         ResultsError: the file is not valid JSON.
     """
-    path = pathlib.Path(folder) / SUMMARY
-    if not path.exists():
-        return None
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError) as error:
-        raise _unreadable(path, error, 'delete the run folder and run it again') from error
+    return _read_optional(pathlib.Path(folder) / SUMMARY,
+                          lambda path: json.loads(path.read_text()), (OSError, ValueError),
+                          'delete the run folder and run it again')
 
 
 def read_run(folder):
