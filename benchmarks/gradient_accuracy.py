@@ -4,9 +4,10 @@
 gradient of one loss with
 
 - ``gq default``: :func:`odeint_adjoint_gq` with its defaults, ``gtol=None`` (nodes chosen
-  from an error estimate) and ``backward='restart'``,
-- ``gq auto``: the same with ``backward='auto'`` (the per-sample propagator where valid
+  from an error estimate) and ``backward='auto'`` (the per-sample propagator where valid
   and cheaper),
+- ``gq restart``: the same with ``backward='restart'`` (restarting at every observation
+  time, as the paper),
 - ``gq gtol=0.1`` and ``gq gtol=1``: the paper's rule with ``C = 0.1`` and 1,
 - ``adjoint``: torchdiffeq's ``odeint_adjoint``,
 
@@ -38,7 +39,8 @@ from torch_gq_adjoint import odeint, odeint_adjoint, odeint_adjoint_gq
 
 VARIANTS = {
     'gq default': lambda func, y0, t, **kw: odeint_adjoint_gq(func, y0, t, **kw),
-    'gq auto': lambda func, y0, t, **kw: odeint_adjoint_gq(func, y0, t, backward='auto', **kw),
+    'gq restart': lambda func, y0, t, **kw: odeint_adjoint_gq(func, y0, t, backward='restart',
+                                                               **kw),
     'gq gtol=0.1': lambda func, y0, t, **kw: odeint_adjoint_gq(func, y0, t, gtol=0.1, **kw),
     'gq gtol=1': lambda func, y0, t, **kw: odeint_adjoint_gq(func, y0, t, gtol=1.0, **kw),
     'adjoint': lambda func, y0, t, **kw: odeint_adjoint(func, y0, t, **kw),

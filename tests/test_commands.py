@@ -34,7 +34,7 @@ def test_benchmark_prints_one_row_per_option():
     assert result.returncode == 0, result.stderr
     rows = [line.split() for line in result.stdout.splitlines() if line.startswith('spheres20')]
     assert [row[1] for row in rows] == ['direct', 'adjoint_ode', 'adjoint_seminorm', 'adjoint_gq',
-                                        'adjoint_gq_default', 'adjoint_gq_auto']
+                                        'adjoint_gq_restart', 'adjoint_gq_default']
     for row in rows:
         assert int(row[2]) == 677  # 2 hidden layers of 20 on [z, t] plus the decoder
         assert float(row[3]) > 0

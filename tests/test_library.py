@@ -204,8 +204,10 @@ class _Counting(CountingMixin, SineField):
 
 def _backward_calls(func, y0, t):
     # The paper's rule carries steps between intervals (the default mode starts each
-    # interval as torchdiffeq's adjoint does).
-    solution = odeint_adjoint_gq(func, y0, t, rtol=1e-6, atol=1e-6, gtol=0.1)
+    # interval as torchdiffeq's adjoint does); only the restart method has intervals to
+    # carry them between.
+    solution = odeint_adjoint_gq(func, y0, t, rtol=1e-6, atol=1e-6, gtol=0.1,
+                                 backward='restart')
     before = func.calls
     loss_of(solution).backward()
     return func.calls - before
