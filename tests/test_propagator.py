@@ -6,6 +6,7 @@ import warnings
 
 import pytest
 import torch
+import torchdiffeq
 from torch import nn
 
 from datasets import sines
@@ -213,6 +214,29 @@ def test_the_propagator_solve_runs_at_a_hundredth_of_the_tolerances():
     assert tolerance((1e-3, 1e-9), torch.float64) == pytest.approx((1e-5, 1e-11))
     tensor = tolerance(torch.tensor([1e-2, 1e-6]), torch.float32)
     assert torch.allclose(tensor, torch.tensor([1e-4, 1e-6]))
+
+
+@pytest.mark.parametrize('gtol, expected', [(None, 1e-8), (0.1, 1e-6)])
+def test_only_the_error_controlled_mode_tightens_the_solve(monkeypatch, gtol, expected):
+    """gtol=None aims at accuracy: [z, Ψ] at a hundredth of the tolerances. The paper's
+    rule favours speed: the adjoint tolerances themselves."""
+    seen = []
+    original = torchdiffeq.odeint
+
+    def recording(func, y0, t, **kwargs):
+        if isinstance(func, propagator.PropagatorDynamics):
+            seen.append((kwargs['rtol'], kwargs['atol']))
+        return original(func, y0, t, **kwargs)
+
+    monkeypatch.setattr(torchdiffeq, 'odeint', recording)
+    func = _PerSample(2)
+    y0 = torch.randn(4, 2, dtype=torch.float64)
+    t = torch.linspace(0, 2, 12, dtype=torch.float64)
+    solution = odeint_adjoint_gq(func, y0, t, rtol=1e-6, atol=1e-6, gtol=gtol,
+                                 backward='propagator')
+    solution.pow(2).sum().backward()
+    assert seen and all(rtol == pytest.approx(expected) and atol == pytest.approx(expected)
+                        for rtol, atol in seen)
 
 
 def test_float32_propagator_error_stays_near_the_restart_methods():
