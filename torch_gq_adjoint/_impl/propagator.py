@@ -297,7 +297,8 @@ def _last_good(sweep, indices, z_obs, psi_obs):
 
 
 def fall_back(reason):
-    """Warn that the propagator cannot be used and the restart method is."""
-    warnings.warn(f"odeint_adjoint_gq: backward='propagator' cannot be used ({reason}); "
+    """Warn that the propagator (asked for, or chosen by ``'auto'``) cannot be used and
+    the restart method is."""
+    warnings.warn(f'odeint_adjoint_gq: the per-sample propagator cannot be used ({reason}); '
                   "using backward='restart'. Pass backward='restart' to silence this.",
                   RuntimeWarning, stacklevel=5)
