@@ -239,12 +239,13 @@ def test_only_the_error_controlled_mode_tightens_the_solve(monkeypatch, gtol, ex
                         for rtol, atol in seen)
 
 
-def test_float32_propagator_error_stays_near_the_restart_methods():
-    """The sines model (width 200) on 30 observation times, float32, rtol = atol = 1e-3.
-    One solve over the whole horizon carries its error across every interval; at the
-    adjoint tolerances themselves its gradient error was 38 × the restart method's
-    (8.1e-3 against 2.1e-4, both against a tight float64 reference), at a hundredth of
-    them 3.3 ×."""
+def test_float32_propagator_error_stays_within_twice_the_restart_methods():
+    """The sines model (width 200) on 30 observation times, float32, rtol = atol = 1e-3,
+    errors against a tight float64 reference. One solve over the whole horizon carries its
+    error across every interval, and its z parts from the forward solution: at the
+    adjoint tolerances, without the drift correction, the propagator's gradient error was
+    38 × the restart method's (8.1e-3 against 2.1e-4); at a hundredth of them 3.3 ×, and
+    with the drift correction too 1.6 ×."""
     torch.manual_seed(0)
     initial, times, values = (torch.from_numpy(array) for array in
                               sines.sample(8, 30, regular=True, seed=0))
@@ -263,7 +264,7 @@ def test_float32_propagator_error_stays_near_the_restart_methods():
         found = gradient(odeint_adjoint_gq, func32, torch.float32, rtol=1e-3, atol=1e-3,
                          backward=backward)
         errors[backward] = ((found - reference).norm() / reference.norm()).item()
-    assert errors['propagator'] < 5 * errors['restart'], errors
+    assert errors['propagator'] < 2 * errors['restart'], errors
 
 
 @pytest.mark.parametrize('overrides, words', [
