@@ -498,10 +498,10 @@ def odeint_adjoint_gq(func, y0, t, *, rtol=1e-7, atol=1e-9, gtol=None, method=No
               ``(1 + d) · NFE < 2 · max(NFE, 7 · intervals)`` (NFE: the forward solve's
               evaluations; restarting costs at least one 7-evaluation step per interval,
               a propagator evaluation about ``(1 + d) / 2`` of them). One or two output
-              times, a large per-sample state (images) and fixed-grid methods always
-              restart. A ``func`` that mixes the samples of a batch is detected and
-              restarts with a warning (silently for a 1-D ``y0``, which may be one
-              coupled trajectory).
+              times and fixed-grid methods always restart, and so, in practice, does a
+              large per-sample state (images). A ``func`` that mixes the samples of a
+              batch is detected and restarts with a warning (silently for a 1-D ``y0``,
+              which may be one coupled trajectory).
             - ``'restart'``: the paper's, one ``[z, a]`` solve per interval, restarted at
               every observation time (at least one full solver step each).
             - ``'propagator'``: one backward solve over the whole horizon of ``z`` and the
