@@ -240,7 +240,10 @@ def _segment(sweep, dynamics, anchor, end, adjoint, grad_solution):
     z_path, psi_path = dynamics.split(path[position])
     observed = len(indices)
     z_obs, psi_obs = z_path[:observed], psi_path[:observed]
-    last = _last_good(sweep, indices, z_obs, psi_obs)
+    # The backward z's offset from the forward solution at each observation time: the
+    # drift guard reads it, and (gtol=None) the nodes' z are shifted by it.
+    offsets = z_obs - sweep.solution[indices]
+    last = _last_good(sweep, indices, offsets, psi_obs)
 
     coefficient = samples.to_samples(adjoint)  # c_anchor = a(t_anchor⁻)
     intervals, offset = [], observed
@@ -252,8 +255,8 @@ def _segment(sweep, dynamics, anchor, end, adjoint, grad_solution):
             count = len(nodes)
             z_nodes = z_path[offset:offset + count]
             if sweep.controlled:
-                z_nodes = z_nodes - _drift(sweep, index, nodes, z_obs[number],
-                                           z_obs[number + 1])
+                z_nodes = z_nodes - _drift(sweep, index, nodes, offsets[number],
+                                           offsets[number + 1])
             psi_nodes = psi_path[offset:offset + count]
             offset += count
             a_nodes = samples.from_samples(torch.einsum('kbij,bj->kbi', psi_nodes, coefficient))
@@ -272,9 +275,10 @@ def _segment(sweep, dynamics, anchor, end, adjoint, grad_solution):
     return intervals, adjoint
 
 
-def _drift(sweep, index, nodes, z_high, z_low):
+def _drift(sweep, index, nodes, offset_high, offset_low):
     """The backward ``z``'s offset from the forward solution at ``nodes`` of interval
-    ``[t_{index-1}, t_index]``: linear in time between the offsets measured at its ends.
+    ``[t_{index-1}, t_index]``: linear in time between the offsets measured at its ends
+    (``offset_high`` at ``t_index``, ``offset_low`` at ``t_{index-1}``).
 
     The one long backward solve follows the exact flow from the forward solution's end,
     which parts from the forward solution (itself accurate to the forward tolerance) by up
@@ -285,12 +289,11 @@ def _drift(sweep, index, nodes, z_high, z_low):
     7.2e-6), and a tighter solve alone does not (4.1e-5 at a ten-thousandth).
     """
     high, low = sweep.times[index], sweep.times[index - 1]
-    share = ((nodes - low) / (high - low)).to(z_high.dtype)[:, None]
-    return (share * (z_high - sweep.solution[index])
-            + (1 - share) * (z_low - sweep.solution[index - 1]))
+    share = ((nodes - low) / (high - low)).to(offset_high.dtype)[:, None]
+    return share * offset_high + (1 - share) * offset_low
 
 
-def _last_good(sweep, indices, z_obs, psi_obs):
+def _last_good(sweep, indices, offsets, psi_obs):
     """The observation index where this segment must end (0 if it reaches t_0).
 
     Taking in the jump at observation k needs Ψ(t_k)⁻¹: where Ψ(t_k) is ill conditioned
@@ -301,7 +304,7 @@ def _last_good(sweep, indices, z_obs, psi_obs):
     """
     rtol, atol = sweep.tolerances
     forward = sweep.solution[indices]
-    drift = ((z_obs - forward) / (atol + rtol * forward.abs())).pow(2).mean(-1).sqrt()
+    drift = (offsets / (atol + rtol * forward.abs())).pow(2).mean(-1).sqrt()
     finite = torch.isfinite(psi_obs).flatten(1).all(-1)
     safe = torch.where(finite[:, None, None, None], psi_obs, torch.zeros_like(psi_obs))
     condition = torch.linalg.cond(safe.double()).amax(-1)
