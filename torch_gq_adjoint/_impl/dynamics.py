@@ -33,7 +33,8 @@ class _StepRecorder:
         ``callback_step``).
         """
         own = {'callback_accept_step': self._record_step} if self._record_steps else {}
-        own.update(self._own_callbacks())
+        for name, callback in self._own_callbacks().items():
+            own[name] = _chain(own.get(name), callback)
         for name in _CALLBACKS:
             mine, theirs = own.get(name), user_callbacks.get(name)
             if mine is None and theirs is None:
@@ -66,19 +67,33 @@ class CountedField(_StepRecorder):
     Args:
         func: the user's ``func(t, y)``.
         record_steps: bool, record the last accepted step (adaptive methods only).
+        tape: optional :class:`~torch_gq_adjoint._impl.checkpoint.ForwardTape` that
+            records the steps for the checkpointed backward pass.
     """
 
-    def __init__(self, func, record_steps):
+    def __init__(self, func, record_steps, tape=None):
         super().__init__(record_steps)
         self.func = func
+        self.tape = tape
         callbacks = {name: getattr(func, name) for name in _CALLBACKS
                      if getattr(func, name, None) is not None}
         # torchdiffeq already hands callbacks the user's time and state structure.
         self._install_callbacks(callbacks, wrap=lambda callback: callback)
 
+    def _own_callbacks(self):
+        if self.tape is None:
+            return {}
+        own = {'callback_step': self.tape.on_step}
+        if self.tape.adaptive:
+            own['callback_accept_step'] = self.tape.on_accept
+        return own
+
     def __call__(self, t, y):
         self.nfe += 1
-        return self.func(t, y)
+        output = self.func(t, y)
+        if self.tape is not None:
+            self.tape.on_evaluation(output)
+        return output
 
 
 class AdjointDynamics(_StepRecorder):

@@ -9,6 +9,7 @@ to ``a``. The parameter integral is then one batched quadrature over every inter
 nodes; the time gradients follow in closed form from ``f`` at the output times.
 """
 
+import numbers
 from dataclasses import dataclass
 
 import torch
@@ -23,9 +24,17 @@ from .backward_options import (
     flat_state_norm,
     flat_tolerance,
 )
+from .checkpoint import (
+    DEFAULT_CHECKPOINT_MEMORY,
+    CheckpointBackward,
+    ForwardTape,
+    checkpoint_problem,
+)
+from .choice import prefers_checkpoint
 from .dynamics import AdjointDynamics, CountedField
 from .error_control import ControlledQuadrature, Interval, Rule
 from .interpolation import hermite
+from .notices import call_site, warn_once
 from .parameter_integral import NodeEvaluator, ParameterIntegral
 from .propagator import (
     SampleLayout,
@@ -64,6 +73,14 @@ class _Settings:
     adjoint_options: dict
     backward: str
     custom_adjoint_norm: bool
+    checkpoint_memory: int
+    info: object
+    call_site: tuple
+    per_sample: bool
+
+
+#: The values of ``backward``.
+BACKWARDS = ('auto', 'restart', 'propagator', 'checkpoint')
 
 
 class _GaussQuadratureAdjoint(torch.autograd.Function):
@@ -73,7 +90,13 @@ class _GaussQuadratureAdjoint(torch.autograd.Function):
         layout = settings.layout
         parts, params = inputs[:len(layout.shapes)], inputs[len(layout.shapes):]
         y0 = tuple(parts) if layout.is_tuple else parts[0]
-        counted = CountedField(settings.func, settings.method in checks.ADAPTIVE_METHODS)
+        adaptive = settings.method in checks.ADAPTIVE_METHODS
+        tape = None
+        if (settings.backward in ('auto', 'checkpoint')
+                and checkpoint_problem(settings.method, settings.event_fn is not None) is None):
+            reversed_time = len(t) > 1 and bool(t[0] > t[1])
+            tape = ForwardTape(adaptive, reversed_time, settings.checkpoint_memory)
+        counted = CountedField(settings.func, adaptive, tape)
         with torch.no_grad():
             result = torchdiffeq.odeint(counted, y0, t, rtol=settings.rtol, atol=settings.atol,
                                         method=settings.method, options=settings.options,
@@ -85,6 +108,10 @@ class _GaussQuadratureAdjoint(torch.autograd.Function):
         ctx.settings = settings
         ctx.forward_nfe = counted.nfe
         ctx.forward_step = counted.last_step
+        ctx.tape = tape
+        _report(settings.info, forward_nfe=counted.nfe,
+                checkpoint_bytes=0 if tape is None else tape.nbytes,
+                checkpoint_steps=0 if tape is None else len(tape.starts))
         ctx.save_for_backward(t, *((event_t,) if event_t is not None else ()), *solution,
                               *params)
         if event_t is None:
@@ -117,8 +144,9 @@ class _GaussQuadratureAdjoint(torch.autograd.Function):
             times = torch.cat([times[:1], event_t.detach().reshape(1).to(times)])
 
         adjoint, grad_times, param_grads = _backward_pass(
-            settings, times, solution, grad_solution, tuple(params), ctx.forward_nfe,
-            ctx.forward_step, need_time_grads=ctx.needs_input_grad[1])
+            settings, t.detach(), times, solution, grad_solution, tuple(params), ctx,
+            need_time_grads=ctx.needs_input_grad[1])
+        ctx.tape = None  # the recorded steps are not needed any more
         if grad_times is not None and event_mode:
             # Only t[0] reaches the solution in event mode, as in torchdiffeq.
             grad_times = torch.cat([grad_times[:1], torch.zeros_like(t[1:])])
@@ -127,18 +155,42 @@ class _GaussQuadratureAdjoint(torch.autograd.Function):
         return (None, grad_times, *grad_y0, *param_grads)
 
 
-def _backward_pass(settings, times, solution, grad_solution, params, forward_nfe, forward_step,
-                   need_time_grads):
+def _backward_pass(settings, t, times, solution, grad_solution, params, ctx, need_time_grads):
     """The whole backward pass on flat states: ``(dL/dy0, dL/dt or None, dL/dθ)``."""
     field = settings.field
-    size = solution.shape[-1]
-    evaluator = NodeEvaluator(field, params, size)
-    controlled = settings.gtol is None and settings.adjoint_method not in checks.GRID_METHODS
     fields = _FieldValues(field, times, solution)
-    sweep = _Sweep(settings, times, solution, forward_nfe, forward_step, controlled)
+    choice = _choose_backward(settings, ctx.tape, ctx.forward_nfe, times, solution)
+    if choice == 'checkpoint':
+        backward = CheckpointBackward(settings, ctx.tape, t, times, solution[0], params)
+        adjoint, adjoint_after_start, param_grads = backward(grad_solution)
+        _report(settings.info, backward='checkpoint', backward_nfe=backward.nfe, nodes=0)
+    else:
+        adjoint, adjoint_after_start, param_grads = _quadrature_backward(
+            settings, times, solution, grad_solution, params, ctx, fields)
+    _check_finite(adjoint, 'the gradient of y0')
+    for number, grad in enumerate(param_grads):
+        _check_finite(grad, f'the gradient of parameter {number}')
+
+    grad_times = None
+    if need_time_grads:
+        with torch.no_grad():
+            derivatives = fields()
+            grad_times = (grad_solution * derivatives).sum(dim=-1)
+            grad_times[0] = -(adjoint_after_start * derivatives[0]).sum()
+        grad_times = grad_times.to(times.dtype)
+    return adjoint, grad_times, param_grads
+
+
+def _quadrature_backward(settings, times, solution, grad_solution, params, ctx, fields):
+    """Restart or propagator: ``(dL/dy0, a(t_0⁺), dL/dθ)``."""
+    size = solution.shape[-1]
+    evaluator = NodeEvaluator(settings.field, params, size, call_site=settings.call_site)
+    controlled = settings.gtol is None and settings.adjoint_method not in checks.GRID_METHODS
+    sweep = _Sweep(settings, times, solution, ctx.forward_nfe, ctx.forward_step, controlled)
     integral = None if controlled else ParameterIntegral(evaluator)
 
-    if _use_propagator(settings, sweep, solution, forward_nfe):
+    use_propagator = _use_propagator(settings, sweep, solution, ctx.forward_nfe)
+    if use_propagator:
         found, _ = propagator_intervals(sweep, grad_solution)
     else:
         found = _restart_intervals(sweep, grad_solution)
@@ -159,18 +211,53 @@ def _backward_pass(settings, times, solution, grad_solution, params, forward_nfe
     else:
         param_grads = ControlledQuadrature(evaluator, *sweep.tolerances, fields).integrate(
             intervals)
-    _check_finite(adjoint, 'the gradient of y0')
-    for number, grad in enumerate(param_grads):
-        _check_finite(grad, f'the gradient of parameter {number}')
+    _report(settings.info, backward='propagator' if use_propagator else 'restart',
+            backward_nfe=sweep.dynamics.nfe + (0 if sweep.propagator_dynamics is None
+                                               else sweep.propagator_dynamics.nfe),
+            nodes=evaluator.nodes)
+    return adjoint, adjoint_after_start, param_grads
 
-    grad_times = None
-    if need_time_grads:
-        with torch.no_grad():
-            derivatives = fields()
-            grad_times = (grad_solution * derivatives).sum(dim=-1)
-            grad_times[0] = -(adjoint_after_start * derivatives[0]).sum()
-        grad_times = grad_times.to(times.dtype)
-    return adjoint, grad_times, param_grads
+
+def _choose_backward(settings, tape, forward_nfe, times, solution):
+    """``'checkpoint'`` or ``'quadrature'`` (restart or propagator, chosen later)."""
+    if settings.backward in ('restart', 'propagator'):
+        return 'quadrature'
+    reason = checkpoint_problem(settings.method, settings.event_fn is not None)
+    if reason is None and tape.overflow:
+        reason = (f'the recorded steps passed checkpoint_memory={settings.checkpoint_memory} '
+                  'bytes')
+    if settings.backward == 'checkpoint':
+        if reason is None:
+            return 'checkpoint'
+        warn_once(f"odeint_adjoint_gq: backward='checkpoint' cannot be used ({reason}); "
+                  "using backward='restart'.", settings.call_site, key='checkpoint')
+        return 'quadrature'
+    if reason is not None:
+        return 'quadrature'
+    steps = tape.step_evaluations if tape.adaptive else forward_nfe
+    controlled = settings.gtol is None
+    rule = (forward_nfe, steps, len(times) - 1, controlled)
+    if prefers_checkpoint(*rule, vectorised=True):
+        return 'checkpoint'
+    if not prefers_checkpoint(*rule, vectorised=False):
+        return 'quadrature'
+    return 'checkpoint' if not _vectorisable(settings.field, times, solution) else 'quadrature'
+
+
+def _vectorisable(field, times, solution):
+    """Whether ``vmap`` batches ``field`` over quadrature nodes (one evaluation)."""
+    with torch.enable_grad():
+        try:
+            vmap(field)(times[-1:], solution[-1:].detach().requires_grad_(True))
+        except RuntimeError:
+            return False
+    return True
+
+
+def _report(info, **values):
+    """Write what the solve cost into the user's ``info`` dict (if one was given)."""
+    if info is not None:
+        info.update(values)
 
 
 def _restart_intervals(sweep, grad_solution):
@@ -184,7 +271,8 @@ def _restart_intervals(sweep, grad_solution):
 
 def _use_propagator(settings, sweep, solution, forward_nfe):
     """Whether this backward pass uses the propagator (see ``backward`` in the docstring)."""
-    if settings.backward == 'restart' or len(sweep.time_values) < 3:
+    if (settings.backward in ('restart', 'checkpoint') or not settings.per_sample
+            or len(sweep.time_values) < 3):
         return False
     explicit = settings.backward == 'propagator'
     reason, mixing = None, False
@@ -206,7 +294,7 @@ def _use_propagator(settings, sweep, solution, forward_nfe):
         # to be used. A 1-D state is as likely one coupled trajectory as a batch of scalars:
         # restarting is simply right there.
         if explicit or (mixing and sweep.samples.batched):
-            fall_back(reason)
+            fall_back(reason, settings.call_site)
         return False
     return True
 
@@ -277,6 +365,7 @@ class _Sweep:
             return torch.maximum(torch.as_tensor(part_norm(state[:size])),
                                  state[size:].pow(2).mean().sqrt())
         self.propagator_norm = propagator_norm
+        self.propagator_dynamics = None
         self.samples, self.samples_problem = None, None
         if settings.backward != 'restart':
             try:
@@ -426,7 +515,8 @@ def _check_finite(tensor, what):
 def odeint_adjoint_gq(func, y0, t, *, rtol=1e-7, atol=1e-9, gtol=None, method=None,
                       options=None, event_fn=None, adjoint_rtol=None, adjoint_atol=None,
                       adjoint_method=None, adjoint_options=None, adjoint_params=None,
-                      backward='auto', batch_dim=0):
+                      backward='auto', batch_dim=0, checkpoint_memory=DEFAULT_CHECKPOINT_MEMORY,
+                      info=None):
     """Solve ``dy/dt = func(t, y)`` like :func:`torchdiffeq.odeint`; gradients by the GQ adjoint.
 
     The forward pass is :func:`torchdiffeq.odeint` itself without a graph (memory
@@ -554,13 +644,20 @@ def odeint_adjoint_gq(func, y0, t, *, rtol=1e-7, atol=1e-9, gtol=None, method=No
                                  ('adjoint_atol', adjoint_atol, adjoint_method)):
         checks.check_tolerance(name, value, used_by)
     checks.check_finite_state(parts, is_tuple)
-    if backward not in ('auto', 'restart', 'propagator'):
-        raise ValueError("backward must be 'auto', 'restart' or 'propagator'; "
+    if backward not in BACKWARDS:
+        raise ValueError(f"backward must be one of {', '.join(map(repr, BACKWARDS))}; "
                          f'got {backward!r}.')
+    if (isinstance(checkpoint_memory, bool) or not isinstance(checkpoint_memory, numbers.Real)
+            or not checkpoint_memory >= 0):
+        raise ValueError('checkpoint_memory must be a non-negative number of bytes (e.g. '
+                         f'2**28); got {checkpoint_memory!r}.')
+    if info is not None and not isinstance(info, dict):
+        raise TypeError(f'info must be a dict (filled in with what the solve cost) or None; '
+                        f'got {type(info).__name__}.')
     if batch_dim not in (0, None) or isinstance(batch_dim, bool):
         raise ValueError(f'batch_dim must be 0 (samples along the first dimension) or None; '
                          f'got {batch_dim!r}.')
-    if batch_dim is None:
+    if batch_dim is None and backward == 'propagator':
         backward = 'restart'
     options = checks.check_options('options', options)
     if adjoint_options is None:
@@ -577,7 +674,8 @@ def odeint_adjoint_gq(func, y0, t, *, rtol=1e-7, atol=1e-9, gtol=None, method=No
         gtol=gtol, method=method, options=options, event_fn=event_fn,
         adjoint_rtol=adjoint_rtol, adjoint_atol=adjoint_atol, adjoint_method=adjoint_method,
         adjoint_options=adjoint_options, backward=backward,
-        custom_adjoint_norm=custom_adjoint_norm)
+        custom_adjoint_norm=custom_adjoint_norm, checkpoint_memory=checkpoint_memory,
+        info=info, call_site=call_site(), per_sample=batch_dim is not None)
     outputs = _GaussQuadratureAdjoint.apply(settings, t, *parts, *params)
     if event_fn is not None:
         event_t, outputs = outputs[0], outputs[1:]

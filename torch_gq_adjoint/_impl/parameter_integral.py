@@ -15,10 +15,11 @@ and a warning that points at the offending line of ``func``.
 
 import os
 import traceback
-import warnings
 
 import torch
 from torch.func import vmap
+
+from .notices import warn_once
 
 #: Nodes per batch are chosen so that a batch holds at most this many state numbers;
 #: it bounds the memory of the activations kept for the batch's backward pass.
@@ -45,14 +46,19 @@ class NodeEvaluator:
         params: tuple of tensors requiring grad, the integral's variables.
         state_size: int, ``n``.
         vectorise: bool, try ``vmap`` first (default True).
+        call_site: ``(filename, lineno)`` of the user's call, where a fall-back warning
+            points when no line of ``func`` can be named (default None).
 
     Attributes:
         grads: list of tensors, the accumulated parameter gradients.
         calls: int, vectorised batches (or single nodes, after a fallback) evaluated.
+        nodes: int, quadrature nodes evaluated.
     """
 
-    def __init__(self, field, params, state_size, vectorise=True):
+    def __init__(self, field, params, state_size, vectorise=True, call_site=None):
         self.field = field
+        self.call_site = call_site
+        self.nodes = 0
         self.params = params
         self.grads = [torch.zeros_like(param) for param in params]
         self.batch_nodes = max(1, BATCH_STATE_ELEMENTS // max(1, state_size))
@@ -75,6 +81,7 @@ class NodeEvaluator:
             ``(state_grads, time_grads)``: ``(K, n)`` and ``(K,)`` tensors, or None where
             not asked for; zeros where ``f`` does not depend on ``z`` or ``t``.
         """
+        self.nodes += len(times)
         extras_z, extras_t = [], []
         for start in range(0, len(times), self.batch_nodes):
             batch = slice(start, start + self.batch_nodes)
@@ -115,11 +122,8 @@ class NodeEvaluator:
             'To vectorise, avoid in func: .item(), float(t) or int(t), torch.tensor(t) (use '
             't itself), Python branches on tensor values, and random operations such as '
             'dropout.')
-        location = _user_frame(error)
-        if location is None:
-            warnings.warn(message, RuntimeWarning, stacklevel=4)
-        else:
-            warnings.warn_explicit(message, RuntimeWarning, location[0], location[1])
+        location = _user_frame(error) or self.call_site
+        warn_once(message, location, key='vmap')
 
     def _backward(self, function, times, states, cotangents, params, state_grads,
                   time_grads):

@@ -28,11 +28,10 @@ Guards, each checked before its result is used:
   the propagator is anchored anew there too.
 """
 
-import warnings
-
 import torch
 
 from .error_control import Rule
+from .notices import warn_once
 
 #: Largest condition number of Ψ(t_k) accepted before anchoring anew.
 COND_LIMIT = 100.0
@@ -200,6 +199,7 @@ def propagator_intervals(sweep, grad_solution):
     """
     samples = sweep.samples
     dynamics = PropagatorDynamics(sweep.settings.field, samples, sweep.direction)
+    sweep.propagator_dynamics = dynamics  # its evaluation count goes into ``info``
     intervals = []
     anchor = len(sweep.time_values) - 1
     span = anchor  # the first segment tries the whole horizon
@@ -320,9 +320,9 @@ def _last_good(sweep, indices, offsets, psi_obs):
     return indices[-1]
 
 
-def fall_back(reason):
-    """Warn that the propagator (asked for, or chosen by ``'auto'``) cannot be used and
-    the restart method is."""
-    warnings.warn(f'odeint_adjoint_gq: the per-sample propagator cannot be used ({reason}); '
-                  "using backward='restart'. Pass backward='restart' to silence this.",
-                  RuntimeWarning, stacklevel=5)
+def fall_back(reason, location):
+    """Warn (once per call site) that the propagator, asked for or chosen by ``'auto'``,
+    cannot be used and the restart method is."""
+    warn_once(f'odeint_adjoint_gq: the per-sample propagator cannot be used ({reason}); '
+              "using backward='restart'. Pass backward='restart' to silence this.",
+              location, key='propagator')

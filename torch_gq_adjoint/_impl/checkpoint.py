@@ -1,0 +1,303 @@
+"""The checkpointed backward pass: discretise-then-optimise, one solver step at a time.
+
+The forward solve is :func:`torchdiffeq.odeint` itself, without a graph. A
+:class:`ForwardTape` listens to it through torchdiffeq's step callbacks and keeps the
+state at the start of every accepted step (and, for the adaptive Runge–Kutta methods,
+the derivative that step started from: FSAL, so no evaluation is repeated). Memory:
+O(steps × state).
+
+The backward pass walks the steps from the last to the first. Each step is recomputed
+with a graph by torchdiffeq's own step function, on the same inputs, so it takes exactly
+the forward's values; the outputs interpolated inside the step are recomputed with the
+same dense-output polynomial; then one vector–Jacobian product carries the cotangents of
+``(y, f)`` at the step's end, plus the loss gradients of its outputs, back to its start
+and into the parameters. One step's graph is alive at a time.
+
+The result is the exact gradient of the forward discretisation with the step sizes held
+fixed, as the ACA method (Zhuang et al., 2020) computes it. Direct backpropagation
+through :func:`torchdiffeq.odeint` also differentiates the step-size controller (the
+accepted step sizes depend on the state through the error estimate, and the first step
+on ``f(t0, y0)``); those terms are of the order of the local error, and leaving them out
+is what makes the gradient that of the discrete map the forward took.
+
+What this relies on in torchdiffeq (private, pinned in requirements.txt and checked by
+``tests/library/test_torchdiffeq_contract.py``): ``_check_inputs`` and ``SOLVERS`` to
+build the very solver object ``odeint`` builds, ``_runge_kutta_step`` with the solver's
+``tableau`` and its ``_interp_fit``, ``_interp_evaluate``, the fixed-grid solvers'
+``_step_func``, ``_linear_interp`` and ``_cubic_hermite_interp``.
+"""
+
+import bisect
+import warnings
+
+import torch
+from torchdiffeq._impl.interp import _interp_evaluate
+from torchdiffeq._impl.misc import Perturb, _check_inputs
+from torchdiffeq._impl.odeint import SOLVERS
+from torchdiffeq._impl.rk_common import _runge_kutta_step
+
+from .checks import ADAPTIVE_METHODS
+
+#: Fixed-grid methods whose steps depend only on the state at their start (the Adams
+#: methods carry a history of derivatives, and scipy's solvers are not torch code).
+ONE_STEP_GRID_METHODS = frozenset({'euler', 'midpoint', 'heun2', 'heun3', 'rk4'})
+
+#: Every method the checkpointed backward covers.
+CHECKPOINT_METHODS = ADAPTIVE_METHODS | ONE_STEP_GRID_METHODS
+
+#: Default of ``checkpoint_memory``: bytes the tape may hold (256 MiB).
+DEFAULT_CHECKPOINT_MEMORY = 2 ** 28
+
+
+def checkpoint_problem(method, event_mode):
+    """Why the checkpointed backward cannot serve this solve (None if it can)."""
+    if method not in CHECKPOINT_METHODS:
+        return (f'method {method!r} is not a one-step method (covered: adaptive Runge-Kutta '
+                'methods and euler, midpoint, heun2, heun3, rk4)')
+    if event_mode and method not in ADAPTIVE_METHODS:
+        return 'fixed-grid event handling steps outside the grid'
+    return None
+
+
+def _nbytes(tensors):
+    return sum(tensor.numel() * tensor.element_size() for tensor in tensors)
+
+
+def _parts(value):
+    return tuple(value) if isinstance(value, (tuple, list)) else (value,)
+
+
+class ForwardTape:
+    """What the checkpointed backward needs of the forward solve, recorded by callbacks.
+
+    :class:`~torch_gq_adjoint._impl.dynamics.CountedField` calls :meth:`on_step`,
+    :meth:`on_accept` and :meth:`on_evaluation` (torchdiffeq's ``callback_step``,
+    ``callback_accept_step`` and each evaluation of ``func``). References to the
+    solver's own tensors are kept (torchdiffeq makes a new tensor every step), so
+    recording copies nothing.
+
+    Args:
+        adaptive: bool, an adaptive Runge–Kutta method (else a fixed-grid one).
+        reversed_time: bool, ``t`` decreases (the callbacks receive ``-s`` for the
+            solver's time ``s``).
+        limit_bytes: int, the memory the tape may hold; past it the tape is dropped
+            (:attr:`overflow` is set) and another backward pass is used.
+
+    Attributes:
+        starts: list of ``(t0, y0, dt, attempted_dt)`` per accepted step, ``t0`` in the
+            user's time, ``y0`` in the user's structure.
+        ends: list of the derivative each accepted step ends with (the next one's f0).
+        jumps: list of bool, whether ``f`` was evaluated anew after the step (``jump_t``).
+        first_derivative: ``f(t0, y0)``, the first evaluation of the solve.
+        nbytes: int, memory held.
+        step_evaluations: int, evaluations made by the accepted steps (adaptive methods):
+            what the checkpointed backward repeats.
+    """
+
+    def __init__(self, adaptive, reversed_time, limit_bytes):
+        self.adaptive = adaptive
+        self.reversed_time = reversed_time
+        self.limit_bytes = limit_bytes
+        self.starts, self.ends, self.jumps = [], [], []
+        self.first_derivative = None
+        self.overflow = False
+        self.nbytes = 0
+        self.step_evaluations = 0
+        self._attempt_evaluations = 0
+        self._last_output = None
+        self._attempted = None
+        self._after_accept = False
+
+    def on_evaluation(self, output):
+        self._attempt_evaluations += 1
+        if self.overflow:
+            return
+        if self.first_derivative is None:
+            self.first_derivative = output
+        if self._after_accept:
+            # The only evaluation between an accepted step and the next step's start is
+            # the one torchdiffeq makes after passing a jump_t, on the far side of it.
+            self.ends[-1] = output
+            self.jumps[-1] = True
+            self._after_accept = False
+        self._last_output = output
+
+    def on_step(self, t0, y0, dt):
+        self._after_accept = False
+        self._attempt_evaluations = 0
+        self._attempted = dt
+        if not self.adaptive:
+            self._keep(t0, y0, dt, None)
+
+    def on_accept(self, t0, y0, dt):
+        self.step_evaluations += self._attempt_evaluations
+        self._keep(t0, y0, dt, self._last_output)
+        self._after_accept = True
+
+    def _keep(self, t0, y0, dt, end_derivative):
+        if self.overflow:
+            return
+        tensors = _parts(y0) + (_parts(end_derivative) if end_derivative is not None else ())
+        self.nbytes += _nbytes(tensors)
+        if self.nbytes > self.limit_bytes:
+            self.drop()
+            return
+        self.starts.append((t0, y0, dt, self._attempted))
+        self.ends.append(end_derivative)
+        self.jumps.append(False)
+
+    def drop(self):
+        """Forget everything (over budget, or not needed)."""
+        self.overflow = True
+        self.starts, self.ends, self.jumps = [], [], []
+        self.first_derivative = self._last_output = None
+        self.nbytes = 0
+
+
+class CheckpointBackward:
+    """The checkpointed backward pass over a recorded forward solve.
+
+    Args:
+        settings: the Function's settings (``func``, ``layout``, tolerances, ``method``,
+            ``options``).
+        tape: :class:`ForwardTape` of the forward solve.
+        t: the user's ``t`` (detached).
+        output_times: ``(T,)`` the times of the outputs (``t``, or ``[t0, event_t]`` in
+            event mode).
+        state: ``(n,)`` a flat state of the solve (its dtype and device).
+        params: tuple of tensors requiring grad.
+
+    Attributes:
+        nfe: int, evaluations of ``func`` made by the backward pass.
+    """
+
+    def __init__(self, settings, tape, t, output_times, state, params):
+        self.settings, self.tape, self.params = settings, tape, params
+        self.nfe = 0
+        with warnings.catch_warnings():
+            # The forward solve already warned about anything in the options.
+            warnings.simplefilter('ignore')
+            checked = _check_inputs(self._counted, settings.layout.unflatten(state), t,
+                                    settings.rtol, settings.atol, settings.method,
+                                    settings.options, None, SOLVERS)
+            _, func, flat_y0, _, rtol, atol, method, options, _, _ = checked
+            self.solver = SOLVERS[method](func=func, y0=flat_y0, rtol=rtol, atol=atol,
+                                          **options)
+        self.func = func
+        self.shape = flat_y0.shape  # the state as the solver holds it
+        self.sign = -1.0 if tape.reversed_time else 1.0
+        # The times as the solver saw them: negated for decreasing t; float64 (the
+        # solver's time dtype) for the adaptive methods.
+        solver_times = -output_times if tape.reversed_time else output_times
+        self.solver_times = solver_times.to(self.solver.dtype) if tape.adaptive else solver_times
+
+    def _counted(self, t, y):
+        self.nfe += 1
+        return self.settings.func(t, y)
+
+    def _solver_form(self, value):
+        """A state (or derivative) as the solver holds it: the user's tensor as is, a
+        tuple concatenated flat (as torchdiffeq's tuple wrapper does)."""
+        if isinstance(value, (tuple, list)):
+            return torch.cat([part.reshape(-1) for part in value])
+        return value
+
+    def __call__(self, grad_solution):
+        """``(dL/dy0, a(t_0⁺), dL/dθ)`` for flat output cotangents ``(T, n)``.
+
+        ``a(t_0⁺)`` is the adjoint arriving at ``t_0`` from later times (the time gradient
+        of ``t_0`` needs it).
+        """
+        tape = self.tape
+        steps = len(tape.starts)
+        starts = [self.sign * float(start[0]) for start in tape.starts]
+        # Each step ends where the next one starts; the last one where the grid ends, or
+        # (adaptive) at t0 + dt unless jump_t/step_t clipped it.
+        ends = starts[1:] + [self._last_end(starts[-1])] if steps else []
+        outputs = [[] for _ in range(steps)]
+        grad_solution = grad_solution.reshape(len(grad_solution), *self.shape)
+        for index, time in enumerate(self.solver_times.tolist()[1:], start=1):
+            # torchdiffeq steps while the output time lies beyond the step's end.
+            outputs[min(bisect.bisect_left(ends, time), steps - 1)].append(index)
+
+        grads = [torch.zeros_like(param) for param in self.params]
+        adjoint = torch.zeros_like(grad_solution[0])
+        derivative_adjoint = torch.zeros_like(grad_solution[0])
+        for step in range(steps - 1, -1, -1):
+            adjoint, derivative_adjoint = self._step_backward(
+                step, starts[step], ends[step], outputs[step], grad_solution, adjoint,
+                derivative_adjoint, grads)
+        after_start = adjoint.reshape(-1)
+        return after_start + grad_solution[0].reshape(-1), after_start, grads
+
+    def _last_end(self, start):
+        t0, _, dt, attempted = self.tape.starts[-1]
+        if not self.tape.adaptive:
+            return float(self.solver_times[-1])
+        if attempted is not None and bool(dt != attempted):
+            # Clipped to a step_t or jump_t value c (in the solver's time), dt = c - t0.
+            for values in (self.solver.step_t, self.solver.jump_t):
+                for value in ([] if values is None else values.reshape(-1).tolist()):
+                    if value > start and value - start == float(dt):
+                        return value
+        return float(torch.as_tensor(start, dtype=dt.dtype) + dt)
+
+    def _step_backward(self, step, start, end, output_indices, grad_solution, adjoint,
+                       derivative_adjoint, grads):
+        tape, solver = self.tape, self.solver
+        time_dtype = tape.starts[step][2].dtype
+        t0 = torch.tensor(start, dtype=time_dtype, device=grad_solution.device)
+        t1 = torch.tensor(end, dtype=time_dtype, device=grad_solution.device)
+        first = step == 0
+        with torch.enable_grad():
+            y0 = self._solver_form(tape.starts[step][1]).detach().requires_grad_(True)
+            inputs = [y0]
+            if tape.adaptive:
+                if first:
+                    f0 = self.func(t0, y0)
+                else:
+                    # Recorded as func returned it; the solver's field is negated when t decreases.
+                    f0 = self._solver_form(tape.ends[step - 1]).detach()
+                    f0 = (-f0 if tape.reversed_time else f0).requires_grad_(True)
+                    inputs.append(f0)
+                y1, f1, _, stages = _runge_kutta_step(self.func, y0, f0, t0, t1 - t0, t1,
+                                                      tableau=solver.tableau)
+                interp = solver._interp_fit(y0, y1, stages, t1 - t0) if output_indices else None
+                if tape.jumps[step]:
+                    f1 = self.func(t1, y1, perturb=Perturb.NEXT)
+                values = [_interp_evaluate(interp, t0, t1, self.solver_times[index])
+                          for index in output_indices]
+                ends = [y1, f1]
+            else:
+                dt = t1 - t0
+                increment, f0 = solver._step_func(self.func, t0, dt, t1, y0)
+                y1 = y0 + increment
+                values = []
+                if output_indices and solver.interp == 'cubic':
+                    f1 = self.func(t1, y1)
+                for index in output_indices:
+                    time = self.solver_times[index]
+                    if solver.interp == 'linear':
+                        values.append(solver._linear_interp(t0, t1, y0, y1, time))
+                    else:
+                        values.append(solver._cubic_hermite_interp(t0, y0, f0, t1, y1, f1, time))
+                ends = [y1]
+            outputs = ends + values
+            cotangents = ([adjoint, derivative_adjoint] if tape.adaptive else [adjoint])
+            cotangents += [grad_solution[index] for index in output_indices]
+            pairs = [(output, cotangent) for output, cotangent in zip(outputs, cotangents)
+                     if output.requires_grad]
+            found = [None] * (len(inputs) + len(self.params))
+            if pairs:
+                found = torch.autograd.grad([pair[0] for pair in pairs],
+                                            inputs + list(self.params),
+                                            [pair[1] for pair in pairs], allow_unused=True)
+        for total, grad in zip(grads, found[len(inputs):]):
+            if grad is not None:
+                total.add_(grad)
+        grad_y0 = found[0] if found[0] is not None else torch.zeros_like(adjoint)
+        if tape.adaptive and not first:
+            grad_f0 = found[1] if found[1] is not None else torch.zeros_like(adjoint)
+        else:
+            grad_f0 = None
+        return grad_y0.detach(), None if grad_f0 is None else grad_f0.detach()
