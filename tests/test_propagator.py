@@ -12,7 +12,7 @@ from torch import nn
 from datasets import sines
 from models.vector_fields import SecondOrderVectorField
 from torch_gq_adjoint import odeint, odeint_adjoint_gq
-from torch_gq_adjoint._impl import propagator
+from torch_gq_adjoint._impl import notices, propagator
 
 
 class _PerSample(nn.Module):
@@ -103,9 +103,10 @@ def test_a_function_that_mixes_samples_falls_back_with_a_warning():
         chosen = _gradients(odeint_adjoint_gq, func, y0, t, backward='propagator')
     assert _relative(chosen, direct) < 1e-5
     # 'auto' probes only where the cost model picks the propagator: many times here.
+    notices.forget()  # the same call site as above: it would not warn a second time
     many = torch.linspace(0, 1, 60, dtype=torch.float64, requires_grad=True)
     with pytest.warns(RuntimeWarning, match='mixes the samples'):
-        _gradients(odeint_adjoint_gq, func, y0, many, backward='auto')
+        _gradients(odeint_adjoint_gq, func, y0, many, backward='auto', checkpoint_memory=0)
 
 
 class _Stiff(nn.Module):
@@ -158,7 +159,8 @@ def test_auto_chooses_by_the_cost_model():
     assert not propagator.cheaper_than_restart(samples, forward_nfe=32, intervals=49)
 
 
-def test_the_default_is_auto_and_uses_the_propagator_with_many_times(monkeypatch):
+def test_auto_uses_the_propagator_with_many_times_when_the_checkpoint_does_not_fit(
+        monkeypatch):
     segments = []
     original = propagator._segment
 
@@ -172,11 +174,12 @@ def test_the_default_is_auto_and_uses_the_propagator_with_many_times(monkeypatch
     t = torch.linspace(0, 3, 40, dtype=torch.float64, requires_grad=True)
     with warnings.catch_warnings():
         warnings.simplefilter('error')
-        chosen = _gradients(odeint_adjoint_gq, func, y0, t)
+        chosen = _gradients(odeint_adjoint_gq, func, y0, t, checkpoint_memory=0)
     assert segments == [39]  # one solve from the last time, no restarts
     assert _relative(chosen, _gradients(odeint, func, y0, t)) < 1e-5
     segments.clear()
-    _gradients(odeint_adjoint_gq, func, y0, t[:2])  # one interval: restarting is cheaper
+    # one interval: restarting is cheaper
+    _gradients(odeint_adjoint_gq, func, y0, t[:2], checkpoint_memory=0)
     assert segments == []
 
 
@@ -198,7 +201,7 @@ def test_a_coupled_1d_state_restarts_silently_under_auto():
     t = torch.linspace(0, 4, 50, dtype=torch.float64, requires_grad=True)
     with warnings.catch_warnings():
         warnings.simplefilter('error')
-        chosen = _gradients(odeint_adjoint_gq, func, y0, t)
+        chosen = _gradients(odeint_adjoint_gq, func, y0, t, checkpoint_memory=0)
     assert _relative(chosen, _gradients(odeint, func, y0, t)) < 1e-5
     with pytest.warns(RuntimeWarning, match='mixes the samples'):
         _gradients(odeint_adjoint_gq, func, y0, t, backward='propagator')
@@ -268,7 +271,7 @@ def test_float32_propagator_error_stays_within_twice_the_restart_methods():
 
 
 @pytest.mark.parametrize('overrides, words', [
-    (dict(backward='both'), "backward must be 'auto', 'restart' or 'propagator'"),
+    (dict(backward='both'), "backward must be one of 'auto', 'restart', 'propagator'"),
     (dict(batch_dim=1), 'batch_dim must be 0'),
 ])
 def test_bad_backward_arguments(overrides, words):

@@ -97,3 +97,31 @@ def test_fixed_grid_output_at_a_grid_point_is_the_grid_state():
     solution = torchdiffeq.odeint(lambda time, y: -y, torch.ones(1, dtype=torch.float64), t,
                                   method='euler', options=dict(step_size=0.25))
     assert solution[-1].item() == 0.75 ** 2  # two Euler steps, no interpolation
+
+
+def test_the_private_pieces_the_checkpointed_backward_rebuilds_steps_with():
+    # backward='checkpoint' builds the very solver odeint builds and recomputes each
+    # accepted step with these; tests/test_checkpoint.py checks the values bit for bit.
+    import inspect
+
+    from torchdiffeq._impl.fixed_grid import FixedGridODESolver
+    from torchdiffeq._impl.interp import _interp_evaluate
+    from torchdiffeq._impl.misc import Perturb, _check_inputs
+    from torchdiffeq._impl.rk_common import RKAdaptiveStepsizeODESolver, _runge_kutta_step
+
+    assert list(inspect.signature(_check_inputs).parameters) == [
+        'func', 'y0', 't', 'rtol', 'atol', 'method', 'options', 'event_fn', 'SOLVERS']
+    assert len(_check_inputs(lambda t, y: y, torch.ones(1), torch.tensor([0.0, 1.0]), 1e-3,
+                             1e-3, 'dopri5', None, None, SOLVERS)) == 10
+    assert list(inspect.signature(_runge_kutta_step).parameters) == [
+        'func', 'y0', 'f0', 't0', 'dt', 't1', 'tableau']
+    assert list(inspect.signature(_interp_evaluate).parameters) == [
+        'coefficients', 't0', 't1', 't']
+    assert hasattr(Perturb, 'NEXT') and hasattr(Perturb, 'PREV')
+    for name in ('_interp_fit', '_adaptive_step'):
+        assert hasattr(RKAdaptiveStepsizeODESolver, name)
+    for name in ('_step_func', '_linear_interp', '_cubic_hermite_interp'):
+        assert hasattr(FixedGridODESolver, name)
+    solver = SOLVERS['dopri5'](func=lambda t, y: y, y0=torch.ones(1), rtol=1e-3, atol=1e-3,
+                               norm=lambda x: x.abs().max())
+    assert hasattr(solver, 'tableau') and solver.step_t is None and solver.jump_t is None

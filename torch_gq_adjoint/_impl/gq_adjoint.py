@@ -30,7 +30,7 @@ from .checkpoint import (
     ForwardTape,
     checkpoint_problem,
 )
-from .choice import prefers_checkpoint
+from .choice import prefers_checkpoint, tight_enough
 from .dynamics import AdjointDynamics, CountedField
 from .error_control import ControlledQuadrature, Interval, Rule
 from .interpolation import hermite
@@ -146,7 +146,6 @@ class _GaussQuadratureAdjoint(torch.autograd.Function):
         adjoint, grad_times, param_grads = _backward_pass(
             settings, t.detach(), times, solution, grad_solution, tuple(params), ctx,
             need_time_grads=ctx.needs_input_grad[1])
-        ctx.tape = None  # the recorded steps are not needed any more
         if grad_times is not None and event_mode:
             # Only t[0] reaches the solution in event mode, as in torchdiffeq.
             grad_times = torch.cat([grad_times[:1], torch.zeros_like(t[1:])])
@@ -223,16 +222,16 @@ def _choose_backward(settings, tape, forward_nfe, times, solution):
     if settings.backward in ('restart', 'propagator'):
         return 'quadrature'
     reason = checkpoint_problem(settings.method, settings.event_fn is not None)
-    if reason is None and tape.overflow:
+    if reason is None and (tape is None or tape.overflow):
         reason = (f'the recorded steps passed checkpoint_memory={settings.checkpoint_memory} '
                   'bytes')
     if settings.backward == 'checkpoint':
         if reason is None:
             return 'checkpoint'
         warn_once(f"odeint_adjoint_gq: backward='checkpoint' cannot be used ({reason}); "
-                  "using backward='restart'.", settings.call_site, key='checkpoint')
+                  "using backward='restart'.", settings.call_site)
         return 'quadrature'
-    if reason is not None:
+    if reason is not None or not tight_enough(settings.rtol):
         return 'quadrature'
     steps = tape.step_evaluations if tape.adaptive else forward_nfe
     controlled = settings.gtol is None

@@ -325,4 +325,4 @@ def fall_back(reason, location):
     cannot be used and the restart method is."""
     warn_once(f'odeint_adjoint_gq: the per-sample propagator cannot be used ({reason}); '
               "using backward='restart'. Pass backward='restart' to silence this.",
-              location, key='propagator')
+              location)
