@@ -579,40 +579,48 @@ def odeint_adjoint_gq(func, y0, t, *, rtol=1e-7, atol=1e-9, gtol=None, method=No
             the last accepted step of the previous one unless ``first_step`` is given.
         adjoint_params: tensors to differentiate (default: ``func.parameters()``); those
             not requiring grad are skipped, unused ones get a zero gradient.
-        backward: how the adjoint is carried across the observation times.
+        backward: which backward pass computes the gradients (docs/backward.md derives
+            each; docs/benchmarks.md measures them on common workloads).
 
-            - ``'auto'`` (default): the propagator (below) where it is valid and
-              cheaper, else ``'restart'``. The cost model counts evaluations of ``func``
-              with one vector–Jacobian product: the propagator is used when
-              ``(1 + d) · NFE < 2 · max(NFE, 7 · intervals)`` (NFE: the forward solve's
-              evaluations; restarting costs at least one 7-evaluation step per interval,
-              a propagator evaluation about ``(1 + d) / 2`` of them). One or two output
-              times and fixed-grid methods always restart, and so, in practice, does a
-              large per-sample state (images). A ``func`` that mixes the samples of a
-              batch is detected and restarts with a warning (silently for a 1-D ``y0``,
-              which may be one coupled trajectory).
+            - ``'auto'`` (default): a deterministic rule on counted evaluations (never on
+              timings; the same call always takes the same path). The checkpoint where
+              the forward solve is tight (``rtol`` ≤ 1e-5), its steps fit in
+              ``checkpoint_memory`` and it is expected to cost under half the restart
+              method (many output times, or a ``func`` that ``vmap`` cannot batch, such
+              as a CNF taking ``torch.autograd.grad`` inside); else the propagator where
+              it is valid and cheaper (``(1 + d) · NFE < 2 · max(NFE, 7 · intervals)``);
+              else ``'restart'``.
             - ``'restart'``: the paper's, one ``[z, a]`` solve per interval, restarted at
-              every observation time (at least one full solver step each).
-            - ``'propagator'``: one backward solve over the whole horizon of ``z`` and the
-              per-sample propagator ``Ψ`` (``dΨ/ds = Aᵀ Ψ``, a d × d matrix per sample,
-              d the per-sample state size), with ``a = Ψ(s) Σ_j Ψ(t_j)⁻¹ g_j`` in closed
-              form at the nodes. It needs ``func`` to treat the samples along
-              ``batch_dim`` independently; that is checked (one vector–Jacobian product),
-              and a function that mixes samples (batch norm, attention over the batch)
-              gets ``'restart'`` with a warning, as do fixed-grid methods and callable
-              adjoint norms. Where ``Ψ(t_k)`` is ill conditioned (condition number > 100)
-              or the backward ``z`` drifts from the forward solution (> 100 tolerances),
-              the propagator is anchored anew there (``Ψ = I``). One solve carries its
-              error across the whole horizon, so with ``gtol=None`` ``[z, Ψ]`` is solved
-              at a hundredth of ``adjoint_rtol``/``adjoint_atol`` (floored at 16 machine
-              epsilons of the dtype; about twice the evaluations), and the nodes' ``z``
-              is shifted by the backward solve's offset from the forward solution,
-              measured at the interval's ends (no evaluations): together they bring the
-              gradient error to within about 2 × the restart method's. With a number
-              ``gtol`` (the paper's rule, which favours speed) the solve runs at the
-              adjoint tolerances, where its own error dwarfs the offset's.
+              every observation time (at least one full solver step each), the parameter
+              gradient by Gauss–Legendre quadrature.
+            - ``'propagator'``: one backward solve of ``z`` and the per-sample
+              propagator ``Ψ`` (a d × d matrix per sample, d the per-sample state size)
+              over the whole horizon, ``a`` in closed form at the nodes. Needs ``func``
+              to treat the samples along ``batch_dim`` independently: that is checked,
+              and a function that mixes samples gets ``'restart'`` with a warning, as do
+              fixed-grid methods and callable adjoint norms.
+            - ``'checkpoint'``: discretise-then-optimise. The state at each accepted
+              forward step is kept (memory O(steps × state)); the backward pass
+              recomputes one step at a time with torchdiffeq's own step function and
+              backpropagates through it. The gradient is that of the forward
+              discretisation with the step sizes held fixed: direct backpropagation's,
+              less the derivative of the step-size controller. Covers the adaptive
+              Runge–Kutta methods and euler, midpoint, heun2, heun3, rk4; the Adams
+              methods, scipy_solver, fixed-grid event handling and a tape past
+              ``checkpoint_memory`` get ``'restart'`` with a warning. ``adjoint_*``
+              arguments and the ``*_adjoint`` callbacks are not used by it.
+
+            Fall-back warnings are shown once per call site and process.
         batch_dim: 0 (default): the samples are along the first dimension of ``y0`` (of
-            every part of a tuple ``y0``); None: no per-sample structure (always restart).
+            every part of a tuple ``y0``); None: no per-sample structure (no propagator).
+        checkpoint_memory: bytes the checkpoint's record of the forward steps may hold
+            (default 2**28, 256 MiB). Under ``'auto'`` a solve whose steps pass it uses
+            the quadrature passes (memory O(state)); 0 rules the checkpoint out.
+        info: optional dict, filled in with what the solve cost: ``forward_nfe``,
+            ``checkpoint_steps`` and ``checkpoint_bytes`` after the forward pass;
+            ``backward`` (``'restart'``, ``'propagator'`` or ``'checkpoint'``, the pass
+            that ran), ``backward_nfe`` and ``nodes`` (quadrature nodes evaluated) after
+            the backward pass.
 
     Returns:
         Tensor of shape ``(len(t), *y0.shape)``, or a tuple of such tensors for a tuple
