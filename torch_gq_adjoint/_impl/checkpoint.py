@@ -37,6 +37,7 @@ from torchdiffeq._impl.odeint import SOLVERS
 from torchdiffeq._impl.rk_common import _runge_kutta_step
 
 from .checks import ADAPTIVE_METHODS
+from .record import BackwardResult
 
 #: Fixed-grid methods whose steps depend only on the state at their start (the Adams
 #: methods carry a history of derivatives, and scipy's solvers are not torch code).
@@ -155,31 +156,28 @@ class ForwardTape:
 
 
 class CheckpointBackward:
-    """The checkpointed backward pass over a recorded forward solve.
+    """The checkpointed backward pass (``backward='checkpoint'``) over a recorded solve.
 
     Args:
-        settings: the Function's settings (``func``, ``layout``, tolerances, ``method``,
-            ``options``).
-        tape: :class:`ForwardTape` of the forward solve.
-        t: the user's ``t`` (detached).
-        output_times: ``(T,)`` the times of the outputs (``t``, or ``[t0, event_t]`` in
-            event mode).
-        state: ``(n,)`` a flat state of the solve (its dtype and device).
-        params: tuple of tensors requiring grad.
+        record: :class:`~.record.ForwardRecord` whose ``tape`` holds the steps.
 
     Attributes:
         nfe: int, evaluations of ``func`` made by the backward pass.
     """
 
-    def __init__(self, settings, tape, t, output_times, state, params):
-        self.settings, self.tape, self.params = settings, tape, params
+    name = 'checkpoint'
+
+    def __init__(self, record):
+        settings, tape = record.settings, record.tape
+        self.settings, self.tape, self.params = settings, tape, record.params
         self.nfe = 0
         with warnings.catch_warnings():
             # The forward solve already warned about anything in the options.
             warnings.simplefilter('ignore')
-            checked = _check_inputs(self._counted, settings.layout.unflatten(state), t,
-                                    settings.rtol, settings.atol, settings.method,
-                                    settings.options, None, SOLVERS)
+            state = settings.layout.unflatten(record.solution[0])
+            checked = _check_inputs(self._counted, state, record.t, settings.rtol,
+                                    settings.atol, settings.method, settings.options, None,
+                                    SOLVERS)
             _, func, flat_y0, _, rtol, atol, method, options, _, _ = checked
             self.solver = SOLVERS[method](func=func, y0=flat_y0, rtol=rtol, atol=atol,
                                           **options)
@@ -188,6 +186,7 @@ class CheckpointBackward:
         self.sign = -1.0 if tape.reversed_time else 1.0
         # The times as the solver saw them: negated for decreasing t; float64 (the
         # solver's time dtype) for the adaptive methods.
+        output_times = record.times
         solver_times = -output_times if tape.reversed_time else output_times
         self.solver_times = solver_times.to(self.solver.dtype) if tape.adaptive else solver_times
 
@@ -203,11 +202,7 @@ class CheckpointBackward:
         return value
 
     def __call__(self, grad_solution):
-        """``(dL/dy0, a(t_0⁺), dL/dθ)`` for flat output cotangents ``(T, n)``.
-
-        ``a(t_0⁺)`` is the adjoint arriving at ``t_0`` from later times (the time gradient
-        of ``t_0`` needs it).
-        """
+        """:class:`~.record.BackwardResult` for output cotangents ``(T, n)``."""
         tape = self.tape
         steps = len(tape.starts)
         starts = [self.sign * float(start[0]) for start in tape.starts]
@@ -228,7 +223,8 @@ class CheckpointBackward:
                 step, starts[step], ends[step], outputs[step], grad_solution, adjoint,
                 derivative_adjoint, grads)
         after_start = adjoint.reshape(-1)
-        return after_start + grad_solution[0].reshape(-1), after_start, grads
+        return BackwardResult(after_start + grad_solution[0].reshape(-1), after_start, grads,
+                              dict(backward=self.name, backward_nfe=self.nfe, nodes=0))
 
     def _last_end(self, start):
         t0, _, dt, attempted = self.tape.starts[-1]

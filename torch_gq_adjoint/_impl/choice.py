@@ -25,8 +25,13 @@ in ``docs/benchmarks.md``), so ``'auto'`` considers the checkpoint only when the
 """
 
 import torch
+from torch.func import vmap
 
-from .propagator import STEP_EVALUATIONS
+from .backward_solves import BackwardSolves
+from .checkpoint import CheckpointBackward, checkpoint_problem
+from .notices import warn_once
+from .propagator import STEP_EVALUATIONS, propagator_plan
+from .restart import RestartBackward
 
 #: Restart evaluations per checkpoint evaluation: a recomputation with a graph plus a
 #: product that also reaches the parameters, against an evaluation plus a product with
@@ -84,3 +89,58 @@ def prefers_checkpoint(forward_nfe, step_evaluations, intervals, controlled, vec
     """
     return (MARGIN * CHECKPOINT_COST * step_evaluations
             < restart_estimate(forward_nfe, intervals, controlled, vectorised))
+
+
+def choose(record):
+    """The backward pass to run for this solve (``settings.backward`` and the rules above).
+
+    Args:
+        record: :class:`~.record.ForwardRecord`.
+
+    Returns:
+        A backward pass: :class:`~.checkpoint.CheckpointBackward`,
+        :class:`~.propagator.PropagatorBackward` or :class:`~.restart.RestartBackward`.
+    """
+    if _use_checkpoint(record):
+        return CheckpointBackward(record)
+    solves = BackwardSolves(record)
+    backward = record.settings.backward
+    if backward in ('auto', 'propagator'):
+        propagator = propagator_plan(record, solves, explicit=backward == 'propagator')
+        if propagator is not None:
+            return propagator
+    return RestartBackward(record, solves)
+
+
+def _use_checkpoint(record):
+    settings, tape = record.settings, record.tape
+    if settings.backward in ('restart', 'propagator'):
+        return False
+    reason = checkpoint_problem(settings.method, settings.event_fn is not None)
+    if reason is None and (tape is None or tape.overflow):
+        reason = (f'the recorded steps passed checkpoint_memory={settings.checkpoint_memory} '
+                  'bytes')
+    if settings.backward == 'checkpoint':
+        if reason is not None:
+            warn_once(f"odeint_adjoint_gq: backward='checkpoint' cannot be used ({reason}); "
+                      "using backward='restart'.", settings.call_site)
+        return reason is None
+    if reason is not None or not tight_enough(settings.rtol):
+        return False
+    steps = tape.step_evaluations if tape.adaptive else record.forward_nfe
+    rule = (record.forward_nfe, steps, len(record.times) - 1, settings.gtol is None)
+    if prefers_checkpoint(*rule, vectorised=True):
+        return True
+    if not prefers_checkpoint(*rule, vectorised=False):
+        return False
+    return not _vectorisable(settings.field, record.times, record.solution)
+
+
+def _vectorisable(field, times, solution):
+    """Whether ``vmap`` batches ``field`` over quadrature nodes (one evaluation)."""
+    with torch.enable_grad():
+        try:
+            vmap(field)(times[-1:], solution[-1:].detach().requires_grad_(True))
+        except RuntimeError:
+            return False
+    return True

@@ -1,12 +1,13 @@
-"""The GQ adjoint: one autograd Function whose forward and backward read top to bottom.
+"""The public function and one autograd Function whose forward and backward read top to
+bottom.
 
 Forward: :func:`torchdiffeq.odeint` itself, on the user's ``func`` and state structure,
-without a graph; only the evaluations (NFE) are counted.
-Backward, interval by interval from the last: solve ``[z, a]`` backwards, read them at
-Gauss–Legendre nodes (off the solver's dense output, or a cubic Hermite interpolant of
-a fixed grid), restart ``z`` from the stored forward solution and add the loss gradient
-to ``a``. The parameter integral is then one batched quadrature over every interval's
-nodes; the time gradients follow in closed form from ``f`` at the output times.
+without a graph; the evaluations are counted and, where the checkpointed backward may
+run, the accepted steps recorded (:class:`~.checkpoint.ForwardTape`).
+Backward: :func:`~.choice.choose` picks a backward pass (:mod:`.restart`,
+:mod:`.propagator`, :mod:`.checkpoint`), which returns the cotangents of ``y0`` and the
+parameters; the time gradients follow in closed form from ``f`` at the output times
+(:func:`~.record.time_gradients`).
 """
 
 import numbers
@@ -15,42 +16,14 @@ from dataclasses import dataclass
 import torch
 import torchdiffeq
 from torch.autograd.function import once_differentiable
-from torch.func import vmap
 
 from . import checks
-from .backward_options import (
-    backward_norm,
-    backward_options,
-    flat_state_norm,
-    flat_tolerance,
-)
-from .checkpoint import (
-    DEFAULT_CHECKPOINT_MEMORY,
-    CheckpointBackward,
-    ForwardTape,
-    checkpoint_problem,
-)
-from .choice import prefers_checkpoint, tight_enough
-from .dynamics import AdjointDynamics, CountedField
-from .error_control import ControlledQuadrature, Interval, Rule
-from .interpolation import hermite
-from .notices import call_site, warn_once
-from .parameter_integral import NodeEvaluator, ParameterIntegral
-from .propagator import (
-    SampleLayout,
-    cheaper_than_restart,
-    fall_back,
-    mixes_samples,
-    propagator_intervals,
-    propagator_tolerance,
-)
-from .quadrature import (
-    FIRST_GTOL,
-    candidate_counts,
-    gauss_legendre,
-    grid_node_count,
-    node_count,
-)
+from .backward_options import backward_norm
+from .checkpoint import DEFAULT_CHECKPOINT_MEMORY, ForwardTape, checkpoint_problem
+from .choice import choose
+from .dynamics import CountedField
+from .notices import call_site
+from .record import ForwardRecord, check_finite, time_gradients
 from .state import FlatField, StateLayout
 
 
@@ -143,9 +116,15 @@ class _GaussQuadratureAdjoint(torch.autograd.Function):
         if event_mode:
             times = torch.cat([times[:1], event_t.detach().reshape(1).to(times)])
 
-        adjoint, grad_times, param_grads = _backward_pass(
-            settings, t.detach(), times, solution, grad_solution, tuple(params), ctx,
-            need_time_grads=ctx.needs_input_grad[1])
+        record = ForwardRecord(settings, t.detach(), times, solution, tuple(params),
+                               ctx.forward_nfe, ctx.forward_step, ctx.tape)
+        result = choose(record)(grad_solution)
+        check_finite(result)
+        _report(settings.info, **result.costs)
+        adjoint, param_grads = result.grad_y0, result.param_grads
+        grad_times = None
+        if ctx.needs_input_grad[1]:
+            grad_times = time_gradients(record, grad_solution, result.adjoint_after_start)
         if grad_times is not None and event_mode:
             # Only t[0] reaches the solution in event mode, as in torchdiffeq.
             grad_times = torch.cat([grad_times[:1], torch.zeros_like(t[1:])])
@@ -154,361 +133,10 @@ class _GaussQuadratureAdjoint(torch.autograd.Function):
         return (None, grad_times, *grad_y0, *param_grads)
 
 
-def _backward_pass(settings, t, times, solution, grad_solution, params, ctx, need_time_grads):
-    """The whole backward pass on flat states: ``(dL/dy0, dL/dt or None, dL/dθ)``."""
-    field = settings.field
-    fields = _FieldValues(field, times, solution)
-    choice = _choose_backward(settings, ctx.tape, ctx.forward_nfe, times, solution)
-    if choice == 'checkpoint':
-        backward = CheckpointBackward(settings, ctx.tape, t, times, solution[0], params)
-        adjoint, adjoint_after_start, param_grads = backward(grad_solution)
-        _report(settings.info, backward='checkpoint', backward_nfe=backward.nfe, nodes=0)
-    else:
-        adjoint, adjoint_after_start, param_grads = _quadrature_backward(
-            settings, times, solution, grad_solution, params, ctx, fields)
-    _check_finite(adjoint, 'the gradient of y0')
-    for number, grad in enumerate(param_grads):
-        _check_finite(grad, f'the gradient of parameter {number}')
-
-    grad_times = None
-    if need_time_grads:
-        with torch.no_grad():
-            derivatives = fields()
-            grad_times = (grad_solution * derivatives).sum(dim=-1)
-            grad_times[0] = -(adjoint_after_start * derivatives[0]).sum()
-        grad_times = grad_times.to(times.dtype)
-    return adjoint, grad_times, param_grads
-
-
-def _quadrature_backward(settings, times, solution, grad_solution, params, ctx, fields):
-    """Restart or propagator: ``(dL/dy0, a(t_0⁺), dL/dθ)``."""
-    size = solution.shape[-1]
-    evaluator = NodeEvaluator(settings.field, params, size, call_site=settings.call_site)
-    controlled = settings.gtol is None and settings.adjoint_method not in checks.GRID_METHODS
-    sweep = _Sweep(settings, times, solution, ctx.forward_nfe, ctx.forward_step, controlled)
-    integral = None if controlled else ParameterIntegral(evaluator)
-
-    use_propagator = _use_propagator(settings, sweep, solution, ctx.forward_nfe)
-    if use_propagator:
-        found, _ = propagator_intervals(sweep, grad_solution)
-    else:
-        found = _restart_intervals(sweep, grad_solution)
-    # a(t_0^+): the adjoint arriving at t_0 from later times (none if t has one entry).
-    adjoint_after_start = torch.zeros_like(grad_solution[-1])
-    intervals = []
-    for interval in found:
-        if integral is not None:
-            rule = interval.rules[0]
-            integral.add(rule.times, rule.weights, rule.states, rule.adjoints)
-        elif params:
-            intervals.append(interval)
-        adjoint_after_start = interval.adjoint_end
-    adjoint = adjoint_after_start + grad_solution[0]
-
-    if integral is not None:
-        param_grads = integral.result()
-    else:
-        param_grads = ControlledQuadrature(evaluator, *sweep.tolerances, fields).integrate(
-            intervals)
-    _report(settings.info, backward='propagator' if use_propagator else 'restart',
-            backward_nfe=sweep.dynamics.nfe + (0 if sweep.propagator_dynamics is None
-                                               else sweep.propagator_dynamics.nfe),
-            nodes=evaluator.nodes)
-    return adjoint, adjoint_after_start, param_grads
-
-
-def _choose_backward(settings, tape, forward_nfe, times, solution):
-    """``'checkpoint'`` or ``'quadrature'`` (restart or propagator, chosen later)."""
-    if settings.backward in ('restart', 'propagator'):
-        return 'quadrature'
-    reason = checkpoint_problem(settings.method, settings.event_fn is not None)
-    if reason is None and (tape is None or tape.overflow):
-        reason = (f'the recorded steps passed checkpoint_memory={settings.checkpoint_memory} '
-                  'bytes')
-    if settings.backward == 'checkpoint':
-        if reason is None:
-            return 'checkpoint'
-        warn_once(f"odeint_adjoint_gq: backward='checkpoint' cannot be used ({reason}); "
-                  "using backward='restart'.", settings.call_site)
-        return 'quadrature'
-    if reason is not None or not tight_enough(settings.rtol):
-        return 'quadrature'
-    steps = tape.step_evaluations if tape.adaptive else forward_nfe
-    controlled = settings.gtol is None
-    rule = (forward_nfe, steps, len(times) - 1, controlled)
-    if prefers_checkpoint(*rule, vectorised=True):
-        return 'checkpoint'
-    if not prefers_checkpoint(*rule, vectorised=False):
-        return 'quadrature'
-    return 'checkpoint' if not _vectorisable(settings.field, times, solution) else 'quadrature'
-
-
-def _vectorisable(field, times, solution):
-    """Whether ``vmap`` batches ``field`` over quadrature nodes (one evaluation)."""
-    with torch.enable_grad():
-        try:
-            vmap(field)(times[-1:], solution[-1:].detach().requires_grad_(True))
-        except RuntimeError:
-            return False
-    return True
-
-
 def _report(info, **values):
     """Write what the solve cost into the user's ``info`` dict (if one was given)."""
     if info is not None:
         info.update(values)
-
-
-def _restart_intervals(sweep, grad_solution):
-    """The paper's backward pass: one ``[z, a]`` solve per interval, from the last."""
-    adjoint = grad_solution[-1]
-    for index in range(len(sweep.time_values) - 1, 0, -1):
-        interval = sweep.solve(index, adjoint)
-        yield interval
-        adjoint = interval.adjoint_end + grad_solution[index - 1]
-
-
-def _use_propagator(settings, sweep, solution, forward_nfe):
-    """Whether this backward pass uses the propagator (see ``backward`` in the docstring)."""
-    if (settings.backward in ('restart', 'checkpoint') or not settings.per_sample
-            or len(sweep.time_values) < 3):
-        return False
-    explicit = settings.backward == 'propagator'
-    reason, mixing = None, False
-    if sweep.grid:
-        reason = 'fixed-grid methods step the same either way'
-    elif settings.custom_adjoint_norm:
-        reason = 'a callable adjoint norm expects the restart method\'s state'
-    elif sweep.samples is None:
-        reason = sweep.samples_problem
-    elif not explicit and not cheaper_than_restart(sweep.samples, forward_nfe,
-                                                   len(sweep.time_values) - 1):
-        return False  # the cost model restarts; no need to probe the function
-    elif mixes_samples(settings.field, sweep.times[-1], solution[-1], sweep.samples):
-        reason, mixing = ('func mixes the samples of the batch (a cotangent on sample 0 '
-                          'reached other samples), so the adjoint is not per sample'), True
-    if reason is not None:
-        # Under 'auto', a function that mixes the samples of a batch (a state with a batch
-        # dimension and per-sample features) is worth a warning: the propagator was about
-        # to be used. A 1-D state is as likely one coupled trajectory as a batch of scalars:
-        # restarting is simply right there.
-        if explicit or (mixing and sweep.samples.batched):
-            fall_back(reason, settings.call_site)
-        return False
-    return True
-
-
-class _FieldValues:
-    """``f(t_i, z_i)`` at every output time, ``(T, n)``, computed once on first use.
-
-    They give the time gradients in closed form (``dL/dt_i = g_i · f(t_i, z_i)`` for
-    i ≥ 1, ``dL/dt_0 = -a(t_0⁺) · f(t_0, z_0)``: the solution moves with t_0 only through
-    the start of the flow, so the loss gradient at t_0 itself does not count) and the
-    reference of the error-controlled quadrature's time check.
-    """
-
-    def __init__(self, field, times, solution):
-        self.field, self.times, self.solution = field, times, solution
-        self.values = None
-
-    def __call__(self):
-        if self.values is None:
-            with torch.no_grad():
-                try:
-                    self.values = vmap(self.field)(self.times, self.solution)
-                except RuntimeError:  # func cannot be vectorised: one call per time
-                    self.values = torch.stack([self.field(time, state) for time, state
-                                               in zip(self.times, self.solution)])
-        return self.values
-
-
-class _Sweep:
-    """Backward solves of ``[z, a]``, one interval at a time, and their quadrature nodes."""
-
-    def __init__(self, settings, times, solution, forward_nfe, forward_step, controlled):
-        self.settings = settings
-        self.times = times
-        self.solution = solution
-        self.size = solution.shape[-1]
-        self.forward_nfe = forward_nfe
-        self.controlled = controlled
-        method = settings.adjoint_method
-        self.grid = method in checks.GRID_METHODS
-        self.adaptive = method in checks.ADAPTIVE_METHODS
-        # One host transfer for all times: node counts and positions are host-side.
-        self.time_values = times.tolist()
-        self.total_length = self.time_values[-1] - self.time_values[0]
-        # The backward solves run against t's direction; the solver's own time
-        # s = direction·t increases (see AdjointDynamics).
-        self.direction = -1.0 if self.total_length > 0 else 1.0
-        self.carry = self.adaptive and settings.gtol is not None
-        self.dynamics = AdjointDynamics(settings.field, self.size, self.direction,
-                                        record_steps=self.carry, record_grid=self.grid)
-        self.options = backward_options(settings.adjoint_options, self.direction)
-        # The paper's rule (a number gtol) favours speed: a step chosen by the user wins for
-        # the first interval; after that, and when the user chose none, each solve starts
-        # with the last accepted step of the previous one. The default mode starts every
-        # solve as torchdiffeq's adjoint does (its own initial step selection, or the
-        # user's first_step): carried steps are as large as the error estimate allows,
-        # and on coarse tolerances that costs accuracy the adjoint has.
-        self.step = self.options.get('first_step', forward_step) if self.carry else None
-        jumps = settings.adjoint_options.get('jump_t')
-        self.jumps = [] if jumps is None else torch.as_tensor(jumps).reshape(-1).tolist()
-        self.tolerances = tuple(flat_tolerance(value, settings.layout, solution)
-                                for value in (settings.adjoint_rtol, settings.adjoint_atol))
-        part_norm = flat_state_norm(settings.options.get('norm'), settings.layout)
-        size = self.size
-
-        def propagator_norm(state):
-            # As the default backward norm: the forward norm of z, RMS of the rest.
-            return torch.maximum(torch.as_tensor(part_norm(state[:size])),
-                                 state[size:].pow(2).mean().sqrt())
-        self.propagator_norm = propagator_norm
-        self.propagator_dynamics = None
-        self.samples, self.samples_problem = None, None
-        if settings.backward != 'restart':
-            try:
-                self.samples = SampleLayout(settings.layout)
-            except ValueError as error:
-                self.samples_problem = str(error)
-
-    def rules_of(self, index):
-        """The candidate rules of interval ``[t_{index-1}, t_index]`` (dense methods)."""
-        return self._rules(self.time_values[index], self.time_values[index - 1], self._counts)
-
-    def odeint(self, dynamics, start_state, solve_times, index):
-        """One backward solve of ``dynamics`` (see :meth:`_odeint`)."""
-        return self._odeint(start_state, solve_times, index, dynamics)
-
-    def interval(self, index, rules, adjoint_start, adjoint_end, state_end):
-        """The :class:`Interval` ``[t_{index-1}, t_index]`` of a backward solve's results."""
-        end, start = self.time_values[index], self.time_values[index - 1]
-        # Across a jump of f, a·f jumps too: the time check's reference does not hold.
-        smooth = not any(min(start, end) < value < max(start, end) for value in self.jumps)
-        return Interval(index, rules, adjoint_start, adjoint_end, self.solution[index],
-                        state_end, abs(end - start), time_check=smooth)
-
-    def solve(self, index, adjoint):
-        """Solve ``[t_{index-1}, t_index]`` backwards from ``a(t_index⁻) = adjoint``."""
-        end, start = self.time_values[index], self.time_values[index - 1]
-        endpoints = self.times[[index, index - 1]]
-        start_state = torch.cat([self.solution[index], adjoint])
-        if self.grid:
-            return self._solve_grid(index, end, start, endpoints, start_state, adjoint)
-        rules = self._rules(end, start, self._counts)
-        # Every candidate node in one solve, as increasing solver times. On a very short
-        # interval a node can round onto an end point (float32): unique() merges them.
-        node_times = torch.cat([endpoints[:1]] + [nodes for nodes, _ in rules]
-                               + [endpoints[1:]])
-        solve_times, position = torch.unique(self.direction * node_times, sorted=True,
-                                             return_inverse=True)
-        path = self._odeint(start_state, solve_times, index)[position]
-        inner = path[1:-1]
-        result, offset = [], 0
-        for nodes, weights in rules:
-            at = inner[offset:offset + len(nodes)]
-            offset += len(nodes)
-            result.append(Rule(nodes, weights, at[:, :self.size], at[:, self.size:]))
-        return self._interval(index, result, adjoint, path)
-
-    def _solve_grid(self, index, end, start, endpoints, start_state, adjoint):
-        dynamics = self.dynamics
-        dynamics.start_interval()
-        solve_times = self.direction * endpoints
-        path = self._odeint(start_state, solve_times, index)
-        if not dynamics.grid:
-            raise RuntimeError('odeint_adjoint_gq: no grid was recorded in the backward solve '
-                               f'of {self.settings.adjoint_method}; the torchdiffeq version '
-                               'differs from the pinned one (see requirements.txt).')
-        grid_s = torch.stack([item[0].to(solve_times.dtype) for item in dynamics.grid]
-                             + [solve_times[-1]])
-        grid_y = torch.stack([item[1] for item in dynamics.grid] + [path[-1]])
-        final_slope = dynamics(solve_times[-1], path[-1])
-        grid_f = torch.stack([item[2] for item in dynamics.grid] + [final_slope])
-        if self.settings.gtol is None:
-            steps = len(dynamics.grid)
-
-            def counts(length):
-                share = round(steps * abs(length / (end - start)))
-                return [grid_node_count(self.settings.adjoint_method, share)]
-        else:
-            counts = self._counts
-        ((nodes, weights),) = self._rules(end, start, counts)
-        at = hermite(grid_s, grid_y, grid_f, self.direction * nodes)
-        rule = Rule(nodes, weights, at[:, :self.size], at[:, self.size:])
-        return self._interval(index, [rule], adjoint, path)
-
-    def _interval(self, index, rules, adjoint, path):
-        return self.interval(index, rules, adjoint, path[-1, self.size:], path[-1, :self.size])
-
-    def _counts(self, length):
-        """Node counts to try on a piece of length ``length`` (adaptive and scipy methods)."""
-        if self.controlled:
-            return candidate_counts(node_count(FIRST_GTOL, self.forward_nfe, length,
-                                               self.total_length))
-        return [node_count(self.settings.gtol, self.forward_nfe, length, self.total_length)]
-
-    def _rules(self, end, start, counts):
-        """Gauss–Legendre rules on ``[start, end]``, composite across ``jump_t``.
-
-        A discontinuity of ``f`` inside an interval would ruin a Gauss rule's accuracy;
-        the pieces between the jump times get a rule each. ``counts(length)`` gives the
-        node counts of a piece, one per candidate rule. Returns ``[(nodes, weights)]``,
-        one pair per candidate, nodes running from ``end`` to ``start``.
-        """
-        low, high = min(start, end), max(start, end)
-        inner = sorted(value for value in self.jumps if low < value < high)
-        bounds = [end] + (inner[::-1] if end > start else inner) + [start]
-        pieces = [(bounds[k], bounds[k + 1]) for k in range(len(bounds) - 1)]
-        per_piece = [counts(piece_end - piece_start) for piece_end, piece_start in pieces]
-        rules = []
-        for level in range(max(len(candidates) for candidates in per_piece)):
-            nodes, weights = [], []
-            for (piece_end, piece_start), candidates in zip(pieces, per_piece):
-                count = candidates[min(level, len(candidates) - 1)]
-                piece_nodes, piece_weights = gauss_legendre(piece_end, piece_start, count,
-                                                            self.times.dtype, self.times.device)
-                nodes.append(piece_nodes)
-                # Nodes run backwards from `end`; the integral itself runs forwards in time.
-                weights.append(-piece_weights)
-            rules.append((torch.cat(nodes), torch.cat(weights)))
-        return rules
-
-    def _odeint(self, start_state, solve_times, index, dynamics=None):
-        """One backward solve; a non-finite state becomes a clear error."""
-        dynamics = self.dynamics if dynamics is None else dynamics
-        options = self.options
-        if self.step is not None:
-            options = dict(options, first_step=self.step)
-        settings = self.settings
-        rtol, atol = settings.adjoint_rtol, settings.adjoint_atol
-        if dynamics is not self.dynamics:
-            options = dict(options, norm=self.propagator_norm)
-            if self.controlled:
-                # Error-controlled mode aims at accuracy: the one long solve is tightened
-                # (see propagator_tolerance). The paper's rule favours speed, as it does
-                # by carrying steps: the solve runs at the adjoint tolerances.
-                rtol, atol = (propagator_tolerance(value, start_state.dtype)
-                              for value in (rtol, atol))
-        try:
-            path = torchdiffeq.odeint(dynamics, start_state, solve_times, rtol=rtol, atol=atol,
-                                      method=settings.adjoint_method, options=options)
-        except AssertionError as error:
-            if 'non-finite' in str(error) or 'underflow' in str(error):
-                raise FloatingPointError(
-                    f'odeint_adjoint_gq: the backward solve over [t[{index - 1}], t[{index}]] '
-                    f'failed with non-finite or vanishing values ({error}). Check func for '
-                    'overflow, or lower rtol/atol.') from error
-            raise
-        if self.carry and self.dynamics.last_step is not None:
-            self.step = self.dynamics.last_step
-        return path
-
-
-def _check_finite(tensor, what):
-    if not torch.isfinite(tensor).all():
-        raise FloatingPointError(f'odeint_adjoint_gq: non-finite values met in the backward pass '
-                                 f'({what} holds NaN or inf).')
 
 
 def odeint_adjoint_gq(func, y0, t, *, rtol=1e-7, atol=1e-9, gtol=None, method=None,

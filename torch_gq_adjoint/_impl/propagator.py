@@ -30,6 +30,8 @@ Guards, each checked before its result is used:
 
 import torch
 
+from .backward_options import flat_state_norm
+from .backward_solves import integrate_intervals
 from .error_control import Rule
 from .notices import warn_once
 
@@ -190,24 +192,104 @@ class PropagatorDynamics:
                           -self.direction * dpsi.reshape(-1)])
 
 
-def propagator_intervals(sweep, grad_solution):
+class PropagatorBackward:
+    """The per-sample propagator (``backward='propagator'``).
+
+    Args:
+        record: :class:`~.record.ForwardRecord`.
+        solves: :class:`~.backward_solves.BackwardSolves` of the record.
+        samples: :class:`SampleLayout` of the state.
+    """
+
+    name = 'propagator'
+
+    def __init__(self, record, solves, samples):
+        self.solves, self.samples = solves, samples
+        settings = record.settings
+        self.dynamics = PropagatorDynamics(settings.field, samples, solves.direction)
+        part_norm = flat_state_norm(settings.options.get('norm'), settings.layout)
+        size = solves.size
+
+        def norm(state):
+            # As the default backward norm: the forward norm of z, RMS of the rest.
+            return torch.maximum(torch.as_tensor(part_norm(state[:size])),
+                                 state[size:].pow(2).mean().sqrt())
+        self.norm = norm
+
+    def __call__(self, grad_solution):
+        """:class:`~.record.BackwardResult` for output cotangents ``(T, n)``."""
+        found, _ = _propagator_intervals(self, grad_solution)
+        return integrate_intervals(self.solves, found, grad_solution, self.name,
+                                   lambda: self.dynamics.nfe)
+
+    def solve(self, dynamics, start_state, solve_times, index):
+        """One ``[z, Ψ]`` solve; with ``gtol=None`` at :func:`propagator_tolerance`."""
+        solves = self.solves
+        settings = solves.settings
+        rtol, atol = settings.adjoint_rtol, settings.adjoint_atol
+        if solves.controlled:
+            # Error-controlled mode aims at accuracy: the one long solve is tightened.
+            # The paper's rule favours speed, as it does by carrying steps: the solve runs
+            # at the adjoint tolerances.
+            rtol, atol = (propagator_tolerance(value, start_state.dtype)
+                          for value in (rtol, atol))
+        return solves.odeint(dynamics, start_state, solve_times, index, rtol=rtol, atol=atol,
+                             norm=self.norm)
+
+
+def propagator_plan(record, solves, explicit):
+    """The :class:`PropagatorBackward` for this solve, or None where it is not used.
+
+    Under ``'auto'`` (``explicit`` False) the cost model (:func:`cheaper_than_restart`)
+    decides first, so that a function is probed for mixing samples only where the
+    propagator would be used. Where it cannot be used, a warning says why (once per call
+    site) when it was asked for, or when ``'auto'`` was about to use it on a batched
+    state whose function mixes samples; a 1-D state is as likely one coupled trajectory
+    as a batch of scalars, and restarting is simply right there.
+    """
+    settings = record.settings
+    if not settings.per_sample or len(solves.time_values) < 3:
+        return None
+    reason, samples, mixing = None, None, False
+    if solves.grid:
+        reason = 'fixed-grid methods step the same either way'
+    elif settings.custom_adjoint_norm:
+        reason = 'a callable adjoint norm expects the restart method\'s state'
+    else:
+        try:
+            samples = SampleLayout(settings.layout)
+        except ValueError as error:
+            reason = str(error)
+    if reason is None:
+        if not explicit and not cheaper_than_restart(samples, record.forward_nfe,
+                                                     len(solves.time_values) - 1):
+            return None
+        if mixes_samples(settings.field, solves.times[-1], record.solution[-1], samples):
+            reason, mixing = ('func mixes the samples of the batch (a cotangent on sample 0 '
+                              'reached other samples), so the adjoint is not per sample'), True
+    if reason is None:
+        return PropagatorBackward(record, solves, samples)
+    if explicit or (mixing and samples.batched):
+        fall_back(reason, settings.call_site)
+    return None
+
+
+def _propagator_intervals(backward, grad_solution):
     """The backward pass as :class:`~torch_gq_adjoint._impl.error_control.Interval`s.
 
     Returns:
         ``(intervals, adjoint_at_t0)``: intervals from the last to the first, and
         ``a(t_0⁻)`` (the gradient of ``y0``).
     """
-    samples = sweep.samples
-    dynamics = PropagatorDynamics(sweep.settings.field, samples, sweep.direction)
-    sweep.propagator_dynamics = dynamics  # its evaluation count goes into ``info``
+    dynamics = backward.dynamics
     intervals = []
-    anchor = len(sweep.time_values) - 1
+    anchor = len(backward.solves.time_values) - 1
     span = anchor  # the first segment tries the whole horizon
     adjoint = grad_solution[-1]
     while anchor > 0:
         end = max(anchor - span, 0)
         try:
-            found, adjoint = _segment(sweep, dynamics, anchor, end, adjoint, grad_solution)
+            found, adjoint = _segment(backward, dynamics, anchor, end, adjoint, grad_solution)
         except FloatingPointError:
             if anchor - end == 1:
                 raise  # one interval: the restart method would fail the same way
@@ -222,28 +304,28 @@ def propagator_intervals(sweep, grad_solution):
     return intervals, adjoint
 
 
-def _segment(sweep, dynamics, anchor, end, adjoint, grad_solution):
+def _segment(backward, dynamics, anchor, end, adjoint, grad_solution):
     """Solve from observation ``anchor`` (a(t_anchor⁻) = ``adjoint``) towards ``end``, as
     far as the guards allow; returns the intervals done and the adjoint where the segment
     ends (⁻ side)."""
-    samples = sweep.samples
+    samples = backward.samples
     indices = list(range(anchor, end - 1, -1))
-    rules = {index: sweep.rules_of(index) for index in indices[:-1]}
-    nodes = torch.cat([sweep.times[indices]] + [nodes for index in indices[:-1]
+    rules = {index: backward.solves.rules_of(index) for index in indices[:-1]}
+    nodes = torch.cat([backward.solves.times[indices]] + [nodes for index in indices[:-1]
                                                 for nodes, _ in rules[index]])
-    solver_times, position = torch.unique(sweep.direction * nodes, sorted=True,
+    solver_times, position = torch.unique(backward.solves.direction * nodes, sorted=True,
                                           return_inverse=True)
     eye = torch.eye(samples.dim, dtype=adjoint.dtype, device=adjoint.device)
-    start = torch.cat([sweep.solution[anchor],
+    start = torch.cat([backward.solves.solution[anchor],
                        eye.expand(samples.batch, -1, -1).reshape(-1)])
-    path = sweep.odeint(dynamics, start, solver_times, anchor)
+    path = backward.solve(dynamics, start, solver_times, anchor)
     z_path, psi_path = dynamics.split(path[position])
     observed = len(indices)
     z_obs, psi_obs = z_path[:observed], psi_path[:observed]
     # The backward z's offset from the forward solution at each observation time: the
     # drift guard reads it, and (gtol=None) the nodes' z are shifted by it.
-    offsets = z_obs - sweep.solution[indices]
-    last = _last_good(sweep, indices, offsets, psi_obs)
+    offsets = z_obs - backward.solves.solution[indices]
+    last = _last_good(backward, indices, offsets, psi_obs)
 
     coefficient = samples.to_samples(adjoint)  # c_anchor = a(t_anchor⁻)
     intervals, offset = [], observed
@@ -254,8 +336,8 @@ def _segment(sweep, dynamics, anchor, end, adjoint, grad_solution):
         for nodes, weights in rules[index]:
             count = len(nodes)
             z_nodes = z_path[offset:offset + count]
-            if sweep.controlled:
-                z_nodes = z_nodes - _drift(sweep, index, nodes, offsets[number],
+            if backward.solves.controlled:
+                z_nodes = z_nodes - _drift(backward, index, nodes, offsets[number],
                                            offsets[number + 1])
             psi_nodes = psi_path[offset:offset + count]
             offset += count
@@ -266,7 +348,7 @@ def _segment(sweep, dynamics, anchor, end, adjoint, grad_solution):
         start_adjoint = (adjoint if number == 0 else
                          samples.from_samples(torch.einsum('bij,bj->bi', psi_obs[number],
                                                            coefficient)))
-        intervals.append(sweep.interval(index, node_rules, start_adjoint, after,
+        intervals.append(backward.solves.interval(index, node_rules, start_adjoint, after,
                                         z_obs[number + 1]))
         jump = samples.to_samples(grad_solution[index - 1])
         if index - 1 > last:
@@ -275,7 +357,7 @@ def _segment(sweep, dynamics, anchor, end, adjoint, grad_solution):
     return intervals, adjoint
 
 
-def _drift(sweep, index, nodes, offset_high, offset_low):
+def _drift(backward, index, nodes, offset_high, offset_low):
     """The backward ``z``'s offset from the forward solution at ``nodes`` of interval
     ``[t_{index-1}, t_index]``: linear in time between the offsets measured at its ends
     (``offset_high`` at ``t_index``, ``offset_low`` at ``t_{index-1}``).
@@ -288,12 +370,12 @@ def _drift(sweep, index, nodes, offset_high, offset_low):
     sines with 50 times it cuts the gradient error from 4.3e-5 to 1.5e-5 (restarting:
     7.2e-6), and a tighter solve alone does not (4.1e-5 at a ten-thousandth).
     """
-    high, low = sweep.times[index], sweep.times[index - 1]
+    high, low = backward.solves.times[index], backward.solves.times[index - 1]
     share = ((nodes - low) / (high - low)).to(offset_high.dtype)[:, None]
     return share * offset_high + (1 - share) * offset_low
 
 
-def _last_good(sweep, indices, offsets, psi_obs):
+def _last_good(backward, indices, offsets, psi_obs):
     """The observation index where this segment must end (0 if it reaches t_0).
 
     Taking in the jump at observation k needs Ψ(t_k)⁻¹: where Ψ(t_k) is ill conditioned
@@ -302,8 +384,8 @@ def _last_good(sweep, indices, offsets, psi_obs):
     k is suspect too: the segment ends one observation earlier. The first interval after
     an anchor is always kept: the restart method would compute it the same way.
     """
-    rtol, atol = sweep.tolerances
-    forward = sweep.solution[indices]
+    rtol, atol = backward.solves.tolerances
+    forward = backward.solves.solution[indices]
     drift = (offsets / (atol + rtol * forward.abs())).pow(2).mean(-1).sqrt()
     finite = torch.isfinite(psi_obs).flatten(1).all(-1)
     safe = torch.where(finite[:, None, None, None], psi_obs, torch.zeros_like(psi_obs))

@@ -1,0 +1,106 @@
+"""The interface every backward pass shares: what it is given, what it returns.
+
+A backward pass (:mod:`.restart`, :mod:`.propagator`, :mod:`.checkpoint`) is a class
+built from a :class:`ForwardRecord` whose call takes the output cotangents ``(T, n)``
+and returns a :class:`BackwardResult`. The autograd Function only chooses one
+(:mod:`.choice`), calls it, and turns the result into the user's structure; the time
+gradients, which every pass gets the same way, are computed here.
+"""
+
+from dataclasses import dataclass, field
+
+import torch
+from torch.func import vmap
+
+
+@dataclass
+class ForwardRecord:
+    """What the forward pass leaves for the backward pass.
+
+    Attributes:
+        settings: the public function's checked arguments (``func``, the flat ``field``,
+            ``layout``, tolerances, methods, options, ``backward``, ...).
+        t: the user's ``t``, detached.
+        times: ``(T,)`` the output times (``[t0, event_t]`` in event mode).
+        solution: ``(T, n)`` the forward solution, flat.
+        params: tuple of the tensors to differentiate (requiring grad).
+        forward_nfe: int, evaluations of the forward solve.
+        forward_step: last accepted forward step (adaptive methods) or None.
+        tape: :class:`~torch_gq_adjoint._impl.checkpoint.ForwardTape` or None.
+    """
+
+    settings: object
+    t: torch.Tensor
+    times: torch.Tensor
+    solution: torch.Tensor
+    params: tuple
+    forward_nfe: int
+    forward_step: object = None
+    tape: object = None
+    field_values: object = None
+
+    def __post_init__(self):
+        self.field_values = FieldValues(self.settings.field, self.times, self.solution)
+
+
+@dataclass
+class BackwardResult:
+    """What a backward pass returns.
+
+    Attributes:
+        grad_y0: ``(n,)`` the cotangent of ``y0``, ``a(t_0⁻)``.
+        adjoint_after_start: ``(n,)`` ``a(t_0⁺)``, the adjoint arriving at ``t_0`` from
+            later times (the time gradient of ``t_0`` needs it).
+        param_grads: list of tensors, one per parameter.
+        costs: dict, ``backward`` (the pass's name), ``backward_nfe`` (evaluations of
+            ``func`` it made) and ``nodes`` (quadrature nodes evaluated).
+    """
+
+    grad_y0: torch.Tensor
+    adjoint_after_start: torch.Tensor
+    param_grads: list
+    costs: dict = field(default_factory=dict)
+
+
+class FieldValues:
+    """``f(t_i, z_i)`` at every output time, ``(T, n)``, computed once on first use.
+
+    They give the time gradients in closed form (:func:`time_gradients`) and the
+    reference of the error-controlled quadrature's time check.
+    """
+
+    def __init__(self, field, times, solution):
+        self.field, self.times, self.solution = field, times, solution
+        self.values = None
+
+    def __call__(self):
+        if self.values is None:
+            with torch.no_grad():
+                try:
+                    self.values = vmap(self.field)(self.times, self.solution)
+                except RuntimeError:  # func cannot be vectorised: one call per time
+                    self.values = torch.stack([self.field(time, state) for time, state
+                                               in zip(self.times, self.solution)])
+        return self.values
+
+
+def time_gradients(record, grad_solution, adjoint_after_start):
+    """``dL/dt`` ``(T,)``: ``g_i · f(t_i, z_i)`` for i ≥ 1 and ``-a(t_0⁺) · f(t_0, z_0)``
+    (the solution moves with ``t_0`` only through the start of the flow, so the loss
+    gradient at ``t_0`` itself does not count)."""
+    with torch.no_grad():
+        derivatives = record.field_values()
+        grads = (grad_solution * derivatives).sum(dim=-1)
+        grads[0] = -(adjoint_after_start * derivatives[0]).sum()
+    return grads.to(record.times.dtype)
+
+
+def check_finite(result):
+    """Raise ``FloatingPointError`` where a gradient holds NaN or inf."""
+    named = [('the gradient of y0', result.grad_y0)]
+    named += [(f'the gradient of parameter {number}', grad)
+              for number, grad in enumerate(result.param_grads)]
+    for what, tensor in named:
+        if not torch.isfinite(tensor).all():
+            raise FloatingPointError(f'odeint_adjoint_gq: non-finite values met in the '
+                                     f'backward pass ({what} holds NaN or inf).')
