@@ -31,100 +31,27 @@ import argparse
 import copy
 
 import torch
-from torch import nn
 
 from benchmarks.gradient_speed import _Case
-from gradient_tests.problems import PROBLEMS, loss_of
-from torch_gq_adjoint import odeint, odeint_adjoint, odeint_adjoint_gq
+from tests.library.problems import PROBLEM_NAMES as LIBRARY_PROBLEMS
+from tests.library.problems import REFERENCE, VARIANTS, Problem, flat_gradient, measure
+from tests.library.problems import problem as library_problem
+from torch_gq_adjoint import odeint
 
-VARIANTS = {
-    'gq default': lambda func, y0, t, **kw: odeint_adjoint_gq(func, y0, t, **kw),
-    'gq restart': lambda func, y0, t, **kw: odeint_adjoint_gq(func, y0, t, backward='restart',
-                                                               **kw),
-    'gq gtol=0.1': lambda func, y0, t, **kw: odeint_adjoint_gq(func, y0, t, gtol=0.1, **kw),
-    'gq gtol=1': lambda func, y0, t, **kw: odeint_adjoint_gq(func, y0, t, gtol=1.0, **kw),
-    'adjoint': lambda func, y0, t, **kw: odeint_adjoint(func, y0, t, **kw),
-}
-REFERENCE = dict(rtol=1e-11, atol=1e-11)
-
-
-class _Problem:
-    """A vector field, its data and loss; ``gradient(solve, **tolerances)`` → flat grads."""
-
-    def __init__(self, func, y0, t, loss, tolerances, dtype):
-        self.func, self.y0, self.t, self.loss = func, y0, t, loss
-        self.tolerances = tolerances
-        self.dtype = dtype
-
-    def gradient(self, solve, func=None, y0=None, **tolerances):
-        func = self.func if func is None else func
-        y0 = self.y0 if y0 is None else y0
-        params = list(func.parameters())
-        solution = solve(func, y0, self.t.to(y0.dtype), **tolerances)
-        return _flat_gradient(self.loss(solution), params)
-
-    def reference(self):
-        """Direct backprop of a float64 copy at tight tolerances."""
-        func = _deepcopy_double(self.func)
-        return self.gradient(odeint, func=func, y0=self.y0.double(), **REFERENCE)
-
-
-def _flat_gradient(loss, params):
-    grads = torch.autograd.grad(loss, params, allow_unused=True)
-    return torch.cat([torch.zeros_like(param).reshape(-1) if grad is None else grad.reshape(-1)
-                      for param, grad in zip(params, grads)])
-
-
-def _deepcopy_double(module):
-    return copy.deepcopy(module).double()
-
-
-class _TanhMLP(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.net = nn.Sequential(nn.Linear(3, 32), nn.Tanh(), nn.Linear(32, 32), nn.Tanh(),
-                                 nn.Linear(32, 2))
-
-    def forward(self, t, z):
-        return self.net(torch.cat([z, t.expand(*z.shape[:-1], 1)], dim=-1))
-
-
-class _Linear(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.matrix = nn.Parameter(torch.tensor([[-0.1, 2.0], [-2.0, -0.1]]))
-
-    def forward(self, t, y):
-        return y @ self.matrix.T
-
-
-PROBLEM_NAMES = ('constant', 'linear', 'sine', 'linear system', 'tanh MLP 1e-8', 'sines10',
-                 'sines50', 'sines50irregular', 'latent16', 'spheres500')
+PROBLEM_NAMES = LIBRARY_PROBLEMS + ('sines10', 'sines50', 'sines50irregular', 'latent16',
+                                    'spheres500')
 
 
 def problem(name):
-    """The :class:`_Problem` called ``name`` (one of :data:`PROBLEM_NAMES`), fixed seed."""
-    float64 = dict(dtype=torch.float64)
-    if name in PROBLEMS:
-        y0 = torch.tensor([[1.0, -0.5, 0.3], [0.2, 0.4, -1.0]], **float64)
-        return _Problem(PROBLEMS[name](), y0, torch.linspace(0, 1, 4, **float64), loss_of,
-                        dict(rtol=1e-6, atol=1e-6), torch.float64)
-    torch.manual_seed(0)
-    if name == 'linear system':
-        return _Problem(_Linear().double(), torch.randn(16, 2, **float64),
-                        torch.linspace(0, 5, 10, **float64),
-                        lambda solution: (solution ** 2).mean(), {}, torch.float64)
-    if name == 'tanh MLP 1e-8':
-        return _Problem(_TanhMLP().double(), torch.randn(8, 2, **float64),
-                        torch.linspace(0, 2, 5, **float64),
-                        lambda solution: (solution ** 2).mean() + solution.sum(),
-                        dict(rtol=1e-8, atol=1e-8), torch.float64)
+    """The problem called ``name`` (one of :data:`PROBLEM_NAMES`), fixed seed."""
+    if name in LIBRARY_PROBLEMS:
+        return library_problem(name)
     if name in PROBLEM_NAMES:
         return _CaseProblem(_Case(name, torch.device('cpu')))
     raise ValueError(f'problem must be one of {", ".join(PROBLEM_NAMES)}; got {name!r}.')
 
 
-class _CaseProblem(_Problem):
+class _CaseProblem(Problem):
     """A case of the speed benchmark (float32 model, decoder, dataset loss)."""
 
     def __init__(self, case):
@@ -139,22 +66,12 @@ class _CaseProblem(_Problem):
         y0 = case.y0 if y0 is None else y0
         params = list(func.parameters()) + ([] if decoder is None else list(decoder.parameters()))
         solution = solve(func, y0, case.t.to(y0.dtype), **tolerances)
-        return _flat_gradient(case.loss(solution, decoder), params)
+        return flat_gradient(case.loss(solution, decoder), params)
 
     def reference(self):
-        decoder = None if self.case.decoder is None else _deepcopy_double(self.case.decoder)
-        return self.gradient(odeint, func=_deepcopy_double(self.case.func),
+        decoder = None if self.case.decoder is None else copy.deepcopy(self.case.decoder).double()
+        return self.gradient(odeint, func=copy.deepcopy(self.case.func).double(),
                              y0=self.case.y0.double(), decoder=decoder, **REFERENCE).float()
-
-
-def measure(problem):
-    """``{variant: relative error}`` for one problem."""
-    reference = problem.reference().to(problem.dtype)
-    errors = {}
-    for variant, solve in VARIANTS.items():
-        gradient = problem.gradient(solve, **problem.tolerances)
-        errors[variant] = ((gradient - reference).norm() / reference.norm()).item()
-    return errors
 
 
 def main(argv=None):

@@ -15,7 +15,7 @@ from models.backprop import ADJOINT_OPTIONS
 from models.neural_de import NeuralDE, solve_on_union
 from models.vector_fields import SecondOrderVectorField
 
-REPOSITORY = pathlib.Path(__file__).resolve().parents[1]
+REPOSITORY = pathlib.Path(__file__).resolve().parents[2]
 
 
 def _folders(tmp_path):

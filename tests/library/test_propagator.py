@@ -9,8 +9,7 @@ import torch
 import torchdiffeq
 from torch import nn
 
-from datasets import sines
-from models.vector_fields import SecondOrderVectorField
+from tests.library.problems import SecondOrderField, sine_series
 from torch_gq_adjoint import odeint, odeint_adjoint_gq
 from torch_gq_adjoint._impl import notices, propagator
 
@@ -250,13 +249,12 @@ def test_float32_propagator_error_stays_within_twice_the_restart_methods():
     38 × the restart method's (8.1e-3 against 2.1e-4); at a hundredth of them 3.3 ×, and
     with the drift correction too 1.6 ×."""
     torch.manual_seed(0)
-    initial, times, values = (torch.from_numpy(array) for array in
-                              sines.sample(8, 30, regular=True, seed=0))
-    func32 = SecondOrderVectorField(200)
+    initial, times, values = sine_series(8, 30, seed=0)
+    func32 = SecondOrderField(200)
     func64 = copy.deepcopy(func32).double()
 
     def gradient(solve, func, dtype, **kwargs):
-        solution = solve(func, initial.to(dtype), times[0].to(dtype), **kwargs)
+        solution = solve(func, initial.to(dtype), times.to(dtype), **kwargs)
         loss = ((solution[..., 0] - values.T.to(dtype)) ** 2).mean()
         return torch.cat([grad.reshape(-1).double()
                           for grad in torch.autograd.grad(loss, list(func.parameters()))])

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 import torch_gq_adjoint
-from gradient_tests.problems import (
+from tests.library.problems import (
     CountingMixin,
     LinearField,
     SineField,
@@ -26,6 +26,13 @@ from torch_gq_adjoint._impl.quadrature import gauss_legendre, node_count
 def test_public_face():
     import torchdiffeq
 
+    assert set(torch_gq_adjoint.__all__) == {
+        'odeint', 'odeint_adjoint', 'odeint_adjoint_gq', 'MAX_NODES', 'CosineBrownian',
+        'WongZakaiODE', 'StratonovichSDE', 'cosine_brownian_variance'}
+    for name in torch_gq_adjoint.__all__:
+        value = getattr(torch_gq_adjoint, name)
+        ours = getattr(value, '__module__', '').startswith('torch_gq_adjoint')
+        assert isinstance(value, int) or not ours or value.__doc__, f'{name}: no docstring'
     assert torch_gq_adjoint.odeint is torchdiffeq.odeint
     assert torch_gq_adjoint.odeint_adjoint is torchdiffeq.odeint_adjoint
 

@@ -8,7 +8,7 @@ from nbclient import NotebookClient
 
 from experiments.grids import ODE_OPTIONS
 
-REPOSITORY = pathlib.Path(__file__).resolve().parents[1]
+REPOSITORY = pathlib.Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.slow

@@ -17,7 +17,7 @@ from experiments.grids import EXPERIMENTS
 # Every test here runs a command in a subprocess, end to end.
 pytestmark = pytest.mark.slow
 
-REPOSITORY = pathlib.Path(__file__).resolve().parents[1]
+REPOSITORY = pathlib.Path(__file__).resolve().parents[2]
 
 
 def _sweep(script, *arguments):

@@ -9,7 +9,7 @@ import pytest
 # Every test here runs a command in a subprocess, end to end.
 pytestmark = pytest.mark.slow
 
-REPOSITORY = pathlib.Path(__file__).resolve().parents[1]
+REPOSITORY = pathlib.Path(__file__).resolve().parents[2]
 
 
 def _run(*arguments, timeout=300):
@@ -72,7 +72,20 @@ def test_accuracy_benchmark_rejects_bad_flags(arguments, words):
     assert words in result.stderr
 
 
-def test_gradient_tests_module_runs_as_a_command():
-    result = _run('-m', 'gradient_tests.gradient_tests', '-k', 'unused or tuple')
+def test_client_benchmark_prints_every_mode_and_what_ran():
+    result = _run('-m', 'benchmarks.clients', '--workload', 'spiral', '--mode', 'gq default',
+                  '--mode', 'gq restart', '--repeats', '1', '--threads', '1')
     assert result.returncode == 0, result.stdout + result.stderr
-    assert '2 passed' in result.stdout
+    rows = [line.split() for line in result.stdout.splitlines() if line.startswith('spiral')]
+    assert [' '.join(row[1:3]) if row[1] == 'gq' else row[1] for row in rows] == [
+        'direct', 'adjoint', 'gq default', 'gq restart']
+    # 10 output times at tolerance 1e-7: the default takes the checkpoint.
+    assert 'checkpoint nfe' in result.stdout and 'restart nfe' in result.stdout
+    errors = [float(row[7 if row[1] == 'gq' else 6]) for row in rows]
+    assert all(0 < error < 1e-4 for error in errors), errors
+
+
+def test_client_benchmark_rejects_an_unknown_workload():
+    result = _run('-m', 'benchmarks.clients', '--workload', 'pendulum')
+    assert result.returncode == 2
+    assert "invalid choice: 'pendulum'" in result.stderr

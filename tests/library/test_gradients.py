@@ -1,4 +1,4 @@
-"""Gradient tests of the GQ adjoint: ``python -m gradient_tests.gradient_tests`` or ``pytest``.
+"""Gradient tests of the GQ adjoint against closed forms and direct backprop.
 
 Every torchdiffeq method (all of ``checks.METHODS``) is checked on three problems with
 closed-form solutions (constant, linear, time-dependent sine), in float64 with tight
@@ -8,13 +8,11 @@ backprop's time gradient differentiates the discretisation (step grid, interpola
 so it is compared to GQ with a looser bound than the other gradients.
 """
 
-import sys
-
 import pytest
 import torch
 from torch import nn
 
-from gradient_tests.problems import (
+from tests.library.problems import (
     PROBLEMS,
     ConstantField,
     CountingMixin,
@@ -25,6 +23,7 @@ from gradient_tests.problems import (
     loss_of,
 )
 from torch_gq_adjoint import odeint, odeint_adjoint_gq
+from torch_gq_adjoint._impl.checkpoint import CHECKPOINT_METHODS
 
 # method -> (solver arguments, bound vs closed form, bound vs direct, bound on t vs direct)
 METHOD_SETTINGS = {
@@ -58,30 +57,39 @@ def _max_difference(first, second, keys):
     return max((first[key] - second[key]).abs().max().item() for key in keys)
 
 
-# Settings for gradcheck of odeint: fixed-step methods are differentiated exactly by
-# direct backprop; adaptive ones up to how the step size reacts to the inputs, which
-# shrinks with the tolerance (dopri8 is best at a middling one).
+# gradcheck of the checkpointed backward, method by method (the one-step methods it
+# covers; the Adams methods and scipy_solver restart, and are checked above and below).
+# Fixed-grid methods are differentiated exactly; adaptive ones up to how the step sizes
+# react to the inputs (finite differences see it, the checkpoint holds them fixed),
+# which shrinks with the tolerance.
 GRADCHECK_SETTINGS = {
     'dopri5': (dict(rtol=1e-10, atol=1e-10), 1e-6),
     'dopri8': (dict(rtol=1e-7, atol=1e-7), 1e-4),
     'bosh3': (dict(rtol=1e-10, atol=1e-10), 1e-4),
+    'fehlberg2': (dict(rtol=1e-8, atol=1e-8), 1e-4),
     'adaptive_heun': (dict(rtol=1e-6, atol=1e-6), 1e-4),
     'euler': (dict(options=dict(step_size=0.05)), 1e-6),
     'midpoint': (dict(options=dict(step_size=0.05)), 1e-6),
+    'heun2': (dict(options=dict(step_size=0.05)), 1e-6),
+    'heun3': (dict(options=dict(step_size=0.05)), 1e-6),
     'rk4': (dict(options=dict(step_size=0.05)), 1e-6),
-    'explicit_adams': (dict(options=dict(step_size=0.05)), 1e-6),
-    'implicit_adams': (dict(options=dict(step_size=0.05)), 1e-6),
 }
 
 
+def test_gradcheck_covers_every_checkpoint_method():
+    assert set(GRADCHECK_SETTINGS) == CHECKPOINT_METHODS
+
+
 @pytest.mark.parametrize('method', sorted(GRADCHECK_SETTINGS))
-def test_odeint_gradcheck(method):
-    """torchdiffeq's odeint, which `direct` relies on, passes gradcheck for every method."""
+def test_checkpoint_gradcheck(method):
+    """The checkpointed gradient is the derivative of the forward map (finite differences)."""
     settings, tolerance = GRADCHECK_SETTINGS[method]
     t = torch.linspace(0, 0.5, 3, dtype=torch.float64)
 
     def solve(y0, matrix):
-        return odeint(lambda time, z: z @ matrix.T, y0, t, method=method, **settings)
+        # adjoint_params: the matrix itself, so that gradcheck differentiates it.
+        return odeint_adjoint_gq(lambda time, z: z @ matrix.T, y0, t, method=method,
+                                 backward='checkpoint', adjoint_params=(matrix,), **settings)
 
     matrix = LinearField().matrix.detach().clone().requires_grad_(True)
     # fast_mode checks random projections of the Jacobian: the same check, far fewer solves.
@@ -204,11 +212,3 @@ def test_module_without_nfe_and_user_counter_still_counts():
     loss_of(solution).backward()
     assert counting.calls > forward_calls
 
-
-def main():
-    """Run this file's tests with pytest; the exit status is pytest's."""
-    return pytest.main([__file__, *sys.argv[1:]])
-
-
-if __name__ == '__main__':
-    sys.exit(main())

@@ -15,7 +15,7 @@ import torch
 from experiments import g1d, nested_spheres, results
 from plotting import plot_ode_times
 
-REPOSITORY = pathlib.Path(__file__).resolve().parents[1]
+REPOSITORY = pathlib.Path(__file__).resolve().parents[2]
 
 
 def _g1d(tmp_path, *extra):

@@ -1,1 +1,0 @@
-"""Gradient accuracy of the GQ adjoint against direct backprop and closed forms."""
