@@ -24,6 +24,8 @@ from common.atomic import save_json, save_npy, save_npz, save_torch
 
 #: Default results folder (kept empty in git).
 RESULTS_DIR = pathlib.Path(__file__).resolve().parents[1] / 'results'
+#: The repository's root: paths under it are recorded relative to it (:func:`portable`).
+REPOSITORY = RESULTS_DIR.parent
 
 #: Per-epoch series (epoch 0 = before training) and the parameter count.
 SERIES = ('nparams', 'epoch_times', 'epoch_loss_history', 'epoch_val_metric_history',
@@ -31,6 +33,16 @@ SERIES = ('nparams', 'epoch_times', 'epoch_loss_history', 'epoch_val_metric_hist
 SUMMARY = 'summary.json'
 CHECKPOINT = 'checkpoint.pt'
 WEIGHTS = 'weights.npz'
+
+
+def portable(path):
+    """``path`` as recorded in a summary: relative to the repository where it lies inside
+    it (so that committed summaries hold no machine's absolute paths), else as given."""
+    resolved = pathlib.Path(path).resolve()
+    try:
+        return resolved.relative_to(REPOSITORY).as_posix()
+    except ValueError:
+        return str(path)
 
 
 def run_dir(results_dir, experiment, ablation, width, adjoint_option, experiment_no):

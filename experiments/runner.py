@@ -338,6 +338,9 @@ def _report(args, spec, history, folder):
 def _summary(args, spec, history, complete):
     arguments = {key: (str(value) if isinstance(value, torch.device) else value)
                  for key, value in vars(args).items()}
+    for key in ('data_dir', 'results_dir'):
+        if arguments.get(key) is not None:
+            arguments[key] = results.portable(arguments[key])
     return {
         'experiment': spec.name, 'ablation': spec.ablation(args), 'arguments': arguments,
         'complete': complete, 'epochs_done': history['epochs'][-1] if history['epochs'] else None,

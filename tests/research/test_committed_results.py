@@ -1,6 +1,7 @@
 """The runs committed under results/ are exactly the reduced grids, whole, and every
 figure of the report renders from them."""
 
+import json
 import subprocess
 
 import numpy as np
@@ -86,3 +87,28 @@ def test_figures_render_from_committed_results(tmp_path):
         assert name in written
         path = tmp_path / f'{name}.png'
         assert path.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n', name
+
+
+def _strings(value):
+    if isinstance(value, dict):
+        for item in value.values():
+            yield from _strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
+    elif isinstance(value, str):
+        yield value
+
+
+def test_committed_summaries_hold_no_absolute_paths():
+    summaries = sorted(COMMITTED.glob('**/' + results.SUMMARY))
+    assert len(summaries) > 100
+    for path in summaries:
+        found = [text for text in _strings(json.loads(path.read_text()))
+                 if text.startswith('/') or text[1:3] == ':\\']
+        assert not found, (path, found)
+
+
+def test_paths_inside_the_repository_are_recorded_relative_to_it(tmp_path):
+    assert results.portable(results.REPOSITORY / 'datasets' / 'data') == 'datasets/data'
+    assert results.portable(tmp_path) == str(tmp_path)
