@@ -12,8 +12,8 @@ come on top, from the sweep's environment or the caller.
 ``python -m experiments.grids runs EXPERIMENT [--grid G] [--results_dir D] [--log_dir L]
 [-- FLAG ...]`` prints one line per run: the run's folder, its log file, then the
 arguments of ``python``, all separated by tabs (so that paths may hold spaces).
-``python -m experiments.grids studies`` prints the reduced grid's studies
-(:data:`REDUCED_STUDIES`), one per line: the experiment, then its flags, tab-separated.
+``python -m experiments.grids studies [--grid G]`` prints a grid's studies
+(:data:`STUDIES`), one per line: the experiment, then its flags, tab-separated.
 ``python -m experiments.grids budget EXPERIMENT [--grid G] [--epochs E] [--jobs J]``
 times E epochs of one repeat of each option and width and estimates the grid's
 wall-clock time, the measurement to write next to a grid as its ``budget``.
@@ -167,18 +167,72 @@ EXPERIMENTS = {
 
 GRID_NAMES = ('paper', 'reduced', 'quick')
 
-#: The studies (experiment, study flags) whose reduced grids the reproduction report
-#: shows; their runs are committed under results/.
-REDUCED_STUDIES = (
-    ('nested_spheres', ()),
-    ('g1d', ()),
-    ('sines', ('--ntimes', '10', '--regular_times', 'regular')),
+@dataclass(frozen=True)
+class Study:
+    """One experiment with flags on top of its grid's: what a sweep runs, a figure draws
+    and a summary table shows.
+
+    Attributes:
+        experiment: a key of :data:`EXPERIMENTS`.
+        flags: the study's flags (``--ntimes 50``, ``--dataset digits``).
+        reduced_flags: flags added on the reduced grid only (fewer epochs, to fit).
+        paper_only: run only with the paper grid (the reduced and quick grids run a
+            smaller stand-in, e.g. digits for MNIST).
+    """
+
+    experiment: str
+    flags: tuple = ()
+    reduced_flags: tuple = ()
+    paper_only: bool = False
+
+    def flags_of(self, grid):
+        """The study's flags on ``grid``."""
+        return self.flags + (self.reduced_flags if grid == 'reduced' else ())
+
+    def ablation(self, grid='reduced'):
+        """The results folder between the experiment and the width (``gtol0.003``, ...)."""
+        spec = EXPERIMENTS[self.experiment]
+        return spec.ablation_of([*self.flags_of(grid), *spec.grids[grid].flags])
+
+
+#: The report's studies by name, in the report's order.
+STUDIES = {
+    'nested_spheres': Study('nested_spheres'),
+    'g1d': Study('g1d'),
+    'sines10': Study('sines', ('--ntimes', '10', '--regular_times', 'regular')),
     # 750 distinct times in all: the adjoint options restart 749 times per step, so 100
     # of the paper's 250 epochs, at widths 20 and 200, fit the budget.
-    ('sines', ('--ntimes', '50', '--regular_times', 'irregular', '--nepochs', '100')),
-    ('images', ('--dataset', 'digits', '--batchsize', '32')),
-    ('ornstein_uhlenbeck', ()),
-)
+    'sines50': Study('sines', ('--ntimes', '50', '--regular_times', 'irregular'),
+                     reduced_flags=('--nepochs', '100')),
+    'digits': Study('images', ('--dataset', 'digits', '--batchsize', '32')),
+    'mnist': Study('images', ('--dataset', 'mnist', '--batchsize', '32'), paper_only=True),
+    'ornstein_uhlenbeck': Study('ornstein_uhlenbeck'),
+}
+
+
+def studies_of(grid):
+    """``[(name, Study)]`` that a sweep of ``grid`` runs."""
+    return [(name, study) for name, study in STUDIES.items()
+            if grid == 'paper' or not study.paper_only]
+
+
+#: (experiment, flags) of the studies whose reduced grids the reproduction report shows;
+#: their runs are committed under results/.
+REDUCED_STUDIES = tuple((study.experiment, study.flags_of('reduced'))
+                        for _, study in studies_of('reduced'))
+
+#: The report's figures: file name -> the study it draws (None: the toy gradient, which
+#: has no grid).
+FIGURES = {
+    'toy_gradient': None,
+    'ode_times_nested_spheres': 'nested_spheres',
+    'ode_times_g1d': 'g1d',
+    'ode_times_sines10': 'sines10',
+    'ode_times_sines50': 'sines50',
+    'ode_times_digits': 'digits',
+    'sde_times': 'ornstein_uhlenbeck',
+    'ou_solutions_adjoint_gq': 'ornstein_uhlenbeck',
+}
 
 
 @dataclass(frozen=True)
@@ -272,8 +326,11 @@ def main(argv=None):
                         help='which grid (default paper)')
     lister.add_argument('--results_dir', default=str(results.RESULTS_DIR))
     lister.add_argument('--log_dir', default='logs')
-    commands.add_parser('studies', help="print the reduced grid's studies: the experiment, "
-                        'then its study flags, tab-separated, one per line')
+    lister_studies = commands.add_parser(
+        'studies', help="print a grid's studies: the experiment, then its study flags, "
+        'tab-separated, one per line')
+    lister_studies.add_argument('--grid', choices=GRID_NAMES, default='reduced',
+                                help='which grid (default reduced)')
     budget = commands.add_parser(
         'budget', help="estimate a grid's wall-clock time from a few epochs of each run")
     budget.add_argument('experiment', choices=EXPERIMENTS)
@@ -296,8 +353,8 @@ def main(argv=None):
               f'{args.jobs} (one thread per run)')
         return total
     if args.command == 'studies':
-        for experiment, study in REDUCED_STUDIES:
-            sys.stdout.write('\t'.join((experiment, *study)) + '\n')
+        for _, study in studies_of(args.grid):
+            sys.stdout.write('\t'.join((study.experiment, *study.flags_of(args.grid))) + '\n')
         return None
     for run in runs(args.experiment, args.grid, flags, args.results_dir, args.log_dir):
         fields = (str(run.folder), str(run.log), *run.argv)

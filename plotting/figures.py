@@ -10,25 +10,23 @@ import pathlib
 import sys
 
 from experiments import results
-from experiments.grids import REDUCED_STUDIES
+from experiments.grids import FIGURES as FIGURE_STUDIES
+from experiments.grids import STUDIES
 from plotting import plot_ode_times, plot_ou_solutions, plot_sde_times, plot_toy_gradient
 
 DOCS_FIGURES = pathlib.Path(__file__).resolve().parents[1] / 'docs' / 'figures'
 
-#: (file name, module, its arguments, the reduced study it draws or None) of each
-#: figure in the report, in the report's order.
-FIGURES = (
-    ('toy_gradient', plot_toy_gradient, [], None),
-    ('ode_times_nested_spheres', plot_ode_times, ['--experiment', 'nested_spheres'],
-     REDUCED_STUDIES[0]),
-    ('ode_times_g1d', plot_ode_times, ['--experiment', 'g1d'], REDUCED_STUDIES[1]),
-    ('ode_times_sines10', plot_ode_times, ['--experiment', 'sines10'], REDUCED_STUDIES[2]),
-    ('ode_times_sines50', plot_ode_times,
-     ['--experiment', 'sines50', '--regular_times', 'irregular'], REDUCED_STUDIES[3]),
-    ('ode_times_digits', plot_ode_times, ['--experiment', 'digits'], REDUCED_STUDIES[4]),
-    ('sde_times', plot_sde_times, [], REDUCED_STUDIES[5]),
-    ('ou_solutions_adjoint_gq', plot_ou_solutions, [], REDUCED_STUDIES[5]),
-)
+#: How each figure is drawn: file name -> (module, its arguments).
+_DRAWN_BY = {'toy_gradient': (plot_toy_gradient, []),
+             'sde_times': (plot_sde_times, []),
+             'ou_solutions_adjoint_gq': (plot_ou_solutions, [])}
+
+#: (file name, module, its arguments, the (experiment, flags) it draws or None) of each
+#: figure in the report, in the report's order (experiments/grids.py names them).
+FIGURES = tuple(
+    (name, *_DRAWN_BY.get(name, (plot_ode_times, ['--experiment', study])),
+     None if study is None else (STUDIES[study].experiment, STUDIES[study].flags))
+    for name, study in FIGURE_STUDIES.items())
 
 
 def main(argv=None):

@@ -10,41 +10,56 @@ from matplotlib.ticker import NullFormatter
 
 from common.arguments import positive_float, positive_int
 from experiments import results
-from experiments.grids import EXPERIMENTS, ODE_OPTIONS
+from experiments.grids import EXPERIMENTS, ODE_OPTIONS, STUDIES
 from models.backprop import EXTRA_OPTIONS
 from plotting import PLOTS_DIR
 from plotting.style import line_style, plt, save
 
-#: figure name -> (experiment in experiments.grids, its study's flags from this script's)
-FIGURES = {
-    'g1d': ('g1d', lambda a: []),
-    'nested_spheres': ('nested_spheres', lambda a: ['--gtol', str(a.gtol)]),
-    'sines10': ('sines', lambda a: ['--ntimes', '10', '--regular_times', a.regular_times]),
-    'sines50': ('sines', lambda a: ['--ntimes', '50', '--regular_times', a.regular_times]),
-    **{dataset: ('images', lambda a, d=dataset: ['--dataset', d, '--batchsize', str(a.batchsize)])
-       for dataset in ('mnist', 'cifar10', 'svhn', 'digits')},
-}
+#: figure name -> the study of experiments/grids.py it draws by default. The other image
+#: data sets draw the digits study with their own --dataset.
+FIGURES = {**{name: name for name in ('g1d', 'nested_spheres', 'sines10', 'sines50', 'digits',
+                                      'mnist')},
+           'cifar10': 'digits', 'svhn': 'digits'}
+
+
+def _study_flags(args):
+    """The study's flags (grids.STUDIES) with this script's overrides on top."""
+    study = STUDIES[FIGURES[args.experiment]]
+    flags = [*study.flags, *EXPERIMENTS[study.experiment].grids['paper'].flags]
+    if args.experiment in ('cifar10', 'svhn'):
+        flags += ['--dataset', args.experiment]
+    for flag, value in (('--gtol', args.gtol), ('--regular_times', args.regular_times),
+                        ('--batchsize', args.batchsize)):
+        if value is not None and flag in _OWN_FLAGS[study.experiment]:
+            flags += [flag, str(value)]
+    return study.experiment, flags
+
+
+#: The flags of this script that each experiment's ablation reads.
+_OWN_FLAGS = {'nested_spheres': ('--gtol',), 'sines': ('--regular_times',),
+              'images': ('--batchsize',), 'g1d': ()}
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog='python -m plotting.plot_ode_times',
                                      description=__doc__.split('\n')[0])
     parser.add_argument('--experiment', required=True, choices=FIGURES)
-    parser.add_argument('--gtol', type=positive_float, default=0.003,
-                        help="nested spheres' ablation (default 0.003, the paper's figure)")
-    parser.add_argument('--regular_times', default='regular', choices=('regular', 'irregular'),
-                        help='sines ablation (default regular)')
-    parser.add_argument('--batchsize', type=positive_int, default=32,
-                        help='images ablation (default 32)')
+    parser.add_argument('--gtol', type=positive_float, default=None,
+                        help="nested spheres' ablation (default: the study's, in "
+                             'experiments/grids.py)')
+    parser.add_argument('--regular_times', default=None, choices=('regular', 'irregular'),
+                        help="sines ablation (default: the study's)")
+    parser.add_argument('--batchsize', type=positive_int, default=None,
+                        help="images ablation (default: the study's)")
     parser.add_argument('--width', type=positive_int, default=None,
                         help='width of the loss curves (default: the largest found)')
     parser.add_argument('--results_dir', default=str(results.RESULTS_DIR))
     parser.add_argument('--plots_dir', default=str(PLOTS_DIR))
     args = parser.parse_args(argv)
-    name, study_flags = FIGURES[args.experiment]
+    name, flags = _study_flags(args)
     spec = EXPERIMENTS[name]
     return plot_timing(results_dir=args.results_dir, plots_dir=args.plots_dir,
-                       experiment=spec.name, ablation=spec.ablation_of(study_flags(args)),
+                       experiment=spec.name, ablation=spec.ablation_of(flags),
                        options=ODE_OPTIONS, extra_options=EXTRA_OPTIONS,
                        final_series=('epoch_val_metric_history', spec.metric),
                        curve_width=args.width, name=f'ode_times_{args.experiment}',

@@ -6,16 +6,7 @@ import argparse
 import numpy as np
 
 from experiments import results
-from experiments.grids import EXPERIMENTS
-
-#: (experiment in experiments.grids, the study's flags) of the paper's figures
-TABLES = (('g1d', ()), ('nested_spheres', ('--gtol', '0.003')),
-          ('sines', ('--ntimes', '10', '--regular_times', 'regular')),
-          ('sines', ('--ntimes', '50', '--regular_times', 'irregular')),
-          ('images', ('--dataset', 'digits', '--batchsize', '32')),
-          ('images', ('--dataset', 'mnist', '--batchsize', '32')),
-          ('ornstein_uhlenbeck', ('--ncosines', '10')))
-
+from experiments.grids import STUDIES
 
 #: The option every other option's training time is divided by, where it was run.
 REFERENCES = ('adjoint_ode', 'sde_adjoint')
@@ -89,8 +80,9 @@ def main(argv=None):
                                      description=__doc__.split('\n')[0])
     parser.add_argument('--results_dir', default=str(results.RESULTS_DIR))
     args = parser.parse_args(argv)
-    tables = (table(args.results_dir, name, EXPERIMENTS[name].ablation_of(flags))
-              for name, flags in TABLES)
+    # Every study of experiments/grids.py, in the report's order.
+    tables = (table(args.results_dir, study.experiment, study.ablation())
+              for study in STUDIES.values())
     text = '\n'.join(filter(None, tables))
     print(text or 'no finished runs found')
     return text

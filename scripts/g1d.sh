@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# g1d over a grid of experiments/grids.py (paper: 4 options × 9 widths × 10 repeats).
+# g1d over a grid of experiments/grids.py.
 # --help for flags.
 source "$(dirname "$0")/sweep_common.sh"
 EXPERIMENT=g1d; STUDY_FLAGS=()

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Images over a grid of experiments/grids.py (paper: 3 options × 4 widths × 3 repeats) for
+# Images over a grid of experiments/grids.py for
 # DATASET (default mnist) and BATCHSIZE (default 32) from the environment; the reduced
 # and quick grids use digits. --help for flags.
 source "$(dirname "$0")/sweep_common.sh"

@@ -1,6 +1,5 @@
 #!/usr/bin/env bash
-# Ornstein–Uhlenbeck over a grid of experiments/grids.py (paper: sde_direct, sde_adjoint,
-# adjoint_gq × widths 5 20 50 100 × 5 repeats), NCOSINES (default 10) from the
+# Ornstein–Uhlenbeck over a grid of experiments/grids.py, NCOSINES (default 10) from the
 # environment. --help for flags.
 source "$(dirname "$0")/sweep_common.sh"
 EXPERIMENT=ornstein_uhlenbeck; STUDY_FLAGS=(--ncosines "${NCOSINES:-10}")

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Sines over a grid of experiments/grids.py (paper: 4 options × 5 widths × 5 repeats), for
+# Sines over a grid of experiments/grids.py, for
 # NTIMES (default 10) and REGULAR (default regular) taken from the environment. --help
 # for flags.
 source "$(dirname "$0")/sweep_common.sh"

@@ -89,3 +89,12 @@ def test_client_benchmark_rejects_an_unknown_workload():
     result = _run('-m', 'benchmarks.clients', '--workload', 'pendulum')
     assert result.returncode == 2
     assert "invalid choice: 'pendulum'" in result.stderr
+
+
+def test_ci_runs_the_readmes_test_command_verbatim():
+    readme = (REPOSITORY / 'README.md').read_text()
+    section = readme[readme.index('## Test'):]
+    command = section.split('```bash\n', 1)[1].split('\n```', 1)[0].strip()
+    ci = (REPOSITORY / '.ci' / 'run').read_text().splitlines()
+    assert command in ci, (command, ci)
+    assert 'ruff check' in command and 'python -m pytest' in command

@@ -93,6 +93,27 @@ def test_reduced_studies_are_listed_for_the_reproduction_script():
     assert studies == [(name, *flags) for name, flags in grids.REDUCED_STUDIES]
 
 
+def test_the_paper_grid_runs_every_study_with_the_papers_epochs():
+    listed = subprocess.run([sys.executable, '-m', 'experiments.grids', 'studies', '--grid',
+                             'paper'], capture_output=True, text=True, cwd=REPOSITORY,
+                            check=True)
+    studies = [tuple(line.split('\t')) for line in listed.stdout.splitlines()]
+    assert len(studies) == len(grids.STUDIES)
+    assert ('images', '--dataset', 'mnist', '--batchsize', '32') in studies
+    assert not [study for study in studies if '--nepochs' in study]
+
+
+def test_figures_and_tables_name_their_studies_in_one_place():
+    from plotting import figures, summary_table
+
+    assert [figure[0] for figure in figures.FIGURES] == list(grids.FIGURES)
+    for name, *_, study in figures.FIGURES:
+        wanted = grids.FIGURES[name]
+        assert study == (None if wanted is None else (grids.STUDIES[wanted].experiment,
+                                                       grids.STUDIES[wanted].flags))
+    assert not hasattr(summary_table, 'TABLES')
+
+
 def test_bad_flags(tmp_path):
     assert _sweep('g1d.sh', '--jobs', '0').returncode == 2
     unknown = _sweep('sines.sh', '--fast')
