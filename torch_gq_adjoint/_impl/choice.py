@@ -19,8 +19,8 @@ vector–Jacobian product with respect to the state.
 Accuracy comes first. The checkpointed gradient is the exact gradient of the forward
 discretisation, so its error against the exact gradient of the ODE's loss follows the
 forward solve's error; the quadrature passes' error follows the backward solve's, as
-torchdiffeq's adjoint's does. At loose tolerances the first is much the larger (measured
-in ``docs/benchmarks.md``), so ``'auto'`` considers the checkpoint only when the forward
+torchdiffeq's adjoint's does. At loose tolerances the first is much the larger
+(docs/benchmarks.md), so ``'auto'`` considers the checkpoint only when the forward
 ``rtol`` is at most :data:`CHECKPOINT_RTOL`.
 """
 

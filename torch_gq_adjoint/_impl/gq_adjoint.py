@@ -168,20 +168,14 @@ def odeint_adjoint_gq(func, y0, t, *, rtol=1e-7, atol=1e-9, gtol=None, method=No
         rtol, atol: tolerances of the forward solve (defaults 1e-7, 1e-9 as torchdiffeq):
             finite and non-negative numbers or tensors; ``atol`` positive for methods with
             step-size control.
-        gtol: how the quadrature nodes are chosen.
+        gtol: how the quadrature nodes are chosen (docs/usage.md gives both rules).
 
-            - None (default): error-controlled. For solvers with step-size control, each
-              interval's rule is checked on two integrals the backward solve knows
-              exactly, ``∫ aᵀ∂f/∂z dt = Δa`` and ``∫ aᵀ∂f/∂t dt = Δ(aᵀf)``, which come out
-              of the same backward pass as the parameter integrand; a rule passes when
-              both hold to ``adjoint_rtol``/``adjoint_atol``, or when it agrees with the
-              previous rule to that tolerance. Rules start at the paper's with ``C = 0.1``
-              and double (at most 4 rules, 64 nodes). For fixed-grid methods: 1 node per
-              grid step (euler, midpoint, heun2) or 2 (heun3, rk4, the Adams methods), at
-              most 64 per interval.
-            - a positive number ``C``: the paper's rule, ``min(ceil(C · NFE · |t[i] −
-              t[i−1]| / |t[-1] − t[0]|), 64)`` nodes (at least one), NFE the forward
-              solve's evaluations. Larger gives more nodes; it is not a tolerance.
+            - None (default): error-controlled; each interval's rule is checked on
+              integrals the backward solve knows exactly, for the adjoint's accuracy.
+              Fixed-grid methods get one or two nodes per grid step.
+            - a positive number ``C``: the paper's rule, about ``C · NFE`` nodes in all,
+              shared by the intervals in proportion to their length (at least one, at
+              most 64 each). Larger gives more nodes; it is not a tolerance.
         method: torchdiffeq method name (default None: dopri5).
         options: dict of solver options for the forward solve (e.g. ``step_size``,
             ``step_t``, ``jump_t``, ``grid_constructor``, ``norm``), as for ``odeint``.
@@ -210,13 +204,11 @@ def odeint_adjoint_gq(func, y0, t, *, rtol=1e-7, atol=1e-9, gtol=None, method=No
         backward: which backward pass computes the gradients (docs/backward.md derives
             each; docs/benchmarks.md measures them on common workloads).
 
-            - ``'auto'`` (default): a deterministic rule on counted evaluations (never on
-              timings; the same call always takes the same path). The checkpoint where
-              the forward solve is tight (``rtol`` ≤ 1e-5), its steps fit in
-              ``checkpoint_memory`` and it is expected to cost under half the restart
-              method (many output times, or a ``func`` that ``vmap`` cannot batch, such
-              as a CNF taking ``torch.autograd.grad`` inside); else the propagator where
-              it is valid and cheaper (``(1 + d) · NFE < 2 · max(NFE, 7 · intervals)``);
+            - ``'auto'`` (default): a deterministic rule on counted evaluations (never
+              on timings; the same call always takes the same path): the checkpoint for
+              many output times or a ``func`` that ``vmap`` cannot batch, where the
+              forward solve is tight (``rtol`` ≤ 1e-5) and its steps fit in
+              ``checkpoint_memory``; else the propagator where it is valid and cheaper;
               else ``'restart'``.
             - ``'restart'``: the paper's, one ``[z, a]`` solve per interval, restarted at
               every observation time (at least one full solver step each), the parameter

@@ -132,7 +132,7 @@ def cheaper_than_restart(samples, forward_nfe, intervals):
     ``max(NFE, 7 · intervals)``. The propagator takes about ``NFE`` evaluations, each
     with ``d`` products sharing one forward evaluation: ``(1 + d) / 2`` restart
     evaluations apiece. Both sides double with ``gtol=None``: each restarted solve starts
-    cold (measured: 8–14 evaluations per interval), and the propagator's solve runs at
+    cold (about twice as many evaluations per interval), and the propagator's solve runs at
     :data:`TOLERANCE_FACTOR` of the tolerances (about ``2 · NFE`` evaluations). With the
     paper's rule steps are carried (about 7 per interval) and the solve runs at the
     tolerances. Either way the rule above results; it errs towards restarting.
@@ -366,9 +366,8 @@ def _drift(backward, index, nodes, offset_high, offset_low):
     which parts from the forward solution (itself accurate to the forward tolerance) by up
     to that tolerance; the loss gradients belong to the forward solution. Restarting
     reads ``z`` off a solve started at the forward solution on every interval. Shifting
-    the nodes' ``z`` by this offset does the same to first order, without a solve: on
-    sines with 50 times it cuts the gradient error from 4.3e-5 to 1.5e-5 (restarting:
-    7.2e-6), and a tighter solve alone does not (4.1e-5 at a ten-thousandth).
+    the nodes' ``z`` by this offset does the same to first order, without a solve (its
+    effect on the gradient error is measured in docs/backward.md).
     """
     high, low = backward.solves.times[index], backward.solves.times[index - 1]
     share = ((nodes - low) / (high - low)).to(offset_high.dtype)[:, None]
