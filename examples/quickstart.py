@@ -11,7 +11,6 @@ import time
 import torch
 from torch import nn
 
-from common.arguments import positive_int
 from torch_gq_adjoint import odeint, odeint_adjoint, odeint_adjoint_gq
 
 
@@ -48,11 +47,22 @@ def train(solve, steps, width, seed=0):
     return sum(seconds) / len(seconds), first_gradient, loss.item()
 
 
+def _positive_int(text):
+    """argparse type: an integer > 0 (the example needs nothing but the library)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'expected a positive integer, got {text!r}') from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f'expected a positive integer, got {text!r}')
+    return value
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('--steps', type=positive_int, default=5,
+    parser.add_argument('--steps', type=_positive_int, default=5,
                         help='training steps (default 5)')
-    parser.add_argument('--width', type=positive_int, default=64,
+    parser.add_argument('--width', type=_positive_int, default=64,
                         help='hidden width (default 64)')
     args = parser.parse_args(argv)
     solvers = {'odeint (direct)': odeint, 'odeint_adjoint': odeint_adjoint,
