@@ -92,6 +92,12 @@ def plot_timing(*, results_dir, plots_dir, experiment, ablation, options, final_
               'no figure written', file=sys.stderr)
         return None
     widths = sorted({width for width, _ in runs})
+    if curve_width is not None and curve_width not in widths:
+        # Refuse rather than draw loss panels titled with a width that has no runs.
+        print(f'no finished runs of {experiment}/{ablation} at width {curve_width} in '
+              f'{results_dir} (widths found: {", ".join(map(str, widths))}); no figure '
+              'written', file=sys.stderr)
+        return None
     options = [option for option in (*all_options, *extra_options)
                if any(key[1] == option for key in runs)]
     for option in all_options:

@@ -1,6 +1,7 @@
 """Bad arguments to odeint_adjoint_gq raise a clear error naming them, before any solve."""
 
 import math
+import re
 
 import pytest
 import torch
@@ -31,6 +32,17 @@ def _call(**overrides):
     (dict(t=torch.zeros(2, 2)), ValueError, 't must be a non-empty 1-D'),
     (dict(t=torch.tensor([])), ValueError, 't must be a non-empty 1-D'),
     (dict(t=torch.tensor([0.0, 1.0, 1.0])), ValueError, 't must be strictly'),
+    (dict(y0=torch.ones(3, 2, dtype=torch.float16)), TypeError,
+     'y0 must be a float32 or float64 tensor; got dtype torch.float16'),
+    (dict(y0=torch.ones(3, 2, dtype=torch.bfloat16)), TypeError,
+     'y0 must be a float32 or float64 tensor'),
+    (dict(y0=torch.empty(3, 2, device='meta')), ValueError, 'y0 is a meta tensor'),
+    (dict(method='euler', options=dict(step_size=-0.1)), ValueError,
+     "options['step_size'] must be a positive finite number"),
+    (dict(method='euler', options=dict(step_size=0)), ValueError,
+     "options['step_size'] must be a positive finite number"),
+    (dict(method='rk4', adjoint_options=dict(step_size=math.inf)), ValueError,
+     "adjoint_options['step_size'] must be a positive finite number"),
     (dict(t=torch.tensor([0.0, 1.0, 0.5])), ValueError, 't must be strictly'),
     (dict(t=torch.tensor([0, 1])), TypeError, 't must be a floating point'),
     (dict(t=[0.0, 1.0]), TypeError, 't must be a 1-D torch.Tensor'),
@@ -61,7 +73,7 @@ def _call(**overrides):
     (dict(func=3), TypeError, 'func must be callable'),
     (dict(method='rk45'), ValueError, 'method must be one of'),
     (dict(adjoint_method='leapfrog'), ValueError, 'adjoint_method must be one of'),
-    (dict(y0=torch.ones(3, dtype=torch.int64)), TypeError, 'y0 must be a floating point'),
+    (dict(y0=torch.ones(3, dtype=torch.int64)), TypeError, 'y0 must be a float32 or float64'),
     (dict(y0=[[1.0, 2.0]]), TypeError, 'y0[0] must be a torch.Tensor'),
     (dict(y0=()), TypeError, 'non-empty tuple'),
     (dict(y0=(torch.ones(2), torch.ones(2, dtype=torch.float64))), ValueError, 'y0[1] is'),
@@ -109,3 +121,31 @@ def test_non_finite_backward_values_raise():
     solution = odeint_adjoint_gq(func, y0, torch.tensor([0.0, 1.0], dtype=torch.float64))
     with pytest.raises(FloatingPointError, match='non-finite'):
         (solution[-1] * torch.tensor([math.inf, 1.0], dtype=torch.float64)).sum().backward()
+
+
+class _Returns(nn.Module):
+    def __init__(self, make):
+        super().__init__()
+        self.make = make
+
+    def forward(self, t, z):
+        return self.make(z)
+
+
+@pytest.mark.parametrize('make, got', [
+    (lambda z: z[:, :1], 'got shape (3, 1)'),
+    (lambda z: None, 'got NoneType'),
+    (lambda z: (z,), 'got tuple'),
+    (lambda z: 1.0, 'got float'),
+])
+def test_a_func_returning_the_wrong_structure_is_named_at_its_first_evaluation(make, got):
+    with pytest.raises(ValueError, match=r'func\(t, y\) must return a tensor of shape '
+                                         r'\(3, 2\) \(that of y0\); ' + re.escape(got)):
+        odeint_adjoint_gq(_Returns(make), torch.ones(3, 2), torch.tensor([0.0, 1.0]))
+
+
+def test_a_tuple_state_names_the_part_of_the_wrong_shape():
+    func = _Returns(lambda state: (state[0], state[1][:, :1]))
+    with pytest.raises(ValueError, match=r'tuple of 2 tensors .* got shape \(3, 1\) '
+                                         r'\(part 1\)'):
+        odeint_adjoint_gq(func, (torch.ones(3, 2), torch.ones(3, 2)), torch.tensor([0.0, 1.0]))

@@ -55,6 +55,11 @@ def test_ode_times_figure_reports_missing_runs(tmp_path, capsys):
     # adjoint_ode at width 20, adjoint_seminorm at both widths
     assert len(missing) == 3
     assert '3 methods, widths [5, 20]' in captured.out
+    # A width with no runs is refused, and nothing is written for it.
+    plots = tmp_path / 'refused'
+    assert plot_ode_times.main(['--experiment', 'nested_spheres', '--width', '7',
+                                '--results_dir', str(base), '--plots_dir', str(plots)]) is None
+    assert 'at width 7' in capsys.readouterr().err and not plots.exists()
 
 
 def test_sde_times_figure(tmp_path, capsys):

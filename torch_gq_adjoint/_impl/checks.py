@@ -57,8 +57,9 @@ def check_state(y0):
 
     Raises:
         TypeError: ``y0`` is not a tensor or a non-empty tuple of tensors, or is not
-            floating point.
-        ValueError: the tensors of a tuple ``y0`` are on different devices or dtypes.
+            float32 or float64.
+        ValueError: the tensors of a tuple ``y0`` are on different devices or dtypes, or
+            are meta tensors.
     """
     is_tuple = isinstance(y0, (tuple, list))
     parts = tuple(y0) if is_tuple else (y0,)
@@ -68,9 +69,14 @@ def check_state(y0):
         name = f'y0[{index}]' if is_tuple else 'y0'
         if not torch.is_tensor(part):
             raise TypeError(f'{name} must be a torch.Tensor; got {type(part).__name__}.')
-        if not part.is_floating_point():
-            raise TypeError(f'{name} must be a floating point tensor (float32 or float64); '
-                            f'got dtype {part.dtype}.')
+        if part.dtype not in (torch.float32, torch.float64):
+            # float16/bfloat16 pass torch's floating-point check but underflow the step
+            # size control of every adaptive method within a few steps.
+            raise TypeError(f'{name} must be a float32 or float64 tensor; got dtype '
+                            f'{part.dtype}. Convert it, e.g. y0.float().')
+        if part.device.type == 'meta':
+            raise ValueError(f'{name} is a meta tensor (no data); give a tensor on a real '
+                             'device, e.g. cpu or cuda.')
     first = parts[0]
     for index, part in enumerate(parts[1:], start=1):
         if part.device != first.device or part.dtype != first.dtype:
@@ -207,4 +213,11 @@ def check_options(name, options):
         return {}
     if not isinstance(options, dict):
         raise TypeError(f'{name} must be a dict or None; got {type(options).__name__}.')
+    step_size = options.get('step_size')
+    if step_size is not None:
+        value = float(torch.as_tensor(step_size).reshape(-1)[0]) if (
+            torch.is_tensor(step_size) or isinstance(step_size, numbers.Real)) else None
+        if value is None or not math.isfinite(value) or value <= 0:
+            raise ValueError(f"{name}['step_size'] must be a positive finite number (the "
+                             f'length of a fixed-grid step); got {step_size!r}.')
     return dict(options)

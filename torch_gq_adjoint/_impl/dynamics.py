@@ -69,12 +69,16 @@ class CountedField(_StepRecorder):
         record_steps: bool, record the last accepted step (adaptive methods only).
         tape: optional :class:`~torch_gq_adjoint._impl.checkpoint.ForwardTape` that
             records the steps for the checkpointed backward pass.
+        layout: optional :class:`~torch_gq_adjoint._impl.state.StateLayout`; the first
+            evaluation's output is checked against it (a clear error instead of
+            torchdiffeq's broadcasting failure a few operations later).
     """
 
-    def __init__(self, func, record_steps, tape=None):
+    def __init__(self, func, record_steps, tape=None, layout=None):
         super().__init__(record_steps)
         self.func = func
         self.tape = tape
+        self.layout = layout
         callbacks = {name: getattr(func, name) for name in _CALLBACKS
                      if getattr(func, name, None) is not None}
         # torchdiffeq already hands callbacks the user's time and state structure.
@@ -91,6 +95,8 @@ class CountedField(_StepRecorder):
     def __call__(self, t, y):
         self.nfe += 1
         output = self.func(t, y)
+        if self.nfe == 1 and self.layout is not None:
+            self.layout.check(output, 'func(t, y)')
         if self.tape is not None:
             self.tape.on_evaluation(output)
         return output

@@ -69,7 +69,7 @@ class _GaussQuadratureAdjoint(torch.autograd.Function):
                 and checkpoint_problem(settings.method, settings.event_fn is not None) is None):
             reversed_time = len(t) > 1 and bool(t[0] > t[1])
             tape = ForwardTape(adaptive, reversed_time, settings.checkpoint_memory)
-        counted = CountedField(settings.func, adaptive, tape)
+        counted = CountedField(settings.func, adaptive, tape, settings.layout)
         with torch.no_grad():
             result = torchdiffeq.odeint(counted, y0, t, rtol=settings.rtol, atol=settings.atol,
                                         method=settings.method, options=settings.options,

@@ -21,6 +21,26 @@ class StateLayout:
         self.numels = tuple(part.numel() for part in parts)
         self.is_tuple = is_tuple
 
+    def check(self, value, what):
+        """Raise ``ValueError`` naming ``what`` unless ``value`` has the state's structure
+        and shapes (a tensor of ``y0``'s shape, or a tuple of tensors of its parts')."""
+        parts = value if self.is_tuple else (value,)
+        expected = (f'a tuple of {len(self.shapes)} tensors of shapes '
+                    f'{[tuple(shape) for shape in self.shapes]}' if self.is_tuple
+                    else f'a tensor of shape {tuple(self.shapes[0])}')
+        if self.is_tuple and not (isinstance(value, (tuple, list))
+                                  and len(value) == len(self.shapes)):
+            got = (f'a {type(value).__name__} of {len(value)}'
+                   if isinstance(value, (tuple, list)) else type(value).__name__)
+            raise ValueError(f'{what} must return {expected} (that of y0); got {got}.')
+        for index, (part, shape) in enumerate(zip(parts, self.shapes)):
+            if not torch.is_tensor(part) or part.shape != shape:
+                got = (f'shape {tuple(part.shape)}' if torch.is_tensor(part)
+                       else type(part).__name__)
+                where = f' (part {index})' if self.is_tuple else ''
+                raise ValueError(f'{what} must return {expected} (that of y0); got '
+                                 f'{got}{where}.')
+
     def flatten(self, state, what='y'):
         """Concatenate the user's ``state`` (tensor or tuple) into one 1-D tensor.
 
