@@ -262,9 +262,11 @@ def runs(experiment, grid='paper', flags=(), results_dir=results.RESULTS_DIR, lo
     for option in chosen.options:
         for width in widths:
             for number in range(1, chosen.repeats + 1):
+                # The study's and the user's flags come last, so that they win over
+                # the grid's (argparse keeps the last value of a flag).
                 flags_of_run = ('--adjoint_option', option, '--width', str(width),
-                                '--experiment_no', str(number), *flags,
-                                *chosen.flags_of(width),
+                                '--experiment_no', str(number), *chosen.flags_of(width),
+                                *flags,
                                 '--results_dir', str(results_dir), '--save_model', '1',
                                 '--load_model', '1', '--quiet')
                 args = spec.parse(flags_of_run)

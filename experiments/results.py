@@ -157,6 +157,11 @@ def read_run(folder):
         if done is not None:
             for name in SERIES:
                 if name != 'nparams' and name in run:
+                    if len(run[name]) < done + 1:
+                        raise ResultsError(
+                            f'{folder / (name + ".npy")} holds {len(run[name])} epochs but '
+                            f'{folder / SUMMARY} records {done + 1} (0 to {done}); delete the '
+                            'run folder and run it again')
                     run[name] = run[name][:done + 1]
     return run
 

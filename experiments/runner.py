@@ -8,6 +8,7 @@ through :func:`build_parser`, :func:`main` and :func:`train`; its results naming
 """
 
 import argparse
+import fcntl
 import platform
 import random
 import signal
@@ -214,6 +215,12 @@ def run(args, spec, make_setup):
     """
     folder = spec.run_folder(args)
     _check_folder(folder, args)
+    # Held until the run ends: a second run into the same folder is refused, not mixed in.
+    with _FolderLock(folder):
+        return _run_locked(args, spec, make_setup, folder)
+
+
+def _run_locked(args, spec, make_setup, folder):
     seed = 1000 * args.experiment_no
     seed_everything(seed)
     setup = make_setup(args)
@@ -226,12 +233,12 @@ def run(args, spec, make_setup):
     training = _TrainingState(model, optimiser, generator)
     checkpoint = results.read_checkpoint(folder, args.device) if args.load_model else None
     if checkpoint is not None:
-        differing = results.differences(checkpoint.get('arguments', {}), args)
-        if differing:
-            raise RunError(_mixing_message(folder / results.CHECKPOINT, differing), 2)
+        _check_checkpoint(folder, checkpoint, args)
         history = training.restore(checkpoint)
         if not args.quiet:
             print(f'resuming {folder} after epoch {history["epochs"][-1]}')
+    else:
+        _start_afresh(folder, args)
     saved = {'epoch': None}
 
     def on_epoch_end(current):
@@ -282,6 +289,62 @@ def _check_folder(folder, args):
         raise RunError(f'{folder} already holds {done} epochs, more than --nepochs '
                        f'{args.nepochs}: a run is only ever extended. Ask for --nepochs '
                        f'{done} or more, or use another --results_dir.', 2)
+
+
+def _check_checkpoint(folder, checkpoint, args):
+    """A checkpoint is resumed only with the settings, summary and series it belongs to,
+    and only to extend its run."""
+    path = folder / results.CHECKPOINT
+    differing = results.differences(checkpoint.get('arguments', {}), args)
+    if differing:
+        raise RunError(_mixing_message(path, differing), 2)
+    epochs = checkpoint.get('history', {}).get('epochs') or [None]
+    saved = epochs[-1]
+    if saved is not None and saved > args.nepochs:
+        raise RunError(f'{path} holds {saved} epochs, more than --nepochs {args.nepochs}: '
+                       f'a run is only ever extended. Ask for --nepochs {saved} or more, or '
+                       'use another --results_dir.', 2)
+    summary = results.read_summary(folder)
+    done = None if summary is None else summary.get('epochs_done')
+    if summary is not None and done != saved:
+        raise RunError(f'{path} holds epoch {saved} but {folder / results.SUMMARY} records '
+                       f'epoch {done}: the checkpoint belongs to another run of this folder. '
+                       f'Delete {path} to start afresh, or {folder} to discard both.', 2)
+
+
+def _start_afresh(folder, args):
+    """A fresh start in a folder that holds a run replaces it: say so, and remove a
+    checkpoint of the old run, which must never be resumed with the new run's series."""
+    summary = results.read_summary(folder)
+    if summary is not None:
+        state = 'finished' if summary.get('complete') else 'unfinished'
+        print(f'replacing the {state} run in {folder} ({summary.get("epochs_done")} epochs) '
+              'with a fresh one' + ('' if args.load_model else
+                                    ' (--load_model 0; --load_model 1 would resume it)'),
+              file=sys.stderr)
+    (folder / results.CHECKPOINT).unlink(missing_ok=True)
+
+
+class _FolderLock:
+    """An exclusive ``flock`` on ``<folder>/.lock`` for the duration of a run."""
+
+    def __init__(self, folder):
+        self.path = folder / '.lock'
+        self.handle = None
+
+    def __enter__(self):
+        self.handle = open(self.path, 'a')
+        try:
+            fcntl.flock(self.handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self.handle.close()
+            raise RunError(f'another run is writing {self.path.parent} right now; wait for '
+                           'it to finish, or use another --results_dir', 2) from None
+        return self
+
+    def __exit__(self, *exc_info):
+        fcntl.flock(self.handle, fcntl.LOCK_UN)
+        self.handle.close()
 
 
 def _mixing_message(path, differing):

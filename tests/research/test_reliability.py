@@ -260,3 +260,77 @@ def test_kill_9_at_random_points_loses_nothing(tmp_path):
                  'epoch_bnfe_history'):
         assert np.array_equal(reference[name], resumed[name]), name
     assert not list(folders[1].glob('.*.tmp'))
+
+
+def test_a_stale_checkpoint_is_never_mixed_into_a_fresh_run(tmp_path, capsys):
+    folder = _g1d(tmp_path, '--nepochs', '10')
+    capsys.readouterr()
+    # A fresh run over it, without checkpoints: it says what it replaces, and the old
+    # run's checkpoint goes with it.
+    _g1d(tmp_path, '--nepochs', '3', '--save_model', '0', '--load_model', '0')
+    assert 'replacing the finished run' in capsys.readouterr().err
+    assert not (folder / results.CHECKPOINT).exists()
+    final = _g1d(tmp_path, '--nepochs', '5', '--load_model', '1')
+    run = results.read_run(final)
+    assert run['summary']['epochs_done'] == 5 and run['summary']['complete']
+    assert run['epochs'].tolist() == [0, 1, 2, 3, 4, 5]
+    # The same as a run of 5 epochs made in one go.
+    alone = g1d.main(['--width', '8', '--nepochs', '5', '--quiet', '--results_dir',
+                      str(tmp_path / 'alone')])
+    assert np.array_equal(run['epoch_loss_history'],
+                          results.read_run(alone)['epoch_loss_history'])
+
+
+def test_a_checkpoint_with_more_epochs_than_asked_is_refused(tmp_path, capsys):
+    folder = _g1d(tmp_path, '--nepochs', '5')
+    (folder / results.SUMMARY).unlink()
+    code, message = _exit(capsys, _g1d, tmp_path, '--nepochs', '3', '--load_model', '1')
+    assert code == 2 and 'holds 5 epochs, more than --nepochs 3' in message
+
+
+def test_a_checkpoint_that_disagrees_with_the_summary_is_refused(tmp_path, capsys):
+    folder = _g1d(tmp_path, '--nepochs', '4')
+    checkpoint = torch.load(folder / results.CHECKPOINT, weights_only=False)
+    summary = json.loads((folder / results.SUMMARY).read_text())
+    summary['epochs_done'] = 2
+    (folder / results.SUMMARY).write_text(json.dumps(summary))
+    code, message = _exit(capsys, _g1d, tmp_path, '--nepochs', '6', '--load_model', '1')
+    assert code == 2 and 'belongs to another run' in message
+    assert checkpoint['history']['epochs'][-1] == 4
+
+
+def test_a_series_shorter_than_the_summary_is_refused_by_every_reader(tmp_path, capsys):
+    folder = _g1d(tmp_path)
+    losses = np.load(folder / 'epoch_loss_history.npy')
+    np.save(folder / 'epoch_loss_history.npy', losses[:2])
+    with pytest.raises(results.ResultsError, match='holds 2 epochs but .* records 4'):
+        results.read_run(folder)
+    assert results.main(['complete', str(folder)]) == 1
+    assert 'holds 2 epochs' in capsys.readouterr().err
+    assert results.complete_runs(tmp_path / 'results', 'g1d', 'aug3') == {}
+
+
+def test_a_second_run_into_a_folder_being_written_is_refused(tmp_path, capsys):
+    from experiments import runner
+
+    folder = g1d.main(['--width', '8', '--nepochs', '1', '--quiet', '--results_dir',
+                       str(tmp_path / 'results')])
+    with runner._FolderLock(folder):
+        code, message = _exit(capsys, _g1d, tmp_path, '--nepochs', '1', '--load_model', '1')
+    assert code == 2 and 'another run is writing' in message
+    # Once the first one is done, the folder is free again.
+    _g1d(tmp_path, '--nepochs', '2', '--load_model', '1')
+
+
+def test_flags_after_the_double_dash_win_over_the_grids():
+    listed = subprocess.run([sys.executable, '-m', 'experiments.grids', 'runs', 'g1d', '--grid',
+                             'quick', '--', '--nepochs', '2', '--gtol', '0.5'],
+                            capture_output=True, text=True, cwd=REPOSITORY, check=True)
+    lines = listed.stdout.splitlines()
+    assert lines
+    for line in lines:
+        argv = line.split('\t')[2:]
+        # argparse keeps the last value of a flag: the user's must come last.
+        last = {name: max(i for i, item in enumerate(argv) if item == name)
+                for name in ('--nepochs', '--gtol')}
+        assert argv[last['--nepochs'] + 1] == '2' and argv[last['--gtol'] + 1] == '0.5'
