@@ -19,16 +19,46 @@ while [ $# -gt 0 ]; do
     shift
 done
 status=0
+# Each step runs in the background and is waited for, so that SIGINT or SIGTERM reaches
+# this script at once: it stops the running sweep (which stops its runs: each saves what
+# it finished) and exits instead of going on to the next step. A sweep that was stopped
+# (status 130 or 143) ends reproduce.sh as well.
+child=
+stop() {
+    trap - INT TERM
+    if [ -n "$child" ]; then
+        # A background job of a non-interactive shell ignores SIGINT: TERM stops it alike.
+        kill -TERM "$child" 2> /dev/null
+        wait "$child"
+    fi
+    echo "reproduce: stopped by SIG$1; finished epochs are saved, rerun the same command to resume" >&2
+    [ "$1" = TERM ] && exit 143
+    exit 130
+}
+trap 'stop INT' INT
+trap 'stop TERM' TERM
+step() {
+    "$@" &
+    child=$!
+    wait "$child"
+    local code=$?
+    child=
+    if [ "$code" = 130 ] || [ "$code" = 143 ]; then
+        echo "reproduce: a step was stopped (status $code); not going on" >&2
+        exit "$code"
+    fi
+    return "$code"
+}
 # The grid's studies, each with its own flags (experiments/grids.py STUDIES).
 while IFS=$'\t' read -r -a study; do
-    bash "scripts/${study[0]}.sh" "${arguments[@]}" -- "${study[@]:1}" || status=1
+    step bash "scripts/${study[0]}.sh" "${arguments[@]}" -- "${study[@]:1}" || status=1
 done < <("$PYTHON" -m experiments.grids studies --grid "$grid")
 toy_flags=(--results_dir "$results_dir" --quiet)
 [ "$grid" != paper ] && toy_flags+=(--t_step 0.5)
-"$PYTHON" -m experiments.toy_gradient "${toy_flags[@]}" || status=1
-"$PYTHON" -m plotting.figures --results_dir "$results_dir" --plots_dir plotting/plots || status=1
+step "$PYTHON" -m experiments.toy_gradient "${toy_flags[@]}" || status=1
+step "$PYTHON" -m plotting.figures --results_dir "$results_dir" --plots_dir plotting/plots || status=1
 if [ "$grid" = paper ]; then
-    "$PYTHON" -m plotting.plot_ode_times --experiment mnist --results_dir "$results_dir" || status=1
+    step "$PYTHON" -m plotting.plot_ode_times --experiment mnist --results_dir "$results_dir" || status=1
 fi
 if [ "$status" = 0 ]; then echo "reproduce: all steps succeeded"; else echo "reproduce: some steps failed (see above)"; fi
 exit $status

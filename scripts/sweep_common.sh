@@ -44,7 +44,11 @@ _run_one() {
 export -f _run_one
 
 run_sweep() {
-    local grid=paper jobs=1 slurm=0 submit=1 results_dir=results log_dir=logs
+    local grid=paper jobs=1 slurm=0 submit=1 results_dir=results log_dir=logs stopped=
+    # From the first moment: a signal while the runs are being listed must stop the sweep
+    # before any run starts, not be lost while Python answers.
+    trap 'stopped=TERM' TERM
+    trap 'stopped=INT' INT
     while [ $# -gt 0 ]; do
         case "$1" in
             --quick) grid=quick ;;
@@ -72,6 +76,12 @@ run_sweep() {
         > "$runs_file" || return 2
     local total
     total=$(wc -l < "$runs_file")
+    if [ -n "$stopped" ]; then
+        trap - TERM INT
+        echo "$EXPERIMENT: stopped by SIG$stopped before any run started" >&2
+        [ "$stopped" = TERM ] && return 143
+        return 130
+    fi
 
     if [ "$slurm" = 1 ]; then
         local batch="$log_dir/$EXPERIMENT/array.sbatch"
@@ -108,10 +118,8 @@ SBATCH
     tr '\n' '\0' < "$runs_file" > "$queue"
     set -m
     xargs -0 -a "$queue" -P "$jobs" -I{} bash -c '_run_one "$1"' _ {} &
-    local group=$! stopped=
+    local group=$!
     set +m
-    trap 'stopped=TERM' TERM
-    trap 'stopped=INT' INT
     while kill -0 "$group" 2> /dev/null; do
         wait "$group"
         if [ -n "$stopped" ]; then

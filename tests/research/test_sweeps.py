@@ -175,3 +175,41 @@ def test_budget_times_each_option_and_width_of_a_grid(capsys):
     # repeats × Σ per run / 2 jobs, as printed on the last line
     assert total == pytest.approx(sum(float(row[3]) for row in rows) * grid.repeats / 2, rel=0.05)
     assert printed[-1].startswith('g1d quick: about ') and '--jobs 2' in printed[-1]
+
+
+def test_sigint_while_the_runs_are_listed_stops_the_sweep_before_any_run(tmp_path):
+    results_dir = tmp_path / 'results'
+    environment = dict(os.environ, PYTHON=sys.executable)
+    sweep = subprocess.Popen(['bash', str(REPOSITORY / 'scripts' / 'g1d.sh'), '--quick',
+                              '--results_dir', str(results_dir), '--log_dir',
+                              str(tmp_path / 'logs')],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             env=environment)
+    time.sleep(0.3)  # Python is still importing to list the runs
+    sweep.send_signal(signal.SIGINT)
+    _, error = sweep.communicate(timeout=120)
+    assert sweep.returncode == 130, error
+    assert 'stopped by SIGINT before any run started' in error
+    assert not list(results_dir.glob('**/summary.json'))
+
+
+@pytest.mark.parametrize('number, code', [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_signal_to_reproduce_stops_it_and_every_child(tmp_path, number, code):
+    results_dir = tmp_path / 'results'
+    environment = dict(os.environ, PYTHON=sys.executable)
+    reproduce = subprocess.Popen(['bash', str(REPOSITORY / 'scripts' / 'reproduce.sh'),
+                                  '--quick', '--jobs', '2', '--results_dir', str(results_dir),
+                                  '--log_dir', str(tmp_path / 'logs')],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                 env=environment)
+    deadline = time.time() + 120
+    while not list(results_dir.glob('**/summary.json')) and time.time() < deadline:
+        time.sleep(0.2)
+    assert list(results_dir.glob('nested_spheres/**/summary.json')), 'no run started'
+    reproduce.send_signal(number)
+    _, error = reproduce.communicate(timeout=120)
+    assert reproduce.returncode == code, error
+    assert 'reproduce: stopped by' in error
+    assert not _runs_of(results_dir)  # no sweep, xargs or run left
+    # It did not go on to the next study.
+    assert not (results_dir / 'g1d').exists()
