@@ -36,6 +36,20 @@ def positive_float(text):
     return value
 
 
+#: Solver tolerances outside this range make torchdiffeq's step size underflow (below) or
+#: control nothing (above).
+TOLERANCE_RANGE = (1e-12, 1.0)
+
+
+def tolerance(text):
+    """A solver tolerance within :data:`TOLERANCE_RANGE`."""
+    low, high = TOLERANCE_RANGE
+    value = positive_float(text)
+    if not low <= value <= high:
+        raise argparse.ArgumentTypeError(f'must be between {low:g} and {high:g}; got {text!r}')
+    return value
+
+
 def flag(text):
     """0 or 1."""
     if text not in ('0', '1'):

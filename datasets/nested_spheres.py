@@ -43,6 +43,7 @@ def generate(data_dir):
 
 def load(data_dir, split):
     """Tensors (points, labels) of ``split``, generating the files first if missing."""
-    points, labels = load_generated(folder(data_dir) / f'{split}.npz', ('points', 'labels'),
+    points, labels = load_generated(folder(data_dir) / f'{split}.npz',
+                                    {'points': ('float32', 2), 'labels': ('int64', 1)},
                                     lambda: generate(data_dir))
     return torch.from_numpy(points), torch.from_numpy(labels)

@@ -57,6 +57,7 @@ def generate(data_dir, counts=None, paths=PATHS):
 def load(data_dir, split):
     """Tensors (times (T,), initial (N, 1), paths (N, T, P)), generated first if missing."""
     times, initial, paths = load_generated(folder(data_dir) / f'{split}.npz',
-                                           ('times', 'initial', 'paths'),
+                                           {'times': ('float32', 1), 'initial': ('float32', 1),
+                                            'paths': ('float32', 3)},
                                            lambda: generate(data_dir))
     return torch.from_numpy(times), torch.from_numpy(initial)[:, None], torch.from_numpy(paths)

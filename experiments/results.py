@@ -126,8 +126,12 @@ def read_summary(folder):
     Raises:
         ResultsError: the file is not valid JSON.
     """
-    return _read_optional(pathlib.Path(folder) / SUMMARY,
-                          lambda path: json.loads(path.read_text()), (OSError, ValueError),
+    def load(path):
+        summary = json.loads(path.read_text())
+        if not isinstance(summary, dict):
+            raise ValueError(f'a JSON {type(summary).__name__}, not an object')
+        return summary
+    return _read_optional(pathlib.Path(folder) / SUMMARY, load, (OSError, ValueError),
                           'delete the run folder and run it again')
 
 
@@ -306,7 +310,17 @@ def main(argv=None):
         if not command:
             return 0 if is_complete(args.folder) else 1
         # The command is ('-m', module, flags...): its own parser reads the flags.
-        wanted = importlib.import_module(command[1]).build_parser().parse_args(command[2:])
+        try:
+            module = importlib.import_module(command[1]) if command[0] == '-m' else None
+        except ImportError as error:
+            module = error
+        if module is None or isinstance(module, ImportError) or not hasattr(module,
+                                                                            'build_parser'):
+            print(f'python -m experiments.results: the command after -- must be -m and an '
+                  f'experiment module (e.g. -m experiments.g1d ...); got {" ".join(command)}',
+                  file=sys.stderr)
+            return 2
+        wanted = module.build_parser().parse_args(command[2:])
         summary = read_summary(args.folder)
         if summary is None or differences(summary.get('arguments', {}), wanted):
             return 1

@@ -9,12 +9,14 @@ through :func:`build_parser`, :func:`main` and :func:`train`; its results naming
 
 import argparse
 import fcntl
+import os
 import platform
 import random
 import signal
 import sys
 import tempfile
 import threading
+import traceback
 from dataclasses import dataclass
 from typing import Callable
 
@@ -29,9 +31,11 @@ from common.arguments import (
     non_negative_int,
     positive_float,
     positive_int,
+    tolerance,
 )
 from common.devices import device_name
 from datasets import DATA_DIR
+from datasets.generated import DataError
 from experiments import results
 from models.backprop import ADJOINT_OPTIONS, EXTRA_OPTIONS
 from models.trainer import DivergenceError, Trainer
@@ -53,7 +57,7 @@ def build_parser(prog, description, *, width, lr, nepochs, batchsize,
                         help=f'training epochs (default {nepochs})')
     parser.add_argument('--batchsize', type=non_negative_int, default=batchsize,
                         help=f'batch size, 0 = full batch (default {batchsize})')
-    parser.add_argument('--tol', type=positive_float, default=1e-3,
+    parser.add_argument('--tol', type=tolerance, default=1e-3,
                         help='rtol = atol of dopri5 (default 1e-3)')
     parser.add_argument('--gtol', type=positive_float, default=0.1,
                         help='GQ node-count factor C (default 0.1)')
@@ -138,14 +142,31 @@ def main(spec, make_setup, argv=None):
     try:
         return run(args, spec, make_setup)
     except RunError as error:
-        print(f'{parser.prog}: {error}', file=sys.stderr)
+        _report_error(parser.prog, error)
         raise SystemExit(error.code) from None
     except results.ResultsError as error:
-        print(f'{parser.prog}: {error}', file=sys.stderr)
+        _report_error(parser.prog, error)
         raise SystemExit(1) from None
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+
+
+#: Set this environment variable to 1 to see the traceback behind an error message.
+DEBUG_VARIABLE = 'TORCH_GQ_DEBUG'
+
+
+def _report_error(prog, error):
+    """One line naming what to change; the traceback too under ``TORCH_GQ_DEBUG=1``."""
+    # A second Ctrl-C while the message is written must not turn it into a traceback.
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if os.environ.get(DEBUG_VARIABLE) == '1':
+        traceback.print_exception(error.__cause__ or error)
+    print(f'{prog}: {error}', file=sys.stderr)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def _terminate_as_interrupt():
@@ -222,9 +243,26 @@ def run(args, spec, make_setup):
 
 def _run_locked(args, spec, make_setup, folder):
     seed = 1000 * args.experiment_no
-    seed_everything(seed)
-    setup = make_setup(args)
-    model = setup.model.to(args.device)
+    try:
+        seed_everything(seed)
+        setup = make_setup(args)
+        model = setup.model.to(args.device)
+    except KeyboardInterrupt:
+        raise RunError('interrupted while preparing the data and the model; no epoch was '
+                       f'written in {folder}', 130) from None
+    except DataError as error:
+        raise RunError(str(error), 2) from error
+    except FileNotFoundError as error:
+        # A data set read from its original files (MNIST, ...): the message says where.
+        raise RunError(str(error), 2) from error
+    except OSError as error:
+        raise RunError(f'cannot write the generated data under --data_dir {args.data_dir} '
+                       f'({error}); choose a writable folder as --data_dir', 2) from error
+    except (RuntimeError, MemoryError) as error:
+        if not _out_of_memory(error):
+            raise
+        raise RunError(f'not enough memory to build this model ({_first_line(error)}); '
+                       'choose a smaller --width (or --ncosines, --state_width)', 2) from error
     optimiser = torch.optim.Adam(model.parameters(), lr=args.lr)
     generator = torch.Generator().manual_seed(seed)
     train_loader = _batches(setup.train_data, args.batchsize, generator)
@@ -242,27 +280,45 @@ def _run_locked(args, spec, make_setup, folder):
     saved = {'epoch': None}
 
     def on_epoch_end(current):
-        results.write_history(folder, current)
-        if args.save_model:
-            results.write_checkpoint(folder, {**training.checkpoint(current),
-                                              'arguments': results.identity(args)})
-        results.write_summary(folder, _summary(args, spec, current, False))
-        saved['epoch'] = current['epochs'][-1]
+        # An epoch's files are written as one: a signal meanwhile takes effect after them,
+        # so that the message and the files agree on what is saved.
+        with _deferred_interrupts():
+            results.write_history(folder, current)
+            if args.save_model:
+                results.write_checkpoint(folder, {**training.checkpoint(current),
+                                                  'arguments': results.identity(args)})
+            results.write_summary(folder, _summary(args, spec, current, False))
+            saved['epoch'] = current['epochs'][-1]
 
     trainer = Trainer(model, setup.neural_de, optimiser, setup.loss_fn, setup.metric_fn,
                       train_loader, val_batches, args.device, quiet=args.quiet)
     try:
         history = trainer.fit(history, args.nepochs, on_epoch_end)
+        if setup.keep_weights:
+            # Before the summary says complete: a complete run always has its weights.
+            results.write_weights(folder, model.state_dict())
+        results.write_summary(folder, _summary(args, spec, history, True))
     except KeyboardInterrupt:
         raise RunError(_interrupted_message(folder, args, saved['epoch']), 130) from None
     except DivergenceError as error:
-        kept = ('no epoch was finished' if saved['epoch'] is None else
-                f'epochs 0 to {saved["epoch"]} are kept in {folder}')
-        raise RunError(f'{error}; {kept}. Try a smaller --lr, or a smaller --tol.', 1) from None
-    if setup.keep_weights:
-        # Before the summary says complete: a complete run always has its weights.
-        results.write_weights(folder, model.state_dict())
-    results.write_summary(folder, _summary(args, spec, history, True))
+        raise RunError(f'{error}; {_kept(folder, saved)}. Try a smaller --lr, or a smaller '
+                       '--tol.', 1) from error
+    except AssertionError as error:
+        if 'underflow in dt' not in str(error):
+            raise
+        raise RunError(f'the solver\'s step size underflowed ({error}): the dynamics became '
+                       f'too stiff for --tol {args.tol}; {_kept(folder, saved)}. Try a larger '
+                       '--tol or a smaller --lr.', 1) from error
+    except OSError as error:
+        raise RunError(f'cannot write the results ({error}); {_kept(folder, saved)}. Free '
+                       'space or fix the permissions, then rerun the same command (with '
+                       '--load_model 1 it resumes).', 1) from error
+    except (RuntimeError, MemoryError) as error:
+        if not _out_of_memory(error):
+            raise
+        raise RunError(f'out of memory during training ({_first_line(error)}); '
+                       f'{_kept(folder, saved)}. Choose a smaller --width or --batchsize.',
+                       1) from error
     if not args.quiet:
         _report(args, spec, history, folder)
     return folder
@@ -289,6 +345,43 @@ def _check_folder(folder, args):
         raise RunError(f'{folder} already holds {done} epochs, more than --nepochs '
                        f'{args.nepochs}: a run is only ever extended. Ask for --nepochs '
                        f'{done} or more, or use another --results_dir.', 2)
+
+
+class _deferred_interrupts:  # noqa: N801 (used as a statement, like a function)
+    """Hold SIGINT and SIGTERM while a block runs; raise KeyboardInterrupt after it if
+    either came (main thread only: signals are delivered there)."""
+
+    def __enter__(self):
+        self.received = None
+        self.active = threading.current_thread() is threading.main_thread()
+        if self.active:
+            def hold(number, frame):
+                self.received = number
+            self.previous = {number: signal.signal(number, hold)
+                             for number in (signal.SIGINT, signal.SIGTERM)}
+        return self
+
+    def __exit__(self, kind, value, trace):
+        if self.active:
+            for number, handler in self.previous.items():
+                signal.signal(number, handler)
+        if self.received is not None and kind is None:
+            raise KeyboardInterrupt
+
+
+def _kept(folder, saved):
+    return ('no epoch was finished' if saved['epoch'] is None else
+            f'epochs 0 to {saved["epoch"]} are kept in {folder}')
+
+
+def _first_line(error):
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+
+
+def _out_of_memory(error):
+    """Whether ``error`` is an allocation failure (CPU or CUDA)."""
+    return isinstance(error, MemoryError) or any(
+        words in str(error) for words in ("can't allocate memory", 'out of memory'))
 
 
 def _check_checkpoint(folder, checkpoint, args):

@@ -90,8 +90,16 @@ def parse_args(argv=None):
     if args.t_end < args.t_start:
         parser.error(f'argument --t_end: must not be below --t_start ({args.t_start}); '
                      f'got {args.t_end}')
+    count = (args.t_end - args.t_start) / args.t_step + 1
+    if count > MAX_END_TIMES:
+        parser.error(f'argument --t_step: {args.t_step:g} gives {count:.3g} end times from '
+                     f'--t_start to --t_end; at most {MAX_END_TIMES} (choose a larger --t_step)')
     args.method = list(dict.fromkeys(args.method or METHODS))
     return args
+
+
+#: The most end times one command computes (the paper's grid has 501).
+MAX_END_TIMES = 100_000
 
 
 def main(argv=None):

@@ -39,10 +39,14 @@ def main(argv=None):
         '--ncosines', str(args.ncosines), '--experiment_no', str(args.experiment_no),
         '--results_dir', args.results_dir]))
     # The final weights every finished run writes; else a checkpoint (an unfinished run).
-    weights = results.read_weights(folder)
-    if weights is None:
-        checkpoint = results.read_checkpoint(folder)
-        weights = None if checkpoint is None else checkpoint['model']
+    try:
+        weights = results.read_weights(folder)
+        if weights is None:
+            checkpoint = results.read_checkpoint(folder)
+            weights = None if checkpoint is None else checkpoint['model']
+    except results.ResultsError as error:
+        print(f'unreadable: {error}; no figure written', file=sys.stderr)
+        return None
     if weights is None:
         print(f'missing: {folder / results.WEIGHTS} and {folder / results.CHECKPOINT} (run '
               'the experiment to the end, or with --save_model 1); no figure written',

@@ -31,9 +31,15 @@ def line_style(method):
 def save(figure, plots_dir, name):
     """Write ``<plots_dir>/<name>.png`` and ``.pdf``; returns the two paths."""
     plots_dir = pathlib.Path(plots_dir)
-    plots_dir.mkdir(parents=True, exist_ok=True)
     paths = [plots_dir / f'{name}.{suffix}' for suffix in ('png', 'pdf')]
-    for path in paths:
-        figure.savefig(path, dpi=150, bbox_inches='tight')
-    plt.close(figure)
+    try:
+        plots_dir.mkdir(parents=True, exist_ok=True)
+        for path in paths:
+            figure.savefig(path, dpi=150, bbox_inches='tight')
+    except OSError as error:
+        # One line naming the flag to change, exit status 1; no traceback.
+        raise SystemExit(f'cannot write the figure into --plots_dir {plots_dir} ({error}); '
+                         'choose a writable folder') from None
+    finally:
+        plt.close(figure)
     return paths

@@ -334,3 +334,98 @@ def test_flags_after_the_double_dash_win_over_the_grids():
         last = {name: max(i for i, item in enumerate(argv) if item == name)
                 for name in ('--nepochs', '--gtol')}
         assert argv[last['--nepochs'] + 1] == '2' and argv[last['--gtol'] + 1] == '0.5'
+
+
+def _command(*arguments, environment=None):
+    return subprocess.run([sys.executable, *arguments], capture_output=True, text=True,
+                          cwd=REPOSITORY, timeout=300, env=environment)
+
+
+def _one_line(result):
+    assert 'Traceback' not in result.stderr, result.stderr
+    return result.stderr.strip().splitlines()[-1]
+
+
+@pytest.mark.parametrize('arguments, code, words', [
+    (['-m', 'experiments.g1d', '--tol', '1e-300'], 2, '--tol: must be between 1e-12 and 1'),
+    (['-m', 'experiments.g1d', '--tol', '1e300'], 2, '--tol: must be between 1e-12 and 1'),
+    (['-m', 'experiments.g1d', '--width', '100000000', '--nepochs', '1'], 2,
+     'not enough memory to build this model'),
+    (['-m', 'experiments.toy_gradient', '--t_step', '1e-300'], 2,
+     'at most 100000 (choose a larger --t_step)'),
+    (['-m', 'experiments.results', 'complete', 'nowhere', '--', '-m', 'nosuchmodule'], 2,
+     'the command after -- must be -m and an experiment module'),
+    (['-m', 'experiments.images', '--dataset', 'mnist', '--width', '4', '--nepochs', '1',
+      '--data_dir', 'DATA'], 2, 'not found under'),
+])
+def test_user_errors_end_in_one_line(tmp_path, arguments, code, words):
+    arguments = [str(tmp_path / 'data') if item == 'DATA' else item for item in arguments]
+    result = _command(*arguments, '--results_dir', str(tmp_path / 'results'), '--quiet')
+    assert result.returncode == code, result.stderr
+    assert words in _one_line(result)
+
+
+def test_data_dir_problems_are_named(tmp_path):
+    data = tmp_path / 'data'
+    (data / 'nested_spheres' / 'train.npz').mkdir(parents=True)
+    common = ['-m', 'experiments.nested_spheres', '--width', '8', '--nepochs', '1', '--quiet',
+              '--results_dir', str(tmp_path / 'results')]
+    result = _command(*common, '--data_dir', str(data))
+    assert result.returncode == 2 and 'is a folder, where a generated data file belongs' in \
+        _one_line(result)
+    afile = tmp_path / 'afile'
+    afile.write_text('')
+    result = _command(*common, '--data_dir', str(afile))
+    assert result.returncode == 2 and 'choose a writable folder as --data_dir' in \
+        _one_line(result)
+    # The traceback is there on request.
+    debug = _command(*common, '--data_dir', str(afile),
+                     environment=dict(os.environ, TORCH_GQ_DEBUG='1'))
+    assert debug.returncode == 2 and 'Traceback' in debug.stderr
+
+
+def test_a_data_file_of_the_wrong_dtype_is_generated_again(tmp_path):
+    from datasets import nested_spheres as data
+
+    points, labels = data.load(tmp_path, 'train')
+    np.savez(data.folder(tmp_path) / 'train.npz', points=points.numpy().astype(np.float64),
+             labels=labels.numpy())
+    with pytest.warns(RuntimeWarning, match='expected float32 with 2 dimensions'):
+        again, _ = data.load(tmp_path, 'train')
+    assert torch.equal(again, points)
+
+
+def test_a_summary_that_is_not_an_object_is_named(tmp_path):
+    folder = tmp_path / 'run'
+    folder.mkdir()
+    (folder / results.SUMMARY).write_text('[1, 2]')
+    with pytest.raises(results.ResultsError, match='a JSON list, not an object'):
+        results.read_summary(folder)
+
+
+def test_a_full_disk_during_training_keeps_the_finished_epochs(tmp_path, capsys, monkeypatch):
+    from experiments import runner
+
+    writes = {'count': 0}
+    original = results.write_history
+
+    def failing(folder, history):
+        writes['count'] += 1
+        if writes['count'] > 1:
+            raise OSError(28, 'No space left on device')
+        original(folder, history)
+
+    monkeypatch.setattr(runner.results, 'write_history', failing)
+    code, message = _exit(capsys, _g1d, tmp_path)
+    assert code == 1
+    assert 'No space left on device' in message and 'epochs 0 to 0 are kept' in message
+
+
+def test_an_interrupt_while_preparing_says_nothing_was_written(tmp_path, capsys, monkeypatch):
+    from experiments import runner
+
+    def interrupted(*_):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(runner, 'seed_everything', interrupted)
+    code, message = _exit(capsys, _g1d, tmp_path)
+    assert code == 130 and 'no epoch was written' in message
