@@ -399,7 +399,9 @@ def _check_checkpoint(folder, checkpoint, args):
                        'use another --results_dir.', 2)
     summary = results.read_summary(folder)
     done = None if summary is None else summary.get('epochs_done')
-    if summary is not None and done != saved:
+    # An epoch writes its series, then the checkpoint, then the summary: a run killed
+    # hard in between leaves a checkpoint one epoch ahead of its summary.
+    if summary is not None and saved not in (done, None if done is None else done + 1):
         raise RunError(f'{path} holds epoch {saved} but {folder / results.SUMMARY} records '
                        f'epoch {done}: the checkpoint belongs to another run of this folder. '
                        f'Delete {path} to start afresh, or {folder} to discard both.', 2)

@@ -429,3 +429,13 @@ def test_an_interrupt_while_preparing_says_nothing_was_written(tmp_path, capsys,
     monkeypatch.setattr(runner, 'seed_everything', interrupted)
     code, message = _exit(capsys, _g1d, tmp_path)
     assert code == 130 and 'no epoch was written' in message
+
+
+def test_a_checkpoint_one_epoch_ahead_of_its_summary_resumes(tmp_path):
+    # A run killed between writing its checkpoint and its summary.
+    folder = _g1d(tmp_path, '--nepochs', '4')
+    summary = json.loads((folder / results.SUMMARY).read_text())
+    summary['epochs_done'], summary['complete'] = 3, False
+    (folder / results.SUMMARY).write_text(json.dumps(summary))
+    resumed = results.read_run(_g1d(tmp_path, '--nepochs', '5', '--load_model', '1'))
+    assert resumed['epochs'].tolist() == [0, 1, 2, 3, 4, 5] and resumed['summary']['complete']
