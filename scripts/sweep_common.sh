@@ -8,7 +8,7 @@
 # the last two), --jobs N (runs at once, default 1), --slurm (write a job array and
 # submit it with sbatch; --no-submit only writes it), --results_dir DIR (default
 # results), --log_dir DIR (default logs); everything after -- is added to STUDY_FLAGS
-# (e.g. -- --nepochs 60). The runs come from
+# (e.g. -- --nepochs 60) and wins over the grid's own flags. The runs come from
 # 'python -m experiments.grids runs'; a run that experiments.results reports complete
 # with the same settings and epochs is skipped; every run saves a checkpoint each epoch
 # and resumes from it, so a half-finished run continues where it stopped. SIGTERM or
