@@ -57,7 +57,8 @@ def generate(data_dir, counts=None, paths=PATHS):
 def load(data_dir, split):
     """Tensors (times (T,), initial (N, 1), paths (N, T, P)), generated first if missing."""
     times, initial, paths = load_generated(folder(data_dir) / f'{split}.npz',
-                                           {'times': ('float32', 1), 'initial': ('float32', 1),
-                                            'paths': ('float32', 3)},
+                                           {'times': ('float32', (None,)),
+                                            'initial': ('float32', (None,)),
+                                            'paths': ('float32', (None, None, None))},
                                            lambda: generate(data_dir))
     return torch.from_numpy(times), torch.from_numpy(initial)[:, None], torch.from_numpy(paths)

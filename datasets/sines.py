@@ -51,7 +51,8 @@ def generate(data_dir, ntimes_options=NTIMES, regularities=REGULARITIES):
 def load(data_dir, ntimes, regularity, split):
     """Tensors (initial, times, values) of one split, generated first if missing."""
     arrays = load_generated(folder(data_dir, ntimes, regularity) / f'{split}.npz',
-                            {'initial': ('float32', 2), 'times': ('float32', 2),
-                             'values': ('float32', 2)},
+                            {'initial': ('float32', (None, 2)),
+                             'times': ('float32', (None, ntimes)),
+                             'values': ('float32', (None, ntimes))},
                             lambda: generate(data_dir, (ntimes,), (regularity,)))
     return tuple(torch.from_numpy(array) for array in arrays)

@@ -3,6 +3,7 @@
 import json
 import os
 import pathlib
+import re
 import signal
 import subprocess
 import sys
@@ -390,7 +391,13 @@ def test_a_data_file_of_the_wrong_dtype_is_generated_again(tmp_path):
     points, labels = data.load(tmp_path, 'train')
     np.savez(data.folder(tmp_path) / 'train.npz', points=points.numpy().astype(np.float64),
              labels=labels.numpy())
-    with pytest.warns(RuntimeWarning, match='expected float32 with 2 dimensions'):
+    with pytest.warns(RuntimeWarning, match=re.escape("expected float32 with shape ('any', 2)")):
+        again, _ = data.load(tmp_path, 'train')
+    assert torch.equal(again, points)
+    # Of the right dtype but the wrong shape: generated again as well.
+    np.savez(data.folder(tmp_path) / 'train.npz',
+             points=np.zeros((len(points), 3), dtype=np.float32), labels=labels.numpy())
+    with pytest.warns(RuntimeWarning, match=re.escape('shape (2000, 3), expected float32')):
         again, _ = data.load(tmp_path, 'train')
     assert torch.equal(again, points)
 
