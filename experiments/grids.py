@@ -189,8 +189,10 @@ class Study:
         """The study's flags on ``grid``."""
         return self.flags + (self.reduced_flags if grid == 'reduced' else ())
 
-    def ablation(self, grid='reduced'):
-        """The results folder between the experiment and the width (``gtol0.003``, ...)."""
+    def ablation(self, grid=None):
+        """The results folder between the experiment and the width (``gtol0.003``, ...) on
+        ``grid`` (default: the reduced grid, or the paper's for a paper-only study)."""
+        grid = grid or ('paper' if self.paper_only else 'reduced')
         spec = EXPERIMENTS[self.experiment]
         return spec.ablation_of([*self.flags_of(grid), *spec.grids[grid].flags])
 
@@ -222,8 +224,9 @@ REDUCED_STUDIES = tuple((study.experiment, study.flags_of('reduced'))
                         for _, study in studies_of('reduced'))
 
 #: The report's figures: file name -> the study it draws (None: the toy gradient, which
-#: has no grid).
+#: has no grid, and the speed-up figure, which draws every study).
 FIGURES = {
+    'speedup': None,
     'toy_gradient': None,
     'ode_times_nested_spheres': 'nested_spheres',
     'ode_times_g1d': 'g1d',

@@ -12,12 +12,19 @@ import sys
 from experiments import results
 from experiments.grids import FIGURES as FIGURE_STUDIES
 from experiments.grids import STUDIES
-from plotting import plot_ode_times, plot_ou_solutions, plot_sde_times, plot_toy_gradient
+from plotting import (
+    plot_ode_times,
+    plot_ou_solutions,
+    plot_sde_times,
+    plot_speedup,
+    plot_toy_gradient,
+)
 
 DOCS_FIGURES = pathlib.Path(__file__).resolve().parents[1] / 'docs' / 'figures'
 
 #: How each figure is drawn: file name -> (module, its arguments).
-_DRAWN_BY = {'toy_gradient': (plot_toy_gradient, []),
+_DRAWN_BY = {'speedup': (plot_speedup, []),
+             'toy_gradient': (plot_toy_gradient, []),
              'sde_times': (plot_sde_times, []),
              'ou_solutions_adjoint_gq': (plot_ou_solutions, [])}
 

@@ -124,3 +124,23 @@ def test_time_to_target_loss():
            'epoch_loss_history': np.array([1.0, 0.6, 0.4, 0.5])}
     assert summary_table.time_to_loss(run, 0.45) == 5.0
     assert summary_table.time_to_loss(run, 0.3) is None
+
+
+def test_speedup_figure_divides_mean_training_times(tmp_path, capsys):
+    from experiments.grids import STUDIES
+    from plotting import plot_speedup
+
+    base = tmp_path / 'results'
+    assert plot_speedup.main(['--results_dir', str(base), '--plots_dir',
+                              str(tmp_path / 'none')]) is None
+    assert 'nothing to plot' in capsys.readouterr().err
+    # Two repeats of GQ (1 s and 3 s per epoch), the adjoint at 4 s, direct at 1 s.
+    for number, seconds in ((1, 1.0), (2, 3.0)):
+        _fake_run(base, 'g1d', 'aug3', 20, 'adjoint_gq', number, seconds)
+    _fake_run(base, 'g1d', 'aug3', 20, 'adjoint_ode', 1, 4.0)
+    _fake_run(base, 'g1d', 'aug3', 20, 'direct', 1, 1.0)
+    widths, versus_adjoint, versus_direct = plot_speedup.ratios(base, STUDIES['g1d'])
+    assert widths == [20]
+    assert versus_adjoint.tolist() == [0.5] and versus_direct.tolist() == [2.0]
+    png, _ = plot_speedup.main(['--results_dir', str(base), '--plots_dir', str(tmp_path)])
+    assert png.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'

@@ -213,3 +213,11 @@ def test_a_signal_to_reproduce_stops_it_and_every_child(tmp_path, number, code):
     assert not _runs_of(results_dir)  # no sweep, xargs or run left
     # It did not go on to the next study.
     assert not (results_dir / 'g1d').exists()
+
+
+def test_each_study_has_its_own_results_folder():
+    folders = {name: study.ablation() for name, study in grids.STUDIES.items()}
+    assert folders['mnist'] == 'mnist/32' and folders['digits'] == 'digits/32'
+    experiments_and_folders = [(study.experiment, folders[name])
+                               for name, study in grids.STUDIES.items()]
+    assert len(set(experiments_and_folders)) == len(experiments_and_folders)
