@@ -114,9 +114,10 @@ EXPERIMENTS = {
         'nested_spheres', 'experiments.nested_spheres', lambda a: f'gtol{a.gtol}', {
             'paper': Grid(ODE_OPTIONS, PAPER_WIDTHS, 10, ('--gtol', '0.003')),
             # lr per width: results/lr_probe/nested_spheres.json (50 epochs of adjoint_gq).
-            'reduced': Grid(ODE_OPTIONS, (20, 100, 500), 2, ('--gtol', '0.003'),
+            'reduced': Grid(ODE_OPTIONS, (20, 100, 500), 3, ('--gtol', '0.003'),
                             lr={20: 0.01, 100: 0.001, 500: 0.001},
-                            budget='about 35 min (the committed sweep)'),
+                            budget='about 35 min for 2 repeats, the third about 20 min '
+                                   '(the committed sweeps)'),
             'quick': Grid(ODE_OPTIONS, (5, 20, 100), 2, ('--gtol', '0.003', '--nepochs', '3')),
         }, 'validation accuracy (%)'),
     'g1d': Experiment(

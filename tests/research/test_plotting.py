@@ -99,6 +99,23 @@ def test_ou_solutions_figure(tmp_path, capsys):
         {name: value.shape for name, value in fresh.items()}
     png, pdf = plot_ou_solutions.main([*folders, '--plots_dir', str(tmp_path)])
     assert png.stat().st_size > 20_000 and pdf.read_bytes()[:5] == b'%PDF-'
+    # Corrupt final weights: named in one line, no figure, no traceback.
+    (folder / results.WEIGHTS).write_bytes(b'not a zip file')
+    capsys.readouterr()
+    assert plot_ou_solutions.main([*folders, '--plots_dir', str(tmp_path / 'again')]) is None
+    error = capsys.readouterr().err
+    assert 'unreadable:' in error and 'weights.npz' in error and 'Traceback' not in error
+
+
+def test_an_unwritable_plots_folder_ends_in_one_line(tmp_path):
+    from plotting import plot_speedup
+
+    blocker = tmp_path / 'a file'
+    blocker.write_text('')
+    with pytest.raises(SystemExit) as raised:
+        plot_speedup.main(['--results_dir', str(results.RESULTS_DIR), '--plots_dir',
+                           str(blocker / 'plots')])
+    assert 'cannot write the figure into --plots_dir' in str(raised.value.code)
 
 
 def test_summary_table(tmp_path):
