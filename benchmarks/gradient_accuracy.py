@@ -4,8 +4,8 @@
 gradient of one loss with
 
 - ``gq default``: :func:`odeint_adjoint_gq` with its defaults, ``gtol=None`` (nodes chosen
-  from an error estimate) and ``backward='auto'`` (the per-sample propagator where valid
-  and cheaper),
+  from an error estimate) and ``backward='auto'`` (see docs/backward.md: here mostly
+  the restart method or the per-sample propagator),
 - ``gq restart``: the same with ``backward='restart'`` (restarting at every observation
   time, as the paper),
 - ``gq gtol=0.1`` and ``gq gtol=1``: the paper's rule with ``C = 0.1`` and 1,

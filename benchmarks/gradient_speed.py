@@ -16,8 +16,8 @@ dopri5, ``rtol = atol = 1e-3``. ``adjoint_gq`` is the paper's rule (``gtol = 0.1
 experiments run it: restarting at every observation time); ``adjoint_gq_restart`` is
 ``gtol=None`` (error-controlled quadrature, each backward solve started like torchdiffeq's
 adjoint) with ``backward='restart'``, and ``adjoint_gq_default`` the library's defaults
-(the same with ``backward='auto'``: the per-sample propagator where it is valid and
-cheaper).
+(the same with ``backward='auto'``; at these tolerances it never takes the checkpoint,
+so: the per-sample propagator where it is valid and cheaper).
 Times are medians over ``--repeats`` steps after one warm-up step, the options taking
 turns; memory is the extra peak of one step, measured after all timings; the error is
 ``‖g - g_direct‖ / ‖g_direct‖`` over all parameter gradients (``direct`` at the same
