@@ -13,18 +13,16 @@ the forward and backward evaluations, and the quadrature nodes.
 """
 
 import argparse
-import statistics
 import sys
-import time
 import warnings
 
 import torch
 import torchdiffeq
 
 from benchmarks.memory import peak_memory_bytes
+from benchmarks.timing import add_machine_flags, time_in_turns
 from benchmarks.workloads import WORKLOADS, build
 from common.arguments import positive_int
-from common.devices import device_name, synchronise
 from torch_gq_adjoint import odeint_adjoint_gq
 
 #: ``{mode: (solver, keyword arguments)}``; ``gq gtol=0.1`` is the paper's rule.
@@ -73,18 +71,10 @@ def measure(name, modes, repeats, device):
     """``{mode: dict(seconds, gradient, info, memory)}`` for one workload."""
     workload = build(name, torch.float32, device)
     runners = {mode: _Runner(workload, mode) for mode in modes}
-    results = {mode: dict(gradient=runner()) for mode, runner in runners.items()}
-    seconds = {mode: [] for mode in modes}
-    for _ in range(repeats):
-        for mode, runner in runners.items():
-            synchronise(device)
-            start = time.perf_counter()
-            runner()
-            synchronise(device)
-            seconds[mode].append(time.perf_counter() - start)
-    for mode, runner in runners.items():
-        results[mode].update(seconds=statistics.median(seconds[mode]),
-                             info=None if runner.info is None else dict(runner.info))
+    timed = time_in_turns(runners, repeats, device)
+    results = {mode: dict(seconds=seconds, gradient=gradient,
+                          info=None if runners[mode].info is None else dict(runners[mode].info))
+               for mode, (seconds, gradient) in timed.items()}
     return results, runners
 
 
@@ -109,10 +99,7 @@ def parse_args(argv=None):
                         help='timed steps per workload and mode (default 3)')
     parser.add_argument('--quick', action='store_true',
                         help=f'workloads {", ".join(QUICK)}, 1 repeat')
-    parser.add_argument('--device', type=device_name, default=torch.device('cpu'),
-                        help="'cpu' (default), 'cuda', 'cuda:N' or a GPU index N")
-    parser.add_argument('--threads', type=positive_int, default=None,
-                        help='torch CPU threads (default: torch default)')
+    add_machine_flags(parser)
     args = parser.parse_args(argv)
     if args.quick:
         args.workload = args.workload or list(QUICK)

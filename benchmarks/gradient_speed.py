@@ -26,17 +26,15 @@ against ``adjoint_ode`` and ``direct`` of the same case and run.
 """
 
 import argparse
-import statistics
 import sys
-import time
 from functools import partial
 
 import torch
 from torch import nn
 
 from benchmarks.memory import peak_memory_bytes
+from benchmarks.timing import add_machine_flags, time_in_turns
 from common.arguments import positive_int
-from common.devices import device_name, synchronise
 from datasets import nested_spheres, sines
 from models.backprop import ADJOINT_OPTIONS, integrate
 from models.vector_fields import MLPVectorField, SecondOrderVectorField
@@ -124,22 +122,10 @@ class _Case:
 
 
 def time_steps(case, options, repeats, device):
-    """Median seconds per step of each option, and each option's gradient.
-
-    One warm-up step per option first; then the options take turns, repeat by repeat,
-    so that drifts of the machine (other load, allocator state) touch all of them alike.
-    """
-    gradients = {option: case.step(option) for option in options}
-    seconds = {option: [] for option in options}
-    for _ in range(repeats):
-        for option in options:
-            synchronise(device)
-            start = time.perf_counter()
-            case.step(option)
-            synchronise(device)
-            seconds[option].append(time.perf_counter() - start)
-    return {option: (statistics.median(seconds[option]), gradients[option])
-            for option in options}
+    """Median seconds per step of each option, and each option's gradient
+    (:func:`benchmarks.timing.time_in_turns`)."""
+    return time_in_turns({option: partial(case.step, option) for option in options},
+                         repeats, device)
 
 
 def _format_memory(value):
@@ -158,10 +144,7 @@ def parse_args(argv=None):
                         help='timed steps per case and option (default 5)')
     parser.add_argument('--quick', action='store_true',
                         help=f'cases {", ".join(QUICK_CASES)} with 1 repeat (well under a minute)')
-    parser.add_argument('--device', type=device_name, default=torch.device('cpu'),
-                        help="'cpu' (default), 'cuda', 'cuda:N' or a GPU index N")
-    parser.add_argument('--threads', type=positive_int, default=None,
-                        help='torch CPU threads (default: torch default)')
+    add_machine_flags(parser)
     args = parser.parse_args(argv)
     if args.quick:
         args.case = args.case or list(QUICK_CASES)

@@ -142,17 +142,28 @@ def _runs_of(results_dir):
     return [pid for pid in listing.stdout.split() if pid.strip()]
 
 
-def test_sigterm_stops_the_sweep_and_its_runs(tmp_path):
+def _start(script, tmp_path, *flags):
+    """Start ``scripts/<script>`` on the quick grid in the background; returns the process
+    and its results folder."""
     results_dir = tmp_path / 'results'
     environment = dict(os.environ, PYTHON=sys.executable)
-    sweep = subprocess.Popen(['bash', str(REPOSITORY / 'scripts' / 'nested_spheres.sh'),
-                              '--quick', '--jobs', '2', '--results_dir', str(results_dir),
-                              '--log_dir', str(tmp_path / 'logs')],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                             env=environment)
+    process = subprocess.Popen(['bash', str(REPOSITORY / 'scripts' / script), '--quick',
+                                *flags, '--results_dir', str(results_dir), '--log_dir',
+                                str(tmp_path / 'logs')],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env=environment)
+    return process, results_dir
+
+
+def _wait_for_a_run(results_dir):
     deadline = time.time() + 120
     while not list(results_dir.glob('**/summary.json')) and time.time() < deadline:
         time.sleep(0.2)
+
+
+def test_sigterm_stops_the_sweep_and_its_runs(tmp_path):
+    sweep, results_dir = _start('nested_spheres.sh', tmp_path, '--jobs', '2')
+    _wait_for_a_run(results_dir)
     assert _runs_of(results_dir), 'no run started'
     sweep.send_signal(signal.SIGTERM)
     _, error = sweep.communicate(timeout=60)
@@ -178,13 +189,7 @@ def test_budget_times_each_option_and_width_of_a_grid(capsys):
 
 
 def test_sigint_while_the_runs_are_listed_stops_the_sweep_before_any_run(tmp_path):
-    results_dir = tmp_path / 'results'
-    environment = dict(os.environ, PYTHON=sys.executable)
-    sweep = subprocess.Popen(['bash', str(REPOSITORY / 'scripts' / 'g1d.sh'), '--quick',
-                              '--results_dir', str(results_dir), '--log_dir',
-                              str(tmp_path / 'logs')],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                             env=environment)
+    sweep, results_dir = _start('g1d.sh', tmp_path)
     time.sleep(0.3)  # Python is still importing to list the runs
     sweep.send_signal(signal.SIGINT)
     _, error = sweep.communicate(timeout=120)
@@ -195,16 +200,8 @@ def test_sigint_while_the_runs_are_listed_stops_the_sweep_before_any_run(tmp_pat
 
 @pytest.mark.parametrize('number, code', [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_a_signal_to_reproduce_stops_it_and_every_child(tmp_path, number, code):
-    results_dir = tmp_path / 'results'
-    environment = dict(os.environ, PYTHON=sys.executable)
-    reproduce = subprocess.Popen(['bash', str(REPOSITORY / 'scripts' / 'reproduce.sh'),
-                                  '--quick', '--jobs', '2', '--results_dir', str(results_dir),
-                                  '--log_dir', str(tmp_path / 'logs')],
-                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                 env=environment)
-    deadline = time.time() + 120
-    while not list(results_dir.glob('**/summary.json')) and time.time() < deadline:
-        time.sleep(0.2)
+    reproduce, results_dir = _start('reproduce.sh', tmp_path, '--jobs', '2')
+    _wait_for_a_run(results_dir)
     assert list(results_dir.glob('nested_spheres/**/summary.json')), 'no run started'
     reproduce.send_signal(number)
     _, error = reproduce.communicate(timeout=120)

@@ -89,7 +89,6 @@ class ForwardTape:
             user's time, ``y0`` in the user's structure.
         ends: list of the derivative each accepted step ends with (the next one's f0).
         jumps: list of bool, whether ``f`` was evaluated anew after the step (``jump_t``).
-        first_derivative: ``f(t0, y0)``, the first evaluation of the solve.
         nbytes: int, memory held.
         step_evaluations: int, evaluations made by the accepted steps (adaptive methods):
             what the checkpointed backward repeats.
@@ -100,7 +99,6 @@ class ForwardTape:
         self.reversed_time = reversed_time
         self.limit_bytes = limit_bytes
         self.starts, self.ends, self.jumps = [], [], []
-        self.first_derivative = None
         self.overflow = False
         self.nbytes = 0
         self.step_evaluations = 0
@@ -113,8 +111,6 @@ class ForwardTape:
         self._attempt_evaluations += 1
         if self.overflow:
             return
-        if self.first_derivative is None:
-            self.first_derivative = output
         if self._after_accept:
             # The only evaluation between an accepted step and the next step's start is
             # the one torchdiffeq makes after passing a jump_t, on the far side of it.
@@ -151,7 +147,7 @@ class ForwardTape:
         """Forget everything (over budget, or not needed)."""
         self.overflow = True
         self.starts, self.ends, self.jumps = [], [], []
-        self.first_derivative = self._last_output = None
+        self._last_output = None
         self.nbytes = 0
 
 

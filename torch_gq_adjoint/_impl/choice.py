@@ -112,12 +112,20 @@ def choose(record):
     return RestartBackward(record, solves)
 
 
+def records_steps(settings):
+    """Whether the forward pass records its steps: where the checkpoint may be chosen
+    (asked for, or ``'auto'`` at a tight enough ``rtol``) and covers the method."""
+    eligible = settings.backward == 'checkpoint' or (settings.backward == 'auto'
+                                                     and tight_enough(settings.rtol))
+    return eligible and checkpoint_problem(settings.method, settings.event_fn is not None) is None
+
+
 def _use_checkpoint(record):
     settings, tape = record.settings, record.tape
     if settings.backward in ('restart', 'propagator'):
         return False
     reason = checkpoint_problem(settings.method, settings.event_fn is not None)
-    if reason is None and (tape is None or tape.overflow):
+    if reason is None and tape is not None and tape.overflow:
         reason = (f'the recorded steps passed checkpoint_memory={settings.checkpoint_memory} '
                   'bytes')
     if settings.backward == 'checkpoint':
@@ -125,7 +133,7 @@ def _use_checkpoint(record):
             warn_once(f"odeint_adjoint_gq: backward='checkpoint' cannot be used ({reason}); "
                       "using backward='restart'.", settings.call_site)
         return reason is None
-    if reason is not None or not tight_enough(settings.rtol):
+    if reason is not None or tape is None:
         return False
     steps = tape.step_evaluations if tape.adaptive else record.forward_nfe
     rule = (record.forward_nfe, steps, len(record.times) - 1, settings.gtol is None)

@@ -19,8 +19,8 @@ from torch.autograd.function import once_differentiable
 
 from . import checks
 from .backward_options import backward_norm
-from .checkpoint import DEFAULT_CHECKPOINT_MEMORY, ForwardTape, checkpoint_problem
-from .choice import choose
+from .checkpoint import DEFAULT_CHECKPOINT_MEMORY, ForwardTape
+from .choice import choose, records_steps
 from .dynamics import CountedField
 from .notices import call_site
 from .record import ForwardRecord, check_finite, time_gradients
@@ -65,8 +65,7 @@ class _GaussQuadratureAdjoint(torch.autograd.Function):
         y0 = tuple(parts) if layout.is_tuple else parts[0]
         adaptive = settings.method in checks.ADAPTIVE_METHODS
         tape = None
-        if (settings.backward in ('auto', 'checkpoint')
-                and checkpoint_problem(settings.method, settings.event_fn is not None) is None):
+        if records_steps(settings):
             reversed_time = len(t) > 1 and bool(t[0] > t[1])
             tape = ForwardTape(adaptive, reversed_time, settings.checkpoint_memory)
         counted = CountedField(settings.func, adaptive, tape, settings.layout)

@@ -27,6 +27,7 @@ class ForwardRecord:
         forward_nfe: int, evaluations of the forward solve.
         forward_step: last accepted forward step (adaptive methods) or None.
         tape: :class:`~torch_gq_adjoint._impl.checkpoint.ForwardTape` or None.
+        field_values: :class:`FieldValues` at the output times (made here).
     """
 
     settings: object
@@ -37,7 +38,7 @@ class ForwardRecord:
     forward_nfe: int
     forward_step: object = None
     tape: object = None
-    field_values: object = None
+    field_values: object = field(init=False)
 
     def __post_init__(self):
         self.field_values = FieldValues(self.settings.field, self.times, self.solution)
