@@ -41,6 +41,37 @@ SDE_OPTIONS = TORCHSDE_OPTIONS + ('adjoint_gq',)
 PAPER_WIDTHS = (5, 20, 100, 500, 1000, 1500, 2000, 2500, 3000)
 
 
+#: Folder under ``results_dir`` of the short runs that only time a few epochs (Part.epochs).
+EPOCH_TIMES_DIR = 'epoch_times'
+
+
+@dataclass(frozen=True)
+class Part:
+    """Runs a grid adds beyond its options × widths: some options at further widths.
+
+    ``epochs`` (None: the grid's) makes the part's runs short timing runs: they train
+    that many epochs (``--nepochs``) and write under ``<results_dir>/epoch_times``, so
+    that no table or figure of full runs mistakes them for finished training.
+    """
+
+    options: tuple
+    widths: tuple
+    repeats: int
+    epochs: int = None
+
+
+@dataclass(frozen=True)
+class Block:
+    """One rectangle of a grid's runs: options × widths × repeats, their extra flags and
+    the folder under ``results_dir`` they write to ('' for the results folder itself)."""
+
+    options: tuple
+    widths: tuple
+    repeats: int
+    flags: tuple = ()
+    folder: str = ''
+
+
 @dataclass(frozen=True)
 class Grid:
     """Options × widths × repeats, and flags added to every run.
@@ -49,7 +80,8 @@ class Grid:
     is not kept; ``budget`` is the measured wall-clock time of the whole grid with
     ``--jobs 2`` on a 2-core CPU machine, where it has been measured (None otherwise);
     ``study_widths`` maps an ablation folder (a study: ``50_irregular``) to the widths it
-    runs, where a study runs fewer widths than the grid.
+    runs, where a study runs fewer widths than the grid; ``parts`` are further runs
+    (:class:`Part`), e.g. two options at widths where the others do not fit.
     """
 
     options: tuple
@@ -59,10 +91,31 @@ class Grid:
     budget: str = None
     lr: dict = None
     study_widths: dict = None
+    parts: tuple = ()
 
     def widths_of(self, ablation):
-        """The widths a study (its ablation folder) runs."""
+        """The widths of the grid's options × widths that a study (its ablation folder)
+        runs."""
         return (self.study_widths or {}).get(ablation, self.widths)
+
+    def trained_widths(self):
+        """Every width some option trains in full (the widths a learning rate is set for)."""
+        widths = set(self.widths)
+        widths.update(w for part in self.parts if part.epochs is None for w in part.widths)
+        return tuple(sorted(widths))
+
+    def blocks(self, ablation=None):
+        """The grid's runs as :class:`Block` s, for the study ``ablation`` (None: all)."""
+        allowed = (self.study_widths or {}).get(ablation)
+        found = [Block(self.options, self.widths_of(ablation), self.repeats)]
+        for part in self.parts:
+            widths = tuple(w for w in part.widths if allowed is None or w in allowed)
+            if part.epochs is None:
+                found.append(Block(part.options, widths, part.repeats))
+            else:
+                found.append(Block(part.options, widths, part.repeats,
+                                   ('--nepochs', str(part.epochs)), EPOCH_TIMES_DIR))
+        return [block for block in found if block.widths]
 
     def flags_of(self, width):
         """The grid's flags for runs at ``width``: its own flags, then its ``--lr``."""
@@ -114,10 +167,16 @@ EXPERIMENTS = {
         'nested_spheres', 'experiments.nested_spheres', lambda a: f'gtol{a.gtol}', {
             'paper': Grid(ODE_OPTIONS, PAPER_WIDTHS, 10, ('--gtol', '0.003')),
             # lr per width: results/lr_probe/nested_spheres.json (50 epochs of adjoint_gq).
+            # At the paper's widths 1000 and 2000 only direct and GQ train in full (the
+            # adjoint options take about 5 times as long per epoch); every option's time
+            # per epoch there comes from short runs of 3 epochs (results/epoch_times).
             'reduced': Grid(ODE_OPTIONS, (20, 100, 500), 3, ('--gtol', '0.003'),
-                            lr={20: 0.01, 100: 0.001, 500: 0.001},
-                            budget='about 35 min for 2 repeats, the third about 20 min '
-                                   '(the committed sweeps)'),
+                            lr={20: 0.01, 100: 0.001, 500: 0.001, 1000: 0.001,
+                                2000: 0.0001},
+                            parts=(Part(('direct', 'adjoint_gq'), (1000, 2000), 2),
+                                   Part(ODE_OPTIONS, (1000, 2000), 2, epochs=3)),
+                            budget='about 35 min for 2 repeats, the third about 20 min; '
+                                   'widths 1000 and 2000: BUDGET (the committed sweeps)'),
             'quick': Grid(ODE_OPTIONS, (5, 20, 100), 2, ('--gtol', '0.003', '--nepochs', '3')),
         }, 'validation accuracy (%)'),
     'g1d': Experiment(
@@ -137,9 +196,14 @@ EXPERIMENTS = {
             # With 50 irregular times the adjoint options restart 749 times per step:
             # 5.6 s per epoch at width 20, 12 s at 200 (adjoint_ode), and about 40 s at 500,
             # so width 500 does not fit the budget there.
+            # At width 1000 (10 regular times only) the adjoint options' time per epoch
+            # comes from short runs of 10 epochs (results/epoch_times).
             'reduced': Grid(ODE_OPTIONS + EXTRA_OPTIONS, (20, 200, 500), 2,
-                            lr={20: 0.01, 200: 0.001, 500: 0.0001},
+                            lr={20: 0.01, 200: 0.001, 500: 0.0001, 1000: 0.0001},
                             study_widths={'50_irregular': (20, 200)},
+                            parts=(Part(('direct', 'adjoint_gq', 'adjoint_gq_propagator'),
+                                        (1000,), 2),
+                                   Part(ODE_OPTIONS + EXTRA_OPTIONS, (1000,), 2, epochs=10)),
                             budget='10 regular times: about 15 min; 50 irregular times: '
                                    'about 72 min (the committed sweeps)'),
             'quick': Grid(ODE_OPTIONS, (5, 20), 2, ('--nepochs', '10')),
@@ -248,9 +312,9 @@ class Run:
     argv: tuple   # arguments of ``python``: ('-m', module, flag, value, ...)
 
 
-def _study_widths(spec, chosen, flags):
-    """The widths of ``chosen`` (a Grid of ``spec``) that the study ``flags`` runs."""
-    return chosen.widths_of(spec.ablation_of([*flags, *chosen.flags]))
+def _blocks(spec, chosen, flags):
+    """The blocks of ``chosen`` (a Grid of ``spec``) that the study ``flags`` runs."""
+    return chosen.blocks(spec.ablation_of([*flags, *chosen.flags]))
 
 
 def runs(experiment, grid='paper', flags=(), results_dir=results.RESULTS_DIR, log_dir='logs'):
@@ -261,28 +325,31 @@ def runs(experiment, grid='paper', flags=(), results_dir=results.RESULTS_DIR, lo
     """
     spec = EXPERIMENTS[experiment]
     chosen = spec.grids[grid]
-    widths = _study_widths(spec, chosen, flags)
     found = []
-    for option in chosen.options:
-        for width in widths:
-            for number in range(1, chosen.repeats + 1):
-                # The study's and the user's flags come last, so that they win over
-                # the grid's (argparse keeps the last value of a flag).
-                flags_of_run = ('--adjoint_option', option, '--width', str(width),
-                                '--experiment_no', str(number), *chosen.flags_of(width),
-                                *flags,
-                                '--results_dir', str(results_dir), '--save_model', '1',
-                                '--load_model', '1', '--quiet')
-                args = spec.parse(flags_of_run)
-                folder = spec.run_folder(args)
-                name = f'{spec.ablation(args).replace("/", "_")}_{width}_{option}_{number}.log'
-                log = pathlib.Path(log_dir) / experiment / name
-                found.append(Run(folder, log, ('-m', spec.module, *flags_of_run)))
+    for block in _blocks(spec, chosen, flags):
+        folder_of_block = pathlib.Path(results_dir) / block.folder
+        for option in block.options:
+            for width in block.widths:
+                for number in range(1, block.repeats + 1):
+                    # The study's and the user's flags come last, so that they win over
+                    # the grid's (argparse keeps the last value of a flag).
+                    flags_of_run = ('--adjoint_option', option, '--width', str(width),
+                                    '--experiment_no', str(number), *chosen.flags_of(width),
+                                    *block.flags, *flags,
+                                    '--results_dir', str(folder_of_block), '--save_model', '1',
+                                    '--load_model', '1', '--quiet')
+                    args = spec.parse(flags_of_run)
+                    folder = spec.run_folder(args)
+                    name = (f'{spec.ablation(args).replace("/", "_")}_{width}_{option}_'
+                            f'{number}.log')
+                    log = pathlib.Path(log_dir) / experiment / block.folder / name
+                    found.append(Run(folder, log, ('-m', spec.module, *flags_of_run)))
     return found
 
 
 def estimate(experiment, grid='reduced', flags=(), epochs=2, jobs=2):
-    """Measure a grid's cost: one repeat of each option and width for ``epochs`` epochs.
+    """Measure a grid's cost: one repeat of each option and width for ``epochs`` epochs
+    (or a timing part's own epochs, where fewer).
 
     Each measured run is timed whole (data, model, validation, writing), on one thread as
     the sweeps run, in a temporary folder, after one warm-up run; its time is scaled to the
@@ -295,32 +362,35 @@ def estimate(experiment, grid='reduced', flags=(), epochs=2, jobs=2):
     spec = EXPERIMENTS[experiment]
     chosen = spec.grids[grid]
     module = importlib.import_module(spec.module)
-    full = spec.parse([*flags, *chosen.flags]).nepochs
-    widths = _study_widths(spec, chosen, flags)
     startup = time.perf_counter()
     subprocess.run([sys.executable, '-c', f'import {spec.module}'], check=True)
     startup = time.perf_counter() - startup
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     rows = []
+    total = 0.0
     try:
         with tempfile.TemporaryDirectory() as folder:
             module.main(['--adjoint_option', chosen.options[0], '--width', str(chosen.widths[0]),
                          *flags, *chosen.flags, '--nepochs', '1', '--quiet', '--results_dir',
                          str(pathlib.Path(folder) / 'warm-up')])
-            for option in chosen.options:
-                for width in widths:
-                    start = time.perf_counter()
-                    module.main(['--adjoint_option', option, '--width', str(width), *flags,
-                                 *chosen.flags_of(width), '--nepochs', str(epochs), '--quiet',
-                                 '--results_dir', folder])
-                    seconds = time.perf_counter() - start
-                    rows.append((option, width, seconds, startup + seconds * full / epochs))
+            for block in _blocks(spec, chosen, flags):
+                # A short timing block trains its own few epochs, the rest the grid's.
+                full = spec.parse([*chosen.flags, *block.flags, *flags]).nepochs
+                measured = min(epochs, full)
+                for option in block.options:
+                    for width in block.widths:
+                        start = time.perf_counter()
+                        module.main(['--adjoint_option', option, '--width', str(width),
+                                     *chosen.flags_of(width), *flags, '--nepochs',
+                                     str(measured), '--quiet', '--results_dir', folder])
+                        seconds = time.perf_counter() - start
+                        per_run = startup + seconds * full / measured
+                        rows.append((option, width, seconds, per_run))
+                        total += per_run * block.repeats / jobs
     finally:
         torch.set_num_threads(threads)
-    total = sum(row[3] for row in rows) * chosen.repeats / jobs
     return rows, total
-
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog='python -m experiments.grids',

@@ -64,23 +64,29 @@ def _final_loss(folder):
 
 def _probe_one(module, argv, folder, timeout):
     try:
-        code = subprocess.run([sys.executable, '-m', module, *argv, '--results_dir', folder],
-                              capture_output=True, text=True, timeout=timeout,
-                              env={**os.environ, 'OMP_NUM_THREADS': '1'}).returncode
+        finished = subprocess.run([sys.executable, '-m', module, *argv, '--results_dir',
+                                   folder], capture_output=True, text=True, timeout=timeout,
+                                  env={**os.environ, 'OMP_NUM_THREADS': '1'})
     except subprocess.TimeoutExpired:
         # Too slow to be a usable setting (the solver's steps collapse): it loses.
         return math.inf, 'timed out'
     run_folders = [path.parent for path in pathlib.Path(folder).rglob(results.SUMMARY)]
     loss = _final_loss(run_folders[0]) if run_folders else math.inf
-    return loss, None if code == 0 else f'exit {code}'
+    if finished.returncode == 0:
+        return loss, None
+    # The run's own one-line message says why it failed (a diverged solver, a bad flag).
+    last = finished.stderr.strip().splitlines()[-1:] or ['']
+    return loss, f'exit {finished.returncode}: {last[0][:200]}'.rstrip(': ')
 
 
 def probe(experiment, grid='reduced', flags=(), lrs=DEFAULT_LRS, epochs=20,
-          option='adjoint_gq', jobs=2, timeout=None, report=print):
+          option='adjoint_gq', jobs=2, timeout=None, report=print, widths=None):
     """Train ``option`` at each width of ``grid`` and each of ``lrs`` for ``epochs`` epochs.
 
     A probe run that takes longer than ``timeout`` seconds (None: no limit) is stopped and
-    counts as an infinite loss.
+    counts as an infinite loss. ``widths`` (default: every width some option of ``grid``
+    trains in full) probes only those widths, e.g. widths added to a grid after its first
+    probe.
 
     Returns:
         dict with the settings, ``losses`` ({width: {lr: loss}}, as strings for JSON) and
@@ -94,7 +100,9 @@ def probe(experiment, grid='reduced', flags=(), lrs=DEFAULT_LRS, epochs=20,
     # The grid's own --lr values are replaced; every other grid flag is kept.
     grid_flags = list(chosen_grid.flags)
     spec.parse([*flags, *grid_flags])   # bad flags stop here, before any training
-    jobs_list = [(width, lr) for width in chosen_grid.widths for lr in lrs]
+    widths = tuple(widths or chosen_grid.trained_widths())
+    # The widest first: they take longest, so two jobs finish closer together.
+    jobs_list = [(width, lr) for width in sorted(widths, reverse=True) for lr in lrs]
     losses = {}
     with tempfile.TemporaryDirectory() as scratch, \
             concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
@@ -110,15 +118,41 @@ def probe(experiment, grid='reduced', flags=(), lrs=DEFAULT_LRS, epochs=20,
             losses.setdefault(width, {})[lr] = loss
             report(f'width {width:>5}  lr {lr:<8g} validation loss {loss:.5g}'
                    + (f'  ({problem})' if problem else ''))
-    chosen = {width: min(lrs, key=lambda lr: losses[width][lr]) for width in chosen_grid.widths}
+    chosen = {width: min(lrs, key=lambda lr: losses[width][lr]) for width in widths}
     return {
         'experiment': experiment, 'grid': grid, 'flags': list(flags), 'option': option,
         'epochs': epochs, 'timeout_seconds': timeout, 'last_epochs_averaged': LAST_EPOCHS,
         'lrs': list(lrs),
-        'losses': {str(width): {repr(lr): losses[width][lr] for lr in lrs}
-                   for width in chosen_grid.widths},
-        'chosen': {str(width): chosen[width] for width in chosen_grid.widths},
+        'losses': {str(width): {repr(lr): losses[width][lr] for lr in lrs} for width in widths},
+        'chosen': {str(width): chosen[width] for width in widths},
     }
+
+
+def merge(recorded, found):
+    """The record ``recorded`` with the widths probed in ``found`` added (or replaced).
+
+    Both must probe the same experiment, grid, study, option and number of epochs; the
+    candidate learning rates may differ per width (``lrs`` becomes their union).
+    """
+    for key in ('experiment', 'grid', 'flags', 'option', 'epochs', 'last_epochs_averaged'):
+        if recorded.get(key) != found[key]:
+            raise ValueError(f'widths cannot be added: the recorded probe has {key} '
+                             f'{recorded.get(key)!r}, this one {found[key]!r}; probe every '
+                             'width again instead of adding')
+    merged = dict(recorded)
+    merged['lrs'] = sorted(set(recorded['lrs']) | set(found['lrs']), reverse=True)
+    for key in ('losses', 'chosen'):
+        merged[key] = {**recorded[key], **found[key]}
+    if recorded.get('timeout_seconds') != found['timeout_seconds']:
+        merged['timeout_seconds'] = {**_per_width(recorded, 'timeout_seconds'),
+                                     **{width: found['timeout_seconds']
+                                        for width in found['chosen']}}
+    return merged
+
+
+def _per_width(record, key):
+    value = record.get(key)
+    return value if isinstance(value, dict) else {width: value for width in record['chosen']}
 
 
 def main(argv=None):
@@ -138,17 +172,27 @@ def main(argv=None):
     parser.add_argument('--timeout', type=positive_float, default=None,
                         help='seconds after which a probe run is stopped and loses '
                              '(default: no limit)')
+    parser.add_argument('--widths', type=positive_int, nargs='+', default=None,
+                        help='probe only these widths and add them to the recorded probe '
+                             "(default: every width of the grid, replacing the record)")
     parser.add_argument('--results_dir', default=str(results.RESULTS_DIR))
     argv = list(sys.argv[1:] if argv is None else argv)
     # Everything after "--" is the study's flags (e.g. --ntimes 50), as for the sweeps.
     flags = argv[argv.index('--') + 1:] if '--' in argv else []
     args = parser.parse_args(argv[:argv.index('--')] if '--' in argv else argv)
+    path = probe_file(args.experiment, flags, args.results_dir)
+    recorded = json.loads(path.read_text()) if args.widths and path.exists() else None
     try:
+        if recorded is not None:   # checked before any training
+            merge(recorded, {**recorded, 'flags': list(flags), 'grid': args.grid,
+                             'option': args.option, 'epochs': args.epochs,
+                             'timeout_seconds': args.timeout})
         found = probe(args.experiment, args.grid, flags, tuple(args.lrs), args.epochs,
-                      args.option, args.jobs, args.timeout)
+                      args.option, args.jobs, args.timeout, widths=args.widths)
     except ValueError as error:  # the option check, made before any training
         parser.error(f'--{error}')
-    path = probe_file(args.experiment, flags, args.results_dir)
+    if recorded is not None:
+        found = merge(recorded, found)
     path.parent.mkdir(parents=True, exist_ok=True)
     save_json(path, found)
     for width, lr in found['chosen'].items():

@@ -5,16 +5,19 @@ Each point is the mean total training time of the finished ``adjoint_gq`` runs a
 width over the mean of the reference option's runs at that width (``adjoint_ode``, or
 torchsde's ``sde_adjoint`` for the SDE; ``direct``, or ``sde_direct``), from the runs of
 every study of :data:`experiments.grids.STUDIES` found under ``--results_dir``. Below 1,
-GQ trained faster.
+GQ trained faster. Where the adjoint only ran a few epochs (the short timing runs of
+``results/epoch_times``), its point is hollow: GQ's seconds per epoch ÷ the adjoint's
+over those epochs.
 """
 
 import argparse
+import pathlib
 import sys
 
 import numpy as np
 
 from experiments import results
-from experiments.grids import STUDIES
+from experiments.grids import EPOCH_TIMES_DIR, STUDIES
 from plotting import PLOTS_DIR
 from plotting.style import plt, save
 
@@ -25,17 +28,35 @@ NAME = 'speedup'
 
 
 def ratios(results_dir, study):
-    """``(widths, ÷ adjoint, ÷ direct)`` of one study (NaN where a reference is missing)."""
+    """``(widths, ÷ adjoint, ÷ direct, short)`` of one study (NaN where a reference is
+    missing).
+
+    Where the adjoint reference has no full runs at a width but the study's short timing
+    runs (``<results_dir>/epoch_times``) have both options there, ÷ adjoint is the ratio
+    of their mean seconds per epoch, and ``short`` (a boolean array) is True there.
+    """
     runs = results.complete_runs(results_dir, study.experiment, study.ablation())
+    timed = results.complete_runs(pathlib.Path(results_dir) / EPOCH_TIMES_DIR,
+                                  study.experiment, study.ablation())
     adjoint, direct = REFERENCES.get(study.experiment, DEFAULT_REFERENCES)
     widths = sorted({width for width, option in runs if option == 'adjoint_gq'})
 
-    def mean_time(width, option):
-        found = runs.get((width, option))
-        return np.mean([run['epoch_times'].sum() for run in found]) if found else np.nan
-    gq = np.array([mean_time(width, 'adjoint_gq') for width in widths])
-    return (widths, gq / np.array([mean_time(width, adjoint) for width in widths]),
-            gq / np.array([mean_time(width, direct) for width in widths]))
+    def mean_time(found, width, option, per_epoch=False):
+        found = found.get((width, option))
+        if not found:
+            return np.nan
+        return np.mean([run['epoch_times'][1:].mean() if per_epoch else
+                        run['epoch_times'].sum() for run in found])
+    gq = np.array([mean_time(runs, width, 'adjoint_gq') for width in widths])
+    versus_adjoint = gq / np.array([mean_time(runs, width, adjoint) for width in widths])
+    short = np.zeros(len(widths), dtype=bool)
+    for index, width in enumerate(widths):
+        if np.isnan(versus_adjoint[index]):
+            versus_adjoint[index] = (mean_time(timed, width, 'adjoint_gq', True)
+                                     / mean_time(timed, width, adjoint, True))
+            short[index] = np.isfinite(versus_adjoint[index])
+    return (widths, versus_adjoint,
+            gq / np.array([mean_time(runs, width, direct) for width in widths]), short)
 
 
 def main(argv=None):
@@ -46,14 +67,21 @@ def main(argv=None):
     args = parser.parse_args(argv)
     figure, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
     drawn = 0
+    hollow = False
     for number, (name, study) in enumerate(STUDIES.items()):
-        widths, versus_adjoint, versus_direct = ratios(args.results_dir, study)
+        widths, versus_adjoint, versus_direct, short = ratios(args.results_dir, study)
         # One colour and marker per study, the same in both panels.
         style = dict(marker='osD^vP<>'[number % 8], color=f'C{number % 10}', label=name)
         for axis, values in zip(axes, (versus_adjoint, versus_direct)):
             if widths and np.isfinite(values).any():
                 axis.plot(widths, values, **style)
                 drawn += 1
+        if short.any():
+            # Hollow: the ratio of seconds per epoch over a few epochs, not whole runs.
+            axes[0].plot(np.array(widths)[short], versus_adjoint[short], linestyle='none',
+                         marker=style['marker'], markersize=11, markerfacecolor='white',
+                         color=style['color'])
+            hollow = True
     if not drawn:
         print(f'nothing to plot: no finished adjoint_gq runs with a reference in '
               f'{args.results_dir}; no figure written', file=sys.stderr)
@@ -64,6 +92,9 @@ def main(argv=None):
                  title=f'GQ training time ÷ {reference}')
         axis.legend(fontsize='small')
     axes[0].set_ylabel('ratio of training times (below 1: GQ faster)')
+    if hollow:
+        axes[0].set_title(f'{axes[0].get_title()}\n(hollow: seconds per epoch over the '
+                          f'first epochs only)', fontsize='medium')
     paths = save(figure, args.plots_dir, NAME)
     print(f'wrote {paths[0]} and {paths[1]}')
     return paths

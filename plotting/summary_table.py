@@ -2,14 +2,17 @@
 metric by width and method (``python -m plotting.summary_table``), for REPRODUCTION.md."""
 
 import argparse
+import pathlib
 
 import numpy as np
 
 from experiments import results
-from experiments.grids import STUDIES
+from experiments.grids import EPOCH_TIMES_DIR, STUDIES
 
 #: The option every other option's training time is divided by, where it was run.
 REFERENCES = ('adjoint_ode', 'sde_adjoint')
+#: Direct backprop, the second reference, where it was run.
+DIRECT = ('direct', 'sde_direct')
 #: Target validation loss of the "time to reach" column, as a fraction of the mean
 #: validation loss before training (epoch 0) at that width.
 TARGET_FRACTION = 0.1
@@ -42,37 +45,54 @@ def _time_to_cell(found, target):
     return cell if len(reached) == len(times) else f'{cell} ({len(reached)} of {len(times)})'
 
 
-def table(results_dir, experiment, ablation):
+def table(results_dir, experiment, ablation, title=''):
     """One markdown table, or '' when there are no finished runs.
 
     Per width and option, mean ± std over repeats of: seconds per training epoch, total
     training time, its ratio to the reference option's (adjoint_ode, or sde_adjoint for
-    SDEs) at that width, final validation loss and metric, and the training time until
-    the validation loss first reaches the width's target (:func:`target_loss`).
+    SDEs) and to direct backprop's (direct, or sde_direct) at that width, final validation
+    loss and metric, and the training time until the validation loss first reaches the
+    width's target (:func:`target_loss`). ``title`` is added to the table's heading.
     """
     runs = results.complete_runs(results_dir, experiment, ablation)
     if not runs:
         return ''
-    lines = [f'**{experiment} / {ablation}**', '',
+    lines = [f'**{experiment} / {ablation}**{title}', '',
              '| width | option | repeats | s / epoch | training time (s) | time ÷ reference | '
-             'final val loss | final val metric | target loss | time to target (s) |',
-             '|---|---|---|---|---|---|---|---|---|---|']
+             'time ÷ direct | final val loss | final val metric | target loss | '
+             'time to target (s) |',
+             '|---|---|---|---|---|---|---|---|---|---|---|']
     for width in sorted({width for width, _ in runs}):
         groups = {option: found for (at, option), found in runs.items() if at == width}
         target = target_loss(groups)
         totals = {option: np.mean([run['epoch_times'].sum() for run in found])
                   for option, found in groups.items()}
         reference = next((option for option in REFERENCES if option in groups), None)
+        direct = next((option for option in DIRECT if option in groups), None)
         for option, found in sorted(groups.items()):
-            ratio = (f'{totals[option] / totals[reference]:.3g}' if reference else '—')
+            ratios = [f'{totals[option] / totals[other]:.3g}' if other else '—'
+                      for other in (reference, direct)]
             per_epoch = [run['epoch_times'][1:].mean() for run in found]
             lines.append(
                 f'| {width} | {option} | {len(found)} | {_cell(per_epoch, 3)} | '
-                f'{_cell([run["epoch_times"].sum() for run in found], 3)} | {ratio} | '
+                f'{_cell([run["epoch_times"].sum() for run in found], 3)} | '
+                f'{" | ".join(ratios)} | '
                 f'{_cell([run["epoch_loss_history"][-1] for run in found], 3)} | '
                 f'{_cell([run["epoch_val_metric_history"][-1] for run in found], 3)} | '
                 f'{target:.3g} | {_time_to_cell(found, target)} |')
     return '\n'.join(lines) + '\n'
+
+
+def timing_table(results_dir, experiment, ablation):
+    """The table of a study's short timing runs (``<results_dir>/epoch_times``), or ''."""
+    runs = results.complete_runs(pathlib.Path(results_dir) / EPOCH_TIMES_DIR, experiment,
+                                 ablation)
+    if not runs:
+        return ''
+    epochs = sorted({len(run['epoch_times']) - 1 for found in runs.values() for run in found})
+    return table(pathlib.Path(results_dir) / EPOCH_TIMES_DIR, experiment, ablation,
+                 f': short timing runs, the first {"/".join(map(str, epochs))} epochs only '
+                 f'(results/{EPOCH_TIMES_DIR})')
 
 
 def main(argv=None):
@@ -80,9 +100,10 @@ def main(argv=None):
                                      description=__doc__.split('\n')[0])
     parser.add_argument('--results_dir', default=str(results.RESULTS_DIR))
     args = parser.parse_args(argv)
-    # Every study of experiments/grids.py, in the report's order.
-    tables = (table(args.results_dir, study.experiment, study.ablation())
-              for study in STUDIES.values())
+    # Every study of experiments/grids.py, in the report's order; a study's short timing
+    # runs follow its own table.
+    tables = (piece(args.results_dir, study.experiment, study.ablation())
+              for study in STUDIES.values() for piece in (table, timing_table))
     text = '\n'.join(filter(None, tables))
     print(text or 'no finished runs found')
     return text

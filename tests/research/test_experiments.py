@@ -225,6 +225,35 @@ def test_lr_probe_records_losses_and_picks_the_least(tmp_path):
         assert all(np.isfinite(value) for value in losses.values())
         best = min(losses, key=losses.get)
         assert recorded['chosen'][width] == float(best)
+    # A width added later joins the record; the widths probed before are kept as they were.
+    lr_probe.main(['g1d', '--grid', 'quick', '--widths', '7', '--lrs', '0.001', '--epochs', '3',
+                   '--results_dir', str(tmp_path)])
+    added = lr_probe.read_probe('g1d', results_dir=tmp_path)
+    assert added['chosen'] == {**recorded['chosen'], '7': 0.001}
+    assert added['losses']['5'] == recorded['losses']['5']
+    assert added['lrs'] == [0.01, 0.001, 0.0001]
+
+
+def test_lr_probe_adds_widths_only_to_a_probe_of_the_same_settings(tmp_path, capsys):
+    from experiments import lr_probe
+
+    recorded = {'experiment': 'g1d', 'grid': 'quick', 'flags': [], 'option': 'adjoint_gq',
+                'epochs': 3, 'last_epochs_averaged': lr_probe.LAST_EPOCHS, 'lrs': [0.01],
+                'timeout_seconds': None, 'losses': {'5': {'0.01': 0.5}}, 'chosen': {'5': 0.01}}
+    path = lr_probe.probe_file('g1d', results_dir=tmp_path)
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps(recorded))
+    with pytest.raises(SystemExit) as stop:
+        lr_probe.main(['g1d', '--grid', 'quick', '--widths', '7', '--epochs', '4',
+                       '--results_dir', str(tmp_path)])
+    assert stop.value.code == 2
+    error = capsys.readouterr().err
+    assert '--widths cannot be added: the recorded probe has epochs 3, this one 4' in error
+    # A probe that timed out at some widths records its limit per width.
+    merged = lr_probe.merge(recorded, {**recorded, 'timeout_seconds': 60.0, 'lrs': [0.001],
+                                       'losses': {'7': {'0.001': 0.25}}, 'chosen': {'7': 0.001}})
+    assert merged['timeout_seconds'] == {'5': None, '7': 60.0}
+    assert merged['chosen'] == {'5': 0.01, '7': 0.001} and merged['lrs'] == [0.01, 0.001]
 
 
 def test_lr_probe_counts_a_timed_out_run_as_lost(tmp_path):

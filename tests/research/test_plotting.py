@@ -125,13 +125,20 @@ def test_summary_table(tmp_path):
     for number in (1, 2):
         _fake_run(base, 'g1d', 'aug3', 20, 'adjoint_gq', number, 1.0 * number)
         _fake_run(base, 'g1d', 'aug3', 20, 'adjoint_ode', number, 4.0)
+    _fake_run(base, 'g1d', 'aug3', 20, 'direct', 1, 0.5)
+    # A short timing run is shown in a table of its own, after the study's.
+    _fake_run(base / 'epoch_times', 'g1d', 'aug3', 500, 'direct', 1, 7.0)
     text = summary_table.main(['--results_dir', str(base)])
     assert '**g1d / aug3**' in text
-    # two repeats of 2 epochs at 1 s and 2 s per epoch against adjoint_ode's 4 s; the
-    # target is 10 % of the loss before training (1.0), which no run reaches
-    assert ('| 20 | adjoint_gq | 2 | 1.5 ± 0.5 | 3 ± 1 | 0.375 | 0.25 ± 0 | 90 ± 0 | 0.1 '
+    # two repeats of 2 epochs at 1 s and 2 s per epoch against adjoint_ode's 4 s and
+    # direct's 0.5 s; the target is 10 % of the loss before training (1.0), which no run
+    # reaches
+    assert ('| 20 | adjoint_gq | 2 | 1.5 ± 0.5 | 3 ± 1 | 0.375 | 3 | 0.25 ± 0 | 90 ± 0 | 0.1 '
             '| never |') in text
-    assert '| 20 | adjoint_ode | 2 | 4 ± 0 | 8 ± 0 | 1 |' in text
+    assert '| 20 | adjoint_ode | 2 | 4 ± 0 | 8 ± 0 | 1 | 8 |' in text
+    main_table, timing = text.split('**g1d / aug3**: short timing runs, the first 2 epochs')
+    assert '| 500 |' not in main_table
+    assert '| 500 | direct | 1 | 7 ± 0 | 14 ± 0 | — | 1 |' in timing
 
 
 def test_time_to_target_loss():
@@ -156,8 +163,16 @@ def test_speedup_figure_divides_mean_training_times(tmp_path, capsys):
         _fake_run(base, 'g1d', 'aug3', 20, 'adjoint_gq', number, seconds)
     _fake_run(base, 'g1d', 'aug3', 20, 'adjoint_ode', 1, 4.0)
     _fake_run(base, 'g1d', 'aug3', 20, 'direct', 1, 1.0)
-    widths, versus_adjoint, versus_direct = plot_speedup.ratios(base, STUDIES['g1d'])
-    assert widths == [20]
-    assert versus_adjoint.tolist() == [0.5] and versus_direct.tolist() == [2.0]
+    # At width 500 the adjoint ran only a short timing run: 8 s per epoch against GQ's 2.
+    for number in (1, 2):
+        _fake_run(base, 'g1d', 'aug3', 500, 'adjoint_gq', number, 3.0)
+    _fake_run(base, 'g1d', 'aug3', 500, 'direct', 1, 6.0)
+    timed = base / 'epoch_times'
+    _fake_run(timed, 'g1d', 'aug3', 500, 'adjoint_gq', 1, 2.0)
+    _fake_run(timed, 'g1d', 'aug3', 500, 'adjoint_ode', 1, 8.0)
+    widths, versus_adjoint, versus_direct, short = plot_speedup.ratios(base, STUDIES['g1d'])
+    assert widths == [20, 500]
+    assert versus_adjoint.tolist() == [0.5, 0.25] and versus_direct.tolist() == [2.0, 0.5]
+    assert short.tolist() == [False, True]
     png, _ = plot_speedup.main(['--results_dir', str(base), '--plots_dir', str(tmp_path)])
     assert png.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'

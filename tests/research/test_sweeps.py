@@ -132,7 +132,8 @@ def test_every_grid_parses_with_its_experiments_flags(tmp_path):
         for grid in grids.GRID_NAMES:
             found = grids.runs(name, grid, (), tmp_path, tmp_path)
             chosen = spec.grids[grid]
-            assert len(found) == len(chosen.options) * len(chosen.widths) * chosen.repeats
+            assert len(found) == sum(len(block.options) * len(block.widths) * block.repeats
+                                     for block in chosen.blocks())
             assert found[0].argv[:2] == ('-m', spec.module)
             assert found[0].folder.parts[-3:] == (str(chosen.widths[0]), chosen.options[0], '1')
 
@@ -218,3 +219,31 @@ def test_each_study_has_its_own_results_folder():
     experiments_and_folders = [(study.experiment, folders[name])
                                for name, study in grids.STUDIES.items()]
     assert len(set(experiments_and_folders)) == len(experiments_and_folders)
+
+
+def test_a_grid_part_adds_options_at_further_widths_and_short_timing_runs(tmp_path):
+    found = grids.runs('nested_spheres', 'reduced', (), tmp_path / 'results', tmp_path / 'logs')
+    by_folder = {run.folder.relative_to(tmp_path / 'results'): run for run in found}
+    full = pathlib.Path('nested_spheres', 'gtol0.003')
+    timed = pathlib.Path('epoch_times', 'nested_spheres', 'gtol0.003')
+    # The paper's four options at the small widths, 3 repeats each.
+    assert all(full / '500' / option / '3' in by_folder for option in grids.ODE_OPTIONS)
+    # At widths 1000 and 2000 only direct and GQ train in full, 2 repeats of 100 epochs...
+    assert {(path.parts[2], path.parts[3]) for path in by_folder
+            if path.parts[0] == 'nested_spheres' and path.parts[2] in ('1000', '2000')} == {
+        (width, option) for width in ('1000', '2000') for option in ('direct', 'adjoint_gq')}
+    assert full / '2000' / 'adjoint_gq' / '2' in by_folder
+    assert full / '2000' / 'adjoint_gq' / '3' not in by_folder
+    assert ' --nepochs ' not in ' '.join(by_folder[full / '2000' / 'direct' / '1'].argv)
+    # ... and every option trains 3 epochs there in a folder of its own, with its own log.
+    short = by_folder[timed / '2000' / 'adjoint_ode' / '1']
+    argv = ' '.join(short.argv)
+    assert ' --nepochs 3 ' in argv and ' --lr 0.0001 ' in argv
+    assert short.log.parent == tmp_path / 'logs' / 'nested_spheres' / 'epoch_times'
+    assert len([path for path in by_folder if path.parts[0] == 'epoch_times']) == 4 * 2 * 2
+    # A study of fewer widths (sines with 50 irregular times) runs none of the part's widths.
+    irregular = grids.runs('sines', 'reduced', ('--ntimes', '50', '--regular_times',
+                                                'irregular'), tmp_path, tmp_path)
+    assert {run.folder.parts[-3] for run in irregular} == {'20', '200'}
+    regular = grids.runs('sines', 'reduced', ('--ntimes', '10'), tmp_path, tmp_path)
+    assert '1000' in {run.folder.parts[-3] for run in regular}
