@@ -171,7 +171,7 @@ EXPERIMENTS = {
             # adjoint options take about 5 times as long per epoch); every option's time
             # per epoch there comes from short runs of 3 epochs (results/epoch_times).
             'reduced': Grid(ODE_OPTIONS, (20, 100, 500), 3, ('--gtol', '0.003'),
-                            lr={20: 0.01, 100: 0.001, 500: 0.001, 1000: 0.001,
+                            lr={20: 0.01, 100: 0.001, 500: 0.001, 1000: 0.0001,
                                 2000: 0.0001},
                             parts=(Part(('direct', 'adjoint_gq'), (1000, 2000), 2),
                                    Part(ODE_OPTIONS, (1000, 2000), 2, epochs=3)),
