@@ -48,8 +48,9 @@ def _time_to_cell(found, target):
 def table(results_dir, experiment, ablation, title=''):
     """One markdown table, or '' when there are no finished runs.
 
-    Per width and option, mean ± std over repeats of: seconds per training epoch, total
-    training time, its ratio to the reference option's (adjoint_ode, or sde_adjoint for
+    Per width and option, mean ± std over repeats of: seconds per training epoch; the
+    forward and backward evaluations per training step (means over epochs and repeats);
+    total training time, its ratio to the reference option's (adjoint_ode, or sde_adjoint for
     SDEs) and to direct backprop's (direct, or sde_direct) at that width, final validation
     loss and metric, and the training time until the validation loss first reaches the
     width's target (:func:`target_loss`). ``title`` is added to the table's heading.
@@ -58,10 +59,10 @@ def table(results_dir, experiment, ablation, title=''):
     if not runs:
         return ''
     lines = [f'**{experiment} / {ablation}**{title}', '',
-             '| width | option | repeats | s / epoch | training time (s) | time ÷ reference | '
-             'time ÷ direct | final val loss | final val metric | target loss | '
-             'time to target (s) |',
-             '|---|---|---|---|---|---|---|---|---|---|---|']
+             '| width | option | repeats | s / epoch | NFE / step fwd, bwd | training time (s) | '
+             'time ÷ reference | time ÷ direct | final val loss | final val metric | '
+             'target loss | time to target (s) |',
+             '|---|---|---|---|---|---|---|---|---|---|---|---|']
     for width in sorted({width for width, _ in runs}):
         groups = {option: found for (at, option), found in runs.items() if at == width}
         target = target_loss(groups)
@@ -73,8 +74,10 @@ def table(results_dir, experiment, ablation, title=''):
             ratios = [f'{totals[option] / totals[other]:.3g}' if other else '—'
                       for other in (reference, direct)]
             per_epoch = [run['epoch_times'][1:].mean() for run in found]
+            nfe = ', '.join(f'{np.mean([run[name][1:].mean() for run in found]):.0f}'
+                            for name in ('epoch_fnfe_history', 'epoch_bnfe_history'))
             lines.append(
-                f'| {width} | {option} | {len(found)} | {_cell(per_epoch, 3)} | '
+                f'| {width} | {option} | {len(found)} | {_cell(per_epoch, 3)} | {nfe} | '
                 f'{_cell([run["epoch_times"].sum() for run in found], 3)} | '
                 f'{" | ".join(ratios)} | '
                 f'{_cell([run["epoch_loss_history"][-1] for run in found], 3)} | '
