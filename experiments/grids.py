@@ -204,8 +204,9 @@ EXPERIMENTS = {
                             parts=(Part(('direct', 'adjoint_gq', 'adjoint_gq_propagator'),
                                         (1000,), 2),
                                    Part(ODE_OPTIONS + EXTRA_OPTIONS, (1000,), 2, epochs=10)),
-                            budget='10 regular times: about 15 min; 50 irregular times: '
-                                   'about 72 min (the committed sweeps)'),
+                            budget='10 regular times: about 15 min, width 1000 about '
+                                   '5 min more; 50 irregular times: about 72 min (the '
+                                   'committed sweeps)'),
             'quick': Grid(ODE_OPTIONS, (5, 20), 2, ('--nepochs', '10')),
         }, 'validation MSE'),
     'images': Experiment(
