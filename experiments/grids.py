@@ -176,7 +176,7 @@ EXPERIMENTS = {
                             parts=(Part(('direct', 'adjoint_gq'), (1000, 2000), 2),
                                    Part(ODE_OPTIONS, (1000, 2000), 2, epochs=3)),
                             budget='about 35 min for 2 repeats, the third about 20 min; '
-                                   'widths 1000 and 2000: BUDGET (the committed sweeps)'),
+                                   'widths 1000 and 2000: about 102 min (the committed sweeps)'),
             'quick': Grid(ODE_OPTIONS, (5, 20, 100), 2, ('--gtol', '0.003', '--nepochs', '3')),
         }, 'validation accuracy (%)'),
     'g1d': Experiment(
