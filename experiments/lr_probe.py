@@ -134,11 +134,7 @@ def merge(recorded, found):
     Both must probe the same experiment, grid, study, option and number of epochs; the
     candidate learning rates may differ per width (``lrs`` becomes their union).
     """
-    for key in ('experiment', 'grid', 'flags', 'option', 'epochs', 'last_epochs_averaged'):
-        if recorded.get(key) != found[key]:
-            raise ValueError(f'widths cannot be added: the recorded probe has {key} '
-                             f'{recorded.get(key)!r}, this one {found[key]!r}; probe every '
-                             'width again instead of adding')
+    check_addable(recorded, found)
     merged = dict(recorded)
     merged['lrs'] = sorted(set(recorded['lrs']) | set(found['lrs']), reverse=True)
     for key in ('losses', 'chosen'):
@@ -148,6 +144,20 @@ def merge(recorded, found):
                                      **{width: found['timeout_seconds']
                                         for width in found['chosen']}}
     return merged
+
+
+#: What a probe must share with the record it is added to.
+SHARED_SETTINGS = ('experiment', 'grid', 'flags', 'option', 'epochs', 'last_epochs_averaged')
+
+
+def check_addable(recorded, settings):
+    """Raise ValueError unless a probe with ``settings`` (a dict holding every key of
+    :data:`SHARED_SETTINGS`) may add its widths to the record ``recorded``."""
+    for key in SHARED_SETTINGS:
+        if recorded.get(key) != settings[key]:
+            raise ValueError(f'widths cannot be added: the recorded probe has {key} '
+                             f'{recorded.get(key)!r}, this one {settings[key]!r}; probe '
+                             'every width again instead of adding')
 
 
 def _per_width(record, key):
@@ -180,19 +190,20 @@ def main(argv=None):
     # Everything after "--" is the study's flags (e.g. --ntimes 50), as for the sweeps.
     flags = argv[argv.index('--') + 1:] if '--' in argv else []
     args = parser.parse_args(argv[:argv.index('--')] if '--' in argv else argv)
-    path = probe_file(args.experiment, flags, args.results_dir)
-    recorded = json.loads(path.read_text()) if args.widths and path.exists() else None
+    recorded = read_probe(args.experiment, flags, args.results_dir) if args.widths else None
     try:
         if recorded is not None:   # checked before any training
-            merge(recorded, {**recorded, 'flags': list(flags), 'grid': args.grid,
-                             'option': args.option, 'epochs': args.epochs,
-                             'timeout_seconds': args.timeout})
+            check_addable(recorded, {
+                'experiment': args.experiment, 'grid': args.grid, 'flags': list(flags),
+                'option': args.option, 'epochs': args.epochs,
+                'last_epochs_averaged': LAST_EPOCHS})
         found = probe(args.experiment, args.grid, flags, tuple(args.lrs), args.epochs,
                       args.option, args.jobs, args.timeout, widths=args.widths)
     except ValueError as error:  # the option check, made before any training
         parser.error(f'--{error}')
     if recorded is not None:
         found = merge(recorded, found)
+    path = probe_file(args.experiment, flags, args.results_dir)
     path.parent.mkdir(parents=True, exist_ok=True)
     save_json(path, found)
     for width, lr in found['chosen'].items():

@@ -55,7 +55,11 @@ def table(results_dir, experiment, ablation, title=''):
     loss and metric, and the training time until the validation loss first reaches the
     width's target (:func:`target_loss`). ``title`` is added to the table's heading.
     """
-    runs = results.complete_runs(results_dir, experiment, ablation)
+    return _table_of(results.complete_runs(results_dir, experiment, ablation), experiment,
+                     ablation, title)
+
+
+def _table_of(runs, experiment, ablation, title=''):
     if not runs:
         return ''
     lines = [f'**{experiment} / {ablation}**{title}', '',
@@ -93,9 +97,9 @@ def timing_table(results_dir, experiment, ablation):
     if not runs:
         return ''
     epochs = sorted({len(run['epoch_times']) - 1 for found in runs.values() for run in found})
-    return table(pathlib.Path(results_dir) / EPOCH_TIMES_DIR, experiment, ablation,
-                 f': short timing runs, the first {"/".join(map(str, epochs))} epochs only '
-                 f'(results/{EPOCH_TIMES_DIR})')
+    return _table_of(runs, experiment, ablation,
+                     f': short timing runs, the first {"/".join(map(str, epochs))} epochs '
+                     f'only (results/{EPOCH_TIMES_DIR})')
 
 
 def main(argv=None):
