@@ -119,7 +119,7 @@ class BackwardSolves:
                         state_end, abs(end - start), time_check=smooth)
 
     def odeint(self, dynamics, start_state, solve_times, index, rtol=None, atol=None,
-               norm=None):
+               norm=None, options=None):
         """One backward solve of ``dynamics`` from observation ``index``.
 
         Args:
@@ -130,11 +130,12 @@ class BackwardSolves:
             index: int, the observation the solve starts from (for messages).
             rtol, atol: tolerances (default: the adjoint tolerances).
             norm: the solver's norm (default: the backward options').
+            options: the solver's options (default: the backward options).
 
         Raises:
             FloatingPointError: non-finite or vanishing values in the solve.
         """
-        options = self.options
+        options = self.options if options is None else options
         if self.step is not None:
             options = dict(options, first_step=self.step)
         if norm is not None:

@@ -83,6 +83,9 @@ class ForwardTape:
             solver's time ``s``).
         limit_bytes: int, the memory the tape may hold; past it the tape is dropped
             (:attr:`overflow` is set) and another backward pass is used.
+        keep_stages: bool, also keep every stage derivative of each accepted step and
+            the first evaluation of the solve (adaptive methods): what the solver's dense
+            output needs (:mod:`.interpolated`). Default False.
 
     Attributes:
         starts: list of ``(t0, y0, dt, attempted_dt)`` per accepted step, ``t0`` in the
@@ -92,13 +95,20 @@ class ForwardTape:
         nbytes: int, memory held.
         step_evaluations: int, evaluations made by the accepted steps (adaptive methods):
             what the checkpointed backward repeats.
+        stages: list of tuples, per accepted step the derivatives its stages evaluated,
+            in order, as ``func`` returned them (with ``keep_stages``).
+        first_derivative: ``func(t0, y0)``, the solve's first evaluation (with
+            ``keep_stages``).
     """
 
-    def __init__(self, adaptive, reversed_time, limit_bytes):
+    def __init__(self, adaptive, reversed_time, limit_bytes, keep_stages=False):
         self.adaptive = adaptive
         self.reversed_time = reversed_time
         self.limit_bytes = limit_bytes
-        self.starts, self.ends, self.jumps = [], [], []
+        self.keep_stages = keep_stages and adaptive
+        self.starts, self.ends, self.jumps, self.stages = [], [], [], []
+        self.first_derivative = None
+        self._attempt_outputs = []
         self.overflow = False
         self.nbytes = 0
         self.step_evaluations = 0
@@ -111,6 +121,11 @@ class ForwardTape:
         self._attempt_evaluations += 1
         if self.overflow:
             return
+        if self.keep_stages:
+            if self.first_derivative is None:
+                self.first_derivative = output
+                self._add_bytes(_parts(output))
+            self._attempt_outputs.append(output)
         if self._after_accept:
             # The only evaluation between an accepted step and the next step's start is
             # the one torchdiffeq makes after passing a jump_t, on the far side of it.
@@ -122,6 +137,7 @@ class ForwardTape:
     def on_step(self, t0, y0, dt):
         self._after_accept = False
         self._attempt_evaluations = 0
+        self._attempt_outputs = []
         self._attempted = dt
         if not self.adaptive:
             self._keep(t0, y0, dt, None)
@@ -135,18 +151,31 @@ class ForwardTape:
         if self.overflow:
             return
         tensors = _parts(y0) + (_parts(end_derivative) if end_derivative is not None else ())
-        self.nbytes += _nbytes(tensors)
-        if self.nbytes > self.limit_bytes:
-            self.drop()
+        stages = tuple(self._attempt_outputs) if self.keep_stages else ()
+        for stage in stages[:-1]:  # the last stage is the end derivative, counted above
+            tensors += _parts(stage)
+        if not self._add_bytes(tensors):
             return
         self.starts.append((t0, y0, dt, self._attempted))
         self.ends.append(end_derivative)
         self.jumps.append(False)
+        if self.keep_stages:
+            self.stages.append(stages)
+
+    def _add_bytes(self, tensors):
+        """Count ``tensors`` against the budget; drop the tape past it (returns False)."""
+        self.nbytes += _nbytes(tensors)
+        if self.nbytes > self.limit_bytes:
+            self.drop()
+            return False
+        return True
 
     def drop(self):
         """Forget everything (over budget, or not needed)."""
         self.overflow = True
-        self.starts, self.ends, self.jumps = [], [], []
+        self.starts, self.ends, self.jumps, self.stages = [], [], [], []
+        self.first_derivative = None
+        self._attempt_outputs = []
         self._last_output = None
         self.nbytes = 0
 

@@ -29,6 +29,7 @@ from torch.func import vmap
 
 from .backward_solves import BackwardSolves
 from .checkpoint import CheckpointBackward, checkpoint_problem
+from .interpolated import InterpolatedBackward, interpolated_problem
 from .notices import warn_once
 from .propagator import STEP_EVALUATIONS, propagator_plan
 from .restart import RestartBackward
@@ -91,6 +92,16 @@ def prefers_checkpoint(forward_nfe, step_evaluations, intervals, controlled, vec
             < restart_estimate(forward_nfe, intervals, controlled, vectorised))
 
 
+class _AnyTape:
+    """Stands for a tape that will be recorded, in :func:`records_steps`."""
+
+    keep_stages = True
+    overflow = False
+
+
+_ANY_TAPE = _AnyTape()
+
+
 def choose(record):
     """The backward pass to run for this solve (``settings.backward`` and the rules above).
 
@@ -105,6 +116,12 @@ def choose(record):
         return CheckpointBackward(record)
     solves = BackwardSolves(record)
     backward = record.settings.backward
+    if backward == 'interpolated':
+        reason = interpolated_problem(record.settings, record.tape)
+        if reason is None:
+            return InterpolatedBackward(record, solves)
+        warn_once(f"odeint_adjoint_gq: backward='interpolated' cannot be used ({reason}); "
+                  "using backward='restart'.", record.settings.call_site)
     if backward in ('auto', 'propagator'):
         propagator = propagator_plan(record, solves, explicit=backward == 'propagator')
         if propagator is not None:
@@ -113,16 +130,21 @@ def choose(record):
 
 
 def records_steps(settings):
-    """Whether the forward pass records its steps: where the checkpoint may be chosen
-    (asked for, or ``'auto'`` at a tight enough ``rtol``) and covers the method."""
+    """``(steps, stages)``: whether the forward pass records its steps (where the
+    checkpoint may be chosen: asked for, or ``'auto'`` at a tight enough ``rtol``, and
+    covering the method), and their stages too (where the interpolating pass may be)."""
     eligible = settings.backward == 'checkpoint' or (settings.backward == 'auto'
                                                      and tight_enough(settings.rtol))
-    return eligible and checkpoint_problem(settings.method, settings.event_fn is not None) is None
+    checkpoint = eligible and checkpoint_problem(settings.method,
+                                                 settings.event_fn is not None) is None
+    stages = (settings.backward in ('auto', 'interpolated')
+              and interpolated_problem(settings, _ANY_TAPE) is None)
+    return checkpoint or stages, stages
 
 
 def _use_checkpoint(record):
     settings, tape = record.settings, record.tape
-    if settings.backward in ('restart', 'propagator'):
+    if settings.backward in ('restart', 'propagator', 'interpolated'):
         return False
     reason = checkpoint_problem(settings.method, settings.event_fn is not None)
     if reason is None and tape is not None and tape.overflow:

@@ -53,7 +53,7 @@ class _Settings:
 
 
 #: The values of ``backward``.
-BACKWARDS = ('auto', 'restart', 'propagator', 'checkpoint')
+BACKWARDS = ('auto', 'restart', 'propagator', 'checkpoint', 'interpolated')
 
 
 class _GaussQuadratureAdjoint(torch.autograd.Function):
@@ -65,9 +65,11 @@ class _GaussQuadratureAdjoint(torch.autograd.Function):
         y0 = tuple(parts) if layout.is_tuple else parts[0]
         adaptive = settings.method in checks.ADAPTIVE_METHODS
         tape = None
-        if records_steps(settings):
+        steps, stages = records_steps(settings)
+        if steps:
             reversed_time = len(t) > 1 and bool(t[0] > t[1])
-            tape = ForwardTape(adaptive, reversed_time, settings.checkpoint_memory)
+            tape = ForwardTape(adaptive, reversed_time, settings.checkpoint_memory,
+                               keep_stages=stages)
         counted = CountedField(settings.func, adaptive, tape, settings.layout)
         with torch.no_grad():
             result = torchdiffeq.odeint(counted, y0, t, rtol=settings.rtol, atol=settings.atol,
