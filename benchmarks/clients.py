@@ -33,6 +33,7 @@ MODES = {
     'gq restart': (odeint_adjoint_gq, dict(backward='restart')),
     'gq propagator': (odeint_adjoint_gq, dict(backward='propagator')),
     'gq checkpoint': (odeint_adjoint_gq, dict(backward='checkpoint')),
+    'gq interpolated': (odeint_adjoint_gq, dict(backward='interpolated')),
     'gq gtol=0.1': (odeint_adjoint_gq, dict(gtol=0.1, backward='restart')),
 }
 REFERENCE_TOLERANCE = 1e-10

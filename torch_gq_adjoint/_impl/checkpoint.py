@@ -192,6 +192,24 @@ class CheckpointBackward:
 
     name = 'checkpoint'
 
+    @staticmethod
+    def records(settings):
+        """What the forward pass must record for this pass: its accepted steps (where
+        the method is covered)."""
+        if checkpoint_problem(settings.method, settings.event_fn is not None) is not None:
+            return ()
+        return ('steps',)
+
+    @staticmethod
+    def problem(record):
+        """Why this pass cannot serve the solve (None if it can)."""
+        settings, tape = record.settings, record.tape
+        reason = checkpoint_problem(settings.method, settings.event_fn is not None)
+        if reason is None and (tape is None or tape.overflow):
+            reason = (f'the recorded steps passed checkpoint_memory={settings.checkpoint_memory} '
+                      'bytes' if tape is not None else 'the forward pass did not record its steps')
+        return reason
+
     def __init__(self, record):
         settings, tape = record.settings, record.tape
         self.settings, self.tape, self.params = settings, tape, record.params

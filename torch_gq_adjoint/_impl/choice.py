@@ -1,6 +1,13 @@
-"""The rule of ``backward='auto'`` between the checkpointed backward and the quadrature
-backward passes (restart or propagator; the propagator's own rule is
-:func:`~torch_gq_adjoint._impl.propagator.cheaper_than_restart`).
+"""The table of backward passes, their cost models, and the rule of ``backward='auto'``.
+
+Every backward pass is a class with the same small interface (see
+:mod:`~torch_gq_adjoint._impl.record`): ``name``; ``records(settings)``, what the forward
+pass must record for it (``'steps'``, ``'stages'``); ``problem(record)``, why it cannot
+serve a solve (None if it can), without evaluating ``f``; optionally ``confirm(record)``,
+a check that costs an evaluation and is made only for the pass about to run; a
+constructor taking the :class:`~torch_gq_adjoint._impl.record.ForwardRecord`; and a call
+taking the output cotangents. :data:`REGISTRY` lists them with their cost models: a new
+pass is one module and one line there.
 
 The rule counts evaluations, never seconds, so the same call always takes the same path
 and gives the same gradient. Costs are in units of one restart evaluation: ``f`` and a
@@ -9,29 +16,39 @@ vector–Jacobian product with respect to the state.
 - Checkpoint: every evaluation of the accepted steps is made again with a graph, and
   the vector–Jacobian product also reaches the parameters: about :data:`CHECKPOINT_COST`
   restart evaluations each. No quadrature.
-- Restart: the backward ``[z, a]`` solve takes about as many evaluations as the forward
-  solve, but at least one solver step per interval (:data:`RESTART_STEP` evaluations
-  when each interval's solve starts from the previous one's step, twice that when each
-  starts cold, as with ``gtol=None``). Its quadrature nodes are cheap when ``vmap``
-  batches them; when it cannot, each node is one more evaluation with a full product, and
-  the error-controlled rule asks for several nodes per step of the forward solve.
+- Interpolated: one backward solve of the adjoint alone, as many evaluations as the
+  forward solve took, but at least one solver step (:data:`STEP_EVALUATIONS`) per
+  output interval, since each loss gradient ends a step; its step size is carried, and
+  the state costs nothing (it is read off the forward's steps).
+- Propagator: about ``NFE`` evaluations, each with ``d`` products sharing one evaluation
+  of ``f`` (``(1 + d) / 2`` restart evaluations apiece); with ``gtol=None`` its one long
+  solve runs at tighter tolerances, about twice the evaluations.
+- Restart: as many evaluations as the forward solve, but at least one solver step per
+  interval, twice that when each interval's solve starts cold (``gtol=None``).
+- The quadrature passes' nodes are cheap when ``vmap`` batches them; when it cannot, each
+  node is one more evaluation with a full product, and the error-controlled rule asks for
+  several nodes per step of the forward solve. One probe evaluation decides, and only
+  where the choice depends on it.
 
 Accuracy comes first. The checkpointed gradient is the exact gradient of the forward
 discretisation, so its error against the exact gradient of the ODE's loss follows the
 forward solve's error; the quadrature passes' error follows the backward solve's, as
 torchdiffeq's adjoint's does. At loose tolerances the first is much the larger
 (docs/benchmarks.md), so ``'auto'`` considers the checkpoint only when the forward
-``rtol`` is at most :data:`CHECKPOINT_RTOL`.
+``rtol`` is at most :data:`CHECKPOINT_RTOL`, and only where it costs less than
+``1 / MARGIN`` of the cheapest quadrature pass.
 """
+
+from dataclasses import dataclass
+from typing import Callable
 
 import torch
 from torch.func import vmap
 
-from .backward_solves import BackwardSolves
-from .checkpoint import CheckpointBackward, checkpoint_problem
-from .interpolated import InterpolatedBackward, interpolated_problem
+from .checkpoint import CheckpointBackward
+from .interpolated import InterpolatedBackward
 from .notices import warn_once
-from .propagator import STEP_EVALUATIONS, propagator_plan
+from .propagator import PropagatorBackward, SampleLayout
 from .restart import RestartBackward
 
 #: Restart evaluations per checkpoint evaluation: a recomputation with a graph plus a
@@ -41,12 +58,16 @@ from .restart import RestartBackward
 CHECKPOINT_COST = 1.2
 
 #: The checkpoint is taken only when it is expected to cost less than 1/MARGIN of the
-#: restart method: where the two cost about the same, the quadrature passes' accuracy
-#: (that of torchdiffeq's adjoint) is worth keeping.
+#: cheapest quadrature pass: where the two cost about the same, the quadrature passes'
+#: accuracy (that of torchdiffeq's adjoint) is worth keeping.
 MARGIN = 2.0
 
 #: The loosest forward ``rtol`` at which ``'auto'`` considers the checkpoint.
 CHECKPOINT_RTOL = 1e-5
+
+#: Evaluations of one backward solver step at least (one dopri5 step and its first
+#: evaluation): what an output interval costs a pass that stops there.
+STEP_EVALUATIONS = 7
 
 
 def tight_enough(rtol):
@@ -55,51 +76,90 @@ def tight_enough(rtol):
     values = rtol if isinstance(rtol, (tuple, list)) else (rtol,)
     return all(float(torch.as_tensor(value).max()) <= CHECKPOINT_RTOL for value in values)
 
-#: Evaluations of the first backward step of an interval (one dopri5 step).
-RESTART_STEP = STEP_EVALUATIONS
+
+def _intervals(record):
+    return len(record.times) - 1
 
 
-def restart_estimate(forward_nfe, intervals, controlled, vectorised):
-    """Restart evaluations the quadrature backward pass is expected to take.
-
-    Args:
-        forward_nfe: int, evaluations of the forward solve.
-        intervals: int, observation intervals (``len(t) - 1``).
-        controlled: bool, ``gtol=None`` (each interval's solve starts cold, and the
-            error-controlled quadrature tries up to four rules).
-        vectorised: bool, ``vmap`` batches ``func`` over quadrature nodes.
-    """
-    per_interval = RESTART_STEP * (2 if controlled else 1)
-    solve = max(forward_nfe, per_interval * intervals)
-    # Unbatched nodes: each is one evaluation with a full vector–Jacobian product. The
-    # error-controlled rules start at 0.1 · NFE nodes and double up to four times (about
-    # 1.5 · NFE nodes in all when the checks are hard to pass); the paper's rule takes
-    # 0.1 · NFE with gtol = 0.1.
-    nodes = 0 if vectorised else CHECKPOINT_COST * forward_nfe * (1.5 if controlled else 0.1)
-    return solve + nodes
+def _controlled(record):
+    return record.settings.gtol is None
 
 
-def prefers_checkpoint(forward_nfe, step_evaluations, intervals, controlled, vectorised):
-    """Whether ``'auto'`` takes the checkpointed backward (it fits the memory budget).
-
-    Args:
-        forward_nfe: int, evaluations of the forward solve.
-        step_evaluations: int, evaluations of its accepted steps (what the checkpointed
-            pass repeats).
-        intervals, controlled, vectorised: as for :func:`restart_estimate`.
-    """
-    return (MARGIN * CHECKPOINT_COST * step_evaluations
-            < restart_estimate(forward_nfe, intervals, controlled, vectorised))
+def node_cost(record, vectorised):
+    """The quadrature nodes' cost: none to speak of when ``vmap`` batches them; else one
+    evaluation with a full product each. The error-controlled rules start at 0.1 · NFE
+    nodes and double up to four times (about 1.5 · NFE nodes in all when the checks are
+    hard to pass); the paper's rule takes 0.1 · NFE with gtol = 0.1."""
+    if vectorised:
+        return 0.0
+    return CHECKPOINT_COST * record.forward_nfe * (1.5 if _controlled(record) else 0.1)
 
 
-class _AnyTape:
-    """Stands for a tape that will be recorded, in :func:`records_steps`."""
+def checkpoint_cost(record, vectorised):
+    """The accepted steps' evaluations again, each with a full product."""
+    tape = record.tape
+    steps = tape.step_evaluations if tape.adaptive else record.forward_nfe
+    return CHECKPOINT_COST * steps
 
-    keep_stages = True
-    overflow = False
+
+def interpolated_cost(record, vectorised):
+    """One solve of ``a``: the forward's evaluations, at least a step per interval."""
+    solve = max(record.forward_nfe, STEP_EVALUATIONS * _intervals(record))
+    return solve + node_cost(record, vectorised)
 
 
-_ANY_TAPE = _AnyTape()
+def propagator_cost(record, vectorised):
+    """``(1 + d) / 2`` restart evaluations per evaluation, twice the evaluations with
+    ``gtol=None`` (the tightened solve)."""
+    dim = SampleLayout(record.settings.layout).dim
+    solve = (1 + dim) / 2 * record.forward_nfe * (2 if _controlled(record) else 1)
+    return solve + node_cost(record, vectorised)
+
+
+def restart_cost(record, vectorised):
+    """The forward's evaluations, at least a step per interval (two when each starts
+    cold, with ``gtol=None``)."""
+    per_interval = STEP_EVALUATIONS * (2 if _controlled(record) else 1)
+    solve = max(record.forward_nfe, per_interval * _intervals(record))
+    return solve + node_cost(record, vectorised)
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One backward pass of the table: its class and its cost model."""
+
+    backward: type
+    cost: Callable  # (record, vectorised) -> restart evaluations
+
+
+#: Every backward pass, in the order ``'auto'`` prefers them at equal cost.
+REGISTRY = (
+    Entry(CheckpointBackward, checkpoint_cost),
+    Entry(InterpolatedBackward, interpolated_cost),
+    Entry(PropagatorBackward, propagator_cost),
+    Entry(RestartBackward, restart_cost),
+)
+
+_BY_NAME = {entry.backward.name: entry for entry in REGISTRY}
+
+#: The values of ``backward``.
+BACKWARDS = ('auto',) + tuple(reversed(tuple(_BY_NAME)))
+
+
+def _automatic_candidate(entry, settings):
+    """Whether ``'auto'`` may take this pass at these settings (accuracy, not cost)."""
+    return entry.backward is not CheckpointBackward or tight_enough(settings.rtol)
+
+
+def records(settings):
+    """``(steps, stages)``: what the forward pass records, for the pass asked for or
+    every pass ``'auto'`` may take."""
+    if settings.backward == 'auto':
+        entries = [entry for entry in REGISTRY if _automatic_candidate(entry, settings)]
+    else:
+        entries = [_BY_NAME[settings.backward]]
+    needs = {need for entry in entries for need in entry.backward.records(settings)}
+    return 'steps' in needs, 'stages' in needs
 
 
 def choose(record):
@@ -109,61 +169,42 @@ def choose(record):
         record: :class:`~.record.ForwardRecord`.
 
     Returns:
-        A backward pass: :class:`~.checkpoint.CheckpointBackward`,
-        :class:`~.propagator.PropagatorBackward` or :class:`~.restart.RestartBackward`.
+        A backward pass of :data:`REGISTRY`, built from the record.
     """
-    if _use_checkpoint(record):
-        return CheckpointBackward(record)
-    solves = BackwardSolves(record)
-    backward = record.settings.backward
-    if backward == 'interpolated':
-        reason = interpolated_problem(record.settings, record.tape)
+    settings = record.settings
+    if settings.backward != 'auto':
+        backward = _BY_NAME[settings.backward].backward
+        reason = backward.problem(record) or _confirm(backward, record)
         if reason is None:
-            return InterpolatedBackward(record, solves)
-        warn_once(f"odeint_adjoint_gq: backward='interpolated' cannot be used ({reason}); "
-                  "using backward='restart'.", record.settings.call_site)
-    if backward in ('auto', 'propagator'):
-        propagator = propagator_plan(record, solves, explicit=backward == 'propagator')
-        if propagator is not None:
-            return propagator
-    return RestartBackward(record, solves)
+            return backward(record)
+        warn_once(f"odeint_adjoint_gq: backward='{backward.name}' cannot be used ({reason}); "
+                  "using backward='restart'. Pass backward='restart' to silence this.",
+                  settings.call_site)
+        return RestartBackward(record)
+    offers = [entry for entry in REGISTRY
+              if _automatic_candidate(entry, settings) and entry.backward.problem(record) is None]
+    ranked = _ranked(offers, record, vectorised=True)
+    if [entry.backward for entry in ranked] != [
+            entry.backward for entry in _ranked(offers, record, vectorised=False)]:
+        ranked = _ranked(offers, record, _vectorisable(settings.field, record.times,
+                                                       record.solution))
+    for entry in ranked:
+        if _confirm(entry.backward, record) is None:
+            return entry.backward(record)
+    return RestartBackward(record)
 
 
-def records_steps(settings):
-    """``(steps, stages)``: whether the forward pass records its steps (where the
-    checkpoint may be chosen: asked for, or ``'auto'`` at a tight enough ``rtol``, and
-    covering the method), and their stages too (where the interpolating pass may be)."""
-    eligible = settings.backward == 'checkpoint' or (settings.backward == 'auto'
-                                                     and tight_enough(settings.rtol))
-    checkpoint = eligible and checkpoint_problem(settings.method,
-                                                 settings.event_fn is not None) is None
-    stages = (settings.backward in ('auto', 'interpolated')
-              and interpolated_problem(settings, _ANY_TAPE) is None)
-    return checkpoint or stages, stages
+def _ranked(offers, record, vectorised):
+    """The offers from the cheapest; the checkpoint's cost counts :data:`MARGIN` times."""
+    def cost(entry):
+        weight = MARGIN if entry.backward is CheckpointBackward else 1.0
+        return weight * entry.cost(record, vectorised)
+    return sorted(offers, key=cost)  # stable: the table's order breaks ties
 
 
-def _use_checkpoint(record):
-    settings, tape = record.settings, record.tape
-    if settings.backward in ('restart', 'propagator', 'interpolated'):
-        return False
-    reason = checkpoint_problem(settings.method, settings.event_fn is not None)
-    if reason is None and tape is not None and tape.overflow:
-        reason = (f'the recorded steps passed checkpoint_memory={settings.checkpoint_memory} '
-                  'bytes')
-    if settings.backward == 'checkpoint':
-        if reason is not None:
-            warn_once(f"odeint_adjoint_gq: backward='checkpoint' cannot be used ({reason}); "
-                      "using backward='restart'.", settings.call_site)
-        return reason is None
-    if reason is not None or tape is None:
-        return False
-    steps = tape.step_evaluations if tape.adaptive else record.forward_nfe
-    rule = (record.forward_nfe, steps, len(record.times) - 1, settings.gtol is None)
-    if prefers_checkpoint(*rule, vectorised=True):
-        return True
-    if not prefers_checkpoint(*rule, vectorised=False):
-        return False
-    return not _vectorisable(settings.field, record.times, record.solution)
+def _confirm(backward, record):
+    confirm = getattr(backward, 'confirm', None)
+    return None if confirm is None else confirm(record)
 
 
 def _vectorisable(field, times, solution):

@@ -20,7 +20,7 @@ from torch.autograd.function import once_differentiable
 from . import checks
 from .backward_options import backward_norm
 from .checkpoint import DEFAULT_CHECKPOINT_MEMORY, ForwardTape
-from .choice import choose, records_steps
+from .choice import BACKWARDS, choose, records
 from .dynamics import CountedField
 from .notices import call_site
 from .record import ForwardRecord, check_finite, time_gradients
@@ -52,10 +52,6 @@ class _Settings:
     per_sample: bool
 
 
-#: The values of ``backward``.
-BACKWARDS = ('auto', 'restart', 'propagator', 'checkpoint', 'interpolated')
-
-
 class _GaussQuadratureAdjoint(torch.autograd.Function):
 
     @staticmethod
@@ -65,7 +61,7 @@ class _GaussQuadratureAdjoint(torch.autograd.Function):
         y0 = tuple(parts) if layout.is_tuple else parts[0]
         adaptive = settings.method in checks.ADAPTIVE_METHODS
         tape = None
-        steps, stages = records_steps(settings)
+        steps, stages = records(settings)
         if steps:
             reversed_time = len(t) > 1 and bool(t[0] > t[1])
             tape = ForwardTape(adaptive, reversed_time, settings.checkpoint_memory,

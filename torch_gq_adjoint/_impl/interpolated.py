@@ -34,36 +34,14 @@ What this relies on in torchdiffeq (private, pinned in requirements.txt and chec
 import bisect
 
 import torch
+from torch.func import vmap
 from torchdiffeq._impl.interp import _interp_fit
 from torchdiffeq._impl.odeint import SOLVERS
 
 from .backward_options import flat_state_norm
-from .backward_solves import integrate_intervals
+from .backward_solves import BackwardSolves, integrate_intervals
 from .checks import ADAPTIVE_METHODS
 from .error_control import Rule
-
-
-def interpolated_problem(settings, tape):
-    """Why the interpolating backward cannot serve this solve (None if it can).
-
-    Args:
-        settings: the public function's checked arguments.
-        tape: :class:`~.checkpoint.ForwardTape` or None.
-    """
-    if settings.method not in ADAPTIVE_METHODS:
-        return (f'method {settings.method!r} has no dense output of its own (covered: the '
-                'adaptive Runge-Kutta methods)')
-    if settings.adjoint_method not in ADAPTIVE_METHODS:
-        return (f'adjoint_method {settings.adjoint_method!r} cannot step onto the output '
-                'times (covered: the adaptive Runge-Kutta methods)')
-    if settings.custom_adjoint_norm:
-        return "a callable adjoint norm expects the restart method's [z, a] state"
-    if tape is None or not tape.keep_stages:
-        return 'the forward pass did not record its steps'
-    if tape.overflow:
-        return (f'the recorded steps passed checkpoint_memory={settings.checkpoint_memory} '
-                'bytes')
-    return None
 
 
 class DenseForward:
@@ -104,6 +82,7 @@ class DenseForward:
                               device=device)
         ends = torch.cat([begins[1:], (begins[-1] + steps[-1].to(device)).reshape(1)])
         self.begins, self.ends = begins, ends
+        self.starts, self.sign = y0, sign
         self._begin_values = begins.tolist()
         self._end_values = ends.tolist()
 
@@ -115,12 +94,44 @@ class DenseForward:
         x = ((u - begin) / (end - begin)).to(self.coefficients.dtype).unsqueeze(-1)
         return _horner(self.coefficients[:, step], x)
 
+    def refined(self, u, field):
+        """States ``(K, n)`` at forward solver times ``u`` ``(K,)``, one order more accurate
+        than :meth:`at`: ``z(u) = y(u_j) + ∫ f(s, p(s)) ds`` from the start ``u_j`` of the
+        step holding ``u``, with the polynomial ``p`` inside ``f`` and a 3-point
+        Gauss–Legendre rule (a Picard step). The dense output's error, a power of the step
+        size above the step's own, becomes one power smaller. ``f`` is evaluated at 3K
+        points in one ``vmap`` batch; where ``vmap`` cannot batch ``field``, :meth:`at`'s
+        states are returned unchanged (3K separate evaluations would cost more than the
+        whole backward solve).
+        """
+        u = u.to(torch.float64)
+        step = (torch.searchsorted(self.begins, u, right=True) - 1).clamp(0, len(self.begins) - 1)
+        begin = self.begins[step]
+        half = (u - begin) / 2
+        points = (begin + half).unsqueeze(-1) + half.unsqueeze(-1) * _PICARD_NODES.to(u.device)
+        states = self.at(points.reshape(-1))
+        times = (self.sign * points.reshape(-1)).to(states.dtype)
+        try:
+            with torch.no_grad():
+                slopes = vmap(field)(times, states)
+        except RuntimeError:
+            return self.at(u)
+        weights = (half.unsqueeze(-1) * _PICARD_WEIGHTS.to(u.device)).to(states.dtype)
+        increments = (slopes.reshape(len(u), len(_PICARD_WEIGHTS), -1)
+                      * weights.unsqueeze(-1)).sum(1)
+        return self.starts[step] + self.sign * increments
+
     def at_value(self, u):
         """The state ``(n,)`` at one forward solver time ``u`` (a float)."""
         step = min(max(bisect.bisect_right(self._begin_values, u) - 1, 0),
                    len(self._begin_values) - 1)
         begin, end = self._begin_values[step], self._end_values[step]
         return _horner(self.coefficients[:, step], (u - begin) / (end - begin))
+
+
+#: The 3-point Gauss–Legendre rule on [-1, 1] of :meth:`DenseForward.refined`.
+_PICARD_NODES = torch.tensor([-(0.6 ** 0.5), 0.0, 0.6 ** 0.5], dtype=torch.float64)
+_PICARD_WEIGHTS = torch.tensor([5 / 9, 8 / 9, 5 / 9], dtype=torch.float64)
 
 
 def _horner(coefficients, x):
@@ -171,13 +182,31 @@ class InterpolatedBackward:
 
     Args:
         record: :class:`~.record.ForwardRecord` whose tape holds the steps and stages.
-        solves: :class:`~.backward_solves.BackwardSolves` of the record.
     """
 
     name = 'interpolated'
 
-    def __init__(self, record, solves):
-        self.record, self.solves = record, solves
+    @staticmethod
+    def records(settings):
+        """What the forward pass must record for this pass: its accepted steps and their
+        stages (where the methods are covered)."""
+        return () if _settings_problem(settings) else ('steps', 'stages')
+
+    @staticmethod
+    def problem(record):
+        """Why this pass cannot serve the solve (None if it can)."""
+        settings, tape = record.settings, record.tape
+        reason = _settings_problem(settings)
+        if reason is None and (tape is None or not tape.keep_stages):
+            reason = 'the forward pass did not record its steps'
+        if reason is None and tape.overflow:
+            reason = (f'the recorded steps passed checkpoint_memory={settings.checkpoint_memory} '
+                      'bytes')
+        return reason
+
+    def __init__(self, record):
+        self.record = record
+        self.solves = BackwardSolves(record)
         settings = record.settings
         self.dense = DenseForward(record.tape, settings.layout, settings.method)
         # The solve carries b alone: the forward's norm, as for the state.
@@ -228,7 +257,7 @@ class InterpolatedBackward:
         passed_before = torch.searchsorted(jump_times.contiguous(), solver_times, right=False)
         node_list = torch.cat([node_times for index in rules for node_times, _ in rules[index]])
         node_passed = torch.searchsorted(jump_times.contiguous(), direction * node_list)
-        node_states = self.dense.at(-direction * node_list)
+        node_states = self.dense.refined(-direction * node_list, solves.settings.field)
         node_adjoints = inner + totals[node_passed]
 
         intervals, offset = [], 0
@@ -244,6 +273,19 @@ class InterpolatedBackward:
             intervals.append(solves.interval(index, found, start, end,
                                              solves.solution[index - 1]))
         return intervals
+
+
+def _settings_problem(settings):
+    """Why the arguments rule this pass out (None if they do not)."""
+    if settings.method not in ADAPTIVE_METHODS:
+        return (f'method {settings.method!r} has no dense output of its own (covered: the '
+                'adaptive Runge-Kutta methods)')
+    if settings.adjoint_method not in ADAPTIVE_METHODS:
+        return (f'adjoint_method {settings.adjoint_method!r} cannot step onto the output '
+                'times (covered: the adaptive Runge-Kutta methods)')
+    if settings.custom_adjoint_norm:
+        return "a callable adjoint norm expects the restart method's [z, a] state"
+    return None
 
 
 def _with_jumps(options, jump_times):

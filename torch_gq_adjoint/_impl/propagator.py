@@ -30,10 +30,10 @@ Guards, each checked before its result is used:
 
 import torch
 
+from . import checks
 from .backward_options import flat_state_norm
-from .backward_solves import integrate_intervals
+from .backward_solves import BackwardSolves, integrate_intervals
 from .error_control import Rule
-from .notices import warn_once
 
 #: Largest condition number of Ψ(t_k) accepted before anchoring anew.
 COND_LIMIT = 100.0
@@ -41,9 +41,6 @@ COND_LIMIT = 100.0
 #: Largest drift of the backward z from the forward solution, in units of the tolerance
 #: (atol + rtol |z|, RMS), accepted before anchoring anew.
 DRIFT_LIMIT = 100.0
-
-#: Evaluations of one restart interval at least (one dopri5 step and its first evaluation).
-STEP_EVALUATIONS = 7
 
 #: With ``gtol=None`` the ``[z, Ψ]`` solve runs at this fraction of the adjoint
 #: tolerances. One solve over the whole horizon carries its local errors across every
@@ -123,28 +120,6 @@ def mixes_samples(field, time, state, samples):
     return bool((samples.to_samples(grad)[1:] != 0).any())
 
 
-def cheaper_than_restart(samples, forward_nfe, intervals):
-    """The cost model of ``backward='auto'``: ``(1 + d) · NFE < 2 · max(NFE, 7 · intervals)``.
-
-    Costs are counted in evaluations of ``f`` with one vector–Jacobian product (about
-    two forward evaluations when ``f`` is compute-bound). Restarting costs at least one
-    7-evaluation step per interval and, overall, about the forward pass's ``NFE``:
-    ``max(NFE, 7 · intervals)``. The propagator takes about ``NFE`` evaluations, each
-    with ``d`` products sharing one forward evaluation: ``(1 + d) / 2`` restart
-    evaluations apiece. Both sides double with ``gtol=None``: each restarted solve starts
-    cold (about twice as many evaluations per interval), and the propagator's solve runs at
-    :data:`TOLERANCE_FACTOR` of the tolerances (about ``2 · NFE`` evaluations). With the
-    paper's rule steps are carried (about 7 per interval) and the solve runs at the
-    tolerances. Either way the rule above results; it errs towards restarting.
-
-    Args:
-        samples: :class:`SampleLayout` (``samples.dim`` is d).
-        forward_nfe: int, evaluations of the forward solve.
-        intervals: int, observation intervals (``len(t) - 1``).
-    """
-    return (1 + samples.dim) * forward_nfe < 2 * max(forward_nfe, STEP_EVALUATIONS * intervals)
-
-
 class PropagatorDynamics:
     """Backward dynamics of ``[z, Ψ]`` (flat) in the solver's time ``s``.
 
@@ -197,14 +172,47 @@ class PropagatorBackward:
 
     Args:
         record: :class:`~.record.ForwardRecord`.
-        solves: :class:`~.backward_solves.BackwardSolves` of the record.
-        samples: :class:`SampleLayout` of the state.
     """
 
     name = 'propagator'
 
-    def __init__(self, record, solves, samples):
-        self.solves, self.samples = solves, samples
+    @staticmethod
+    def records(settings):
+        """What the forward pass must record for this pass: nothing."""
+        return ()
+
+    @staticmethod
+    def problem(record):
+        """Why this pass cannot serve the solve (None if it can), without evaluating ``f``."""
+        settings = record.settings
+        if not settings.per_sample:
+            return 'batch_dim=None: the state has no per-sample structure'
+        if len(record.times) < 3:
+            return 'one output interval: the restart method solves it the same way'
+        if settings.adjoint_method in checks.GRID_METHODS:
+            return 'fixed-grid methods step the same either way'
+        if settings.custom_adjoint_norm:
+            return "a callable adjoint norm expects the restart method's state"
+        try:
+            SampleLayout(settings.layout)
+        except ValueError as error:
+            return str(error)
+        return None
+
+    @staticmethod
+    def confirm(record):
+        """Why this pass cannot serve the solve, checked with one evaluation of ``f``: a
+        function that mixes the samples of the batch (None if it does not)."""
+        samples = SampleLayout(record.settings.layout)
+        if mixes_samples(record.settings.field, record.times[-1], record.solution[-1], samples):
+            return ('func mixes the samples of the batch (a cotangent on sample 0 reached '
+                    'other samples), so the adjoint is not per sample')
+        return None
+
+    def __init__(self, record):
+        self.solves = BackwardSolves(record)
+        self.samples = samples = SampleLayout(record.settings.layout)
+        solves = self.solves
         settings = record.settings
         self.dynamics = PropagatorDynamics(settings.field, samples, solves.direction)
         part_norm = flat_state_norm(settings.options.get('norm'), settings.layout)
@@ -235,43 +243,6 @@ class PropagatorBackward:
                           for value in (rtol, atol))
         return solves.odeint(dynamics, start_state, solve_times, index, rtol=rtol, atol=atol,
                              norm=self.norm)
-
-
-def propagator_plan(record, solves, explicit):
-    """The :class:`PropagatorBackward` for this solve, or None where it is not used.
-
-    Under ``'auto'`` (``explicit`` False) the cost model (:func:`cheaper_than_restart`)
-    decides first, so that a function is probed for mixing samples only where the
-    propagator would be used. Where it cannot be used, a warning says why (once per call
-    site) when it was asked for, or when ``'auto'`` was about to use it on a batched
-    state whose function mixes samples; a 1-D state is as likely one coupled trajectory
-    as a batch of scalars, and restarting is simply right there.
-    """
-    settings = record.settings
-    if not settings.per_sample or len(solves.time_values) < 3:
-        return None
-    reason, samples, mixing = None, None, False
-    if solves.grid:
-        reason = 'fixed-grid methods step the same either way'
-    elif settings.custom_adjoint_norm:
-        reason = 'a callable adjoint norm expects the restart method\'s state'
-    else:
-        try:
-            samples = SampleLayout(settings.layout)
-        except ValueError as error:
-            reason = str(error)
-    if reason is None:
-        if not explicit and not cheaper_than_restart(samples, record.forward_nfe,
-                                                     len(solves.time_values) - 1):
-            return None
-        if mixes_samples(settings.field, solves.times[-1], record.solution[-1], samples):
-            reason, mixing = ('func mixes the samples of the batch (a cotangent on sample 0 '
-                              'reached other samples), so the adjoint is not per sample'), True
-    if reason is None:
-        return PropagatorBackward(record, solves, samples)
-    if explicit or (mixing and samples.batched):
-        fall_back(reason, settings.call_site)
-    return None
 
 
 def _propagator_intervals(backward, grad_solution):
@@ -399,11 +370,3 @@ def _last_good(backward, indices, offsets, psi_obs):
         if ill[number] and number < len(indices) - 1:
             return indices[number]
     return indices[-1]
-
-
-def fall_back(reason, location):
-    """Warn (once per call site) that the propagator, asked for or chosen by ``'auto'``,
-    cannot be used and the restart method is."""
-    warn_once(f'odeint_adjoint_gq: the per-sample propagator cannot be used ({reason}); '
-              "using backward='restart'. Pass backward='restart' to silence this.",
-              location)

@@ -24,15 +24,22 @@ class RestartBackward:
 
     Args:
         record: :class:`~.record.ForwardRecord`.
-        solves: :class:`~.backward_solves.BackwardSolves` of the record (default: made
-            here).
     """
 
     name = 'restart'
 
-    def __init__(self, record, solves=None):
-        self.solves = BackwardSolves(record) if solves is None else solves
-        solves = self.solves
+    @staticmethod
+    def records(settings):
+        """What the forward pass must record for this pass: nothing."""
+        return ()
+
+    @staticmethod
+    def problem(record):
+        """None: the restart method serves every solve (the others fall back to it)."""
+        return None
+
+    def __init__(self, record):
+        self.solves = solves = BackwardSolves(record)
         method = record.settings.adjoint_method
         self.dynamics = AdjointDynamics(record.settings.field, solves.size, solves.direction,
                                         record_steps=solves.carry, record_grid=solves.grid)
