@@ -13,6 +13,7 @@ the forward and backward evaluations, and the quadrature nodes.
 """
 
 import argparse
+import math
 import sys
 import warnings
 
@@ -69,14 +70,26 @@ def reference_gradient(name, device):
 
 
 def measure(name, modes, repeats, device):
-    """``{mode: dict(seconds, gradient, info, memory)}`` for one workload."""
+    """``{mode: dict(seconds, gradient, info, memory)}`` for one workload, and the runners
+    that worked. A mode whose step raises is left out of the timing and reported as
+    ``dict(failed=reason)``: one mode's failure (a reference's included) must not hide the
+    rest of the table."""
     workload = build(name, torch.float32, device)
-    runners = {mode: _Runner(workload, mode) for mode in modes}
+    runners, failed = {}, {}
+    for mode in modes:
+        runner = _Runner(workload, mode)
+        try:
+            runner()
+        except Exception as error:  # noqa: BLE001 - reported in the table, not raised
+            failed[mode] = dict(failed=f'{type(error).__name__}: {str(error).splitlines()[0]}')
+            continue
+        runners[mode] = runner
     timed = time_in_turns(runners, repeats, device)
     results = {mode: dict(seconds=seconds, gradient=gradient,
                           info=None if runners[mode].info is None else dict(runners[mode].info))
                for mode, (seconds, gradient) in timed.items()}
-    return results, runners
+    results.update(failed)
+    return {mode: results[mode] for mode in modes}, runners
 
 
 def _what_ran(info):
@@ -127,12 +140,18 @@ def main(argv=None):
     all_results = {}
     for name in args.workload:
         print(f'timing {name} ...', file=sys.stderr, flush=True)
-        reference = reference_gradient(name, args.device)
+        try:
+            reference = reference_gradient(name, args.device)
+        except Exception as error:  # noqa: BLE001 - the other workloads still run
+            print(f'{name:<15} reference failed: {type(error).__name__}: {error}', flush=True)
+            continue
         results, runners = measure(name, args.mode, args.repeats, args.device)
         # Memory after the timings: measuring it changes how glibc hands out memory.
         for mode, runner in runners.items():
             results[mode]['memory'] = peak_memory_bytes(runner, args.device)
         for result in results.values():
+            if 'failed' in result:
+                continue
             gradient = result['gradient'].to(reference)
             result['error'] = ((gradient - reference).norm() / reference.norm()).item()
         _print(name, results)
@@ -141,8 +160,12 @@ def main(argv=None):
 
 
 def _print(name, results):
-    adjoint, direct = results['adjoint']['seconds'], results['direct']['seconds']
+    adjoint = results['adjoint'].get('seconds', math.nan)
+    direct = results['direct'].get('seconds', math.nan)
     for mode, result in results.items():
+        if 'failed' in result:
+            print(f'{name:<15} {mode:<14} failed: {result["failed"]}', flush=True)
+            continue
         memory = result['memory']
         memory = 'n/a' if memory is None else f'{memory / 2 ** 20:.1f}'
         print(f'{name:<15} {mode:<14} {result["seconds"]:>8.4f} '

@@ -284,8 +284,9 @@ class BouncingBall(Workload):
                 **self.solver_kwargs)
             state = solution[-1]
             total = total + time
-            # Off the ground by a hair, so that the event does not fire again at once.
-            state = torch.stack([state[0] + 1e-7, -ball.restitution * state[1]])
+            # Off the ground by a hair, so that the event does not fire again at once: the
+            # event is located to the solver's tolerance, possibly just below the ground.
+            state = torch.stack([state[0].abs() + 1e-5, -ball.restitution * state[1]])
         return total + state[1].abs()
 
 

@@ -231,7 +231,7 @@ def test_step_size_carried_between_intervals_saves_evaluations(monkeypatch):
     t = torch.linspace(0, 4, 41, dtype=torch.float64)
     carried = _backward_calls(_Counting(), y0, t)
     # Without the recorded step every interval starts cold (torchdiffeq's initial step).
-    monkeypatch.setattr(dynamics._StepRecorder, '_record_step', lambda self, t0, y0, dt: None)
+    monkeypatch.setattr(dynamics.StepRecorder, '_record_step', lambda self, t0, y0, dt: None)
     cold = _backward_calls(_Counting(), y0, t)
     assert carried < 0.85 * cold
 

@@ -3,6 +3,7 @@
 import copy
 import math
 import warnings
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -11,7 +12,8 @@ from torch import nn
 
 from tests.library.problems import SecondOrderField, sine_series
 from torch_gq_adjoint import odeint, odeint_adjoint_gq
-from torch_gq_adjoint._impl import notices, propagator
+from torch_gq_adjoint._impl import choice, notices, propagator
+from torch_gq_adjoint._impl.state import StateLayout
 
 
 class _PerSample(nn.Module):
@@ -146,16 +148,31 @@ def _exact_linear_gradients(func, y0, t):
     return _gradients(lambda f, y, times, **kwargs: solve(f, y, times), func, y0, t)
 
 
-def test_auto_chooses_by_the_cost_model():
-    samples = propagator.SampleLayout.__new__(propagator.SampleLayout)
-    samples.dim = 2  # (1 + 2) · 26 = 78 against 2 · max(26, 7 · 49) = 686 and 2 · 26 = 52
-    assert propagator.cheaper_than_restart(samples, forward_nfe=26, intervals=49)
-    assert not propagator.cheaper_than_restart(samples, forward_nfe=26, intervals=1)
-    samples.dim = 16  # 17 · 40 = 680 < 686: a latent ODE with 50 times qualifies, not at 41
-    assert propagator.cheaper_than_restart(samples, forward_nfe=40, intervals=49)
-    assert not propagator.cheaper_than_restart(samples, forward_nfe=41, intervals=49)
-    samples.dim = 1210  # an image state (10 × 11 × 11) per sample
-    assert not propagator.cheaper_than_restart(samples, forward_nfe=32, intervals=49)
+def _record(forward_nfe, intervals, dim, gtol=None):
+    """A stand-in for a ForwardRecord with what the cost models read."""
+    layout = StateLayout((torch.zeros(5, dim),), False)
+    settings = SimpleNamespace(layout=layout, gtol=gtol)
+    return SimpleNamespace(settings=settings, forward_nfe=forward_nfe,
+                           times=torch.zeros(intervals + 1))
+
+
+def test_the_cost_models_rank_the_propagator_against_restarting():
+    # Paper's rule: (1 + d) / 2 · NFE against max(NFE, 7 · intervals).
+    assert choice.propagator_cost(_record(26, 49, 2, gtol=0.1), True) == 1.5 * 26
+    assert choice.restart_cost(_record(26, 49, 2, gtol=0.1), True) == 7 * 49
+    assert choice.restart_cost(_record(26, 1, 2, gtol=0.1), True) == 26
+    # gtol=None: the propagator's tightened solve and the restarts' cold starts double.
+    assert choice.propagator_cost(_record(40, 49, 16), True) == 17 * 40
+    assert choice.restart_cost(_record(40, 49, 16), True) == 14 * 49
+    assert choice.propagator_cost(_record(41, 49, 16), True) > 14 * 49
+    # The interpolating pass carries its step: a step per interval, no doubling.
+    assert choice.interpolated_cost(_record(26, 49, 2), True) == 7 * 49
+    assert choice.interpolated_cost(_record(80, 9, 2), True) == 80
+    # Nodes that vmap cannot batch cost a full product each (1.5 · NFE of them).
+    assert choice.interpolated_cost(_record(80, 9, 2), False) == pytest.approx(80 + 1.2 * 1.5 * 80)
+    # An image state (10 × 11 × 11 per sample) never takes the propagator.
+    assert choice.propagator_cost(_record(32, 49, 1210), True) > choice.restart_cost(
+        _record(32, 49, 1210), True)
 
 
 def test_auto_uses_the_propagator_with_many_times_when_the_checkpoint_does_not_fit(

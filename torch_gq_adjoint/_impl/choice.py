@@ -4,7 +4,8 @@ Every backward pass is a class with the same small interface (see
 :mod:`~torch_gq_adjoint._impl.record`): ``name``; ``records(settings)``, what the forward
 pass must record for it (``'steps'``, ``'stages'``); ``problem(record)``, why it cannot
 serve a solve (None if it can), without evaluating ``f``; optionally ``confirm(record)``,
-a check that costs an evaluation and is made only for the pass about to run; a
+a check that costs an evaluation and is made only for the pass about to run, and
+``notify_under_auto(record)``, whether ``'auto'`` warns when that check fails; a
 constructor taking the :class:`~torch_gq_adjoint._impl.record.ForwardRecord`; and a call
 taking the output cotangents. :data:`REGISTRY` lists them with their cost models: a new
 pass is one module and one line there.
@@ -188,9 +189,15 @@ def choose(record):
             entry.backward for entry in _ranked(offers, record, vectorised=False)]:
         ranked = _ranked(offers, record, _vectorisable(settings.field, record.times,
                                                        record.solution))
-    for entry in ranked:
-        if _confirm(entry.backward, record) is None:
+    for number, entry in enumerate(ranked):
+        reason = _confirm(entry.backward, record)
+        if reason is None:
             return entry.backward(record)
+        following = ranked[number + 1].backward.name if number + 1 < len(ranked) else 'restart'
+        if getattr(entry.backward, 'notify_under_auto', lambda record: True)(record):
+            warn_once(f"odeint_adjoint_gq: backward='auto' cannot use the {entry.backward.name} "
+                      f"pass it chose ({reason}); using backward='{following}'.",
+                      settings.call_site)
     return RestartBackward(record)
 
 

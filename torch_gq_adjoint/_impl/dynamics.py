@@ -11,10 +11,11 @@ backward solves, with the arguments torchdiffeq's own adjoint gives them.
 
 import torch
 
-_CALLBACKS = ('callback_step', 'callback_accept_step', 'callback_reject_step')
+#: torchdiffeq's step callbacks (the adjoint's carry the suffix ``_adjoint``).
+CALLBACKS = ('callback_step', 'callback_accept_step', 'callback_reject_step')
 
 
-class _StepRecorder:
+class StepRecorder:
     """Counts evaluations; optionally records the last accepted step size."""
 
     def __init__(self, record_steps):
@@ -35,7 +36,7 @@ class _StepRecorder:
         own = {'callback_accept_step': self._record_step} if self._record_steps else {}
         for name, callback in self._own_callbacks().items():
             own[name] = _chain(own.get(name), callback)
-        for name in _CALLBACKS:
+        for name in CALLBACKS:
             mine, theirs = own.get(name), user_callbacks.get(name)
             if mine is None and theirs is None:
                 continue
@@ -57,7 +58,7 @@ def _chain(first, second):
     return callback
 
 
-class CountedField(_StepRecorder):
+class CountedField(StepRecorder):
     """The forward vector field: the user's ``func`` unchanged, with its calls counted.
 
     torchdiffeq sees the user's state structure (tensor or tuple) and calls this exactly
@@ -79,7 +80,7 @@ class CountedField(_StepRecorder):
         self.func = func
         self.tape = tape
         self.layout = layout
-        callbacks = {name: getattr(func, name) for name in _CALLBACKS
+        callbacks = {name: getattr(func, name) for name in CALLBACKS
                      if getattr(func, name, None) is not None}
         # torchdiffeq already hands callbacks the user's time and state structure.
         self._install_callbacks(callbacks, wrap=lambda callback: callback)
@@ -102,7 +103,7 @@ class CountedField(_StepRecorder):
         return output
 
 
-class AdjointDynamics(_StepRecorder):
+class AdjointDynamics(StepRecorder):
     """Backward dynamics of ``y = [z, a]`` (one flat vector) in the solver's time ``s``.
 
     In real time ``dz/dt = f(t, z)`` and ``da/dt = -aᵀ ∂f/∂z``. The solver integrates
@@ -135,7 +136,7 @@ class AdjointDynamics(_StepRecorder):
         self._step_time = None
         self.grid = []
         user = field.func
-        callbacks = {name: getattr(user, name + '_adjoint') for name in _CALLBACKS
+        callbacks = {name: getattr(user, name + '_adjoint') for name in CALLBACKS
                      if getattr(user, name + '_adjoint', None) is not None}
         self._install_callbacks(callbacks, wrap=self._adjoint_callback)
 

@@ -41,6 +41,7 @@ from torchdiffeq._impl.odeint import SOLVERS
 from .backward_options import flat_state_norm
 from .backward_solves import BackwardSolves, integrate_intervals
 from .checks import ADAPTIVE_METHODS
+from .dynamics import CALLBACKS, StepRecorder
 from .error_control import Rule
 
 
@@ -83,6 +84,7 @@ class DenseForward:
         ends = torch.cat([begins[1:], (begins[-1] + steps[-1].to(device)).reshape(1)])
         self.begins, self.ends = begins, ends
         self.starts, self.sign = y0, sign
+        self.first_slopes, self.last_slopes = k[..., 0], k[..., -1]
         self._begin_values = begins.tolist()
         self._end_values = ends.tolist()
 
@@ -96,30 +98,38 @@ class DenseForward:
 
     def refined(self, u, field):
         """States ``(K, n)`` at forward solver times ``u`` ``(K,)``, one order more accurate
-        than :meth:`at`: ``z(u) = y(u_j) + ∫ f(s, p(s)) ds`` from the start ``u_j`` of the
-        step holding ``u``, with the polynomial ``p`` inside ``f`` and a 3-point
-        Gauss–Legendre rule (a Picard step). The dense output's error, a power of the step
-        size above the step's own, becomes one power smaller. ``f`` is evaluated at 3K
-        points in one ``vmap`` batch; where ``vmap`` cannot batch ``field``, :meth:`at`'s
-        states are returned unchanged (3K separate evaluations would cost more than the
-        whole backward solve).
+        than :meth:`at` (whose polynomial is an order less accurate inside a step than at
+        its ends).
+
+        On each step holding a query, ``f`` is evaluated along the polynomial at
+        :data:`COLLOCATION_POINTS` interior points (without a graph, batched by ``vmap``
+        where it can be); with the step's own first and last stage derivatives, a
+        polynomial through these values is integrated from the step's start:
+        ``z(u) = y_j + ∫ f(s, p(s)) ds``, a Picard step. Its error is that of the
+        interpolated derivative integrated over the step, a power of the step size
+        below the polynomial's.
         """
         u = u.to(torch.float64)
         step = (torch.searchsorted(self.begins, u, right=True) - 1).clamp(0, len(self.begins) - 1)
-        begin = self.begins[step]
-        half = (u - begin) / 2
-        points = (begin + half).unsqueeze(-1) + half.unsqueeze(-1) * _PICARD_NODES.to(u.device)
+        used, position = torch.unique(step, return_inverse=True)
+        begin, width = self.begins[used], (self.ends - self.begins)[used]
+        inner = _COLLOCATION.to(u.device)
+        points = begin.unsqueeze(-1) + width.unsqueeze(-1) * inner  # (U, m)
         states = self.at(points.reshape(-1))
         times = (self.sign * points.reshape(-1)).to(states.dtype)
-        try:
-            with torch.no_grad():
+        with torch.no_grad():
+            try:
                 slopes = vmap(field)(times, states)
-        except RuntimeError:
-            return self.at(u)
-        weights = (half.unsqueeze(-1) * _PICARD_WEIGHTS.to(u.device)).to(states.dtype)
-        increments = (slopes.reshape(len(u), len(_PICARD_WEIGHTS), -1)
-                      * weights.unsqueeze(-1)).sum(1)
-        return self.starts[step] + self.sign * increments
+            except RuntimeError:  # as the quadrature's nodes: one evaluation each
+                slopes = torch.stack([field(time, state) for time, state in zip(times, states)])
+        slopes = self.sign * slopes.reshape(len(used), len(inner), -1)
+        values = torch.cat([self.first_slopes[used].unsqueeze(1), slopes,
+                            self.last_slopes[used].unsqueeze(1)], dim=1)  # (U, m + 2, n)
+        x = ((u - begin[position]) / width[position]).to(states.dtype)
+        weights = _integral_weights(x, values.dtype)  # (K, m + 2)
+        increments = (weights.unsqueeze(-1) * values[position]).sum(1)
+        scale = width[position].to(states.dtype).unsqueeze(-1)
+        return self.starts[step] + scale * increments
 
     def at_value(self, u):
         """The state ``(n,)`` at one forward solver time ``u`` (a float)."""
@@ -129,9 +139,25 @@ class DenseForward:
         return _horner(self.coefficients[:, step], (u - begin) / (end - begin))
 
 
-#: The 3-point Gauss–Legendre rule on [-1, 1] of :meth:`DenseForward.refined`.
-_PICARD_NODES = torch.tensor([-(0.6 ** 0.5), 0.0, 0.6 ** 0.5], dtype=torch.float64)
-_PICARD_WEIGHTS = torch.tensor([5 / 9, 8 / 9, 5 / 9], dtype=torch.float64)
+#: Interior points (fractions of a step) where :meth:`DenseForward.refined` evaluates
+#: ``f``: the 3-point Gauss–Legendre nodes on [0, 1]. With the step's two end derivatives
+#: they fix a polynomial of degree 4 in the derivative.
+COLLOCATION_POINTS = 3
+_COLLOCATION = torch.tensor([0.5 - 0.5 * 0.6 ** 0.5, 0.5, 0.5 + 0.5 * 0.6 ** 0.5],
+                            dtype=torch.float64)
+_ABSCISSAE = torch.cat([torch.zeros(1, dtype=torch.float64), _COLLOCATION,
+                        torch.ones(1, dtype=torch.float64)])
+_POWERS = torch.arange(len(_ABSCISSAE), dtype=torch.float64)
+# Values at the abscissae -> coefficients of the interpolating polynomial.
+_INVERSE_VANDERMONDE = torch.linalg.inv(_ABSCISSAE.unsqueeze(-1) ** _POWERS)
+
+
+def _integral_weights(x, dtype):
+    """``(K, m + 2)``: weights that integrate the polynomial through values at
+    :data:`_ABSCISSAE` from 0 to each ``x`` (``(K,)``)."""
+    x = x.to(torch.float64).unsqueeze(-1)
+    antiderivative = x ** (_POWERS.to(x.device) + 1) / (_POWERS.to(x.device) + 1)
+    return (antiderivative @ _INVERSE_VANDERMONDE.to(x.device)).to(dtype)
 
 
 def _horner(coefficients, x):
@@ -142,8 +168,12 @@ def _horner(coefficients, x):
     return total
 
 
-class JumpedAdjointDynamics:
+class JumpedAdjointDynamics(StepRecorder):
     """``db/ds`` of the interpolating pass (see the module docstring).
+
+    The user's ``callback_*_adjoint`` are called as torchdiffeq's adjoint calls them (see
+    :class:`~.dynamics.AdjointDynamics`), with ``z`` read off the forward's steps and
+    ``a = b + G``.
 
     Args:
         field: :class:`~.state.FlatField`.
@@ -155,16 +185,34 @@ class JumpedAdjointDynamics:
     """
 
     def __init__(self, field, dense, direction, jump_values, totals):
+        super().__init__(record_steps=False)
         self.field, self.dense, self.direction = field, dense, direction
         self.jump_values, self.totals = jump_values, totals
-        self.nfe = 0
+        user = field.func
+        callbacks = {name: getattr(user, name + '_adjoint') for name in CALLBACKS
+                     if getattr(user, name + '_adjoint', None) is not None}
+        self._install_callbacks(callbacks, wrap=self._adjoint_callback)
+
+    def _adjoint(self, value, b):
+        # torchdiffeq evaluates just past a jump (and just before one) by one ulp of the
+        # state's dtype: the jumps passed are those strictly before s.
+        return b + self.totals[bisect.bisect_left(self.jump_values, value)]
+
+    def _adjoint_callback(self, callback):
+        layout = self.field.layout
+        shape = (lambda flat: flat) if layout.is_tuple else layout.unflatten
+
+        def adjoint_callback(s0, b, ds):
+            value = float(s0)
+            placeholder = torch.zeros((), dtype=b.dtype, device=b.device)
+            callback(-s0, (placeholder, shape(self.dense.at_value(-value)),
+                           shape(self._adjoint(value, b))), ds)
+        return adjoint_callback
 
     def __call__(self, s, b):
         self.nfe += 1
         value = float(s)
-        # torchdiffeq evaluates just past a jump (and just before one) by one ulp of the
-        # state's dtype: the jumps passed are those strictly before s.
-        adjoint = b + self.totals[bisect.bisect_left(self.jump_values, value)]
+        adjoint = self._adjoint(value, b)
         t = s.detach() * self.direction
         with torch.enable_grad():
             z = self.dense.at_value(-value).detach().requires_grad_(True)

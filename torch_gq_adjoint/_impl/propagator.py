@@ -18,7 +18,7 @@ Guards, each checked before its result is used:
 
 - independence: one vector–Jacobian product with a cotangent on sample 0 only must leave
   every other sample's gradient exactly zero, else the function mixes samples (batch
-  norm, attention over the batch) and the restart method is used, with a warning;
+  norm, attention over the batch) and another pass is used, with a warning;
 - conditioning: ``Ψ(s_k)⁻¹`` amplifies the solver's relative error by the condition
   number of ``Ψ(s_k)``; where it passes :data:`COND_LIMIT`, the propagator is anchored
   anew at that time (``Ψ = I``, ``z`` from the forward pass), and only the rest of the
@@ -208,6 +208,13 @@ class PropagatorBackward:
             return ('func mixes the samples of the batch (a cotangent on sample 0 reached '
                     'other samples), so the adjoint is not per sample')
         return None
+
+    @staticmethod
+    def notify_under_auto(record):
+        """Whether ``'auto'`` warns when :meth:`confirm` fails: for a batched state. A
+        1-D state is as likely one coupled trajectory as a batch of scalars, and another
+        pass is simply right there."""
+        return SampleLayout(record.settings.layout).batched
 
     def __init__(self, record):
         self.solves = BackwardSolves(record)
