@@ -3,7 +3,9 @@
 ``python -m benchmarks.clients`` runs each workload of :mod:`benchmarks.workloads` with
 direct backpropagation (``torchdiffeq.odeint``), torchdiffeq's adjoint, and
 :func:`odeint_adjoint_gq` with its default and with each ``backward`` forced, side by
-side in one run. It prints, per workload and mode: the median seconds of one training
+side in one run (and with torchode, a parallel ODE solver a user might pick instead,
+where it is installed: :mod:`benchmarks.torchode_mode`). A mode that fails shows as
+failed in its row, with the reason. It prints, per workload and mode: the median seconds of one training
 step (forward, loss, backward) over ``--repeats`` steps after a warm-up, the modes
 taking turns; its ratio to the adjoint's and to direct backpropagation's; the extra peak
 memory of one step; the relative error of the parameter gradient against a tight
@@ -20,6 +22,7 @@ import warnings
 import torch
 import torchdiffeq
 
+from benchmarks import torchode_mode
 from benchmarks.memory import peak_memory_bytes
 from benchmarks.timing import add_machine_flags, time_in_turns
 from benchmarks.workloads import WORKLOADS, build
@@ -37,6 +40,8 @@ MODES = {
     'gq interpolated': (odeint_adjoint_gq, dict(backward='interpolated')),
     'gq gtol=0.1': (odeint_adjoint_gq, dict(gtol=0.1, backward='restart')),
 }
+if torchode_mode.available():
+    MODES['torchode'] = (torchode_mode.odeint, {})
 REFERENCE_TOLERANCE = 1e-10
 QUICK = ('spiral', 'bouncing_ball')
 

@@ -15,9 +15,10 @@ step (forward solve, loss, backward) of each option on:
 dopri5, ``rtol = atol = 1e-3``. ``adjoint_gq`` is the paper's rule (``gtol = 0.1``, as the
 experiments run it: restarting at every observation time); ``adjoint_gq_restart`` is
 ``gtol=None`` (error-controlled quadrature, each backward solve started like torchdiffeq's
-adjoint) with ``backward='restart'``, and ``adjoint_gq_default`` the library's defaults
-(the same with ``backward='auto'``; at these tolerances it never takes the checkpoint,
-so: the per-sample propagator where it is valid and cheaper).
+adjoint) with ``backward='restart'``, ``adjoint_gq_interpolated`` the same with
+``backward='interpolated'``, and ``adjoint_gq_default`` the library's defaults (the same
+with ``backward='auto'``; at these tolerances it never takes the checkpoint, so: the
+interpolating pass, or the per-sample propagator where that is cheaper).
 Times are medians over ``--repeats`` steps after one warm-up step, the options taking
 turns; memory is the extra peak of one step, measured after all timings; the error is
 ``‖g - g_direct‖ / ‖g_direct‖`` over all parameter gradients (``direct`` at the same
@@ -44,8 +45,10 @@ CASES = ('spheres20', 'spheres500', 'spheres2000', 'sines10', 'sines50', 'sines5
          'latent16')
 #: The experiments' options, then ``gtol=None`` restarting at every observation time, and
 #: the library's defaults (``gtol=None``, ``backward='auto'``).
-OPTIONS = ADJOINT_OPTIONS + ('adjoint_gq_restart', 'adjoint_gq_default')
+OPTIONS = ADJOINT_OPTIONS + ('adjoint_gq_restart', 'adjoint_gq_interpolated',
+                             'adjoint_gq_default')
 LIBRARY_DEFAULTS = {'adjoint_gq_restart': dict(gtol=None, backward='restart'),
+                    'adjoint_gq_interpolated': dict(gtol=None, backward='interpolated'),
                     'adjoint_gq_default': dict()}
 QUICK_CASES = ('spheres20', 'spheres500', 'sines10')
 #: Options left out of a case unless asked for by --option: torchdiffeq's adjoint takes
@@ -160,11 +163,12 @@ def main(argv=None):
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    header = (f'{"case":<16} {"option":<19} {"params":>9} {"s/step":>9} {"peak MiB":>9} '
+    header = (f'{"case":<16} {"option":<23} {"params":>9} {"s/step":>9} {"peak MiB":>9} '
               f'{"rel err":>9} {"÷ adj_ode":>9} {"÷ direct":>9}')
     print(f'device {args.device}, torch {torch.__version__}, threads {torch.get_num_threads()}, '
           f'dopri5 rtol=atol=1e-3, adjoint_gq gtol=0.1, adjoint_gq_restart gtol=None '
-          f"backward='restart', adjoint_gq_default gtol=None backward='auto', "
+          f"backward='restart', adjoint_gq_interpolated gtol=None backward='interpolated', "
+          f"adjoint_gq_default gtol=None backward='auto', "
           f'median of {args.repeats}')
     print(header)
     print('-' * len(header))
@@ -190,7 +194,7 @@ def _print_case(name, case, timings, memories):
         error = ((gradient - reference).norm() / reference.norm()).item()
         versus_adjoint = (f'{seconds / timings["adjoint_ode"][0]:.3f}'
                           if 'adjoint_ode' in timings else '-')
-        print(f'{name:<16} {option:<19} {case.parameter_count():>9} {seconds:>9.4f} '
+        print(f'{name:<16} {option:<23} {case.parameter_count():>9} {seconds:>9.4f} '
               f'{_format_memory(memories[option]):>9} {error:>9.1e} {versus_adjoint:>9} '
               f'{seconds / timings["direct"][0]:>9.3f}', flush=True)
 

@@ -34,7 +34,8 @@ def test_benchmark_prints_one_row_per_option():
     assert result.returncode == 0, result.stderr
     rows = [line.split() for line in result.stdout.splitlines() if line.startswith('spheres20')]
     assert [row[1] for row in rows] == ['direct', 'adjoint_ode', 'adjoint_seminorm', 'adjoint_gq',
-                                        'adjoint_gq_restart', 'adjoint_gq_default']
+                                        'adjoint_gq_restart', 'adjoint_gq_interpolated',
+                                        'adjoint_gq_default']
     for row in rows:
         assert int(row[2]) == 677  # 2 hidden layers of 20 on [z, t] plus the decoder
         assert float(row[3]) > 0
@@ -98,3 +99,24 @@ def test_ci_runs_the_readmes_test_command_verbatim():
     ci = (REPOSITORY / '.ci' / 'run').read_text().splitlines()
     assert command in ci, (command, ci)
     assert 'ruff check' in command and 'python -m pytest' in command
+
+
+def test_gpu_check_dry_run_prints_both_tables_on_the_cpu():
+    result = subprocess.run(['bash', 'scripts/gpu_check.sh', '--dry-run'], cwd=REPOSITORY,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert '== client workloads (device cpu) ==' in out
+    assert "== the paper's models (device cpu) ==" in out
+    modes = [line[16:31].strip() for line in out.splitlines() if line.startswith('spiral ')]
+    assert modes == ['direct', 'adjoint', 'gq default', 'gq interpolated']
+    assert 'failed' not in out
+    paper = [line.split()[1] for line in out.splitlines() if line.startswith('spheres20 ')]
+    assert paper == ['direct', 'adjoint_gq_interpolated', 'adjoint_gq_default']
+
+
+def test_gpu_check_refuses_an_unknown_flag():
+    result = subprocess.run(['bash', 'scripts/gpu_check.sh', '--nosuch'], cwd=REPOSITORY,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "unknown argument '--nosuch'" in result.stderr

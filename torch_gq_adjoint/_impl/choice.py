@@ -20,7 +20,9 @@ vector–Jacobian product with respect to the state.
 - Interpolated: one backward solve of the adjoint alone, as many evaluations as the
   forward solve took, but at least one solver step (:data:`STEP_EVALUATIONS`) per
   output interval, since each loss gradient ends a step; its step size is carried, and
-  the state costs nothing (it is read off the forward's steps).
+  the state costs next to nothing (read off the forward's steps). Where ``vmap`` cannot
+  batch ``func``, the error-controlled parameter integral rides along with the solve
+  instead of taking nodes.
 - Propagator: about ``NFE`` evaluations, each with ``d`` products sharing one evaluation
   of ``f`` (``(1 + d) / 2`` restart evaluations apiece); with ``gtol=None`` its one long
   solve runs at tighter tolerances, about twice the evaluations.
@@ -44,7 +46,6 @@ from dataclasses import dataclass
 from typing import Callable
 
 import torch
-from torch.func import vmap
 
 from .checkpoint import CheckpointBackward
 from .interpolated import InterpolatedBackward
@@ -104,9 +105,18 @@ def checkpoint_cost(record, vectorised):
 
 
 def interpolated_cost(record, vectorised):
-    """One solve of ``a``: the forward's evaluations, at least a step per interval."""
+    """One solve of ``a``: the forward's evaluations, at least a step per interval. Where
+    ``vmap`` cannot batch ``func`` under the error-controlled rule, the parameter integral
+    rides along with the solve (each product reaches the parameters, no nodes), and the
+    refined dense output's three evaluations per forward step (about NFE / 2 of them,
+    without a graph: half an evaluation each) are made one at a time."""
     solve = max(record.forward_nfe, STEP_EVALUATIONS * _intervals(record))
-    return solve + node_cost(record, vectorised)
+    if vectorised:
+        return solve + node_cost(record, vectorised)
+    refinement = 0.25 * record.forward_nfe
+    if _controlled(record):
+        return CHECKPOINT_COST * solve + refinement
+    return solve + refinement + node_cost(record, vectorised)
 
 
 def propagator_cost(record, vectorised):
@@ -187,8 +197,7 @@ def choose(record):
     ranked = _ranked(offers, record, vectorised=True)
     if [entry.backward for entry in ranked] != [
             entry.backward for entry in _ranked(offers, record, vectorised=False)]:
-        ranked = _ranked(offers, record, _vectorisable(settings.field, record.times,
-                                                       record.solution))
+        ranked = _ranked(offers, record, record.vectorisable())
     for number, entry in enumerate(ranked):
         reason = _confirm(entry.backward, record)
         if reason is None:
@@ -212,13 +221,3 @@ def _ranked(offers, record, vectorised):
 def _confirm(backward, record):
     confirm = getattr(backward, 'confirm', None)
     return None if confirm is None else confirm(record)
-
-
-def _vectorisable(field, times, solution):
-    """Whether ``vmap`` batches ``field`` over quadrature nodes (one evaluation)."""
-    with torch.enable_grad():
-        try:
-            vmap(field)(times[-1:], solution[-1:].detach().requires_grad_(True))
-        except RuntimeError:
-            return False
-    return True

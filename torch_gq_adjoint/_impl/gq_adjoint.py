@@ -4,8 +4,9 @@ bottom.
 Forward: :func:`torchdiffeq.odeint` itself, on the user's ``func`` and state structure,
 without a graph; the evaluations are counted and, where the checkpointed backward may
 run, the accepted steps recorded (:class:`~.checkpoint.ForwardTape`).
-Backward: :func:`~.choice.choose` picks a backward pass (:mod:`.restart`,
-:mod:`.propagator`, :mod:`.checkpoint`), which returns the cotangents of ``y0`` and the
+Backward: :func:`~.choice.choose` picks a backward pass from its table
+(:mod:`.restart`, :mod:`.interpolated`, :mod:`.propagator`, :mod:`.checkpoint`), which
+returns the cotangents of ``y0`` and the
 parameters; the time gradients follow in closed form from ``f`` at the output times
 (:func:`~.record.time_gradients`).
 """
@@ -199,44 +200,40 @@ def odeint_adjoint_gq(func, y0, t, *, rtol=1e-7, atol=1e-9, gtol=None, method=No
         adjoint_params: tensors to differentiate (default: ``func.parameters()``); those
             not requiring grad are skipped, unused ones get a zero gradient.
         backward: which backward pass computes the gradients (docs/backward.md derives
-            each; docs/benchmarks.md measures them on common workloads).
+            each and gives the rule of ``'auto'``; docs/benchmarks.md measures them).
 
-            - ``'auto'`` (default): a deterministic rule on counted evaluations (never
-              on timings; the same call always takes the same path): the checkpoint for
-              many output times or a ``func`` that ``vmap`` cannot batch, where the
-              forward solve is tight (``rtol`` ≤ 1e-5) and its steps fit in
-              ``checkpoint_memory``; else the propagator where it is valid and cheaper;
-              else ``'restart'``.
+            - ``'auto'`` (default): the cheapest pass that serves the solve, priced by a
+              deterministic count of evaluations (never timings: the same call always
+              takes the same path); the checkpoint only where the forward solve is tight.
             - ``'restart'``: the paper's, one ``[z, a]`` solve per interval, restarted at
-              every observation time (at least one full solver step each), the parameter
-              gradient by Gauss–Legendre quadrature.
+              every observation time, the parameter gradient by Gauss–Legendre quadrature.
+            - ``'interpolated'``: ``a`` alone, solved once over the whole horizon, ``z``
+              read off the forward solve's own dense output (its accepted steps and their
+              stages are kept: memory O(steps × stages × state)), the loss gradients
+              added as jumps without restarting; quadrature as ``'restart'``. Adaptive
+              Runge–Kutta methods.
             - ``'propagator'``: one backward solve of ``z`` and the per-sample
               propagator ``Ψ`` (a d × d matrix per sample, d the per-sample state size)
               over the whole horizon, ``a`` in closed form at the nodes. Needs ``func``
-              to treat the samples along ``batch_dim`` independently: that is checked,
-              and a function that mixes samples gets ``'restart'`` with a warning, as do
-              fixed-grid methods and callable adjoint norms.
+              to treat the samples along ``batch_dim`` independently (checked).
             - ``'checkpoint'``: discretise-then-optimise. The state at each accepted
               forward step is kept (memory O(steps × state)); the backward pass
               recomputes one step at a time with torchdiffeq's own step function and
-              backpropagates through it. The gradient is that of the forward
-              discretisation with the step sizes held fixed: direct backpropagation's,
-              less the derivative of the step-size controller. Covers the adaptive
-              Runge–Kutta methods and euler, midpoint, heun2, heun3, rk4; the Adams
-              methods, scipy_solver, fixed-grid event handling and a tape past
-              ``checkpoint_memory`` get ``'restart'`` with a warning. ``adjoint_*``
-              arguments and the ``*_adjoint`` callbacks are not used by it.
+              backpropagates through it: direct backpropagation's gradient less the
+              derivative of the step-size controller. ``adjoint_*`` arguments and the
+              ``*_adjoint`` callbacks are not used by it.
 
-            Fall-back warnings are shown once per call site and process.
+            A pass that cannot serve the solve (docs/backward.md says which) gives way to
+            ``'restart'`` with a warning, shown once per call site and process.
         batch_dim: 0 (default): the samples are along the first dimension of ``y0`` (of
             every part of a tuple ``y0``); None: no per-sample structure (no propagator).
-        checkpoint_memory: bytes the checkpoint's record of the forward steps may hold
-            (default 2**28, 256 MiB). Under ``'auto'`` a solve whose steps pass it uses
-            the quadrature passes (memory O(state)); 0 rules the checkpoint out.
+        checkpoint_memory: bytes the record of the forward steps (checkpoint and
+            interpolating passes) may hold (default 2**28, 256 MiB). Under ``'auto'`` a
+            solve whose steps pass it uses the passes with memory O(state); 0 rules both
+            out.
         info: optional dict, filled in with what the solve cost: ``forward_nfe``,
             ``checkpoint_steps`` and ``checkpoint_bytes`` after the forward pass;
-            ``backward`` (``'restart'``, ``'propagator'`` or ``'checkpoint'``, the pass
-            that ran), ``backward_nfe`` and ``nodes`` (quadrature nodes evaluated) after
+            ``backward`` (the name of the pass that ran), ``backward_nfe`` and ``nodes`` (quadrature nodes evaluated) after
             the backward pass.
 
     Returns:

@@ -43,6 +43,7 @@ from .backward_solves import BackwardSolves, integrate_intervals
 from .checks import ADAPTIVE_METHODS
 from .dynamics import CALLBACKS, StepRecorder
 from .error_control import Rule
+from .record import BackwardResult
 
 
 class DenseForward:
@@ -54,7 +55,8 @@ class DenseForward:
         method: the forward method (its tableau's ``mid`` and ``c_sol``).
 
     The forward solver's time is ``u = t`` (``-t`` when ``t`` decreases); the pieces are
-    fitted all at once: coefficients ``(5, S, n)`` for ``S`` steps.
+    fitted all at once: :attr:`coefficients` ``(degree + 1, S, n)`` for ``S`` steps, in
+    powers of the fraction of the step, lowest first.
     """
 
     def __init__(self, tape, layout, method):
@@ -83,10 +85,50 @@ class DenseForward:
                               device=device)
         ends = torch.cat([begins[1:], (begins[-1] + steps[-1].to(device)).reshape(1)])
         self.begins, self.ends = begins, ends
-        self.starts, self.sign = y0, sign
+        self.starts, self.sign, self._last_end = y0, sign, y_last
         self.first_slopes, self.last_slopes = k[..., 0], k[..., -1]
         self._begin_values = begins.tolist()
         self._end_values = ends.tolist()
+
+    def refine(self, field):
+        """Replace the solver's polynomials by ones a power of the step size more accurate.
+
+        A solver's dense output is an order less accurate inside a step than at its ends.
+        On every step ``f`` is evaluated along the polynomial at
+        :data:`COLLOCATION_POINTS` interior points (without a graph, batched by ``vmap``
+        where it can be); with the step's own first and last stage derivatives, the
+        polynomial through these derivatives is integrated from the step's start:
+        ``z(u) = y_j + ∫ f(s, p(s)) ds``, a Picard step, of degree 5. Its error is that of
+        the interpolated derivative integrated over the step.
+
+        Args:
+            field: :class:`~.state.FlatField`.
+        """
+        width = self.ends - self.begins
+        points = self.begins.unsqueeze(-1) + width.unsqueeze(-1) * _COLLOCATION.to(width.device)
+        states = self.at(points.reshape(-1))
+        times = (self.sign * points.reshape(-1)).to(states.dtype)
+        with torch.no_grad():
+            try:
+                slopes = vmap(field)(times, states)
+            except RuntimeError:  # as the quadrature's nodes: one evaluation each
+                slopes = torch.stack([field(time, state) for time, state in zip(times, states)])
+        slopes = self.sign * slopes.reshape(len(self.begins), len(_COLLOCATION), -1)
+        values = torch.cat([self.first_slopes.unsqueeze(1), slopes,
+                            self.last_slopes.unsqueeze(1)], dim=1)  # (S, m + 2, n)
+        # Derivative values -> its polynomial's coefficients -> the integral's, times h.
+        derivative = torch.einsum('pi,sin->psn',
+                                  _INVERSE_VANDERMONDE.to(values.dtype).to(values.device),
+                                  values)
+        powers = _POWERS.to(values.dtype).to(values.device) + 1
+        integral = derivative / powers.reshape(-1, 1, 1) * width.to(values.dtype).reshape(1, -1, 1)
+        coefficients = torch.cat([self.starts.unsqueeze(0), integral])
+        # The step's end is the solver's y1 again: the Picard step misses it by its own
+        # error, which a term linear in the fraction of the step takes out (the order
+        # stays) so that the pieces join.
+        ends = torch.cat([self.starts[1:], self._last_end.unsqueeze(0)])
+        coefficients[1] += ends - coefficients.sum(0)
+        self.coefficients = coefficients
 
     def at(self, u):
         """States ``(K, n)`` at forward solver times ``u`` ``(K,)``."""
@@ -96,41 +138,6 @@ class DenseForward:
         x = ((u - begin) / (end - begin)).to(self.coefficients.dtype).unsqueeze(-1)
         return _horner(self.coefficients[:, step], x)
 
-    def refined(self, u, field):
-        """States ``(K, n)`` at forward solver times ``u`` ``(K,)``, one order more accurate
-        than :meth:`at` (whose polynomial is an order less accurate inside a step than at
-        its ends).
-
-        On each step holding a query, ``f`` is evaluated along the polynomial at
-        :data:`COLLOCATION_POINTS` interior points (without a graph, batched by ``vmap``
-        where it can be); with the step's own first and last stage derivatives, a
-        polynomial through these values is integrated from the step's start:
-        ``z(u) = y_j + ∫ f(s, p(s)) ds``, a Picard step. Its error is that of the
-        interpolated derivative integrated over the step, a power of the step size
-        below the polynomial's.
-        """
-        u = u.to(torch.float64)
-        step = (torch.searchsorted(self.begins, u, right=True) - 1).clamp(0, len(self.begins) - 1)
-        used, position = torch.unique(step, return_inverse=True)
-        begin, width = self.begins[used], (self.ends - self.begins)[used]
-        inner = _COLLOCATION.to(u.device)
-        points = begin.unsqueeze(-1) + width.unsqueeze(-1) * inner  # (U, m)
-        states = self.at(points.reshape(-1))
-        times = (self.sign * points.reshape(-1)).to(states.dtype)
-        with torch.no_grad():
-            try:
-                slopes = vmap(field)(times, states)
-            except RuntimeError:  # as the quadrature's nodes: one evaluation each
-                slopes = torch.stack([field(time, state) for time, state in zip(times, states)])
-        slopes = self.sign * slopes.reshape(len(used), len(inner), -1)
-        values = torch.cat([self.first_slopes[used].unsqueeze(1), slopes,
-                            self.last_slopes[used].unsqueeze(1)], dim=1)  # (U, m + 2, n)
-        x = ((u - begin[position]) / width[position]).to(states.dtype)
-        weights = _integral_weights(x, values.dtype)  # (K, m + 2)
-        increments = (weights.unsqueeze(-1) * values[position]).sum(1)
-        scale = width[position].to(states.dtype).unsqueeze(-1)
-        return self.starts[step] + scale * increments
-
     def at_value(self, u):
         """The state ``(n,)`` at one forward solver time ``u`` (a float)."""
         step = min(max(bisect.bisect_right(self._begin_values, u) - 1, 0),
@@ -139,7 +146,7 @@ class DenseForward:
         return _horner(self.coefficients[:, step], (u - begin) / (end - begin))
 
 
-#: Interior points (fractions of a step) where :meth:`DenseForward.refined` evaluates
+#: Interior points (fractions of a step) where :meth:`DenseForward.refine` evaluates
 #: ``f``: the 3-point Gauss–Legendre nodes on [0, 1]. With the step's two end derivatives
 #: they fix a polynomial of degree 4 in the derivative.
 COLLOCATION_POINTS = 3
@@ -148,22 +155,14 @@ _COLLOCATION = torch.tensor([0.5 - 0.5 * 0.6 ** 0.5, 0.5, 0.5 + 0.5 * 0.6 ** 0.5
 _ABSCISSAE = torch.cat([torch.zeros(1, dtype=torch.float64), _COLLOCATION,
                         torch.ones(1, dtype=torch.float64)])
 _POWERS = torch.arange(len(_ABSCISSAE), dtype=torch.float64)
-# Values at the abscissae -> coefficients of the interpolating polynomial.
+# Values at the abscissae -> coefficients of the interpolating polynomial (lowest first).
 _INVERSE_VANDERMONDE = torch.linalg.inv(_ABSCISSAE.unsqueeze(-1) ** _POWERS)
 
 
-def _integral_weights(x, dtype):
-    """``(K, m + 2)``: weights that integrate the polynomial through values at
-    :data:`_ABSCISSAE` from 0 to each ``x`` (``(K,)``)."""
-    x = x.to(torch.float64).unsqueeze(-1)
-    antiderivative = x ** (_POWERS.to(x.device) + 1) / (_POWERS.to(x.device) + 1)
-    return (antiderivative @ _INVERSE_VANDERMONDE.to(x.device)).to(dtype)
-
-
 def _horner(coefficients, x):
-    """``Σ_j coefficients[j] x^j`` (five coefficients, lowest power first)."""
-    total = coefficients[4]
-    for coefficient in (coefficients[3], coefficients[2], coefficients[1], coefficients[0]):
+    """``Σ_j coefficients[j] x^j`` (lowest power first)."""
+    total = coefficients[-1]
+    for coefficient in reversed(coefficients[:-1]):
         total = total * x + coefficient
     return total
 
@@ -182,12 +181,17 @@ class JumpedAdjointDynamics(StepRecorder):
         jump_values: increasing floats, the solver times of the jumps, as the solver's
             evaluations see them (in the state's dtype).
         totals: ``(J + 1, n)``, ``G`` after passing 0, 1, ..., J jumps.
+        params: tuple of tensors requiring grad (default none). Given, the state is
+            ``[b, I]`` with ``dI/ds = -direction · aᵀ ∂f/∂θ`` (flat): the parameter
+            integral rides along with the solve, the solver's own weights integrating it.
     """
 
-    def __init__(self, field, dense, direction, jump_values, totals):
+    def __init__(self, field, dense, direction, jump_values, totals, params=()):
         super().__init__(record_steps=False)
         self.field, self.dense, self.direction = field, dense, direction
         self.jump_values, self.totals = jump_values, totals
+        self.params = tuple(params)
+        self.size = totals.shape[-1]
         user = field.func
         callbacks = {name: getattr(user, name + '_adjoint') for name in CALLBACKS
                      if getattr(user, name + '_adjoint', None) is not None}
@@ -202,27 +206,28 @@ class JumpedAdjointDynamics(StepRecorder):
         layout = self.field.layout
         shape = (lambda flat: flat) if layout.is_tuple else layout.unflatten
 
-        def adjoint_callback(s0, b, ds):
+        def adjoint_callback(s0, state, ds):
             value = float(s0)
-            placeholder = torch.zeros((), dtype=b.dtype, device=b.device)
+            placeholder = torch.zeros((), dtype=state.dtype, device=state.device)
             callback(-s0, (placeholder, shape(self.dense.at_value(-value)),
-                           shape(self._adjoint(value, b))), ds)
+                           shape(self._adjoint(value, state[:self.size]))), ds)
         return adjoint_callback
 
-    def __call__(self, s, b):
+    def __call__(self, s, state):
         self.nfe += 1
         value = float(s)
-        adjoint = self._adjoint(value, b)
+        adjoint = self._adjoint(value, state[:self.size])
         t = s.detach() * self.direction
         with torch.enable_grad():
             z = self.dense.at_value(-value).detach().requires_grad_(True)
             derivative = self.field(t, z)
-            vjp = None
+            inputs = (z,) + self.params
+            grads = (None,) * len(inputs)
             if derivative.requires_grad:
-                (vjp,) = torch.autograd.grad(derivative, z, adjoint, allow_unused=True)
-        if vjp is None:
-            return torch.zeros_like(b)
-        return vjp if self.direction < 0 else -vjp
+                grads = torch.autograd.grad(derivative, inputs, adjoint, allow_unused=True)
+        result = torch.cat([torch.zeros_like(value_).reshape(-1) if grad is None
+                            else grad.reshape(-1) for value_, grad in zip(inputs, grads)])
+        return result if self.direction < 0 else -result
 
 
 class InterpolatedBackward:
@@ -257,24 +262,28 @@ class InterpolatedBackward:
         self.solves = BackwardSolves(record)
         settings = record.settings
         self.dense = DenseForward(record.tape, settings.layout, settings.method)
+        self.dense.refine(settings.field)
         # The solve carries b alone: the forward's norm, as for the state.
         self.norm = flat_state_norm(settings.options.get('norm'), settings.layout)
         self.dynamics = None
 
     def __call__(self, grad_solution):
         """:class:`~.record.BackwardResult` for output cotangents ``(T, n)``."""
-        return integrate_intervals(self.solves, self._intervals(grad_solution), grad_solution,
-                                   self.name, lambda: 0 if self.dynamics is None
-                                   else self.dynamics.nfe)
+        solves, record = self.solves, self.record
+        if len(solves.time_values) < 2:
+            found = []
+        elif solves.controlled and record.params and not record.vectorisable():
+            return self._riding_integral(grad_solution)
+        else:
+            found = self._intervals(grad_solution)
+        return integrate_intervals(solves, found, grad_solution, self.name,
+                                   lambda: 0 if self.dynamics is None else self.dynamics.nfe)
 
-    def _intervals(self, grad_solution):
+    def _jumps(self, grad_solution, params=()):
+        """The jump times (solver time), ``G`` after each, and the solve's dynamics."""
         solves = self.solves
         count = len(solves.time_values)
-        if count < 2:
-            return []
-        direction = solves.direction
-        solver_times = direction * solves.times  # increasing, s_{T-1} first
-        state_dtype = grad_solution.dtype
+        solver_times = solves.direction * solves.times  # s of each t_i; s_{T-1} the least
         # Interior output times with a loss gradient are jumps; from the last one back.
         interior = grad_solution[1:-1].ne(0).any(dim=-1).tolist()
         jumps = [index for index in range(count - 2, 0, -1) if interior[index - 1]]
@@ -282,30 +291,66 @@ class InterpolatedBackward:
         for index in jumps:
             totals.append(totals[-1] + grad_solution[index])
         totals = torch.stack(totals)
-        jump_times = solver_times[jumps] if jumps else solver_times[:0]
-        jump_values = jump_times.to(state_dtype).tolist()
-        self.dynamics = JumpedAdjointDynamics(solves.settings.field, self.dense, direction,
-                                              jump_values, totals)
+        jump_times = (solver_times[jumps] if jumps else solver_times[:0]).contiguous()
+        jump_values = jump_times.to(grad_solution.dtype).tolist()
+        self.dynamics = JumpedAdjointDynamics(solves.settings.field, self.dense,
+                                              solves.direction, jump_values, totals, params)
+        return solver_times, jump_times, totals
 
-        rules = {index: solves.rules_of(index) for index in range(count - 1, 0, -1)}
-        nodes = torch.cat([solves.times] + [node_times for index in rules
-                                            for node_times, _ in rules[index]])
-        grid, position = torch.unique(direction * nodes, sorted=True, return_inverse=True)
+    def _solve(self, start, grid, jump_times, norm):
+        """The one backward solve from ``start`` over the increasing solver times ``grid``."""
+        solves = self.solves
         options = _with_jumps(solves.options, jump_times)
         if 'first_step' not in options and self.record.forward_step is not None:
             # The forward's last step suits the first backward step: same dynamics, same
             # place. Starting warm saves the initial step selection.
             options['first_step'] = self.record.forward_step
-        path = solves.odeint(self.dynamics, torch.zeros_like(grad_solution[-1]), grid,
-                             count - 1, norm=self.norm, options=options)[position]
+        extra = len(start) - solves.size
+        rtol, atol = (_padded(value, extra) for value in solves.tolerances)
+        return solves.odeint(self.dynamics, start, grid, len(solves.time_values) - 1,
+                             rtol=rtol, atol=atol, norm=norm, options=options)
+
+    def _riding_integral(self, grad_solution):
+        """The error-controlled rule's nodes, when ``vmap`` cannot batch ``func``, would
+        each cost a full product; the parameter integral rides along with the solve
+        instead, one product per backward evaluation."""
+        solves, params = self.solves, self.record.params
+        solver_times, jump_times, totals = self._jumps(grad_solution, params)
+        size = solves.size
+        total = sum(param.numel() for param in params)
+        start = torch.zeros(size + total, dtype=grad_solution.dtype, device=grad_solution.device)
+        # The integral counts in the step-size control, as in torchdiffeq's adjoint by
+        # default: leaving it out (a seminorm) costs accuracy at tight tolerances.
+        path = self._solve(start, solver_times.flip(0), jump_times,
+                           lambda state: torch.maximum(torch.as_tensor(self.norm(state[:size])),
+                                                       state[size:].pow(2).mean().sqrt()))
+        before = torch.searchsorted(jump_times, solver_times[:1], right=False)
+        after_start = path[-1, :size] + totals[before[0]]
+        flat = path[-1, size:]
+        param_grads = [piece.reshape(param.shape).to(param.dtype) for piece, param in
+                       zip(torch.split(flat, [param.numel() for param in params]), params)]
+        return BackwardResult(after_start + grad_solution[0], after_start, param_grads,
+                              dict(backward=self.name, backward_nfe=self.dynamics.nfe, nodes=0))
+
+    def _intervals(self, grad_solution):
+        solves = self.solves
+        count = len(solves.time_values)
+        direction = solves.direction
+        solver_times, jump_times, totals = self._jumps(grad_solution)
+        rules = {index: solves.rules_of(index) for index in range(count - 1, 0, -1)}
+        nodes = torch.cat([solves.times] + [node_times for index in rules
+                                            for node_times, _ in rules[index]])
+        grid, position = torch.unique(direction * nodes, sorted=True, return_inverse=True)
+        path = self._solve(torch.zeros_like(grad_solution[-1]), grid, jump_times,
+                           self.norm)[position]
         outputs, inner = path[:count], path[count:]
         # G just after (in s) each output time: jumps at or before it; at the node times
         # (strictly between output times) the same count as strictly before.
-        passed_after = torch.searchsorted(jump_times.contiguous(), solver_times, right=True)
-        passed_before = torch.searchsorted(jump_times.contiguous(), solver_times, right=False)
+        passed_after = torch.searchsorted(jump_times, solver_times, right=True)
+        passed_before = torch.searchsorted(jump_times, solver_times, right=False)
         node_list = torch.cat([node_times for index in rules for node_times, _ in rules[index]])
-        node_passed = torch.searchsorted(jump_times.contiguous(), direction * node_list)
-        node_states = self.dense.refined(-direction * node_list, solves.settings.field)
+        node_passed = torch.searchsorted(jump_times, direction * node_list)
+        node_states = self.dense.at(-direction * node_list)
         node_adjoints = inner + totals[node_passed]
 
         intervals, offset = [], 0
@@ -334,6 +379,14 @@ def _settings_problem(settings):
     if settings.custom_adjoint_norm:
         return "a callable adjoint norm expects the restart method's [z, a] state"
     return None
+
+
+def _padded(value, extra):
+    """A flat tolerance (number or ``(n,)`` tensor) for a state with ``extra`` more entries
+    (the parameter integral's: its largest entry)."""
+    if extra == 0 or not torch.is_tensor(value):
+        return value
+    return torch.cat([value, value.max().expand(extra)])
 
 
 def _with_jumps(options, jump_times):

@@ -1,10 +1,12 @@
 """The interface every backward pass shares: what it is given, what it returns.
 
-A backward pass (:mod:`.restart`, :mod:`.propagator`, :mod:`.checkpoint`) is a class
-built from a :class:`ForwardRecord` whose call takes the output cotangents ``(T, n)``
-and returns a :class:`BackwardResult`. The autograd Function only chooses one
-(:mod:`.choice`), calls it, and turns the result into the user's structure; the time
-gradients, which every pass gets the same way, are computed here.
+A backward pass (:mod:`.restart`, :mod:`.interpolated`, :mod:`.propagator`,
+:mod:`.checkpoint`) is a class built from a :class:`ForwardRecord` alone whose call
+takes the output cotangents ``(T, n)`` and returns a :class:`BackwardResult`; it also
+says what the forward must record for it and why it cannot serve a solve (the table and
+that interface: :mod:`.choice`). The autograd Function only chooses one, calls it, and
+turns the result into the user's structure; the time gradients, which every pass gets
+the same way, are computed here.
 """
 
 from dataclasses import dataclass, field
@@ -26,7 +28,8 @@ class ForwardRecord:
         params: tuple of the tensors to differentiate (requiring grad).
         forward_nfe: int, evaluations of the forward solve.
         forward_step: last accepted forward step (adaptive methods) or None.
-        tape: :class:`~torch_gq_adjoint._impl.checkpoint.ForwardTape` or None.
+        tape: :class:`~torch_gq_adjoint._impl.checkpoint.ForwardTape` or None: the
+            accepted steps (and their stages), where a pass that reads them may run.
         field_values: :class:`FieldValues` at the output times (made here).
     """
 
@@ -39,9 +42,23 @@ class ForwardRecord:
     forward_step: object = None
     tape: object = None
     field_values: object = field(init=False)
+    _vectorisable: object = field(init=False, default=None)
 
     def __post_init__(self):
         self.field_values = FieldValues(self.settings.field, self.times, self.solution)
+
+    def vectorisable(self):
+        """Whether ``vmap`` batches ``func`` over quadrature nodes (one probe evaluation
+        with a graph, made on first use)."""
+        if self._vectorisable is None:
+            with torch.enable_grad():
+                try:
+                    vmap(self.settings.field)(self.times[-1:],
+                                              self.solution[-1:].detach().requires_grad_(True))
+                    self._vectorisable = True
+                except RuntimeError:
+                    self._vectorisable = False
+        return self._vectorisable
 
 
 @dataclass
