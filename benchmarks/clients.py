@@ -5,11 +5,11 @@ direct backpropagation (``torchdiffeq.odeint``), torchdiffeq's adjoint, and
 :func:`odeint_adjoint_gq` with its default and with each ``backward`` forced, side by
 side in one run (and with torchode, a parallel ODE solver a user might pick instead,
 where it is installed: :mod:`benchmarks.torchode_mode`). A mode that fails shows as
-failed in its row, with the reason. It prints, per workload and mode: the median seconds of one training
-step (forward, loss, backward) over ``--repeats`` steps after a warm-up, the modes
-taking turns; its ratio to the adjoint's and to direct backpropagation's; the extra peak
-memory of one step; the relative error of the parameter gradient against a tight
-reference (direct backpropagation in float64 at rtol = atol = 1e-10); and, for the
+failed in its row, with the reason. It prints, per workload and mode: the median seconds
+of one training step (forward, loss, backward) over ``--repeats`` steps after a warm-up,
+the modes taking turns; its ratio to the adjoint's and to direct backpropagation's; the
+extra peak memory of one step; the relative error of the parameter gradient against a
+tight reference (direct backpropagation in float64 at rtol = atol = 1e-10); and, for the
 library's modes, what ran (the ``info`` argument): the backward pass the default chose,
 the forward and backward evaluations, and the quadrature nodes.
 """

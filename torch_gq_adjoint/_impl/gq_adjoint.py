@@ -233,8 +233,8 @@ def odeint_adjoint_gq(func, y0, t, *, rtol=1e-7, atol=1e-9, gtol=None, method=No
             out.
         info: optional dict, filled in with what the solve cost: ``forward_nfe``,
             ``checkpoint_steps`` and ``checkpoint_bytes`` after the forward pass;
-            ``backward`` (the name of the pass that ran), ``backward_nfe`` and ``nodes`` (quadrature nodes evaluated) after
-            the backward pass.
+            ``backward`` (the name of the pass that ran), ``backward_nfe`` and ``nodes``
+            (quadrature nodes evaluated) after the backward pass.
 
     Returns:
         Tensor of shape ``(len(t), *y0.shape)``, or a tuple of such tensors for a tuple
