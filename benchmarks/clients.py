@@ -16,6 +16,7 @@ the forward and backward evaluations, and the quadrature nodes.
 
 import argparse
 import math
+import pathlib
 import sys
 import warnings
 
@@ -118,8 +119,13 @@ def parse_args(argv=None):
                         help='timed steps per workload and mode (default 3)')
     parser.add_argument('--quick', action='store_true',
                         help=f'workloads {", ".join(QUICK)}, 1 repeat')
+    parser.add_argument('--figure', type=pathlib.Path, default=None,
+                        help='also draw peak memory against seconds per step, one panel '
+                             'per workload, into this PNG file')
     add_machine_flags(parser)
     args = parser.parse_args(argv)
+    if args.figure is not None and not args.figure.parent.is_dir():
+        parser.error(f'--figure: the folder {args.figure.parent} does not exist')
     if args.quick:
         args.workload = args.workload or list(QUICK)
         args.repeats = 1
@@ -161,6 +167,10 @@ def main(argv=None):
             result['error'] = ((gradient - reference).norm() / reference.norm()).item()
         _print(name, results)
         all_results[name] = results
+    if args.figure is not None:
+        from benchmarks.memory_time import draw
+        draw(all_results, args.figure)
+        print(f'figure: {args.figure}', file=sys.stderr)
     return all_results
 
 
