@@ -54,7 +54,7 @@ def draw(results, path):
         axis.grid(True, which='both', alpha=0.3)
     for axis in list(axes.flat)[len(names):]:
         axis.axis('off')
-    handles, labels = {}, []
+    handles = {}
     for axis in axes.flat:
         for handle, label in zip(*axis.get_legend_handles_labels()):
             handles.setdefault(label, handle)

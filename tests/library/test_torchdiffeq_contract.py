@@ -125,3 +125,63 @@ def test_the_private_pieces_the_checkpointed_backward_rebuilds_steps_with():
     solver = SOLVERS['dopri5'](func=lambda t, y: y, y0=torch.ones(1), rtol=1e-3, atol=1e-3,
                                norm=lambda x: x.abs().max())
     assert hasattr(solver, 'tableau') and solver.step_t is None and solver.jump_t is None
+
+
+class _StageRecorder:
+    """Counts evaluations between each step's start and its acceptance."""
+
+    def __init__(self):
+        self.evaluations = 0
+        self.first = None
+        self.per_accepted_step = []
+        self.after_jump = []
+
+    def __call__(self, t, y):
+        self.evaluations += 1
+        if self.first is None:
+            self.first = float(t)
+        self.after_jump.append(float(t))
+        return torch.where(t < 0.5, -y, -2 * y)
+
+    def callback_step(self, t0, y0, dt):
+        self.evaluations = 0
+
+    def callback_accept_step(self, t0, y0, dt):
+        self.per_accepted_step.append(self.evaluations)
+
+
+def test_the_pieces_the_interpolating_backward_rebuilds_the_dense_output_with():
+    # backward='interpolated' keeps the evaluations each accepted step makes between
+    # callback_step and callback_accept_step (its stages, in order), and the solve's
+    # first evaluation f(t0, y0), and fits the step's polynomial with the solver class's
+    # mid and tableau.c_sol and _interp_fit; tests/library/test_interpolated.py checks the
+    # result against odeint's outputs.
+    import inspect
+
+    from torchdiffeq._impl.interp import _interp_fit
+
+    assert list(inspect.signature(_interp_fit).parameters) == [
+        'y0', 'y1', 'y_mid', 'f0', 'f1', 'dt']
+    for method in sorted(checks.ADAPTIVE_METHODS):
+        solver = SOLVERS[method]
+        assert solver.mid.shape == solver.tableau.c_sol.shape, method
+        recorder = _StageRecorder()
+        torchdiffeq.odeint(recorder, torch.ones(2, dtype=torch.float64),
+                           torch.tensor([0.0, 1.0], dtype=torch.float64), method=method,
+                           rtol=1e-6, atol=1e-6)
+        assert recorder.first == 0.0
+        assert set(recorder.per_accepted_step) == {len(solver.tableau.alpha)}, method
+
+
+def test_jump_t_ends_a_step_there_and_evaluates_its_far_side():
+    # The interpolating backward hands the loss gradients' times to the solver as jump_t.
+    recorder = _StageRecorder()
+    accepted = []
+    recorder.callback_accept_step = lambda t0, y0, dt: accepted.append(float(t0 + dt))
+    torchdiffeq.odeint(recorder, torch.ones(2, dtype=torch.float64),
+                       torch.tensor([0.0, 1.0], dtype=torch.float64), method='dopri5',
+                       rtol=1e-6, atol=1e-6, options=dict(jump_t=torch.tensor([0.5])))
+    assert 0.5 in accepted
+    after = [time for time in recorder.after_jump if time > 0.5]
+    assert after and min(after) == torch.nextafter(torch.tensor(0.5, dtype=torch.float64),
+                                                   torch.tensor(1.0, dtype=torch.float64))

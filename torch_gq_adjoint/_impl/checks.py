@@ -23,6 +23,19 @@ ADAPTIVE_METHODS = frozenset({'dopri8', 'dopri5', 'bosh3', 'fehlberg2', 'adaptiv
 GRID_METHODS = frozenset({'euler', 'midpoint', 'heun2', 'heun3', 'rk4', 'explicit_adams',
                           'implicit_adams', 'fixed_adams'})
 
+#: The loosest forward ``rtol`` counted as tight: where ``'auto'`` considers the checkpoint
+#: (whose error follows the forward solve's) and the interpolating pass refines the
+#: forward's dense output (whose steps are then short enough for it to gain).
+TIGHT_RTOL = 1e-5
+
+
+def tight_enough(rtol):
+    """Whether the forward solve's ``rtol`` (number, tensor or tuple) is at most
+    :data:`TIGHT_RTOL` everywhere."""
+    values = rtol if isinstance(rtol, (tuple, list)) else (rtol,)
+    return all(float(torch.as_tensor(value).max()) <= TIGHT_RTOL for value in values)
+
+
 #: Methods whose ``rtol``/``atol`` drive step-size control (scipy's solvers included).
 TOLERANCE_METHODS = ADAPTIVE_METHODS | {'scipy_solver'}
 

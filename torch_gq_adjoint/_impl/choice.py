@@ -38,16 +38,15 @@ discretisation, so its error against the exact gradient of the ODE's loss follow
 forward solve's error; the quadrature passes' error follows the backward solve's, as
 torchdiffeq's adjoint's does. At loose tolerances the first is much the larger
 (docs/benchmarks.md), so ``'auto'`` considers the checkpoint only when the forward
-``rtol`` is at most :data:`CHECKPOINT_RTOL`, and only where it costs less than
-``1 / MARGIN`` of the cheapest quadrature pass.
+``rtol`` is at most :data:`~torch_gq_adjoint._impl.checks.TIGHT_RTOL`, and only where it
+costs less than ``1 / MARGIN`` of the cheapest quadrature pass.
 """
 
 from dataclasses import dataclass
 from typing import Callable
 
-import torch
-
 from .checkpoint import CheckpointBackward
+from .checks import tight_enough
 from .interpolated import InterpolatedBackward
 from .notices import warn_once
 from .propagator import PropagatorBackward, SampleLayout
@@ -64,19 +63,9 @@ CHECKPOINT_COST = 1.2
 #: accuracy (that of torchdiffeq's adjoint) is worth keeping.
 MARGIN = 2.0
 
-#: The loosest forward ``rtol`` at which ``'auto'`` considers the checkpoint.
-CHECKPOINT_RTOL = 1e-5
-
 #: Evaluations of one backward solver step at least (one dopri5 step and its first
 #: evaluation): what an output interval costs a pass that stops there.
 STEP_EVALUATIONS = 7
-
-
-def tight_enough(rtol):
-    """Whether the forward solve's ``rtol`` (number, tensor or tuple) is at most
-    :data:`CHECKPOINT_RTOL` everywhere."""
-    values = rtol if isinstance(rtol, (tuple, list)) else (rtol,)
-    return all(float(torch.as_tensor(value).max()) <= CHECKPOINT_RTOL for value in values)
 
 
 def _intervals(record):
@@ -107,15 +96,17 @@ def checkpoint_cost(record, vectorised):
 def interpolated_cost(record, vectorised):
     """One solve of ``a``: the forward's evaluations, at least a step per interval. Where
     ``vmap`` cannot batch ``func`` under the error-controlled rule, the parameter integral
-    rides along with the solve (each product reaches the parameters, no nodes), and the
-    refined dense output's three evaluations per forward step (about NFE / 2 of them,
-    without a graph: half an evaluation each) are made one at a time."""
+    rides along with the solve instead (each product reaches the parameters, no nodes; the
+    solve starts cold, like the restart method's), and the refined dense output's three
+    evaluations per forward step (about NFE / 2 of them, without a graph: half an
+    evaluation each) are made one at a time."""
     solve = max(record.forward_nfe, STEP_EVALUATIONS * _intervals(record))
     if vectorised:
         return solve + node_cost(record, vectorised)
     refinement = 0.25 * record.forward_nfe
     if _controlled(record):
-        return CHECKPOINT_COST * solve + refinement
+        cold = max(record.forward_nfe, 2 * STEP_EVALUATIONS * _intervals(record))
+        return CHECKPOINT_COST * cold + refinement
     return solve + refinement + node_cost(record, vectorised)
 
 
