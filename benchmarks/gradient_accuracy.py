@@ -4,10 +4,11 @@
 gradient of one loss with
 
 - ``gq default``: :func:`odeint_adjoint_gq` with its defaults, ``gtol=None`` (nodes chosen
-  from an error estimate) and ``backward='auto'`` (see docs/backward.md: here mostly
-  the restart method or the per-sample propagator),
+  from an error estimate) and ``backward='auto'`` (see docs/backward.md),
 - ``gq restart``: the same with ``backward='restart'`` (restarting at every observation
   time, as the paper),
+- ``gq interp``: the same with ``backward='interpolated'`` (the adjoint alone, the state
+  read off the forward's steps),
 - ``gq gtol=0.1`` and ``gq gtol=1``: the paper's rule with ``C = 0.1`` and 1,
 - ``adjoint``: torchdiffeq's ``odeint_adjoint``,
 

@@ -125,6 +125,8 @@ VARIANTS = {
     'gq default': lambda func, y0, t, **kw: odeint_adjoint_gq(func, y0, t, **kw),
     'gq restart': lambda func, y0, t, **kw: odeint_adjoint_gq(func, y0, t, backward='restart',
                                                                **kw),
+    'gq interp': lambda func, y0, t, **kw: odeint_adjoint_gq(func, y0, t,
+                                                             backward='interpolated', **kw),
     'gq gtol=0.1': lambda func, y0, t, **kw: odeint_adjoint_gq(func, y0, t, gtol=0.1, **kw),
     'gq gtol=1': lambda func, y0, t, **kw: odeint_adjoint_gq(func, y0, t, gtol=1.0, **kw),
     'adjoint': lambda func, y0, t, **kw: odeint_adjoint(func, y0, t, **kw),

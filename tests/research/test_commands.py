@@ -57,9 +57,10 @@ def test_accuracy_benchmark_prints_errors_of_every_mode():
     result = _run('-m', 'benchmarks.gradient_accuracy', '--problem', 'linear')
     assert result.returncode == 0, result.stderr
     (row,) = [line.split() for line in result.stdout.splitlines() if line.startswith('linear')]
-    default, auto, paper, paper_one, adjoint, ratio = (float(value) for value in row[1:])
-    assert auto == default  # a 3-sample state of 3: the cost model restarts here
-    assert 0 < default < 1e-5 and 0 < adjoint < 1e-5  # rtol = atol = 1e-6
+    default, restart, interpolated, paper, paper_one, adjoint, ratio = (
+        float(value) for value in row[1:])
+    assert interpolated == default  # 3 intervals: the cost model takes the interpolating pass
+    assert 0 < default < 1e-5 and 0 < adjoint < 1e-5 and 0 < restart < 1e-5  # rtol 1e-6
     assert paper > default  # one node per interval with gtol = 0.1
     assert ratio == pytest.approx(default / adjoint, rel=0.02)
 
