@@ -174,7 +174,9 @@ def test_the_cost_models_rank_the_propagator_against_restarting():
     assert choice.interpolated_cost(_record(80, 9, 2, gtol=0.1), False) == pytest.approx(
         80 + 0.25 * 80 + 1.2 * 0.1 * 80)
     assert choice.interpolated_cost(_record(80, 9, 2), False) == pytest.approx(
-        1.2 * 14 * 9 + 0.25 * 80)
+        1.5 * 14 * 9 + 0.25 * 80)
+    assert choice.interpolated_cost(_record(100, 1, 2), False) == pytest.approx(
+        1.5 * 1.5 * 100 + 0.25 * 100)
     # An image state (10 × 11 × 11 per sample) never takes the propagator.
     assert choice.propagator_cost(_record(32, 49, 1210), True) > choice.restart_cost(
         _record(32, 49, 1210), True)
