@@ -10,7 +10,7 @@ import matplotlib
 matplotlib.use('Agg')  # files only; no display needed
 
 import matplotlib.pyplot as plt  # noqa: E402 - after choosing the backend
-from matplotlib.ticker import NullFormatter  # noqa: E402
+from matplotlib.ticker import LogFormatterSciNotation  # noqa: E402
 
 #: Marker and colour per mode; the default stands out.
 STYLE = {
@@ -32,7 +32,7 @@ def draw(results, path):
     names = list(results)
     columns = min(4, len(names))
     rows = math.ceil(len(names) / columns)
-    figure, axes = plt.subplots(rows, columns, figsize=(3.6 * columns, 3.2 * rows),
+    figure, axes = plt.subplots(rows, columns, figsize=(4.6 * columns, 3.3 * rows),
                                 squeeze=False)
     for axis, name in zip(axes.flat, names):
         for mode, result in results[name].items():
@@ -46,8 +46,10 @@ def draw(results, path):
         axis.set_xscale('log')
         axis.set_yscale('log')
         for scale in (axis.xaxis, axis.yaxis):
-            # Minor labels on a log axis collide (2×10⁻², 3×10⁻², ...): majors only.
-            scale.set_minor_formatter(NullFormatter())
+            # Label a few minor ticks only where an axis spans less than a decade (all of
+            # them collide: 2×10⁻², 3×10⁻², ...).
+            scale.set_minor_formatter(LogFormatterSciNotation(labelOnlyBase=False,
+                                                              minor_thresholds=(1, 0.4)))
         axis.set_title(name.replace('_', ' '))
         axis.set_xlabel('seconds per training step')
         axis.set_ylabel('extra peak memory (MiB)')
