@@ -336,3 +336,30 @@ def test_an_unbatchable_func_carries_the_integral_in_the_solve():
     # The solver's own weights integrate the parameter part: about the adjoint's accuracy
     # (between 0.9 and 2.2 times its error here), never far off.
     assert max(ratios) < 3 and math.prod(ratios) ** (1 / len(ratios)) < 2, ratios
+
+
+class _Switched(nn.Module):
+    """``dz/dt = -θ z`` before t = 0.5 and ``-2 θ z`` after: a jump of f at an output time."""
+
+    def __init__(self):
+        super().__init__()
+        self.theta = nn.Parameter(torch.tensor(0.7, **FLOAT64))
+
+    def forward(self, t, z):
+        return torch.where(t < 0.5, -self.theta * z, -2 * self.theta * z)
+
+
+def test_the_users_jump_t_and_step_t_merge_with_the_loss_gradients_times():
+    func = _Switched()
+    y0 = torch.tensor([[1.0, 2.0]], **FLOAT64, requires_grad=True)
+    t = torch.tensor([0.0, 0.5, 0.75, 1.0], **FLOAT64)
+    options = dict(jump_t=torch.tensor([0.5]), step_t=torch.tensor([0.75]))
+
+    def grads(solve, **kwargs):
+        solution = solve(func, y0, t, rtol=1e-9, atol=1e-9, options=options, **kwargs)
+        return torch.autograd.grad(loss_of(solution), [y0, func.theta])
+    direct = grads(odeint)
+    # 0.5 is both the user's jump and a loss gradient's time; 0.75 a step_t and one too.
+    found = grads(odeint_adjoint_gq, backward='interpolated')
+    for value, expected in zip(found, direct):
+        assert (value - expected).abs().max() < 1e-7 * (expected.abs().max() + 1)
