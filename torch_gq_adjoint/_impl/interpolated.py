@@ -21,6 +21,9 @@ step size (a restart would select one anew). Output times whose loss gradient is
 are not jumps at all. ``a`` at the output times and the quadrature nodes is ``b + G``,
 read off the one solve's dense output, and the parameter integral is the same
 Gauss–Legendre quadrature (paper's rule or error-controlled) as the restart method's.
+Where ``vmap`` cannot batch ``func`` under the error-controlled rule, the integral rides
+along with the solve instead (``[b, ∫ aᵀ ∂f/∂θ]``, started cold). At tight tolerances the
+dense output is first refined by one Picard step (:meth:`DenseForward.refine`).
 
 The gradient is the continuous adjoint's, as the restart method's: its error follows the
 backward solve's tolerance, not the forward discretisation's (unlike the checkpoint).
