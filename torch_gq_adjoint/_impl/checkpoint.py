@@ -60,6 +60,18 @@ def checkpoint_problem(method, event_mode):
     return None
 
 
+def tape_problem(record, stages):
+    """Why the record's tape cannot serve a pass that reads it (None if it can): none was
+    recorded (or, with ``stages``, none with the stages), or it passed the budget."""
+    tape = record.tape
+    if tape is None or (stages and not tape.keep_stages):
+        return 'the forward pass did not record its steps'
+    if tape.overflow:
+        return (f'the recorded steps passed checkpoint_memory='
+                f'{record.settings.checkpoint_memory} bytes')
+    return None
+
+
 def _nbytes(tensors):
     return sum(tensor.numel() * tensor.element_size() for tensor in tensors)
 
@@ -203,12 +215,9 @@ class CheckpointBackward:
     @staticmethod
     def problem(record):
         """Why this pass cannot serve the solve (None if it can)."""
-        settings, tape = record.settings, record.tape
-        reason = checkpoint_problem(settings.method, settings.event_fn is not None)
-        if reason is None and (tape is None or tape.overflow):
-            reason = (f'the recorded steps passed checkpoint_memory={settings.checkpoint_memory} '
-                      'bytes' if tape is not None else 'the forward pass did not record its steps')
-        return reason
+        settings = record.settings
+        return (checkpoint_problem(settings.method, settings.event_fn is not None)
+                or tape_problem(record, stages=False))
 
     def __init__(self, record):
         settings, tape = record.settings, record.tape

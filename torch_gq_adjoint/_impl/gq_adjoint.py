@@ -2,13 +2,12 @@
 bottom.
 
 Forward: :func:`torchdiffeq.odeint` itself, on the user's ``func`` and state structure,
-without a graph; the evaluations are counted and, where the checkpointed backward may
-run, the accepted steps recorded (:class:`~.checkpoint.ForwardTape`).
+without a graph; the evaluations are counted and, where a backward pass that reads them
+may run, the accepted steps (and their stages) recorded (:class:`~.checkpoint.ForwardTape`).
 Backward: :func:`~.choice.choose` picks a backward pass from its table
 (:mod:`.restart`, :mod:`.interpolated`, :mod:`.propagator`, :mod:`.checkpoint`), which
-returns the cotangents of ``y0`` and the
-parameters; the time gradients follow in closed form from ``f`` at the output times
-(:func:`~.record.time_gradients`).
+returns the cotangents of ``y0`` and the parameters; the time gradients follow in closed
+form from ``f`` at the output times (:func:`~.record.time_gradients`).
 """
 
 import numbers

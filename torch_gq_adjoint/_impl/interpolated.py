@@ -43,6 +43,7 @@ from torchdiffeq._impl.odeint import SOLVERS
 
 from .backward_options import flat_state_norm
 from .backward_solves import BackwardSolves, integrate_intervals
+from .checkpoint import tape_problem
 from .checks import ADAPTIVE_METHODS, tight_enough
 from .dynamics import CALLBACKS, StepRecorder
 from .error_control import Rule
@@ -261,14 +262,7 @@ class InterpolatedBackward:
     @staticmethod
     def problem(record):
         """Why this pass cannot serve the solve (None if it can)."""
-        settings, tape = record.settings, record.tape
-        reason = _settings_problem(settings)
-        if reason is None and (tape is None or not tape.keep_stages):
-            reason = 'the forward pass did not record its steps'
-        if reason is None and tape.overflow:
-            reason = (f'the recorded steps passed checkpoint_memory={settings.checkpoint_memory} '
-                      'bytes')
-        return reason
+        return _settings_problem(record.settings) or tape_problem(record, stages=True)
 
     def __init__(self, record):
         self.record = record
