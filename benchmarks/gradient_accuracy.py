@@ -34,9 +34,9 @@ import copy
 import torch
 
 from benchmarks.gradient_speed import _Case
-from tests.library.problems import PROBLEM_NAMES as LIBRARY_PROBLEMS
-from tests.library.problems import REFERENCE, VARIANTS, Problem, flat_gradient, measure
-from tests.library.problems import problem as library_problem
+from gradient_tests.problems import PROBLEM_NAMES as LIBRARY_PROBLEMS
+from gradient_tests.problems import REFERENCE, VARIANTS, Problem, flat_gradient, measure
+from gradient_tests.problems import problem as library_problem
 from torch_gq_adjoint import odeint
 
 PROBLEM_NAMES = LIBRARY_PROBLEMS + ('sines10', 'sines50', 'sines50irregular', 'latent16',

@@ -80,8 +80,13 @@ class Grid:
     is not kept; ``budget`` is the measured wall-clock time of the whole grid with
     ``--jobs 2`` on a 2-core CPU machine, where it has been measured (None otherwise);
     ``study_widths`` maps an ablation folder (a study: ``50_irregular``) to the widths it
-    runs, where a study runs fewer widths than the grid; ``parts`` are further runs
-    (:class:`Part`), e.g. two options at widths where the others do not fit.
+    runs, where a study runs fewer widths than the grid, and ``study_options`` to the
+    options it runs (an ablation of one method); a study restricted either way runs no
+    :class:`Part`. ``parts`` are further runs (:class:`Part`), e.g. two options at widths
+    where the others do not fit. ``pending`` names runs of the grid that are not committed
+    under ``results/`` yet: folder prefixes relative to the results folder
+    (``ornstein_uhlenbeck/10/50``); a sweep runs them like the others, and the report says
+    which they are.
     """
 
     options: tuple
@@ -91,7 +96,9 @@ class Grid:
     budget: str = None
     lr: dict = None
     study_widths: dict = None
+    study_options: dict = None
     parts: tuple = ()
+    pending: tuple = ()
 
     def widths_of(self, ablation):
         """The widths of the grid's options × widths that a study (its ablation folder)
@@ -107,8 +114,9 @@ class Grid:
     def blocks(self, ablation=None):
         """The grid's runs as :class:`Block` s, for the study ``ablation`` (None: all)."""
         allowed = (self.study_widths or {}).get(ablation)
-        found = [Block(self.options, self.widths_of(ablation), self.repeats)]
-        for part in self.parts:
+        options = (self.study_options or {}).get(ablation)
+        found = [Block(options or self.options, self.widths_of(ablation), self.repeats)]
+        for part in self.parts if options is None else ():
             widths = tuple(w for w in part.widths if allowed is None or w in allowed)
             if part.epochs is None:
                 found.append(Block(part.options, widths, part.repeats))
@@ -161,6 +169,13 @@ class Experiment:
                                args.adjoint_option, args.experiment_no)
 
 
+#: The Ornstein–Uhlenbeck cosines ablation (the paper's Figure 3, right): numbers of
+#: cosines of the Brownian approximation, 10 being the main study's. Each other number is
+#: a study of its own, GQ alone at width 5.
+OU_COSINES = (0, 1, 5, 10, 25, 50)
+OU_COSINE_WIDTHS = {str(number): (5,) for number in OU_COSINES if number != 10}
+OU_COSINE_OPTIONS = {str(number): ('adjoint_gq',) for number in OU_COSINES if number != 10}
+
 EXPERIMENTS = {
     'nested_spheres': Experiment(
         # The paper's nested-spheres figure used gtol 0.003 (its plotting reads that folder).
@@ -170,9 +185,10 @@ EXPERIMENTS = {
             # At the paper's widths 1000 and 2000 only direct and GQ train in full (the
             # adjoint options take about 5 times as long per epoch); every option's time
             # per epoch there comes from short runs of 3 epochs (results/epoch_times).
-            'reduced': Grid(ODE_OPTIONS, (20, 100, 500), 3, ('--gtol', '0.003'),
-                            lr={20: 0.01, 100: 0.001, 500: 0.001, 1000: 0.0001,
+            'reduced': Grid(ODE_OPTIONS, (5, 20, 100, 500), 3, ('--gtol', '0.003'),
+                            lr={5: 0.01, 20: 0.01, 100: 0.001, 500: 0.001, 1000: 0.0001,
                                 2000: 0.0001},
+                            pending=('nested_spheres/gtol0.003/5/',),
                             parts=(Part(('direct', 'adjoint_gq'), (1000, 2000), 2),
                                    Part(ODE_OPTIONS, (1000, 2000), 2, epochs=3)),
                             budget='about 35 min for 2 repeats, the third about 20 min; '
@@ -221,12 +237,30 @@ EXPERIMENTS = {
     'ornstein_uhlenbeck': Experiment(
         'ornstein_uhlenbeck', 'experiments.ornstein_uhlenbeck', lambda a: str(a.ncosines), {
             # The paper ran sde_direct only up to width 50; here every option runs every width.
-            'paper': Grid(SDE_OPTIONS, (5, 20, 50, 100), 5),
-            # Width 5 only. Measured (python -m experiments.grids budget, 1 epoch each):
-            # 13 s per epoch for sde_direct, 28 s for sde_adjoint, 7.3 s for GQ, so the
-            # paper's 100 epochs would take about 81 min with --jobs 2; 70 take about 57.
-            'reduced': Grid(SDE_OPTIONS, (5,), 2, ('--nepochs', '70'),
-                            budget='about 57 min (the committed sweep)'),
+            'paper': Grid(SDE_OPTIONS, (5, 20, 50, 100), 5, study_widths=OU_COSINE_WIDTHS,
+                          study_options=OU_COSINE_OPTIONS),
+            # The paper's widths and 100 epochs, 2 repeats. Measured (python -m
+            # experiments.grids budget, 1 epoch each, s per epoch at widths 5, 20, 50, 100):
+            # sde_direct 11.7, 18.0, 36.4, 73.3; sde_adjoint 30.6, 41.1, 60.3, 106.3; GQ 6.8,
+            # 8.1, 18.8, 38.7 -- 750 min for the whole grid with --jobs 2. torchsde's two
+            # options give the same gradients (hence the same KL), so sde_adjoint trains in
+            # full at width 5 only and is timed by short runs of 3 epochs at the others;
+            # sde_direct trains in full up to width 50 (as in the paper) and is timed at 100.
+            # The cosines ablation (Figure 3, right) trains GQ alone at width 5.
+            'reduced': Grid(SDE_OPTIONS, (5,), 2, study_widths=OU_COSINE_WIDTHS,
+                            study_options=OU_COSINE_OPTIONS,
+                            parts=(Part(('sde_direct', 'adjoint_gq'), (20, 50), 2),
+                                   Part(('adjoint_gq',), (100,), 2),
+                                   Part(('sde_adjoint',), (20, 50, 100), 2, epochs=3),
+                                   Part(('sde_direct',), (100,), 2, epochs=3)),
+                            budget='about 355 min with --jobs 2, the cosines ablation included '
+                                   '(estimated from the measurements above)',
+                            pending=('ornstein_uhlenbeck/10/5/', 'ornstein_uhlenbeck/10/20',
+                                     'ornstein_uhlenbeck/10/50',
+                                     'ornstein_uhlenbeck/10/100',
+                                     *(f'ornstein_uhlenbeck/{number}/'
+                                       for number in OU_COSINE_WIDTHS),
+                                     'epoch_times/ornstein_uhlenbeck/')),
             'quick': Grid(SDE_OPTIONS, (5,), 1, ('--nepochs', '2')),
         }, 'validation log-likelihood'),
 }
@@ -275,6 +309,8 @@ STUDIES = {
     'digits': Study('images', ('--dataset', 'digits', '--batchsize', '32')),
     'mnist': Study('images', ('--dataset', 'mnist', '--batchsize', '32'), paper_only=True),
     'ornstein_uhlenbeck': Study('ornstein_uhlenbeck'),
+    **{f'ou_cosines{number}': Study('ornstein_uhlenbeck', ('--ncosines', str(number)))
+       for number in OU_COSINES if number != 10},
 }
 
 
@@ -290,7 +326,8 @@ REDUCED_STUDIES = tuple((study.experiment, study.flags_of('reduced'))
                         for _, study in studies_of('reduced'))
 
 #: The report's figures: file name -> the study it draws (None: the toy gradient, which
-#: has no grid, and the speed-up figure, which draws every study).
+#: has no grid, the speed-up figure, which draws every study, and the cosines ablation,
+#: which draws the Ornstein–Uhlenbeck studies of every number of cosines).
 FIGURES = {
     'speedup': None,
     'toy_gradient': None,
@@ -300,6 +337,7 @@ FIGURES = {
     'ode_times_sines50': 'sines50',
     'ode_times_digits': 'digits',
     'sde_times': 'ornstein_uhlenbeck',
+    'ou_cosines': None,
     'ou_solutions_adjoint_gq': 'ornstein_uhlenbeck',
 }
 

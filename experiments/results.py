@@ -2,7 +2,9 @@
 
 ``<results_dir>/<experiment>/<ablation>/<width>/<adjoint_option>/<experiment_no>/`` holds one
 ``.npy`` per series (names as the paper's code), a ``summary.json`` and, with
-``--save_model 1``, ``checkpoint.pt``; experiments whose figures need the trained model
+``--save_model 1``, ``checkpoint.pt`` (every epoch); a finished run whose state is small
+(:data:`FINAL_STATE_LIMIT`) also keeps ``final_state.pt``, committed with it, so that it can
+be extended to more epochs on any clone; experiments whose figures need the trained model
 (Ornstein–Uhlenbeck) also write its final weights, ``weights.npz`` (small, committed,
 unlike checkpoints); ``<results_dir>/toy_gradient/<method>/`` holds the
 toy gradient's errors. Every file is written atomically. This module is the only writer
@@ -12,6 +14,7 @@ of results and what plotting, the summary tables and the sweeps read them throug
 
 import argparse
 import importlib
+import io
 import json
 import pathlib
 import sys
@@ -20,18 +23,24 @@ import zipfile
 import numpy as np
 import torch
 
-from common.atomic import save_json, save_npy, save_npz, save_torch
+from common.atomic import save_json, save_npy, save_npz, save_torch, write_bytes
 
-#: Default results folder (kept empty in git).
+#: Default results folder (the committed runs of the reproduction live here).
 RESULTS_DIR = pathlib.Path(__file__).resolve().parents[1] / 'results'
 #: The repository's root: paths under it are recorded relative to it (:func:`portable`).
 REPOSITORY = RESULTS_DIR.parent
 
 #: Per-epoch series (epoch 0 = before training) and the parameter count.
-SERIES = ('nparams', 'epoch_times', 'epoch_loss_history', 'epoch_val_metric_history',
-          'epoch_fnfe_history', 'epoch_bnfe_history', 'epochs')
+SERIES = ('nparams', 'epoch_times', 'epoch_cpu_times', 'epoch_loss_history',
+          'epoch_val_metric_history', 'epoch_fnfe_history', 'epoch_bnfe_history', 'epochs')
+#: Series that runs made before they were recorded lack: a run is complete without them.
+OPTIONAL_SERIES = ('epoch_cpu_times',)
 SUMMARY = 'summary.json'
 CHECKPOINT = 'checkpoint.pt'
+#: A finished run's whole state (as a checkpoint), kept where it fits in
+#: FINAL_STATE_LIMIT bytes; git ignores checkpoint.pt but keeps this file.
+FINAL_STATE = 'final_state.pt'
+FINAL_STATE_LIMIT = 5 * 2 ** 20
 WEIGHTS = 'weights.npz'
 
 
@@ -54,6 +63,8 @@ def run_dir(results_dir, experiment, ablation, width, adjoint_option, experiment
 def write_history(folder, history):
     """Write every series of ``history`` (dict name -> list or number) as ``<name>.npy``."""
     for name in SERIES:
+        if name in OPTIONAL_SERIES and name not in history:
+            continue
         save_npy(pathlib.Path(folder) / f'{name}.npy', np.asarray(history[name]))
 
 
@@ -63,8 +74,21 @@ def write_summary(folder, summary):
 
 
 def write_checkpoint(folder, checkpoint):
-    """Write a run's checkpoint (a dict of state dicts, history and RNG states)."""
+    """Write a run's checkpoint (a dict of state dicts, history and RNG states, all of
+    types ``torch.load(..., weights_only=True)`` reads)."""
     save_torch(pathlib.Path(folder) / CHECKPOINT, checkpoint)
+
+
+def write_final_state(folder, checkpoint):
+    """Keep a finished run's ``checkpoint`` as ``final_state.pt`` if it takes at most
+    :data:`FINAL_STATE_LIMIT` bytes (a larger one is kept only as ``checkpoint.pt``, with
+    ``--save_model 1``, and not committed); returns whether it was written."""
+    buffer = io.BytesIO()
+    torch.save(checkpoint, buffer)
+    if buffer.tell() > FINAL_STATE_LIMIT:
+        return False
+    write_bytes(pathlib.Path(folder) / FINAL_STATE, buffer.getvalue())
+    return True
 
 
 class ResultsError(Exception):
@@ -86,18 +110,47 @@ def _read_optional(path, load, errors, advice):
         raise _unreadable(path, error, advice) from error
 
 
+#: What a checkpoint holds; anything else in its place is refused.
+CHECKPOINT_ENTRIES = ('model', 'optimiser', 'history', 'generator', 'torch_rng', 'numpy_rng',
+                      'python_rng', 'arguments')
+
+
 def read_checkpoint(folder, device='cpu'):
-    """A run's checkpoint, its tensors on ``device``; None if the run wrote none.
+    """The latest state a run kept, its tensors on ``device``, and the file it came from:
+    ``(checkpoint, path)``, or None if the run kept none.
+
+    Of ``checkpoint.pt`` and ``final_state.pt``, the one with more epochs is taken. Files
+    are read with ``weights_only=True``: a checkpoint cannot run code when it is loaded.
 
     Raises:
-        ResultsError: the checkpoint is corrupt or truncated.
+        ResultsError: a file is corrupt, truncated, or not a checkpoint.
     """
-    # weights_only=False: the checkpoint also holds numpy's and Python's RNG states.
-    # Any exception: torch.load fails in many ways on bad files.
-    return _read_optional(
-        pathlib.Path(folder) / CHECKPOINT,
-        lambda path: torch.load(path, map_location=device, weights_only=False), Exception,
-        'delete it and rerun without --load_model 1 to start the run afresh')
+    def load(path):
+        # Any exception: torch.load fails in many ways on bad files (and refuses, with an
+        # UnpicklingError, anything but tensors and plain containers).
+        checkpoint = torch.load(path, map_location=device, weights_only=True)
+        if not isinstance(checkpoint, dict):
+            raise ValueError(f'a {type(checkpoint).__name__}, not a checkpoint\'s dict')
+        missing = [name for name in CHECKPOINT_ENTRIES if name not in checkpoint]
+        if missing:
+            raise ValueError(f'it lacks {", ".join(missing)}')
+        epochs = checkpoint['history'].get('epochs') if isinstance(
+            checkpoint['history'], dict) else None
+        if not epochs or not all(isinstance(epoch, int) for epoch in epochs):
+            raise ValueError('its history records no epochs')
+        return checkpoint
+    found = []
+    for name in (CHECKPOINT, FINAL_STATE):
+        path = pathlib.Path(folder) / name
+        checkpoint = _read_optional(
+            path, load, Exception,
+            'delete it and rerun without --load_model 1 to start the run afresh')
+        if checkpoint is not None:
+            found.append((checkpoint['history']['epochs'][-1], checkpoint, path))
+    if not found:
+        return None
+    _, checkpoint, path = max(found, key=lambda item: item[0])
+    return checkpoint, path
 
 
 def write_weights(folder, state_dict):
@@ -175,7 +228,8 @@ def is_complete(folder, nepochs=None):
     every series holds every epoch."""
     run = read_run(folder)
     summary = run.get('summary', {})
-    if not summary.get('complete', False) or not all(name in run for name in SERIES):
+    required = [name for name in SERIES if name not in OPTIONAL_SERIES]
+    if not summary.get('complete', False) or not all(name in run for name in required):
         return False
     done = summary.get('epochs_done')
     if done is None or len(run['epochs']) != done + 1:

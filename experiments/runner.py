@@ -269,10 +269,11 @@ def _run_locked(args, spec, make_setup, folder):
     val_batches = list(_batches(setup.val_data, args.batchsize or len(setup.val_data[0])))
     history = _new_history(sum(param.numel() for param in model.parameters()))
     training = _TrainingState(model, optimiser, generator)
-    checkpoint = results.read_checkpoint(folder, args.device) if args.load_model else None
-    if checkpoint is not None:
-        _check_checkpoint(folder, checkpoint, args)
-        history = training.restore(checkpoint)
+    kept = results.read_checkpoint(folder, args.device) if args.load_model else None
+    if kept is not None:
+        checkpoint, path = kept
+        _check_checkpoint(folder, path, checkpoint, args)
+        history = training.restore(checkpoint, path)
         if not args.quiet:
             print(f'resuming {folder} after epoch {history["epochs"][-1]}')
     else:
@@ -294,9 +295,12 @@ def _run_locked(args, spec, make_setup, folder):
                       train_loader, val_batches, args.device, quiet=args.quiet)
     try:
         history = trainer.fit(history, args.nepochs, on_epoch_end)
+        # Before the summary says complete: a complete run always has its weights, and
+        # its final state where that is small enough to keep (so it can be extended).
         if setup.keep_weights:
-            # Before the summary says complete: a complete run always has its weights.
             results.write_weights(folder, model.state_dict())
+        results.write_final_state(folder, {**training.checkpoint(history),
+                                           'arguments': results.identity(args)})
         results.write_summary(folder, _summary(args, spec, history, True))
     except KeyboardInterrupt:
         raise RunError(_interrupted_message(folder, args, saved['epoch']), 130) from None
@@ -384,27 +388,39 @@ def _out_of_memory(error):
         words in str(error) for words in ("can't allocate memory", 'out of memory'))
 
 
-def _check_checkpoint(folder, checkpoint, args):
-    """A checkpoint is resumed only with the settings, summary and series it belongs to,
-    and only to extend its run."""
-    path = folder / results.CHECKPOINT
-    differing = results.differences(checkpoint.get('arguments', {}), args)
+def _check_checkpoint(folder, path, checkpoint, args):
+    """A checkpoint is resumed only with the settings and series it belongs to, and only
+    to extend its run."""
+    differing = results.differences(checkpoint['arguments'], args)
     if differing:
         raise RunError(_mixing_message(path, differing), 2)
-    epochs = checkpoint.get('history', {}).get('epochs') or [None]
-    saved = epochs[-1]
-    if saved is not None and saved > args.nepochs:
+    history = checkpoint['history']
+    saved = history['epochs'][-1]
+    if saved > args.nepochs:
         raise RunError(f'{path} holds {saved} epochs, more than --nepochs {args.nepochs}: '
                        f'a run is only ever extended. Ask for --nepochs {saved} or more, or '
                        'use another --results_dir.', 2)
     summary = results.read_summary(folder)
     done = None if summary is None else summary.get('epochs_done')
+    if done is None:
+        return
     # An epoch writes its series, then the checkpoint, then the summary: a run killed
-    # hard in between leaves a checkpoint one epoch ahead of its summary.
-    if summary is not None and saved not in (done, None if done is None else done + 1):
+    # hard in between leaves a checkpoint one epoch ahead of its summary. One behind is a
+    # finished run's final state, extended without --save_model 1 and stopped: the epochs
+    # after it are trained again.
+    run = results.read_run(folder)
+    common = min(saved, done) + 1
+    recorded = run.get('epoch_loss_history')
+    same_losses = recorded is not None and np.array_equal(
+        np.asarray(history['epoch_loss_history'][:common]), recorded[:common])
+    if saved > done + 1 or not same_losses:
         raise RunError(f'{path} holds epoch {saved} but {folder / results.SUMMARY} records '
-                       f'epoch {done}: the checkpoint belongs to another run of this folder. '
-                       f'Delete {path} to start afresh, or {folder} to discard both.', 2)
+                       f'epoch {done}{"" if same_losses else " with other losses"}: the '
+                       f'checkpoint belongs to another run of this folder. Delete {path} to '
+                       f'start afresh, or {folder} to discard both.', 2)
+    if saved < done:
+        print(f'{folder}: the latest state kept is epoch {saved} ({path.name}); epochs '
+              f'{saved + 1} to {done} are trained again', file=sys.stderr)
 
 
 def _start_afresh(folder, args):
@@ -417,7 +433,8 @@ def _start_afresh(folder, args):
               'with a fresh one' + ('' if args.load_model else
                                     ' (--load_model 0; --load_model 1 would resume it)'),
               file=sys.stderr)
-    (folder / results.CHECKPOINT).unlink(missing_ok=True)
+    for name in (results.CHECKPOINT, results.FINAL_STATE):
+        (folder / name).unlink(missing_ok=True)
 
 
 class _FolderLock:
@@ -463,26 +480,46 @@ def _interrupted_message(folder, args, epoch):
 
 
 class _TrainingState:
-    """What a checkpoint holds besides the history: weights, optimiser and every RNG."""
+    """What a checkpoint holds besides the history: weights, optimiser and every RNG, in
+    types that ``torch.load(..., weights_only=True)`` reads (tensors and plain values)."""
 
     def __init__(self, model, optimiser, generator):
         self.model, self.optimiser, self.generator = model, optimiser, generator
 
     def checkpoint(self, history):
         """Everything a resume needs, with ``history``, as one dict."""
+        kind, key, position, has_gauss, cached = np.random.get_state()
+        version, python_state, gauss = random.getstate()
         return {'model': self.model.state_dict(), 'optimiser': self.optimiser.state_dict(),
                 'history': history, 'generator': self.generator.get_state(),
-                'torch_rng': torch.get_rng_state(), 'numpy_rng': np.random.get_state(),
-                'python_rng': random.getstate()}
+                'torch_rng': torch.get_rng_state(),
+                'numpy_rng': {'kind': kind, 'key': torch.from_numpy(key.astype(np.int64)),
+                              'position': int(position), 'has_gauss': int(has_gauss),
+                              'cached_gaussian': float(cached)},
+                'python_rng': [version, list(python_state), gauss]}
 
-    def restore(self, checkpoint):
-        """Restore everything from ``checkpoint``; returns its history."""
-        self.model.load_state_dict(checkpoint['model'])
-        self.optimiser.load_state_dict(checkpoint['optimiser'])
-        self.generator.set_state(checkpoint['generator'])
-        torch.set_rng_state(checkpoint['torch_rng'])
-        np.random.set_state(checkpoint['numpy_rng'])
-        random.setstate(checkpoint['python_rng'])
+    def restore(self, checkpoint, path):
+        """Restore everything from ``checkpoint`` (read from ``path``); returns its history.
+
+        Raises:
+            RunError: the checkpoint does not fit this model or holds malformed states.
+        """
+        try:
+            self.model.load_state_dict(checkpoint['model'])
+            self.optimiser.load_state_dict(checkpoint['optimiser'])
+            self.generator.set_state(checkpoint['generator'])
+            torch.set_rng_state(checkpoint['torch_rng'])
+            numpy_rng = checkpoint['numpy_rng']
+            np.random.set_state((numpy_rng['kind'],
+                                 numpy_rng['key'].cpu().numpy().astype(np.uint32),
+                                 numpy_rng['position'], numpy_rng['has_gauss'],
+                                 numpy_rng['cached_gaussian']))
+            version, python_state, gauss = checkpoint['python_rng']
+            random.setstate((version, tuple(python_state), gauss))
+        except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as error:
+            raise RunError(f'{path} cannot be read ({type(error).__name__}: '
+                           f'{_first_line(error)}); delete it and rerun without --load_model '
+                           '1 to start the run afresh', 2) from error
         return checkpoint['history']
 
 

@@ -1,4 +1,5 @@
-"""The four ways of backpropagating through an ODE solve (docs/paper_notes.md §2)."""
+"""The ways of backpropagating through an ODE solve: the paper's four (docs/paper_notes.md
+§2) and one beyond it."""
 
 from torch_gq_adjoint import odeint, odeint_adjoint, odeint_adjoint_gq
 

@@ -60,8 +60,15 @@ class OUModel(nn.Module):
                 else torchsde.sdeint
             extra = ({'adjoint_method': 'adjoint_reversible_heun'}
                      if solve is torchsde.sdeint_adjoint else {})
+            # The Brownian motion's entropy comes from torch's generator: with torchsde's
+            # default (fresh entropy from the operating system) no seed reproduces a run,
+            # a resumed run or a figure.
+            entropy = int(torch.randint(0, 2 ** 31 - 1, ()).item())
+            brownian = torchsde.BrownianInterval(
+                float(self.times[0]), float(self.times[-1]), start.shape, dtype=start.dtype,
+                device=start.device, entropy=entropy)
             solution = solve(self._sde(), start, self.times, method='reversible_heun',
-                             dt=SDE_STEP, **extra)
+                             dt=SDE_STEP, bm=brownian, **extra)
         # (T, B * paths, 1) -> (B, T, paths)
         return solution.reshape(len(self.times), batch, self.paths).permute(1, 0, 2)
 

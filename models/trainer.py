@@ -93,17 +93,24 @@ class Trainer:
         return float(forward_nfe), float(backward_nfe)
 
     def train_epoch(self):
-        """One epoch; returns (training seconds, mean forward NFE, mean backward NFE)."""
-        forward, backward, seconds = [], [], 0.0
+        """One epoch; returns (training seconds, the process's CPU seconds meanwhile, mean
+        forward NFE, mean backward NFE).
+
+        Wall time is what a user waits; CPU time (every thread of the process) is what
+        the steps cost, and moves less when other work shares the machine.
+        """
+        forward, backward, seconds, cpu_seconds = [], [], 0.0, 0.0
         for batch in self.train_loader:
             synchronise(self.device)
-            start = time.perf_counter()
+            start, cpu_start = time.perf_counter(), time.process_time()
             forward_nfe, backward_nfe = self._step(batch)
             synchronise(self.device)
             seconds += time.perf_counter() - start
+            cpu_seconds += time.process_time() - cpu_start
             forward.append(forward_nfe)
             backward.append(backward_nfe)
-        return seconds, sum(forward) / len(forward), sum(backward) / len(backward)
+        return (seconds, cpu_seconds, sum(forward) / len(forward),
+                sum(backward) / len(backward))
 
     def fit(self, history, nepochs, on_epoch_end):
         """Train until ``nepochs`` epochs are recorded in ``history``.
@@ -114,14 +121,14 @@ class Trainer:
         if not history['epochs']:
             loss, metric = self.evaluate()
             forward_nfe, backward_nfe = self.probe_nfe()
-            _record(history, 0, 0.0, loss, metric, forward_nfe, backward_nfe)
+            _record(history, 0, (0.0, 0.0), loss, metric, forward_nfe, backward_nfe)
             on_epoch_end(history)
         first = history['epochs'][-1] + 1
         bar = tqdm(range(first, nepochs + 1), disable=self.quiet, desc='epochs', unit='epoch',
                    initial=first - 1, total=nepochs)
         for epoch in bar:
             try:
-                seconds, forward_nfe, backward_nfe = self.train_epoch()
+                *seconds, forward_nfe, backward_nfe = self.train_epoch()
                 loss, metric = self.evaluate()
             except (AssertionError, FloatingPointError, RuntimeError) as error:
                 # torchdiffeq asserts on non-finite states and vanishing steps; torch
@@ -143,8 +150,12 @@ class Trainer:
 
 
 def _record(history, epoch, seconds, loss, metric, forward_nfe, backward_nfe):
+    """Append one epoch; ``seconds`` is (wall, CPU) seconds of its training steps."""
     history['epochs'].append(epoch)
-    history['epoch_times'].append(seconds)
+    history['epoch_times'].append(seconds[0])
+    # A history resumed from a run that predates CPU times has none to extend.
+    if 'epoch_cpu_times' in history:
+        history['epoch_cpu_times'].append(seconds[1])
     history['epoch_loss_history'].append(loss)
     history['epoch_val_metric_history'].append(metric)
     history['epoch_fnfe_history'].append(forward_nfe)

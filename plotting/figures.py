@@ -14,6 +14,7 @@ from experiments.grids import FIGURES as FIGURE_STUDIES
 from experiments.grids import STUDIES
 from plotting import (
     plot_ode_times,
+    plot_ou_cosines,
     plot_ou_solutions,
     plot_sde_times,
     plot_speedup,
@@ -26,6 +27,7 @@ DOCS_FIGURES = pathlib.Path(__file__).resolve().parents[1] / 'docs' / 'figures'
 _DRAWN_BY = {'speedup': (plot_speedup, []),
              'toy_gradient': (plot_toy_gradient, []),
              'sde_times': (plot_sde_times, []),
+             'ou_cosines': (plot_ou_cosines, []),
              'ou_solutions_adjoint_gq': (plot_ou_solutions, [])}
 
 #: (file name, module, its arguments, the (experiment, flags) it draws or None) of each

@@ -3,6 +3,7 @@ std over repeats, one line per method), and validation loss against epoch and ag
 wall-clock time at one width (``python -m plotting.plot_ode_times --experiment NAME``)."""
 
 import argparse
+import pathlib
 import sys
 
 import numpy as np
@@ -10,7 +11,7 @@ from matplotlib.ticker import NullFormatter
 
 from common.arguments import positive_float, positive_int
 from experiments import results
-from experiments.grids import EXPERIMENTS, ODE_OPTIONS, STUDIES
+from experiments.grids import EPOCH_TIMES_DIR, EXPERIMENTS, ODE_OPTIONS, STUDIES
 from models.backprop import EXTRA_OPTIONS
 from plotting import PLOTS_DIR
 from plotting.style import line_style, plt, save
@@ -91,6 +92,11 @@ def plot_timing(*, results_dir, plots_dir, experiment, ablation, options, final_
         print(f'nothing to plot: no finished runs of {experiment}/{ablation} in {results_dir}; '
               'no figure written', file=sys.stderr)
         return None
+    # Short timing runs (results/epoch_times) stand in where an option was only timed.
+    timed = results.complete_runs(pathlib.Path(results_dir) / EPOCH_TIMES_DIR, experiment,
+                                  ablation)
+    timed = {key: found for key, found in timed.items() if key not in runs}
+    full_epochs = max(len(run['epochs']) - 1 for found in runs.values() for run in found)
     widths = sorted({width for width, _ in runs})
     if curve_width is not None and curve_width not in widths:
         # Refuse rather than draw loss panels titled with a width that has no runs.
@@ -99,10 +105,11 @@ def plot_timing(*, results_dir, plots_dir, experiment, ablation, options, final_
               'written', file=sys.stderr)
         return None
     options = [option for option in (*all_options, *extra_options)
-               if any(key[1] == option for key in runs)]
+               if any(key[1] == option for key in (*runs, *timed))]
+    axis_widths = sorted({width for width, _ in (*runs, *timed)})
     for option in all_options:
         for width in widths:
-            if (width, option) not in runs:
+            if (width, option) not in runs and (width, option) not in timed:
                 print(f'missing: {experiment}/{ablation} width {width} {option}; left out',
                       file=sys.stderr)
     series, label = final_series
@@ -113,8 +120,21 @@ def plot_timing(*, results_dir, plots_dir, experiment, ablation, options, final_
         times = [_mean_std([r['epoch_times'].sum() for r in runs[(w, option)]]) for w in present]
         finals = [_mean_std([r[series][-1] for r in runs[(w, option)]]) for w in present]
         for axis, values in ((axes[0], times), (axes[1], finals)):
+            if not present:
+                continue
             means, stds = np.array(values).T
             axis.errorbar(present, means, yerr=stds, capsize=3, marker='o', **line_style(option))
+        short = sorted(width for width, timed_option in timed if timed_option == option)
+        if short:
+            # Hollow: seconds per epoch of the short runs × the full runs' epochs.
+            estimates = np.array([_mean_std([run['epoch_times'][1:].mean() * full_epochs
+                                             for run in timed[(width, option)]])
+                                  for width in short])
+            style = line_style(option)
+            axes[0].errorbar(short, estimates[:, 0], yerr=estimates[:, 1], capsize=3,
+                             marker='o', markerfacecolor='white', linestyle='none',
+                             color=style['color'],
+                             label=None if present else style['label'])
         if (curve_width, option) in runs:
             losses = np.array([r['epoch_loss_history'] for r in runs[(curve_width, option)]])
             clocks = np.array([np.cumsum(r['epoch_times']) for r in runs[(curve_width, option)]])
@@ -125,7 +145,7 @@ def plot_timing(*, results_dir, plots_dir, experiment, ablation, options, final_
     axes[1].set(xlabel='width (hidden units or channels)', ylabel=label, xscale='log')
     for axis in axes[:2]:
         # The widths themselves as ticks: log-scale minor labels overlap on short ranges.
-        axis.set_xticks(widths, [str(width) for width in widths])
+        axis.set_xticks(axis_widths, [str(width) for width in axis_widths])
         axis.xaxis.set_minor_formatter(NullFormatter())
     axes[2].set(xlabel='epoch', ylabel='validation loss', title=f'width {curve_width}')
     axes[3].set(xlabel='training wall-clock time (s)', ylabel='validation loss',
@@ -134,6 +154,9 @@ def plot_timing(*, results_dir, plots_dir, experiment, ablation, options, final_
     if all(line.get_ydata().min() > 0 for axis in axes[2:] for line in axis.get_lines()):
         for axis in axes[2:]:
             axis.set_yscale('log')
+    if timed:
+        axes[0].set_title(f'hollow: {full_epochs} × seconds per epoch of short runs',
+                          fontsize='medium')
     figure.subplots_adjust(wspace=0.3)
     if options:
         axes[0].legend()

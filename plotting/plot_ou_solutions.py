@@ -42,8 +42,8 @@ def main(argv=None):
     try:
         weights = results.read_weights(folder)
         if weights is None:
-            checkpoint = results.read_checkpoint(folder)
-            weights = None if checkpoint is None else checkpoint['model']
+            kept = results.read_checkpoint(folder)
+            weights = None if kept is None else kept[0]['model']
     except results.ResultsError as error:
         print(f'unreadable: {error}; no figure written', file=sys.stderr)
         return None

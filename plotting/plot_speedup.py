@@ -7,7 +7,7 @@ torchsde's ``sde_adjoint`` for the SDE; ``direct``, or ``sde_direct``), from the
 every study of :data:`experiments.grids.STUDIES` found under ``--results_dir``. Below 1,
 GQ trained faster. Where the adjoint only ran a few epochs (the short timing runs of
 ``results/epoch_times``), its point is hollow: GQ's seconds per epoch ÷ the adjoint's
-over those epochs.
+over those epochs; likewise for direct backprop.
 """
 
 import argparse
@@ -28,12 +28,12 @@ NAME = 'speedup'
 
 
 def ratios(results_dir, study):
-    """``(widths, ÷ adjoint, ÷ direct, short)`` of one study (NaN where a reference is
-    missing).
+    """``(widths, ÷ adjoint, ÷ direct, short adjoint, short direct)`` of one study (NaN
+    where a reference is missing).
 
-    Where the adjoint reference has no full runs at a width but the study's short timing
-    runs (``<results_dir>/epoch_times``) have both options there, ÷ adjoint is the ratio
-    of their mean seconds per epoch, and ``short`` (a boolean array) is True there.
+    Where a reference has no full runs at a width but the study's short timing runs
+    (``<results_dir>/epoch_times``) have it and GQ there, its ratio is that of their mean
+    seconds per epoch, and its ``short`` (a boolean array) is True there.
     """
     runs = results.complete_runs(results_dir, study.experiment, study.ablation())
     timed = results.complete_runs(pathlib.Path(results_dir) / EPOCH_TIMES_DIR,
@@ -48,15 +48,22 @@ def ratios(results_dir, study):
         return np.mean([run['epoch_times'][1:].mean() if per_epoch else
                         run['epoch_times'].sum() for run in found])
     gq = np.array([mean_time(runs, width, 'adjoint_gq') for width in widths])
-    versus_adjoint = gq / np.array([mean_time(runs, width, adjoint) for width in widths])
-    short = np.zeros(len(widths), dtype=bool)
-    for index, width in enumerate(widths):
-        if np.isnan(versus_adjoint[index]):
-            versus_adjoint[index] = (mean_time(timed, width, 'adjoint_gq', True)
-                                     / mean_time(timed, width, adjoint, True))
-            short[index] = np.isfinite(versus_adjoint[index])
-    return (widths, versus_adjoint,
-            gq / np.array([mean_time(runs, width, direct) for width in widths]), short)
+
+    def versus(reference):
+        found = gq / np.array([mean_time(runs, width, reference) for width in widths])
+        short = np.zeros(len(widths), dtype=bool)
+        for index, width in enumerate(widths):
+            if np.isnan(found[index]):
+                # GQ's own short runs where it has them (the same few epochs), else its
+                # full runs' seconds per epoch.
+                gq_epoch = mean_time(timed, width, 'adjoint_gq', True)
+                if np.isnan(gq_epoch):
+                    gq_epoch = mean_time(runs, width, 'adjoint_gq', True)
+                found[index] = gq_epoch / mean_time(timed, width, reference, True)
+                short[index] = np.isfinite(found[index])
+        return found, short
+    (versus_adjoint, short), (versus_direct, short_direct) = versus(adjoint), versus(direct)
+    return widths, versus_adjoint, versus_direct, short, short_direct
 
 
 def main(argv=None):
@@ -69,19 +76,20 @@ def main(argv=None):
     drawn = 0
     hollow = False
     for number, (name, study) in enumerate(STUDIES.items()):
-        widths, versus_adjoint, versus_direct, short = ratios(args.results_dir, study)
+        widths, versus_adjoint, versus_direct, *shorts = ratios(args.results_dir, study)
         # One colour and marker per study, the same in both panels.
         style = dict(marker='osD^vP<>'[number % 8], color=f'C{number % 10}', label=name)
         for axis, values in zip(axes, (versus_adjoint, versus_direct)):
             if widths and np.isfinite(values).any():
                 axis.plot(widths, values, **style)
                 drawn += 1
-        if short.any():
-            # Hollow: the ratio of seconds per epoch over a few epochs, not whole runs.
-            axes[0].plot(np.array(widths)[short], versus_adjoint[short], linestyle='none',
-                         marker=style['marker'], markersize=11, markerfacecolor='white',
-                         color=style['color'])
-            hollow = True
+        for axis, values, short in zip(axes, (versus_adjoint, versus_direct), shorts):
+            if short.any():
+                # Hollow: the ratio of seconds per epoch over a few epochs, not whole runs.
+                axis.plot(np.array(widths)[short], values[short], linestyle='none',
+                          marker=style['marker'], markersize=11, markerfacecolor='white',
+                          color=style['color'])
+                hollow = True
     if not drawn:
         print(f'nothing to plot: no finished adjoint_gq runs with a reference in '
               f'{args.results_dir}; no figure written', file=sys.stderr)
@@ -93,8 +101,9 @@ def main(argv=None):
         axis.legend(fontsize='small')
     axes[0].set_ylabel('ratio of training times (below 1: GQ faster)')
     if hollow:
-        axes[0].set_title(f'{axes[0].get_title()}\n(hollow: seconds per epoch over the '
-                          f'first epochs only)', fontsize='medium')
+        for axis in axes:
+            axis.set_title(f'{axis.get_title()}\n(hollow: seconds per epoch over the '
+                           'first epochs only)', fontsize='medium')
     paths = save(figure, args.plots_dir, NAME)
     print(f'wrote {paths[0]} and {paths[1]}')
     return paths

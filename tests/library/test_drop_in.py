@@ -13,7 +13,7 @@ import torch
 import torchdiffeq
 from torch import nn
 
-from tests.library.problems import LinearField, SineField, loss_of
+from gradient_tests.problems import LinearField, SineField, loss_of
 from torch_gq_adjoint import odeint, odeint_adjoint, odeint_adjoint_gq
 from torch_gq_adjoint._impl import checks
 

@@ -12,7 +12,7 @@ import torch
 import torchdiffeq
 from torch import nn
 
-from tests.library.problems import LinearField, SineField, gradients, measure, problem
+from gradient_tests.problems import LinearField, SineField, gradients, measure, problem
 from torch_gq_adjoint import odeint, odeint_adjoint_gq
 from torch_gq_adjoint._impl import checks, error_control
 from torch_gq_adjoint._impl.interpolation import hermite

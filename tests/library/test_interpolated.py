@@ -10,7 +10,7 @@ import torch
 import torchdiffeq
 from torch import nn
 
-from tests.library.problems import (
+from gradient_tests.problems import (
     PROBLEMS,
     SecondOrderField,
     exact_gradients,

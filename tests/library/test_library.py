@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 import torch_gq_adjoint
-from tests.library.problems import (
+from gradient_tests.problems import (
     CountingMixin,
     LinearField,
     SineField,

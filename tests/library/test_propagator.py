@@ -10,7 +10,7 @@ import torch
 import torchdiffeq
 from torch import nn
 
-from tests.library.problems import SecondOrderField, sine_series
+from gradient_tests.problems import SecondOrderField, sine_series
 from torch_gq_adjoint import odeint, odeint_adjoint_gq
 from torch_gq_adjoint._impl import choice, notices, propagator
 from torch_gq_adjoint._impl.state import StateLayout

@@ -170,9 +170,16 @@ def test_speedup_figure_divides_mean_training_times(tmp_path, capsys):
     timed = base / 'epoch_times'
     _fake_run(timed, 'g1d', 'aug3', 500, 'adjoint_gq', 1, 2.0)
     _fake_run(timed, 'g1d', 'aug3', 500, 'adjoint_ode', 1, 8.0)
-    widths, versus_adjoint, versus_direct, short = plot_speedup.ratios(base, STUDIES['g1d'])
-    assert widths == [20, 500]
-    assert versus_adjoint.tolist() == [0.5, 0.25] and versus_direct.tolist() == [2.0, 0.5]
-    assert short.tolist() == [False, True]
+    # At width 1000 GQ trained in full (4 s per epoch) and direct was only timed (16 s):
+    # GQ's full runs give its seconds per epoch.
+    _fake_run(base, 'g1d', 'aug3', 1000, 'adjoint_gq', 1, 4.0)
+    _fake_run(timed, 'g1d', 'aug3', 1000, 'direct', 1, 16.0)
+    widths, versus_adjoint, versus_direct, short, short_direct = plot_speedup.ratios(
+        base, STUDIES['g1d'])
+    assert widths == [20, 500, 1000]
+    assert versus_adjoint.tolist()[:2] == [0.5, 0.25] and np.isnan(versus_adjoint[2])
+    assert versus_direct.tolist() == [2.0, 0.5, 0.25]
+    assert short.tolist() == [False, True, False]
+    assert short_direct.tolist() == [False, False, True]
     png, _ = plot_speedup.main(['--results_dir', str(base), '--plots_dir', str(tmp_path)])
     assert png.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'

@@ -291,7 +291,7 @@ def test_a_checkpoint_with_more_epochs_than_asked_is_refused(tmp_path, capsys):
 
 def test_a_checkpoint_that_disagrees_with_the_summary_is_refused(tmp_path, capsys):
     folder = _g1d(tmp_path, '--nepochs', '4')
-    checkpoint = torch.load(folder / results.CHECKPOINT, weights_only=False)
+    checkpoint = torch.load(folder / results.CHECKPOINT, weights_only=True)
     summary = json.loads((folder / results.SUMMARY).read_text())
     summary['epochs_done'] = 2
     (folder / results.SUMMARY).write_text(json.dumps(summary))

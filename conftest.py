@@ -4,7 +4,7 @@ import pathlib
 import sys
 
 # Tests run the repository's modules (models, benchmarks, gradient_tests) from a checkout.
-REPOSITORY = pathlib.Path(__file__).resolve().parents[1]
+REPOSITORY = pathlib.Path(__file__).resolve().parent
 if str(REPOSITORY) not in sys.path:
     sys.path.insert(0, str(REPOSITORY))
 

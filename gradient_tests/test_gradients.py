@@ -1,19 +1,15 @@
-"""Gradient tests of the GQ adjoint against closed forms and direct backprop.
-
-Every torchdiffeq method (all of ``checks.METHODS``) is checked on three problems with
-closed-form solutions (constant, linear, time-dependent sine), in float64 with tight
-tolerances and ``gtol=1``: GQ against the closed form, and GQ against direct backprop (except
-scipy_solver, which direct backprop cannot differentiate). Direct
-backprop's time gradient differentiates the discretisation (step grid, interpolation),
-so it is compared to GQ with a looser bound than the other gradients.
-"""
+"""The gradient checks of :mod:`gradient_tests.checks` as tests, and the gradient
+properties beyond them: finite differences (gradcheck), unused parameters, tuple states,
+decreasing and partial time gradients, and counting a user's own evaluations."""
 
 import pytest
 import torch
 from torch import nn
 
-from tests.library.problems import (
-    PROBLEMS,
+from gradient_tests import checks
+from gradient_tests.__main__ import main as gradient_tests_main
+from gradient_tests.checks import all_checks, run
+from gradient_tests.problems import (
     ConstantField,
     CountingMixin,
     LinearField,
@@ -24,27 +20,8 @@ from tests.library.problems import (
 )
 from torch_gq_adjoint import odeint, odeint_adjoint_gq
 from torch_gq_adjoint._impl.checkpoint import CHECKPOINT_METHODS
-
-# method -> (solver arguments, bound vs closed form, bound vs direct, bound on t vs direct)
-METHOD_SETTINGS = {
-    'dopri5': (dict(rtol=1e-10, atol=1e-10), 1e-7, 3e-7, 1e-5),
-    'dopri8': (dict(rtol=1e-10, atol=1e-10), 1e-4, 2e-4, 3e-3),
-    'bosh3': (dict(rtol=1e-8, atol=1e-8), 1e-3, 1e-3, 6e-2),
-    'adaptive_heun': (dict(rtol=1e-6, atol=1e-6), 1e-4, 2e-4, 3e-2),
-    'euler': (dict(options=dict(step_size=1e-3)), 2e-2, 3e-2, 5e-2),
-    'midpoint': (dict(options=dict(step_size=1e-3)), 2e-5, 3e-5, 5e-3),
-    'rk4': (dict(options=dict(step_size=2e-3)), 5e-5, 6e-5, 1e-2),
-    'explicit_adams': (dict(options=dict(step_size=1e-3)), 2e-5, 2e-5, 3e-2),
-    'implicit_adams': (dict(options=dict(step_size=1e-3)), 2e-5, 2e-5, 2e-2),
-    'fixed_adams': (dict(options=dict(step_size=1e-3)), 2e-5, 2e-5, 2e-2),
-    'heun2': (dict(options=dict(step_size=1e-3)), 2e-5, 3e-5, 5e-3),
-    'heun3': (dict(options=dict(step_size=1e-3)), 2e-5, 3e-5, 5e-3),
-    'fehlberg2': (dict(rtol=1e-8, atol=1e-8), 1e-4, 2e-4, 3e-2),
-    'scipy_solver': (dict(rtol=1e-10, atol=1e-10, options=dict(solver='RK45')), 1e-6, 2e-6, 1e-4),
-}
-
-#: Methods that direct backprop cannot differentiate (scipy solves outside autograd).
-NOT_DIFFERENTIABLE = {'scipy_solver'}
+from torch_gq_adjoint._impl.checks import METHODS
+from torch_gq_adjoint._impl.choice import BACKWARDS
 
 Y0 = [[1.0, -0.5, 0.3], [0.2, 0.4, -1.0]]
 
@@ -97,25 +74,43 @@ def test_checkpoint_gradcheck(method):
                                     fast_mode=True)
 
 
-@pytest.mark.parametrize('method', sorted(METHOD_SETTINGS))
-@pytest.mark.parametrize('problem', sorted(PROBLEMS))
-@pytest.mark.parametrize('time_gradients', [False, True], ids=['no_t_grad', 't_grad'])
-def test_gq_matches_closed_form_and_direct(method, problem, time_gradients):
-    settings, exact_bound, direct_bound, time_bound = METHOD_SETTINGS[method]
-    func = PROBLEMS[problem]()
-    y0 = _initial_state()
-    t = torch.linspace(0, 1, 4, dtype=torch.float64, requires_grad=time_gradients)
-    exact = exact_gradients(func, y0, t)
-    gq = gradients(odeint_adjoint_gq, func, y0, t, method=method, gtol=1.0, **settings)
-    assert set(gq) == set(exact)
-    assert _max_difference(gq, exact, gq) < exact_bound
-    assert gq['unused'].abs().max().item() == 0.0
-    if method in NOT_DIFFERENTIABLE:
-        return
-    direct = gradients(odeint, func, y0, t, method=method, **settings)
-    assert _max_difference(gq, direct, [key for key in gq if key != 't']) < direct_bound
-    if time_gradients:
-        assert _max_difference(gq, direct, ['t']) < time_bound
+@pytest.mark.parametrize('check', all_checks(), ids=lambda check: check.name)
+def test_check(check):
+    """Each check of ``python -m gradient_tests``, one test each."""
+    outcome = run(check)
+    failing = {name: value for name, value in outcome.errors.items()
+               if not value[0] <= value[1]}
+    assert outcome.passed, failing
+    assert set(outcome.errors) >= {'closed form', 'unused'}
+
+
+def test_every_method_and_backward_pass_is_checked():
+    checks = all_checks()
+    assert {check.method for check in checks} == set(METHODS)
+    assert {check.backward for check in checks} == set(BACKWARDS)
+    assert len(checks) == len(set(checks))
+
+
+def test_the_command_prints_a_row_per_check_and_fails_on_a_failure(capsys, monkeypatch):
+    assert gradient_tests_main(['--method', 'dopri5', '--backward', 'interpolated']) == 0
+    lines = capsys.readouterr().out.splitlines()
+    rows = [line for line in lines if line.startswith('dopri5')]
+    assert len(rows) == 6 and all(row.endswith('pass') for row in rows)
+    assert lines[-1] == '6 of 6 checks passed'
+    # A bound no solver meets: the same command fails, and names the check.
+    settings = dict(checks.METHOD_SETTINGS)
+    settings['dopri5'] = (settings['dopri5'][0], 1e-30, 1e-30, 1e-30)
+    monkeypatch.setattr(checks, 'METHOD_SETTINGS', settings)
+    assert gradient_tests_main(['--method', 'dopri5', '--backward', 'interpolated']) == 1
+    output = capsys.readouterr().out
+    assert 'FAIL' in output and '0 of 6 checks passed; failed: dopri5-constant-no_t' in output
+
+
+def test_the_command_refuses_a_selection_with_no_check(capsys):
+    with pytest.raises(SystemExit) as raised:
+        gradient_tests_main(['--method', 'rk4', '--backward', 'checkpoint'])
+    assert raised.value.code == 2
+    assert 'no check has that method and backward pass' in capsys.readouterr().err
 
 
 def test_gq_gradcheck_dopri5():
