@@ -15,7 +15,6 @@ from dataclasses import dataclass
 
 import torch
 import torchdiffeq
-from torch.autograd.function import once_differentiable
 
 from . import checks
 from .backward_options import backward_norm
@@ -24,6 +23,7 @@ from .choice import BACKWARDS, choose, records
 from .dynamics import CountedField
 from .notices import call_site
 from .record import ForwardRecord, check_finite, time_gradients
+from .second_order import differentiable_backward
 from .state import FlatField, StateLayout
 
 
@@ -82,8 +82,9 @@ class _GaussQuadratureAdjoint(torch.autograd.Function):
         _report(settings.info, forward_nfe=counted.nfe,
                 checkpoint_bytes=0 if tape is None else tape.nbytes,
                 checkpoint_steps=0 if tape is None else len(tape.starts))
+        # y0's parts too: a backward pass that records its graph solves again from them.
         ctx.save_for_backward(t, *((event_t,) if event_t is not None else ()), *solution,
-                              *params)
+                              *params, *parts)
         if event_t is None:
             return solution
         # torchdiffeq's own adjoint does not differentiate the event time either; the
@@ -92,7 +93,6 @@ class _GaussQuadratureAdjoint(torch.autograd.Function):
         return (event_t, *solution)
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, *grad_outputs):
         settings = ctx.settings
         layout = settings.layout
@@ -103,7 +103,27 @@ class _GaussQuadratureAdjoint(torch.autograd.Function):
             event_t, saved = saved[0], saved[1:]
             grad_outputs = grad_outputs[1:]
         parts = len(layout.shapes)
-        solution_parts, params = saved[:parts], saved[parts:]
+        solution_parts, params, y0_parts = (saved[:parts], saved[parts:-parts],
+                                            saved[-parts:])
+        if torch.is_grad_enabled() or getattr(ctx, 'with_graph', False):
+            # create_graph=True: the cotangents must carry their own graph. A later
+            # backward pass through this solve (the second derivative reaching the
+            # cotangents' dependence on the solution) takes the same path, so that every
+            # order is direct backprop's.
+            grad_times, grad_y0, param_grads, costs = differentiable_backward(
+                settings, t, y0_parts, params, grad_outputs, ctx.needs_input_grad[1])
+            ctx.with_graph = True
+            _report(settings.info, **costs)
+            return (None, grad_times, *grad_y0, *param_grads)
+        return _backward(ctx, settings, t, event_t if event_mode else None, solution_parts,
+                         params, grad_outputs)
+
+
+def _backward(ctx, settings, t, event_t, solution_parts, params, grad_outputs):
+    """The backward pass without a graph of its own: the chosen pass's cotangents."""
+    layout = settings.layout
+    event_mode = event_t is not None
+    with torch.no_grad():
         solution = layout.flatten_series(tuple(solution_parts) if layout.is_tuple
                                          else solution_parts[0])
         grads = [torch.zeros_like(part) if grad is None else grad
@@ -220,7 +240,11 @@ def odeint_adjoint_gq(func, y0, t, *, rtol=1e-7, atol=1e-9, gtol=None, method=No
               recomputes one step at a time with torchdiffeq's own step function and
               backpropagates through it: direct backpropagation's gradient less the
               derivative of the step-size controller. ``adjoint_*`` arguments and the
-              ``*_adjoint`` callbacks are not used by it.
+              ``*_adjoint`` callbacks are not used by it. With ``create_graph=True``
+              (second derivatives) it solves again with a graph and backpropagates through
+              it: direct backprop's derivatives of every order, at direct backprop's
+              memory; ``'auto'`` then takes it, and the other passes raise
+              (docs/usage.md).
 
             A pass that cannot serve the solve (docs/backward.md says which) gives way to
             ``'restart'`` with a warning, shown once per call site and process.
