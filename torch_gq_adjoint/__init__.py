@@ -24,4 +24,5 @@ from ._impl.wong_zakai import (
 
 __all__ = ['odeint', 'odeint_adjoint', 'odeint_adjoint_gq', 'MAX_NODES', 'CosineBrownian',
            'WongZakaiODE', 'StratonovichSDE', 'cosine_brownian_variance']
-__version__ = '0.1.0'
+#: The library's version (pyproject.toml reads it from here; CHANGELOG.md says what changed).
+__version__ = '0.2.0'

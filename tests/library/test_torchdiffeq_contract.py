@@ -101,7 +101,7 @@ def test_fixed_grid_output_at_a_grid_point_is_the_grid_state():
 
 def test_the_private_pieces_the_checkpointed_backward_rebuilds_steps_with():
     # backward='checkpoint' builds the very solver odeint builds and recomputes each
-    # accepted step with these; tests/test_checkpoint.py checks the values bit for bit.
+    # accepted step with these; tests/library/test_checkpoint.py checks the values bit for bit.
     import inspect
 
     from torchdiffeq._impl.fixed_grid import FixedGridODESolver
