@@ -33,3 +33,17 @@ def test_the_bouncing_ball_trains_through_every_reference():
     results, _ = clients.measure('bouncing_ball', ['direct', 'adjoint', 'gq default'], 1,
                                  torch.device('cpu'))
     assert all('failed' not in result for result in results.values()), results
+
+
+@pytest.mark.slow
+def test_the_compile_benchmark_prints_both_modes(capsys):
+    from benchmarks import compiled
+
+    compiled.main(['--workload', 'spiral', '--repeats', '1', '--threads', '1'])
+    rows = [line.split() for line in capsys.readouterr().out.splitlines()[1:]]
+    assert [row[:3] for row in rows] == [['spiral', 'gq', 'default'], ['spiral', 'direct']][:1] \
+        + [['spiral', 'direct', rows[1][2]]]
+    for row in rows:
+        plain, compiled_seconds, ratio = map(float, row[-4:-1])
+        assert plain > 0 and compiled_seconds > 0
+        assert ratio == pytest.approx(compiled_seconds / plain, abs=0.01)
