@@ -1,5 +1,6 @@
 """The clients benchmark survives a mode that fails: its row says why, the rest prints."""
 
+import pytest
 import torch
 
 from benchmarks import clients
@@ -41,8 +42,8 @@ def test_the_compile_benchmark_prints_both_modes(capsys):
 
     compiled.main(['--workload', 'spiral', '--repeats', '1', '--threads', '1'])
     rows = [line.split() for line in capsys.readouterr().out.splitlines()[1:]]
-    assert [row[:3] for row in rows] == [['spiral', 'gq', 'default'], ['spiral', 'direct']][:1] \
-        + [['spiral', 'direct', rows[1][2]]]
+    assert len(rows) == 2
+    assert rows[0][:3] == ['spiral', 'gq', 'default'] and rows[1][:2] == ['spiral', 'direct']
     for row in rows:
         plain, compiled_seconds, ratio = map(float, row[-4:-1])
         assert plain > 0 and compiled_seconds > 0
