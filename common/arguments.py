@@ -3,6 +3,7 @@ that argparse prefixes with the flag's name, then exits with status 2."""
 
 import argparse
 import math
+import sys
 
 
 def _integer_at_least(text, minimum, description):
@@ -69,3 +70,46 @@ def experiment_number(text):
             f'must be at most {MAX_EXPERIMENT_NO} (the seed is 1000 × it and must stay below '
             f'2**32); got {text!r}')
     return value
+
+
+def folder(text):
+    """A folder path: any non-empty text (an empty one would mean the current folder)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError(f'must name a folder; got {text!r}')
+    return text
+
+
+def numbers_as_values(argv):
+    """``argv`` with every negative number that follows a ``--flag`` joined to it
+    (``--tol -1e-3`` -> ``--tol=-1e-3``).
+
+    argparse reads ``-1e-3`` as an unknown flag (it recognises only plain negative
+    numbers such as ``-1`` or ``-0.5`` as values), so the flag would be reported as
+    missing its value instead of the value being checked.
+    """
+    joined = []
+    for token in argv:
+        previous = joined[-1] if joined else ''
+        if (token.startswith('-') and _is_number(token) and previous.startswith('--')
+                and '=' not in previous):
+            joined[-1] = f'{previous}={token}'
+        else:
+            joined.append(token)
+    return joined
+
+
+def _is_number(text):
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse's parser that reads negative numbers after a flag as its value
+    (:func:`numbers_as_values`), so that their own check names what is wrong."""
+
+    def parse_known_args(self, args=None, namespace=None):
+        args = sys.argv[1:] if args is None else list(args)
+        return super().parse_known_args(numbers_as_values(args), namespace)

@@ -26,8 +26,10 @@ import torchdiffeq
 
 from common import atomic
 from common.arguments import (
+    ArgumentParser,
     experiment_number,
     flag,
+    folder,
     non_negative_int,
     positive_float,
     positive_int,
@@ -44,7 +46,7 @@ from models.trainer import DivergenceError, Trainer
 def build_parser(prog, description, *, width, lr, nepochs, batchsize,
                  options=ADJOINT_OPTIONS + EXTRA_OPTIONS):
     """The common flags of every experiment (docs/paper_notes.md §3), with its defaults."""
-    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser = ArgumentParser(prog=prog, description=description)
     parser.add_argument('--adjoint_option', default='adjoint_gq', choices=options,
                         help='how to backpropagate (default adjoint_gq)')
     parser.add_argument('--experiment_no', type=experiment_number, default=1,
@@ -68,9 +70,9 @@ def build_parser(prog, description, *, width, lr, nepochs, batchsize,
     parser.add_argument('--save_model', type=flag, default=0,
                         help='1: write a checkpoint every epoch (default 0)')
     parser.add_argument('--quiet', action='store_true', help='no progress bar (for sweeps)')
-    parser.add_argument('--results_dir', default=str(results.RESULTS_DIR),
+    parser.add_argument('--results_dir', type=folder, default=str(results.RESULTS_DIR),
                         help=f'where results go (default {results.RESULTS_DIR})')
-    parser.add_argument('--data_dir', default=str(DATA_DIR),
+    parser.add_argument('--data_dir', type=folder, default=str(DATA_DIR),
                         help=f'where data sets are read or generated (default {DATA_DIR})')
     return parser
 

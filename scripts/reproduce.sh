@@ -9,15 +9,33 @@ set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 PYTHON="${PYTHON:-python}"
 results_dir=results; grid=paper; arguments=("$@")
+usage() { sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'; }
+refuse() { echo "reproduce: $1 (see --help); nothing was run" >&2; exit 2; }
+# Every flag is checked here, before any step: a flag a sweep would refuse must not let
+# the steps after it (the toy gradient, the figures) run into --results_dir.
 while [ $# -gt 0 ]; do
     case "$1" in
         --quick) grid=quick ;;
         --reduced) grid=reduced ;;
-        --grid) grid="${2:-}"; shift ;;
-        --results_dir) results_dir="${2:-}"; shift ;;
+        --slurm|--no-submit) ;;
+        --grid|--jobs|--results_dir|--log_dir)
+            [ $# -ge 2 ] || refuse "$1 needs a value"
+            case "$1" in
+                --grid) grid="$2" ;;
+                --jobs) [[ "$2" =~ ^[1-9][0-9]*$ ]] || refuse "--jobs must be a positive integer; got '$2'" ;;
+                --results_dir) results_dir="$2" ;;
+            esac
+            [ -n "$2" ] || refuse "$1 must not be empty"
+            shift ;;
+        -h|--help) usage; exit 0 ;;
+        *) refuse "unknown flag '$1'" ;;
     esac
     shift
 done
+case "$grid" in
+    paper|reduced|quick) ;;
+    *) refuse "--grid must be paper, reduced or quick; got '$grid'" ;;
+esac
 status=0
 # Each step runs in the background and is waited for, so that SIGINT or SIGTERM reaches
 # this script at once: it stops the running sweep (which stops its runs: each saves what

@@ -446,3 +446,29 @@ def test_a_checkpoint_one_epoch_ahead_of_its_summary_resumes(tmp_path):
     (folder / results.SUMMARY).write_text(json.dumps(summary))
     resumed = results.read_run(_g1d(tmp_path, '--nepochs', '5', '--load_model', '1'))
     assert resumed['epochs'].tolist() == [0, 1, 2, 3, 4, 5] and resumed['summary']['complete']
+
+
+@pytest.mark.parametrize('flags, words', [
+    (('--nosuch',), "unknown flag '--nosuch'"),
+    (('--jobs', '-1'), "--jobs must be a positive integer; got '-1'"),
+    (('--grid', 'big'), "--grid must be paper, reduced or quick; got 'big'"),
+    (('--reduced', '--log_dir'), '--log_dir needs a value'),
+])
+def test_reproduce_refuses_a_bad_flag_before_any_step(tmp_path, flags, words):
+    finished = subprocess.run(['bash', str(REPOSITORY / 'scripts' / 'reproduce.sh'),
+                               '--results_dir', str(tmp_path / 'results'), *flags],
+                              capture_output=True, text=True, timeout=60)
+    assert finished.returncode == 2
+    assert words in finished.stderr and 'nothing was run' in finished.stderr
+    assert not (tmp_path / 'results').exists()
+
+
+@pytest.mark.parametrize('flags, words', [
+    (('--tol', '-1e-3'), "argument --tol: must be a positive number; got '-1e-3'"),
+    (('--lr', '-2.5e-4'), "argument --lr: must be a positive number; got '-2.5e-4'"),
+    (('--results_dir', ''), "argument --results_dir: must name a folder; got ''"),
+    (('--data_dir', ' '), "argument --data_dir: must name a folder; got ' '"),
+])
+def test_negative_numbers_and_empty_folders_are_checked_as_values(capsys, flags, words):
+    code, message = _exit(capsys, g1d.main, ['--quiet', *flags])
+    assert code == 2 and words in message
