@@ -145,3 +145,18 @@ def test_committed_summaries_hold_no_absolute_paths():
 def test_paths_inside_the_repository_are_recorded_relative_to_it(tmp_path):
     assert results.portable(results.REPOSITORY / 'datasets' / 'data') == 'datasets/data'
     assert results.portable(tmp_path) == str(tmp_path)
+
+
+def test_figures_rebuild_to_the_same_bytes(tmp_path):
+    # The solutions figure samples paths (seeded, Brownian motions included); every PDF
+    # would carry its creation date if not told otherwise.
+    from plotting import plot_ou_solutions, plot_sde_times
+
+    built = []
+    for attempt in ('first', 'second'):
+        folder = tmp_path / attempt
+        for module in (plot_ou_solutions, plot_sde_times):
+            assert module.main(['--results_dir', str(COMMITTED), '--plots_dir',
+                                str(folder)]) is not None
+        built.append({path.name: path.read_bytes() for path in sorted(folder.iterdir())})
+    assert len(built[0]) == 4 and built[0] == built[1]

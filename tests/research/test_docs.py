@@ -99,3 +99,10 @@ def test_the_version_is_written_once():
     assert f'\nversion: {version}\n' in citation
     changelog = (REPOSITORY / 'CHANGELOG.md').read_text()
     assert re.search(r'^## (\S+)', changelog, re.M).group(1) == version
+
+
+def test_ci_runs_the_readme_test_command_verbatim():
+    readme = (REPOSITORY / 'README.md').read_text()
+    command = readme[readme.index('## Test'):].split('```bash\n')[1].split('\n```')[0]
+    assert command.startswith('pip install -r requirements.txt')
+    assert '\n' + command + '\n' in (REPOSITORY / '.ci' / 'run').read_text()

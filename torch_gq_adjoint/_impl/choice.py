@@ -50,6 +50,7 @@ from .checks import tight_enough
 from .interpolated import InterpolatedBackward
 from .notices import warn_once
 from .propagator import PropagatorBackward, SampleLayout
+from .record import BackwardPass, ForwardRecord
 from .restart import RestartBackward
 
 #: Restart evaluations per checkpoint evaluation: a recomputation with a graph plus a
@@ -136,8 +137,8 @@ def restart_cost(record, vectorised):
 class Entry:
     """One backward pass of the table: its class and its cost model."""
 
-    backward: type
-    cost: Callable  # (record, vectorised) -> restart evaluations
+    backward: type[BackwardPass]
+    cost: Callable[[ForwardRecord, bool], float]  # -> restart evaluations
 
 
 #: Every backward pass, in the order ``'auto'`` prefers them at equal cost.

@@ -10,8 +10,11 @@ returns the cotangents of ``y0`` and the parameters; the time gradients follow i
 form from ``f`` at the output times (:func:`~.record.time_gradients`).
 """
 
+from __future__ import annotations
+
 import numbers
 from dataclasses import dataclass
+from typing import Any, Callable, Union
 
 import torch
 import torchdiffeq
@@ -27,28 +30,35 @@ from .second_order import differentiable_backward
 from .state import FlatField, StateLayout
 
 
-@dataclass
-class _Settings:
-    """Everything the Function needs besides tensors (checked by the public function)."""
+#: A tolerance: a number, or a tensor broadcastable to the state.
+Tolerance = Union[float, torch.Tensor]
+#: A state: one tensor, or a tuple of tensors.
+State = Union[torch.Tensor, tuple]
 
-    func: object
+
+@dataclass
+class Settings:
+    """Everything the Function and the backward passes need besides tensors (checked by
+    the public function)."""
+
+    func: Callable
     field: FlatField
     layout: StateLayout
-    rtol: object
-    atol: object
-    gtol: object
+    rtol: Tolerance
+    atol: Tolerance
+    gtol: float | None
     method: str
-    options: dict
-    event_fn: object
-    adjoint_rtol: object
-    adjoint_atol: object
+    options: dict[str, Any]
+    event_fn: Callable | None
+    adjoint_rtol: Tolerance
+    adjoint_atol: Tolerance
     adjoint_method: str
-    adjoint_options: dict
+    adjoint_options: dict[str, Any]
     backward: str
     custom_adjoint_norm: bool
-    checkpoint_memory: int
-    info: object
-    call_site: tuple
+    checkpoint_memory: float
+    info: dict[str, Any] | None
+    call_site: tuple[str, int]
     per_sample: bool
 
 
@@ -156,11 +166,16 @@ def _report(info, **values):
         info.update(values)
 
 
-def odeint_adjoint_gq(func, y0, t, *, rtol=1e-7, atol=1e-9, gtol=None, method=None,
-                      options=None, event_fn=None, adjoint_rtol=None, adjoint_atol=None,
-                      adjoint_method=None, adjoint_options=None, adjoint_params=None,
-                      backward='auto', batch_dim=0, checkpoint_memory=DEFAULT_CHECKPOINT_MEMORY,
-                      info=None):
+def odeint_adjoint_gq(func: Callable, y0: State, t: torch.Tensor, *, rtol: Tolerance = 1e-7,
+                      atol: Tolerance = 1e-9, gtol: float | None = None,
+                      method: str | None = None, options: dict[str, Any] | None = None,
+                      event_fn: Callable | None = None, adjoint_rtol: Tolerance | None = None,
+                      adjoint_atol: Tolerance | None = None, adjoint_method: str | None = None,
+                      adjoint_options: dict[str, Any] | None = None,
+                      adjoint_params: Any = None, backward: str = 'auto',
+                      batch_dim: int | None = 0,
+                      checkpoint_memory: float = DEFAULT_CHECKPOINT_MEMORY,
+                      info: dict[str, Any] | None = None) -> Any:
     """Solve ``dy/dt = func(t, y)`` like :func:`torchdiffeq.odeint`; gradients by the GQ adjoint.
 
     The forward pass is :func:`torchdiffeq.odeint` itself without a graph (memory
@@ -313,7 +328,7 @@ def odeint_adjoint_gq(func, y0, t, *, rtol=1e-7, atol=1e-9, gtol=None, method=No
     custom_adjoint_norm = callable(adjoint_options.get('norm'))
     adjoint_options['norm'] = backward_norm(options.get('norm'), adjoint_options.get('norm'),
                                             layout)
-    settings = _Settings(
+    settings = Settings(
         func=func, field=FlatField(func, layout), layout=layout, rtol=rtol, atol=atol,
         gtol=gtol, method=method, options=options, event_fn=event_fn,
         adjoint_rtol=adjoint_rtol, adjoint_atol=adjoint_atol, adjoint_method=adjoint_method,

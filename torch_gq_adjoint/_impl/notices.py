@@ -7,10 +7,12 @@ registry does not help here: the backward pass runs inside the autograd engine, 
 user frame on the stack, and ``warnings.warn_explicit`` keeps no registry.
 """
 
+from __future__ import annotations
+
 import sys
 import warnings
 
-_SHOWN = set()
+_SHOWN: set[tuple] = set()
 
 
 def call_site(depth=2):

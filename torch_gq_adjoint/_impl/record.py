@@ -9,10 +9,17 @@ turns the result into the user's structure; the time gradients, which every pass
 the same way, are computed here.
 """
 
+from __future__ import annotations
+
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 import torch
 from torch.func import vmap
+
+if TYPE_CHECKING:  # only for the annotations: these modules import this one
+    from .checkpoint import ForwardTape
+    from .gq_adjoint import Settings
 
 
 @dataclass
@@ -33,21 +40,21 @@ class ForwardRecord:
         field_values: :class:`FieldValues` at the output times (made here).
     """
 
-    settings: object
+    settings: Settings
     t: torch.Tensor
     times: torch.Tensor
     solution: torch.Tensor
-    params: tuple
+    params: tuple[torch.Tensor, ...]
     forward_nfe: int
-    forward_step: object = None
-    tape: object = None
-    field_values: object = field(init=False)
-    _vectorisable: object = field(init=False, default=None)
+    forward_step: torch.Tensor | None = None
+    tape: ForwardTape | None = None
+    field_values: FieldValues = field(init=False)
+    _vectorisable: bool | None = field(init=False, default=None)
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         self.field_values = FieldValues(self.settings.field, self.times, self.solution)
 
-    def vectorisable(self):
+    def vectorisable(self) -> bool:
         """Whether ``vmap`` batches ``func`` over quadrature nodes (one probe evaluation
         with a graph, made on first use)."""
         if self._vectorisable is None:
@@ -76,8 +83,31 @@ class BackwardResult:
 
     grad_y0: torch.Tensor
     adjoint_after_start: torch.Tensor
-    param_grads: list
-    costs: dict = field(default_factory=dict)
+    param_grads: list[torch.Tensor]
+    costs: dict[str, Any] = field(default_factory=dict)
+
+
+class BackwardPass(Protocol):
+    """What every backward pass is (:mod:`.choice` holds the table of them)."""
+
+    #: The value of ``backward`` that forces it.
+    name: str
+
+    @staticmethod
+    def records(settings: Settings) -> tuple[str, ...]:
+        """What the forward must record for this pass (``'steps'``, ``'stages'``)."""
+        ...
+
+    @staticmethod
+    def problem(record: ForwardRecord) -> str | None:
+        """Why the pass cannot serve the solve, or None if it can."""
+        ...
+
+    def __init__(self, record: ForwardRecord) -> None: ...
+
+    def __call__(self, grad_solution: torch.Tensor) -> BackwardResult:
+        """The cotangents for output cotangents ``(T, n)``."""
+        ...
 
 
 class FieldValues:
@@ -87,11 +117,11 @@ class FieldValues:
     reference of the error-controlled quadrature's time check.
     """
 
-    def __init__(self, field, times, solution):
+    def __init__(self, field: Callable, times: torch.Tensor, solution: torch.Tensor) -> None:
         self.field, self.times, self.solution = field, times, solution
-        self.values = None
+        self.values: torch.Tensor | None = None
 
-    def __call__(self):
+    def __call__(self) -> torch.Tensor:
         if self.values is None:
             with torch.no_grad():
                 try:
@@ -102,7 +132,8 @@ class FieldValues:
         return self.values
 
 
-def time_gradients(record, grad_solution, adjoint_after_start):
+def time_gradients(record: ForwardRecord, grad_solution: torch.Tensor,
+                   adjoint_after_start: torch.Tensor) -> torch.Tensor:
     """``dL/dt`` ``(T,)``: ``g_i · f(t_i, z_i)`` for i ≥ 1 and ``-a(t_0⁺) · f(t_0, z_0)``
     (the solution moves with ``t_0`` only through the start of the flow, so the loss
     gradient at ``t_0`` itself does not count)."""
@@ -113,7 +144,7 @@ def time_gradients(record, grad_solution, adjoint_after_start):
     return grads.to(record.times.dtype)
 
 
-def check_finite(result):
+def check_finite(result: BackwardResult) -> None:
     """Raise ``FloatingPointError`` where a gradient holds NaN or inf."""
     named = [('the gradient of y0', result.grad_y0)]
     named += [(f'the gradient of parameter {number}', grad)
