@@ -35,7 +35,8 @@ def test_every_file_named_by_a_document_or_comment_exists():
     sources = _tracked('*.md', 'requirements.txt', 'pyproject.toml', '*.py', '*.sh',
                        '.ci/run')
     missing = []
-    for source in sources:
+    # This file names a missing file on purpose (the check's own test).
+    for source in (path for path in sources if path != pathlib.Path(__file__).resolve()):
         text = source.read_text(errors='replace')
         if source.suffix == '.py':
             # Comments and docstrings: a path in code is data the code builds.

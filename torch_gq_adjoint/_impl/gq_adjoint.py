@@ -29,7 +29,6 @@ from .record import ForwardRecord, check_finite, time_gradients
 from .second_order import differentiable_backward
 from .state import FlatField, StateLayout
 
-
 #: A tolerance: a number, or a tensor broadcastable to the state.
 Tolerance = Union[float, torch.Tensor]
 #: A state: one tensor, or a tuple of tensors.
