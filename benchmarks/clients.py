@@ -58,20 +58,26 @@ class _Runner:
 
         def solve(func, y0, t, **solver_kwargs):
             return solver(func, y0, t, **solver_kwargs, **extra)
+
         self.solve = solve
 
     def __call__(self):
         loss = self.workload.loss(self.solve)
         grads = torch.autograd.grad(loss, self.workload.params, allow_unused=True)
-        return torch.cat([(torch.zeros_like(param) if grad is None else grad).reshape(-1)
-                          for param, grad in zip(self.workload.params, grads)])
+        return torch.cat(
+            [
+                (torch.zeros_like(param) if grad is None else grad).reshape(-1)
+                for param, grad in zip(self.workload.params, grads)
+            ]
+        )
 
 
 def reference_gradient(name, device):
     """Direct backpropagation in float64 at rtol = atol = :data:`REFERENCE_TOLERANCE`."""
     workload = build(name, torch.float64, device)
-    workload.solver_kwargs = dict(workload.solver_kwargs, rtol=REFERENCE_TOLERANCE,
-                                  atol=REFERENCE_TOLERANCE)
+    workload.solver_kwargs = dict(
+        workload.solver_kwargs, rtol=REFERENCE_TOLERANCE, atol=REFERENCE_TOLERANCE
+    )
     return _Runner(workload, 'direct')()
 
 
@@ -91,9 +97,14 @@ def measure(name, modes, repeats, device):
             continue
         runners[mode] = runner
     timed = time_in_turns(runners, repeats, device)
-    results = {mode: dict(seconds=seconds, gradient=gradient,
-                          info=None if runners[mode].info is None else dict(runners[mode].info))
-               for mode, (seconds, gradient) in timed.items()}
+    results = {
+        mode: dict(
+            seconds=seconds,
+            gradient=gradient,
+            info=None if runners[mode].info is None else dict(runners[mode].info),
+        )
+        for mode, (seconds, gradient) in timed.items()
+    }
     results.update(failed)
     return {mode: results[mode] for mode in modes}, runners
 
@@ -101,27 +112,47 @@ def measure(name, modes, repeats, device):
 def _what_ran(info):
     if info is None:
         return ''
-    ran = f"{info.get('backward', '?')} nfe {info.get('forward_nfe', 0)}+" \
-          f"{info.get('backward_nfe', 0)}"
+    ran = (
+        f'{info.get("backward", "?")} nfe {info.get("forward_nfe", 0)}+'
+        f'{info.get("backward_nfe", 0)}'
+    )
     if info.get('nodes'):
-        ran += f" nodes {info['nodes']}"
+        ran += f' nodes {info["nodes"]}'
     return ran
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(prog='python -m benchmarks.clients',
-                                     description=__doc__.split('\n\n')[0])
-    parser.add_argument('--workload', action='append', choices=WORKLOADS,
-                        help=f'workload (repeatable; default all: {", ".join(WORKLOADS)})')
-    parser.add_argument('--mode', action='append', choices=list(MODES),
-                        help='mode (repeatable; default all; direct and adjoint always run)')
-    parser.add_argument('--repeats', type=positive_int, default=3,
-                        help='timed steps per workload and mode (default 3)')
-    parser.add_argument('--quick', action='store_true',
-                        help=f'workloads {", ".join(QUICK)}, 1 repeat')
-    parser.add_argument('--figure', type=pathlib.Path, default=None,
-                        help='also draw peak memory against seconds per step, one panel '
-                             'per workload, into this PNG file')
+    parser = argparse.ArgumentParser(
+        prog='python -m benchmarks.clients', description=__doc__.split('\n\n')[0]
+    )
+    parser.add_argument(
+        '--workload',
+        action='append',
+        choices=WORKLOADS,
+        help=f'workload (repeatable; default all: {", ".join(WORKLOADS)})',
+    )
+    parser.add_argument(
+        '--mode',
+        action='append',
+        choices=list(MODES),
+        help='mode (repeatable; default all; direct and adjoint always run)',
+    )
+    parser.add_argument(
+        '--repeats',
+        type=positive_int,
+        default=3,
+        help='timed steps per workload and mode (default 3)',
+    )
+    parser.add_argument(
+        '--quick', action='store_true', help=f'workloads {", ".join(QUICK)}, 1 repeat'
+    )
+    parser.add_argument(
+        '--figure',
+        type=pathlib.Path,
+        default=None,
+        help='also draw peak memory against seconds per step, one panel '
+        'per workload, into this PNG file',
+    )
     add_machine_flags(parser)
     args = parser.parse_args(argv)
     if args.figure is not None and not args.figure.parent.is_dir():
@@ -131,8 +162,9 @@ def parse_args(argv=None):
         args.repeats = 1
     args.workload = args.workload or list(WORKLOADS)
     chosen = args.mode or list(MODES)
-    args.mode = ['direct', 'adjoint'] + [mode for mode in chosen
-                                         if mode not in ('direct', 'adjoint')]
+    args.mode = ['direct', 'adjoint'] + [
+        mode for mode in chosen if mode not in ('direct', 'adjoint')
+    ]
     return args
 
 
@@ -141,11 +173,15 @@ def main(argv=None):
     if args.threads:
         torch.set_num_threads(args.threads)
     warnings.simplefilter('ignore')  # fall-back notices; what ran is printed instead
-    print(f'device {args.device}, torch {torch.__version__}, threads '
-          f'{torch.get_num_threads()}, median of {args.repeats} steps; error against direct '
-          f'backprop in float64 at tolerance {REFERENCE_TOLERANCE:g}')
-    header = (f'{"workload":<15} {"mode":<14} {"s/step":>8} {"÷ adjoint":>9} {"÷ direct":>8} '
-              f'{"peak MiB":>8} {"grad err":>8}  what ran')
+    print(
+        f'device {args.device}, torch {torch.__version__}, threads '
+        f'{torch.get_num_threads()}, median of {args.repeats} steps; error against direct '
+        f'backprop in float64 at tolerance {REFERENCE_TOLERANCE:g}'
+    )
+    header = (
+        f'{"workload":<15} {"mode":<14} {"s/step":>8} {"÷ adjoint":>9} {"÷ direct":>8} '
+        f'{"peak MiB":>8} {"grad err":>8}  what ran'
+    )
     print(header)
     print('-' * (len(header) + 24))
     all_results = {}
@@ -169,6 +205,7 @@ def main(argv=None):
         all_results[name] = results
     if args.figure is not None:
         from benchmarks.memory_time import draw
+
         draw(all_results, args.figure)
         print(f'figure: {args.figure}', file=sys.stderr)
     return all_results
@@ -182,10 +219,13 @@ def _print(name, results):
             print(f'{name:<15} {mode:<14} failed: {result["failed"]}', flush=True)
             continue
         memory = result['memory']
-        memory = 'n/a' if memory is None else f'{memory / 2 ** 20:.1f}'
-        print(f'{name:<15} {mode:<14} {result["seconds"]:>8.4f} '
-              f'{result["seconds"] / adjoint:>9.2f} {result["seconds"] / direct:>8.2f} '
-              f'{memory:>8} {result["error"]:>8.1e}  {_what_ran(result["info"])}', flush=True)
+        memory = 'n/a' if memory is None else f'{memory / 2**20:.1f}'
+        print(
+            f'{name:<15} {mode:<14} {result["seconds"]:>8.4f} '
+            f'{result["seconds"] / adjoint:>9.2f} {result["seconds"] / direct:>8.2f} '
+            f'{memory:>8} {result["error"]:>8.1e}  {_what_ran(result["info"])}',
+            flush=True,
+        )
 
 
 if __name__ == '__main__':

@@ -27,6 +27,7 @@ def _step(workload, solver):
     def step():
         loss = workload.loss(lambda func, y0, t, **kwargs: solver(func, y0, t, **kwargs))
         torch.autograd.grad(loss, workload.params, allow_unused=True)
+
     return step
 
 
@@ -51,24 +52,35 @@ def measure(name, repeats, device):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog='python -m benchmarks.compiled',
-                                     description=__doc__.split('\n\n')[0])
-    parser.add_argument('--workload', action='append', choices=COMPILABLE,
-                        help='workload (repeatable; default all)')
-    parser.add_argument('--repeats', type=positive_int, default=5,
-                        help='timed steps per variant, in turns (default 5)')
+    parser = argparse.ArgumentParser(
+        prog='python -m benchmarks.compiled', description=__doc__.split('\n\n')[0]
+    )
+    parser.add_argument(
+        '--workload', action='append', choices=COMPILABLE, help='workload (repeatable; default all)'
+    )
+    parser.add_argument(
+        '--repeats',
+        type=positive_int,
+        default=5,
+        help='timed steps per variant, in turns (default 5)',
+    )
     add_machine_flags(parser)
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    print(f'{"workload":<16}{"mode":<12}{"plain s":>10}{"compiled s":>12}{"ratio":>8}'
-          f'{"first compiled s":>18}')
+    print(
+        f'{"workload":<16}{"mode":<12}{"plain s":>10}{"compiled s":>12}{"ratio":>8}'
+        f'{"first compiled s":>18}'
+    )
     for name in args.workload or COMPILABLE:
         seconds, first = measure(name, args.repeats, args.device)
         for mode in ('gq default', 'direct'):
             plain, compiled = seconds[(mode, False)], seconds[(mode, True)]
-            print(f'{name:<16}{mode:<12}{plain:>10.4f}{compiled:>12.4f}'
-                  f'{compiled / plain:>8.2f}{first[mode]:>18.1f}', flush=True)
+            print(
+                f'{name:<16}{mode:<12}{plain:>10.4f}{compiled:>12.4f}'
+                f'{compiled / plain:>8.2f}{first[mode]:>18.1f}',
+                flush=True,
+            )
 
 
 if __name__ == '__main__':

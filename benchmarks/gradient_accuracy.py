@@ -39,8 +39,13 @@ from gradient_tests.problems import REFERENCE, VARIANTS, Problem, flat_gradient,
 from gradient_tests.problems import problem as library_problem
 from torch_gq_adjoint import odeint
 
-PROBLEM_NAMES = LIBRARY_PROBLEMS + ('sines10', 'sines50', 'sines50irregular', 'latent16',
-                                    'spheres500')
+PROBLEM_NAMES = LIBRARY_PROBLEMS + (
+    'sines10',
+    'sines50',
+    'sines50irregular',
+    'latent16',
+    'spheres500',
+)
 
 
 def problem(name):
@@ -57,8 +62,9 @@ class _CaseProblem(Problem):
 
     def __init__(self, case):
         self.case = case
-        super().__init__(case.func, case.y0, case.t, None, dict(rtol=1e-3, atol=1e-3),
-                         torch.float32)
+        super().__init__(
+            case.func, case.y0, case.t, None, dict(rtol=1e-3, atol=1e-3), torch.float32
+        )
 
     def gradient(self, solve, func=None, y0=None, decoder=None, **tolerances):
         case = self.case
@@ -71,25 +77,38 @@ class _CaseProblem(Problem):
 
     def reference(self):
         decoder = None if self.case.decoder is None else copy.deepcopy(self.case.decoder).double()
-        return self.gradient(odeint, func=copy.deepcopy(self.case.func).double(),
-                             y0=self.case.y0.double(), decoder=decoder, **REFERENCE).float()
+        return self.gradient(
+            odeint,
+            func=copy.deepcopy(self.case.func).double(),
+            y0=self.case.y0.double(),
+            decoder=decoder,
+            **REFERENCE,
+        ).float()
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog='python -m benchmarks.gradient_accuracy',
-                                     description=__doc__.split('\n\n')[0])
-    parser.add_argument('--problem', action='append', choices=PROBLEM_NAMES,
-                        help='problem to run (repeatable; default all)')
+    parser = argparse.ArgumentParser(
+        prog='python -m benchmarks.gradient_accuracy', description=__doc__.split('\n\n')[0]
+    )
+    parser.add_argument(
+        '--problem',
+        action='append',
+        choices=PROBLEM_NAMES,
+        help='problem to run (repeatable; default all)',
+    )
     args = parser.parse_args(argv)
-    header = (f'{"problem":<17}' + ''.join(f'{name:>13}' for name in VARIANTS)
-              + f'{"÷ adjoint":>11}')
+    header = f'{"problem":<17}' + ''.join(f'{name:>13}' for name in VARIANTS) + f'{"÷ adjoint":>11}'
     print(header)
     print('-' * len(header))
     for name in args.problem or PROBLEM_NAMES:
         errors = measure(problem(name))
         ratio = errors['gq default'] / errors['adjoint'] if errors['adjoint'] else float('nan')
-        print(f'{name:<17}' + ''.join(f'{errors[variant]:>13.1e}' for variant in VARIANTS)
-              + f'{ratio:>11.2f}', flush=True)
+        print(
+            f'{name:<17}'
+            + ''.join(f'{errors[variant]:>13.1e}' for variant in VARIANTS)
+            + f'{ratio:>11.2f}',
+            flush=True,
+        )
 
 
 if __name__ == '__main__':

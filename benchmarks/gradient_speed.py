@@ -41,15 +41,23 @@ from models.backprop import ADJOINT_OPTIONS, integrate
 from models.vector_fields import MLPVectorField, SecondOrderVectorField
 from torch_gq_adjoint import odeint_adjoint_gq
 
-CASES = ('spheres20', 'spheres500', 'spheres2000', 'sines10', 'sines50', 'sines50irregular',
-         'latent16')
+CASES = (
+    'spheres20',
+    'spheres500',
+    'spheres2000',
+    'sines10',
+    'sines50',
+    'sines50irregular',
+    'latent16',
+)
 #: The experiments' options, then ``gtol=None`` restarting at every observation time, and
 #: the library's defaults (``gtol=None``, ``backward='auto'``).
-OPTIONS = ADJOINT_OPTIONS + ('adjoint_gq_restart', 'adjoint_gq_interpolated',
-                             'adjoint_gq_default')
-LIBRARY_DEFAULTS = {'adjoint_gq_restart': dict(gtol=None, backward='restart'),
-                    'adjoint_gq_interpolated': dict(gtol=None, backward='interpolated'),
-                    'adjoint_gq_default': dict()}
+OPTIONS = ADJOINT_OPTIONS + ('adjoint_gq_restart', 'adjoint_gq_interpolated', 'adjoint_gq_default')
+LIBRARY_DEFAULTS = {
+    'adjoint_gq_restart': dict(gtol=None, backward='restart'),
+    'adjoint_gq_interpolated': dict(gtol=None, backward='interpolated'),
+    'adjoint_gq_default': dict(),
+}
 QUICK_CASES = ('spheres20', 'spheres500', 'sines10')
 #: Options left out of a case unless asked for by --option: torchdiffeq's adjoint takes
 #: minutes per step with 750 observation times.
@@ -63,7 +71,7 @@ class _Case:
         torch.manual_seed(seed)
         self.name = name
         if name.startswith('spheres'):
-            width = int(name[len('spheres'):])
+            width = int(name[len('spheres') :])
             points, labels = (torch.from_numpy(array) for array in nested_spheres.sample(100, seed))
             self.y0 = torch.cat([points, torch.zeros(200, 3)], dim=-1).to(device)
             self.labels = labels.to(device)
@@ -73,9 +81,11 @@ class _Case:
             self.observed = None
         elif name.startswith('sines'):
             regular = not name.endswith('irregular')
-            ntimes = int(name[len('sines'):].replace('irregular', ''))
-            initial, times, values = (torch.from_numpy(array) for array in
-                                      sines.sample(15, ntimes, regular=regular, seed=seed))
+            ntimes = int(name[len('sines') :].replace('irregular', ''))
+            initial, times, values = (
+                torch.from_numpy(array)
+                for array in sines.sample(15, ntimes, regular=regular, seed=seed)
+            )
             # Irregular series are solved on the union of their times, as the experiment.
             self.t, self.observed = torch.unique(times, sorted=True, return_inverse=True)
             self.t, self.observed = self.t.to(device), self.observed.to(device)
@@ -115,8 +125,9 @@ class _Case:
     def step(self, option):
         """One forward and backward; returns the parameter gradients (flat)."""
         if option in LIBRARY_DEFAULTS:
-            solution = odeint_adjoint_gq(self.func, self.y0, self.t, rtol=1e-3, atol=1e-3,
-                                         **LIBRARY_DEFAULTS[option])
+            solution = odeint_adjoint_gq(
+                self.func, self.y0, self.t, rtol=1e-3, atol=1e-3, **LIBRARY_DEFAULTS[option]
+            )
         else:
             solution = integrate(option, self.func, self.y0, self.t)
         loss = self.loss(solution)
@@ -127,26 +138,42 @@ class _Case:
 def time_steps(case, options, repeats, device):
     """Median seconds per step of each option, and each option's gradient
     (:func:`benchmarks.timing.time_in_turns`)."""
-    return time_in_turns({option: partial(case.step, option) for option in options},
-                         repeats, device)
+    return time_in_turns(
+        {option: partial(case.step, option) for option in options}, repeats, device
+    )
 
 
 def _format_memory(value):
-    return 'n/a' if value is None else f'{value / 2 ** 20:.1f}'
+    return 'n/a' if value is None else f'{value / 2**20:.1f}'
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
-        prog='python -m benchmarks.gradient_speed', description=__doc__.split('\n\n')[0])
-    parser.add_argument('--case', action='append', choices=CASES,
-                        help=f'case to run (repeatable; default all: {", ".join(CASES)})')
-    parser.add_argument('--option', action='append', choices=OPTIONS,
-                        help='backprop option (repeatable; default all; direct is always run '
-                             'as the reference)')
-    parser.add_argument('--repeats', type=positive_int, default=5,
-                        help='timed steps per case and option (default 5)')
-    parser.add_argument('--quick', action='store_true',
-                        help=f'cases {", ".join(QUICK_CASES)} with 1 repeat (well under a minute)')
+        prog='python -m benchmarks.gradient_speed', description=__doc__.split('\n\n')[0]
+    )
+    parser.add_argument(
+        '--case',
+        action='append',
+        choices=CASES,
+        help=f'case to run (repeatable; default all: {", ".join(CASES)})',
+    )
+    parser.add_argument(
+        '--option',
+        action='append',
+        choices=OPTIONS,
+        help='backprop option (repeatable; default all; direct is always run as the reference)',
+    )
+    parser.add_argument(
+        '--repeats',
+        type=positive_int,
+        default=5,
+        help='timed steps per case and option (default 5)',
+    )
+    parser.add_argument(
+        '--quick',
+        action='store_true',
+        help=f'cases {", ".join(QUICK_CASES)} with 1 repeat (well under a minute)',
+    )
     add_machine_flags(parser)
     args = parser.parse_args(argv)
     if args.quick:
@@ -163,19 +190,28 @@ def main(argv=None):
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    header = (f'{"case":<16} {"option":<23} {"params":>9} {"s/step":>9} {"peak MiB":>9} '
-              f'{"rel err":>9} {"÷ adj_ode":>9} {"÷ direct":>9}')
-    print(f'device {args.device}, torch {torch.__version__}, threads {torch.get_num_threads()}, '
-          f'dopri5 rtol=atol=1e-3, adjoint_gq gtol=0.1, adjoint_gq_restart gtol=None '
-          f"backward='restart', adjoint_gq_interpolated gtol=None backward='interpolated', "
-          f"adjoint_gq_default gtol=None backward='auto', "
-          f'median of {args.repeats}')
+    header = (
+        f'{"case":<16} {"option":<23} {"params":>9} {"s/step":>9} {"peak MiB":>9} '
+        f'{"rel err":>9} {"÷ adj_ode":>9} {"÷ direct":>9}'
+    )
+    print(
+        f'device {args.device}, torch {torch.__version__}, threads {torch.get_num_threads()}, '
+        f'dopri5 rtol=atol=1e-3, adjoint_gq gtol=0.1, adjoint_gq_restart gtol=None '
+        f"backward='restart', adjoint_gq_interpolated gtol=None backward='interpolated', "
+        f"adjoint_gq_default gtol=None backward='auto', "
+        f'median of {args.repeats}'
+    )
     print(header)
     print('-' * len(header))
     cases = {name: _Case(name, args.device) for name in args.case}
-    options = {name: [option for option in args.option
-                      if args.chosen_options or option not in SKIPPED.get(name, ())]
-               for name in cases}
+    options = {
+        name: [
+            option
+            for option in args.option
+            if args.chosen_options or option not in SKIPPED.get(name, ())
+        ]
+        for name in cases
+    }
     timings = {}
     for name, case in cases.items():
         print(f'timing {name} ...', file=sys.stderr, flush=True)
@@ -183,8 +219,10 @@ def main(argv=None):
     # Memory only after every timing: on CPU its measurement changes how glibc hands
     # out memory for the rest of the process, which would slow the steps being timed.
     for name, case in cases.items():
-        memories = {option: peak_memory_bytes(partial(case.step, option), args.device)
-                    for option in options[name]}
+        memories = {
+            option: peak_memory_bytes(partial(case.step, option), args.device)
+            for option in options[name]
+        }
         _print_case(name, case, timings[name], memories)
 
 
@@ -192,11 +230,16 @@ def _print_case(name, case, timings, memories):
     reference = timings['direct'][1]
     for option, (seconds, gradient) in timings.items():
         error = ((gradient - reference).norm() / reference.norm()).item()
-        versus_adjoint = (f'{seconds / timings["adjoint_ode"][0]:.3f}'
-                          if 'adjoint_ode' in timings else '-')
-        print(f'{name:<16} {option:<23} {case.parameter_count():>9} {seconds:>9.4f} '
-              f'{_format_memory(memories[option]):>9} {error:>9.1e} {versus_adjoint:>9} '
-              f'{seconds / timings["direct"][0]:>9.3f}', flush=True)
+        versus_adjoint = (
+            f'{seconds / timings["adjoint_ode"][0]:.3f}' if 'adjoint_ode' in timings else '-'
+        )
+        print(
+            f'{name:<16} {option:<23} {case.parameter_count():>9} {seconds:>9.4f} '
+            f'{_format_memory(memories[option]):>9} {error:>9.1e} {versus_adjoint:>9} '
+            f'{seconds / timings["direct"][0]:>9.3f}',
+            flush=True,
+        )
+
 
 if __name__ == '__main__':
     main()

@@ -11,10 +11,18 @@ from common.devices import device_name, synchronise
 
 def add_machine_flags(parser):
     """Add ``--device`` and ``--threads`` to a benchmark's ``parser``."""
-    parser.add_argument('--device', type=device_name, default=torch.device('cpu'),
-                        help="'cpu' (default), 'cuda', 'cuda:N' or a GPU index N")
-    parser.add_argument('--threads', type=positive_int, default=None,
-                        help='torch CPU threads (default: torch default)')
+    parser.add_argument(
+        '--device',
+        type=device_name,
+        default=torch.device('cpu'),
+        help="'cpu' (default), 'cuda', 'cuda:N' or a GPU index N",
+    )
+    parser.add_argument(
+        '--threads',
+        type=positive_int,
+        default=None,
+        help='torch CPU threads (default: torch default)',
+    )
 
 
 def time_in_turns(calls, repeats, device):

@@ -28,12 +28,10 @@ def _unflat(flat, like):
     if not isinstance(like, (tuple, list)):
         return flat.reshape(*flat.shape[:-1], *like.shape)
     pieces = torch.split(flat, [part.numel() for part in like], dim=-1)
-    return tuple(piece.reshape(*flat.shape[:-1], *part.shape)
-                 for piece, part in zip(pieces, like))
+    return tuple(piece.reshape(*flat.shape[:-1], *part.shape) for piece, part in zip(pieces, like))
 
 
-def odeint(func, y0, t, *, rtol=1e-7, atol=1e-9, method='dopri5', options=None,
-           event_fn=None):
+def odeint(func, y0, t, *, rtol=1e-7, atol=1e-9, method='dopri5', options=None, event_fn=None):
     """``torchdiffeq.odeint``'s call answered by torchode (dopri5 only, no events).
 
     Returns the solution at ``t``: ``(len(t), *y0.shape)``, or a tuple for a tuple ``y0``.
@@ -47,10 +45,11 @@ def odeint(func, y0, t, *, rtol=1e-7, atol=1e-9, method='dopri5', options=None,
 
     def field(time, state):  # torchode's batch of one problem: (1,), (1, n)
         return _flat(func(time[0], _unflat(state[0], y0))).unsqueeze(0)
+
     term = torchode.ODETerm(field)
     solver = torchode.AutoDiffAdjoint(
-        torchode.Dopri5(term=term),
-        torchode.IntegralController(atol=atol, rtol=rtol, term=term))
+        torchode.Dopri5(term=term), torchode.IntegralController(atol=atol, rtol=rtol, term=term)
+    )
     problem = torchode.InitialValueProblem(y0=_flat(y0).unsqueeze(0), t_eval=t.unsqueeze(0))
     solution = solver.solve(problem)
     return _unflat(solution.ys[0], y0)

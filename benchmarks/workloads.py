@@ -36,8 +36,15 @@ import torch
 import torchdiffeq
 from torch import nn
 
-WORKLOADS = ('spiral', 'latent_ode', 'cnf_exact', 'cnf_hutchinson', 'bouncing_ball',
-             'spheres2000', 'sines10')
+WORKLOADS = (
+    'spiral',
+    'latent_ode',
+    'cnf_exact',
+    'cnf_hutchinson',
+    'bouncing_ball',
+    'spheres2000',
+    'sines10',
+)
 
 
 class Workload:
@@ -78,9 +85,13 @@ class Spiral(Workload):
         matrix = torch.tensor([[-0.1, 2.0], [-2.0, -0.1]], dtype=torch.float64)
         times = torch.linspace(0.0, 25.0, 1000, dtype=torch.float64)
         with torch.no_grad():
-            truth = torchdiffeq.odeint(lambda t, y: (y ** 3) @ matrix,
-                                       torch.tensor([[2.0, 0.0]], dtype=torch.float64), times,
-                                       rtol=1e-10, atol=1e-10)
+            truth = torchdiffeq.odeint(
+                lambda t, y: (y**3) @ matrix,
+                torch.tensor([[2.0, 0.0]], dtype=torch.float64),
+                times,
+                rtol=1e-10,
+                atol=1e-10,
+            )
         rng = np.random.default_rng(0)
         starts = rng.choice(np.arange(1000 - 10), size=20, replace=False)
         self.y0 = self._tensor(truth[starts])  # (20, 1, 2)
@@ -101,7 +112,7 @@ class _CubicMLP(nn.Module):
         self.net = nn.Sequential(nn.Linear(2, 50), nn.Tanh(), nn.Linear(50, 2))
 
     def forward(self, t, y):
-        return self.net(y ** 3)
+        return self.net(y**3)
 
 
 class LatentODE(Workload):
@@ -116,11 +127,15 @@ class LatentODE(Workload):
         theta = np.linspace(0.0, 6 * np.pi, 500)
         radius = 0.3 * theta
         clockwise = np.stack([radius * np.cos(theta) + 5, radius * np.sin(theta)], axis=1)
-        counter = np.stack([-radius[::-1] * np.cos(theta[::-1]) + 5 - 10,
-                            radius[::-1] * np.sin(theta[::-1])], axis=1)
+        counter = np.stack(
+            [-radius[::-1] * np.cos(theta[::-1]) + 5 - 10, radius[::-1] * np.sin(theta[::-1])],
+            axis=1,
+        )
         starts = rng.integers(0, 400, size=spirals)
-        paths = [(clockwise if k % 2 else counter)[start:start + observations]
-                 for k, start in enumerate(starts)]
+        paths = [
+            (clockwise if k % 2 else counter)[start : start + observations]
+            for k, start in enumerate(starts)
+        ]
         data = np.stack(paths) + 0.3 * rng.standard_normal((spirals, observations, 2))
         self.observed = self._tensor(data)  # (B, T, 2)
         self.t = self._tensor(theta[:observations] / (2 * np.pi) * 2)
@@ -140,9 +155,12 @@ class LatentODE(Workload):
         latent = solve(self.func, z0, self.t, **self.solver_kwargs).permute(1, 0, 2)
         prediction = self.decoder(latent)
         noise_log_var = 2 * math.log(0.3)
-        log_px = -0.5 * (math.log(2 * math.pi) + noise_log_var
-                         + (self.observed - prediction) ** 2 / math.exp(noise_log_var))
-        kl = -0.5 * (1 + log_var - mean ** 2 - log_var.exp()).sum(-1)
+        log_px = -0.5 * (
+            math.log(2 * math.pi)
+            + noise_log_var
+            + (self.observed - prediction) ** 2 / math.exp(noise_log_var)
+        )
+        kl = -0.5 * (1 + log_var - mean**2 - log_var.exp()).sum(-1)
         return (-log_px.sum((1, 2)) + kl).mean()
 
 
@@ -160,8 +178,13 @@ class _RecognitionRNN(nn.Module):
 class _ELUField(nn.Module):
     def __init__(self, latent, width):
         super().__init__()
-        self.net = nn.Sequential(nn.Linear(latent, width), nn.ELU(), nn.Linear(width, width),
-                                 nn.ELU(), nn.Linear(width, latent))
+        self.net = nn.Sequential(
+            nn.Linear(latent, width),
+            nn.ELU(),
+            nn.Linear(width, width),
+            nn.ELU(),
+            nn.Linear(width, latent),
+        )
 
     def forward(self, t, z):
         return self.net(z)
@@ -191,7 +214,7 @@ class ExactTraceCNF(Workload):
         logp = torch.zeros(len(self.x), 1, dtype=self.dtype, device=self.device)
         z, delta = solve(self.func, (self.x, logp), self.t, **self.solver_kwargs)
         z0, delta0 = z[-1], delta[-1]
-        log_base = -0.5 * (z0 ** 2 / 0.1 + math.log(2 * math.pi * 0.1)).sum(-1, keepdim=True)
+        log_base = -0.5 * (z0**2 / 0.1 + math.log(2 * math.pi * 0.1)).sum(-1, keepdim=True)
         return -(log_base - delta0).mean()
 
 
@@ -202,8 +225,13 @@ class _HyperCNF(nn.Module):
     def __init__(self, dim, hidden, width):
         super().__init__()
         self.dim, self.width = dim, width
-        self.hyper = nn.Sequential(nn.Linear(1, hidden), nn.Tanh(), nn.Linear(hidden, hidden),
-                                   nn.Tanh(), nn.Linear(hidden, 3 * width * dim))
+        self.hyper = nn.Sequential(
+            nn.Linear(1, hidden),
+            nn.Tanh(),
+            nn.Linear(hidden, hidden),
+            nn.Tanh(),
+            nn.Linear(hidden, 3 * width * dim),
+        )
 
     def forward(self, t, states):
         z, _ = states
@@ -212,12 +240,14 @@ class _HyperCNF(nn.Module):
             params = self.hyper(t.reshape(1, 1).to(z)).reshape(-1)
             block = self.width * self.dim
             weight = params[:block].reshape(self.width, self.dim, 1)
-            bias = params[block:block + self.width].reshape(self.width, 1, 1)
-            out = params[2 * block:3 * block].reshape(self.width, 1, self.dim)
+            bias = params[block : block + self.width].reshape(self.width, 1, 1)
+            out = params[2 * block : 3 * block].reshape(self.width, 1, self.dim)
             hidden = torch.tanh(z.unsqueeze(0).expand(self.width, -1, -1) @ weight + bias)
             dz = (hidden @ out).mean(0)
-            trace = sum(torch.autograd.grad(dz[:, i].sum(), z, create_graph=True)[0][:, i]
-                        for i in range(self.dim))
+            trace = sum(
+                torch.autograd.grad(dz[:, i].sum(), z, create_graph=True)[0][:, i]
+                for i in range(self.dim)
+            )
         return dz, -trace.reshape(-1, 1)
 
 
@@ -240,17 +270,22 @@ class HutchinsonCNF(Workload):
         logp = torch.zeros(len(self.x), 1, dtype=self.dtype, device=self.device)
         z, delta = solve(self.func, (self.x, logp), self.t, **self.solver_kwargs)
         z1, delta1 = z[-1], delta[-1]
-        log_base = -0.5 * (z1 ** 2 + math.log(2 * math.pi)).sum(-1, keepdim=True)
+        log_base = -0.5 * (z1**2 + math.log(2 * math.pi)).sum(-1, keepdim=True)
         return -(log_base + delta1).mean()
 
 
 class _HutchinsonField(nn.Module):
     def __init__(self, dim, width, probe):
         super().__init__()
-        self.net = nn.Sequential(nn.Linear(dim + 1, width), nn.Softplus(),
-                                 nn.Linear(width, width), nn.Softplus(),
-                                 nn.Linear(width, width), nn.Softplus(),
-                                 nn.Linear(width, dim))
+        self.net = nn.Sequential(
+            nn.Linear(dim + 1, width),
+            nn.Softplus(),
+            nn.Linear(width, width),
+            nn.Softplus(),
+            nn.Linear(width, width),
+            nn.Softplus(),
+            nn.Linear(width, dim),
+        )
         self.probe = probe
 
     def forward(self, t, states):
@@ -280,8 +315,8 @@ class BouncingBall(Workload):
         total = 0.0
         for _ in range(self.bounces):
             time, solution = torchdiffeq.odeint_event(
-                ball, state, time, event_fn=_ground, odeint_interface=solve,
-                **self.solver_kwargs)
+                ball, state, time, event_fn=_ground, odeint_interface=solve, **self.solver_kwargs
+            )
             state = solution[-1]
             total = total + time
             # Off the ground by a hair, so that the event does not fire again at once: the
@@ -316,9 +351,9 @@ class _PaperCase(Workload):
     def __init__(self, dtype, device):
         super().__init__(dtype, device)
         from benchmarks.gradient_speed import _Case
+
         self.case = _Case(self.case_name, device)
-        modules = [self.case.func] + ([self.case.decoder] if self.case.decoder is not None
-                                      else [])
+        modules = [self.case.func] + ([self.case.decoder] if self.case.decoder is not None else [])
         self._finish(*modules)
         self.y0 = self.case.y0.to(dtype)
         self.t = self.case.t.to(dtype)
@@ -335,8 +370,10 @@ class Sines10(_PaperCase):
     name = case_name = 'sines10'
 
 
-_CLASSES = {cls.name: cls for cls in (Spiral, LatentODE, ExactTraceCNF, HutchinsonCNF,
-                                      BouncingBall, Spheres2000, Sines10)}
+_CLASSES = {
+    cls.name: cls
+    for cls in (Spiral, LatentODE, ExactTraceCNF, HutchinsonCNF, BouncingBall, Spheres2000, Sines10)
+}
 
 
 def build(name, dtype=torch.float32, device='cpu'):

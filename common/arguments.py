@@ -59,7 +59,7 @@ def flag(text):
 
 
 #: Seeds are 1000 × the repeat number and must stay below 2**32 (numpy's limit).
-MAX_EXPERIMENT_NO = (2 ** 32 - 1) // 1000
+MAX_EXPERIMENT_NO = (2**32 - 1) // 1000
 
 
 def experiment_number(text):
@@ -68,7 +68,8 @@ def experiment_number(text):
     if value > MAX_EXPERIMENT_NO:
         raise argparse.ArgumentTypeError(
             f'must be at most {MAX_EXPERIMENT_NO} (the seed is 1000 × it and must stay below '
-            f'2**32); got {text!r}')
+            f'2**32); got {text!r}'
+        )
     return value
 
 
@@ -90,8 +91,12 @@ def numbers_as_values(argv):
     joined = []
     for token in argv:
         previous = joined[-1] if joined else ''
-        if (token.startswith('-') and _is_number(token) and previous.startswith('--')
-                and '=' not in previous):
+        if (
+            token.startswith('-')
+            and _is_number(token)
+            and previous.startswith('--')
+            and '=' not in previous
+        ):
             joined[-1] = f'{previous}={token}'
         else:
             joined.append(token)

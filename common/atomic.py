@@ -30,8 +30,9 @@ def write_bytes(path, data):
     """
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f'.{path.name}.', suffix=TEMPORARY_SUFFIX,
-                                         dir=path.parent)
+    handle, temporary = tempfile.mkstemp(
+        prefix=f'.{path.name}.', suffix=TEMPORARY_SUFFIX, dir=path.parent
+    )
     try:
         os.fchmod(handle, 0o666 & ~_umask())
         with os.fdopen(handle, 'wb') as file:

@@ -17,7 +17,8 @@ def device_name(text):
         device = torch.device(name)
     except RuntimeError:
         raise argparse.ArgumentTypeError(
-            f"must be 'cpu', 'cuda', 'cuda:N' or a GPU index; got {text!r}") from None
+            f"must be 'cpu', 'cuda', 'cuda:N' or a GPU index; got {text!r}"
+        ) from None
     if device.type not in ('cpu', 'cuda'):
         raise argparse.ArgumentTypeError(f"must be 'cpu' or a CUDA device; got {text!r}")
     if device.type == 'cuda' and not torch.cuda.is_available():

@@ -28,15 +28,20 @@ def load_generated(path, layout, generate):
         DataError: ``path`` is a folder (nothing is deleted to make room).
     """
     if path.is_dir():
-        raise DataError(f'{path} is a folder, where a generated data file belongs; move it '
-                        'away (the file is generated again on the next run)')
+        raise DataError(
+            f'{path} is a folder, where a generated data file belongs; move it '
+            'away (the file is generated again on the next run)'
+        )
     if not path.exists():
         generate()
     try:
         return _read(path, layout)
     except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as error:
-        warnings.warn(f'{path} cannot be read ({type(error).__name__}: {error}); generating '
-                      'it again', RuntimeWarning, stacklevel=3)
+        warnings.warn(
+            f'{path} cannot be read ({type(error).__name__}: {error}); generating it again',
+            RuntimeWarning,
+            stacklevel=3,
+        )
         generate()
         return _read(path, layout)
 
@@ -46,9 +51,12 @@ def _read(path, layout):
         arrays = tuple(np.array(data[key]) for key in layout)
     for (key, (dtype, shape)), array in zip(layout.items(), arrays):
         fits = array.ndim == len(shape) and all(
-            wanted is None or size == wanted for size, wanted in zip(array.shape, shape))
+            wanted is None or size == wanted for size, wanted in zip(array.shape, shape)
+        )
         if array.dtype != np.dtype(dtype) or not fits:
             pattern = tuple('any' if wanted is None else wanted for wanted in shape)
-            raise ValueError(f'{key} is {array.dtype} with shape {array.shape}, expected '
-                             f'{dtype} with shape {pattern}')
+            raise ValueError(
+                f'{key} is {array.dtype} with shape {array.shape}, expected '
+                f'{dtype} with shape {pattern}'
+            )
     return arrays

@@ -23,8 +23,10 @@ import torch
 DATASETS = ('digits', 'mnist', 'cifar10', 'svhn')
 DIGITS_VALIDATION, DIGITS_SEED = 297, 0
 
-_MNIST_FILES = {'train': ('train-images-idx3-ubyte', 'train-labels-idx1-ubyte'),
-                'val': ('t10k-images-idx3-ubyte', 't10k-labels-idx1-ubyte')}
+_MNIST_FILES = {
+    'train': ('train-images-idx3-ubyte', 'train-labels-idx1-ubyte'),
+    'val': ('t10k-images-idx3-ubyte', 't10k-labels-idx1-ubyte'),
+}
 _CIFAR_FILES = {'train': [f'data_batch_{index}' for index in range(1, 6)], 'val': ['test_batch']}
 _SVHN_FILES = {'train': 'train_32x32.mat', 'val': 'test_32x32.mat'}
 
@@ -37,7 +39,7 @@ def read_idx(path):
     if data[0] != 0 or data[1] != 0 or data[2] != 0x08:
         raise ValueError(f'{path} is not an unsigned-byte IDX file')
     ndim = data[3]
-    shape = tuple(int.from_bytes(data[4 + 4 * i:8 + 4 * i], 'big') for i in range(ndim))
+    shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], 'big') for i in range(ndim))
     return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
 
 
@@ -52,7 +54,8 @@ def _missing(dataset, folder, names):
     return FileNotFoundError(
         f'{dataset}: files {", ".join(names)} not found under {folder}. Put the original '
         f'files there (see datasets/images.py), or install torchvision to download them, '
-        f'or use --dataset digits, which needs no download.')
+        f'or use --dataset digits, which needs no download.'
+    )
 
 
 def _download(dataset, folder):
@@ -93,8 +96,7 @@ def _load_cifar(folder, split):
             batch = pickle.load(file, encoding='bytes')
         images.append(np.asarray(batch[b'data'], dtype=np.uint8).reshape(-1, 3, 32, 32))
         labels.extend(batch[b'labels'])
-    return (np.concatenate(images).astype(np.float32) / 255.0,
-            np.asarray(labels, dtype=np.int64))
+    return (np.concatenate(images).astype(np.float32) / 255.0, np.asarray(labels, dtype=np.int64))
 
 
 def _load_svhn(folder, split):
@@ -139,8 +141,11 @@ def load(dataset, data_dir, split):
         if loaded is None and _download(dataset, folder):
             loaded = reader(folder, split)
         if loaded is None:
-            names = {'mnist': _MNIST_FILES[split], 'cifar10': _CIFAR_FILES[split],
-                     'svhn': [_SVHN_FILES[split]]}[dataset]
+            names = {
+                'mnist': _MNIST_FILES[split],
+                'cifar10': _CIFAR_FILES[split],
+                'svhn': [_SVHN_FILES[split]],
+            }[dataset]
             raise _missing(dataset, folder, names)
         images, labels = loaded
     return torch.from_numpy(np.ascontiguousarray(images)), torch.from_numpy(labels)

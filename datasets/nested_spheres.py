@@ -43,8 +43,9 @@ def generate(data_dir):
 
 def load(data_dir, split):
     """Tensors (points, labels) of ``split``, generating the files first if missing."""
-    points, labels = load_generated(folder(data_dir) / f'{split}.npz',
-                                    {'points': ('float32', (None, 2)),
-                                     'labels': ('int64', (None,))},
-                                    lambda: generate(data_dir))
+    points, labels = load_generated(
+        folder(data_dir) / f'{split}.npz',
+        {'points': ('float32', (None, 2)), 'labels': ('int64', (None,))},
+        lambda: generate(data_dir),
+    )
     return torch.from_numpy(points), torch.from_numpy(labels)

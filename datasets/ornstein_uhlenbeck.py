@@ -36,8 +36,9 @@ def simulate(initial_conditions, paths, seed, ntimes=NTIMES):
 
     samples = np.empty((initial_conditions, ntimes, paths))
     for index, start in enumerate(initial):
-        samples[index] = sdeint.stratint(drift, diffusion, np.full(paths, start), times,
-                                         generator=rng)
+        samples[index] = sdeint.stratint(
+            drift, diffusion, np.full(paths, start), times, generator=rng
+        )
     return times.astype(np.float32), initial.astype(np.float32), samples.astype(np.float32)
 
 
@@ -56,9 +57,13 @@ def generate(data_dir, counts=None, paths=PATHS):
 
 def load(data_dir, split):
     """Tensors (times (T,), initial (N, 1), paths (N, T, P)), generated first if missing."""
-    times, initial, paths = load_generated(folder(data_dir) / f'{split}.npz',
-                                           {'times': ('float32', (None,)),
-                                            'initial': ('float32', (None,)),
-                                            'paths': ('float32', (None, None, None))},
-                                           lambda: generate(data_dir))
+    times, initial, paths = load_generated(
+        folder(data_dir) / f'{split}.npz',
+        {
+            'times': ('float32', (None,)),
+            'initial': ('float32', (None,)),
+            'paths': ('float32', (None, None, None)),
+        },
+        lambda: generate(data_dir),
+    )
     return torch.from_numpy(times), torch.from_numpy(initial)[:, None], torch.from_numpy(paths)

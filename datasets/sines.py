@@ -42,17 +42,26 @@ def generate(data_dir, ntimes_options=NTIMES, regularities=REGULARITIES):
     for ntimes in ntimes_options:
         for regularity in regularities:
             for split, series in SERIES.items():
-                initial, times, values = sample(series, ntimes, regularity == 'regular',
-                                                SEEDS[split] + 100 * ntimes)
-                save_npz(folder(data_dir, ntimes, regularity) / f'{split}.npz',
-                         initial=initial, times=times, values=values)
+                initial, times, values = sample(
+                    series, ntimes, regularity == 'regular', SEEDS[split] + 100 * ntimes
+                )
+                save_npz(
+                    folder(data_dir, ntimes, regularity) / f'{split}.npz',
+                    initial=initial,
+                    times=times,
+                    values=values,
+                )
 
 
 def load(data_dir, ntimes, regularity, split):
     """Tensors (initial, times, values) of one split, generated first if missing."""
-    arrays = load_generated(folder(data_dir, ntimes, regularity) / f'{split}.npz',
-                            {'initial': ('float32', (None, 2)),
-                             'times': ('float32', (None, ntimes)),
-                             'values': ('float32', (None, ntimes))},
-                            lambda: generate(data_dir, (ntimes,), (regularity,)))
+    arrays = load_generated(
+        folder(data_dir, ntimes, regularity) / f'{split}.npz',
+        {
+            'initial': ('float32', (None, 2)),
+            'times': ('float32', (None, ntimes)),
+            'values': ('float32', (None, ntimes)),
+        },
+        lambda: generate(data_dir, (ntimes,), (regularity,)),
+    )
     return tuple(torch.from_numpy(array) for array in arrays)

@@ -19,8 +19,13 @@ class VectorField(nn.Module):
 
     def __init__(self, dim, width):
         super().__init__()
-        self.net = nn.Sequential(nn.Linear(dim + 1, width), nn.Softplus(),
-                                 nn.Linear(width, width), nn.Softplus(), nn.Linear(width, dim))
+        self.net = nn.Sequential(
+            nn.Linear(dim + 1, width),
+            nn.Softplus(),
+            nn.Linear(width, width),
+            nn.Softplus(),
+            nn.Linear(width, dim),
+        )
 
     def forward(self, t, z):
         return self.net(torch.cat([z, t.expand(z.shape[0], 1)], dim=-1))
@@ -60,13 +65,14 @@ def _positive_int(text):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('--steps', type=_positive_int, default=5,
-                        help='training steps (default 5)')
-    parser.add_argument('--width', type=_positive_int, default=64,
-                        help='hidden width (default 64)')
+    parser.add_argument('--steps', type=_positive_int, default=5, help='training steps (default 5)')
+    parser.add_argument('--width', type=_positive_int, default=64, help='hidden width (default 64)')
     args = parser.parse_args(argv)
-    solvers = {'odeint (direct)': odeint, 'odeint_adjoint': odeint_adjoint,
-               'odeint_adjoint_gq': odeint_adjoint_gq}
+    solvers = {
+        'odeint (direct)': odeint,
+        'odeint_adjoint': odeint_adjoint,
+        'odeint_adjoint_gq': odeint_adjoint_gq,
+    }
     reference = None
     print(f'{"method":<20} {"s/step":>8} {"final loss":>11} {"grad rel. error":>16}')
     for name, solve in solvers.items():

@@ -23,10 +23,20 @@ def make_setup(args):
 
 
 def build_parser():
-    parser = runner.build_parser('python -m experiments.g1d', __doc__.split('\n')[0],
-                                 width=20, lr=0.01, nepochs=150, batchsize=0)
-    parser.add_argument('--aug_dim', type=runner.non_negative_int, default=3,
-                        help='zeros appended to the 1-D state (default 3)')
+    parser = runner.build_parser(
+        'python -m experiments.g1d',
+        __doc__.split('\n')[0],
+        width=20,
+        lr=0.01,
+        nepochs=150,
+        batchsize=0,
+    )
+    parser.add_argument(
+        '--aug_dim',
+        type=runner.non_negative_int,
+        default=3,
+        help='zeros appended to the 1-D state (default 3)',
+    )
     return parser
 
 

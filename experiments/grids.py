@@ -121,8 +121,15 @@ class Grid:
             if part.epochs is None:
                 found.append(Block(part.options, widths, part.repeats))
             else:
-                found.append(Block(part.options, widths, part.repeats,
-                                   ('--nepochs', str(part.epochs)), EPOCH_TIMES_DIR))
+                found.append(
+                    Block(
+                        part.options,
+                        widths,
+                        part.repeats,
+                        ('--nepochs', str(part.epochs)),
+                        EPOCH_TIMES_DIR,
+                    )
+                )
         return [block for block in found if block.widths]
 
     def flags_of(self, width):
@@ -165,8 +172,14 @@ class Experiment:
 
     def run_folder(self, args):
         """Folder of the run described by parsed flags ``args``."""
-        return results.run_dir(args.results_dir, self.name, self.ablation(args), args.width,
-                               args.adjoint_option, args.experiment_no)
+        return results.run_dir(
+            args.results_dir,
+            self.name,
+            self.ablation(args),
+            args.width,
+            args.adjoint_option,
+            args.experiment_no,
+        )
 
 
 #: The Ornstein–Uhlenbeck cosines ablation (the paper's Figure 3, right): numbers of
@@ -179,33 +192,57 @@ OU_COSINE_OPTIONS = {str(number): ('adjoint_gq',) for number in OU_COSINES if nu
 EXPERIMENTS = {
     'nested_spheres': Experiment(
         # The paper's nested-spheres figure used gtol 0.003 (its plotting reads that folder).
-        'nested_spheres', 'experiments.nested_spheres', lambda a: f'gtol{a.gtol}', {
+        'nested_spheres',
+        'experiments.nested_spheres',
+        lambda a: f'gtol{a.gtol}',
+        {
             'paper': Grid(ODE_OPTIONS, PAPER_WIDTHS, 10, ('--gtol', '0.003')),
             # lr per width: results/lr_probe/nested_spheres.json (50 epochs of adjoint_gq).
             # At the paper's widths 1000 and 2000 only direct and GQ train in full (the
             # adjoint options take about 5 times as long per epoch); every option's time
             # per epoch there comes from short runs of 3 epochs (results/epoch_times).
-            'reduced': Grid(ODE_OPTIONS, (5, 20, 100, 500), 3, ('--gtol', '0.003'),
-                            lr={5: 0.01, 20: 0.01, 100: 0.001, 500: 0.001, 1000: 0.0001,
-                                2000: 0.0001},
-                            parts=(Part(('direct', 'adjoint_gq'), (1000, 2000), 2),
-                                   Part(ODE_OPTIONS, (1000, 2000), 2, epochs=3)),
-                            budget='about 35 min for 2 repeats, the third about 20 min; '
-                                   'width 5 about 4 min; widths 1000 and 2000: about 102 '
-                                   'min (the committed sweeps)'),
+            'reduced': Grid(
+                ODE_OPTIONS,
+                (5, 20, 100, 500),
+                3,
+                ('--gtol', '0.003'),
+                lr={5: 0.01, 20: 0.01, 100: 0.001, 500: 0.001, 1000: 0.0001, 2000: 0.0001},
+                parts=(
+                    Part(('direct', 'adjoint_gq'), (1000, 2000), 2),
+                    Part(ODE_OPTIONS, (1000, 2000), 2, epochs=3),
+                ),
+                budget='about 35 min for 2 repeats, the third about 20 min; '
+                'width 5 about 4 min; widths 1000 and 2000: about 102 '
+                'min (the committed sweeps)',
+            ),
             'quick': Grid(ODE_OPTIONS, (5, 20, 100), 2, ('--gtol', '0.003', '--nepochs', '3')),
-        }, 'validation accuracy (%)'),
+        },
+        'validation accuracy (%)',
+    ),
     'g1d': Experiment(
-        'g1d', 'experiments.g1d', lambda a: f'aug{a.aug_dim}', {
+        'g1d',
+        'experiments.g1d',
+        lambda a: f'aug{a.aug_dim}',
+        {
             'paper': Grid(ODE_OPTIONS, PAPER_WIDTHS, 10, ('--gtol', '0.1')),
             # lr per width: results/lr_probe/g1d.json (50 epochs of adjoint_gq).
-            'reduced': Grid(ODE_OPTIONS, (20, 500, 2000), 2, ('--gtol', '0.1'),
-                            lr={20: 0.01, 500: 0.001, 2000: 0.0001},
-                            budget='about 24 min (the committed sweep)'),
+            'reduced': Grid(
+                ODE_OPTIONS,
+                (20, 500, 2000),
+                2,
+                ('--gtol', '0.1'),
+                lr={20: 0.01, 500: 0.001, 2000: 0.0001},
+                budget='about 24 min (the committed sweep)',
+            ),
             'quick': Grid(ODE_OPTIONS, (5, 20), 1, ('--gtol', '0.1', '--nepochs', '10')),
-        }, 'validation MSE'),
+        },
+        'validation MSE',
+    ),
     'sines': Experiment(
-        'sines', 'experiments.sines', lambda a: f'{a.ntimes}_{a.regular_times}', {
+        'sines',
+        'experiments.sines',
+        lambda a: f'{a.ntimes}_{a.regular_times}',
+        {
             'paper': Grid(ODE_OPTIONS, (5, 20, 200, 1000, 2000), 5),
             # The propagator backward (beyond the paper) is trained beside the paper's four.
             # lr per width: results/lr_probe/sines.json (100 epochs of adjoint_gq, 10 times).
@@ -214,31 +251,56 @@ EXPERIMENTS = {
             # so width 500 does not fit the budget there.
             # At width 1000 (10 regular times only) the adjoint options' time per epoch
             # comes from short runs of 10 epochs (results/epoch_times).
-            'reduced': Grid(ODE_OPTIONS + EXTRA_OPTIONS, (20, 200, 500), 2,
-                            lr={20: 0.01, 200: 0.001, 500: 0.0001, 1000: 0.0001},
-                            study_widths={'50_irregular': (20, 200)},
-                            parts=(Part(('direct', 'adjoint_gq', 'adjoint_gq_propagator'),
-                                        (1000,), 2),
-                                   Part(ODE_OPTIONS + EXTRA_OPTIONS, (1000,), 2, epochs=10)),
-                            budget='10 regular times: about 15 min, width 1000 about '
-                                   '5 min more; 50 irregular times: about 72 min (the '
-                                   'committed sweeps)'),
+            'reduced': Grid(
+                ODE_OPTIONS + EXTRA_OPTIONS,
+                (20, 200, 500),
+                2,
+                lr={20: 0.01, 200: 0.001, 500: 0.0001, 1000: 0.0001},
+                study_widths={'50_irregular': (20, 200)},
+                parts=(
+                    Part(('direct', 'adjoint_gq', 'adjoint_gq_propagator'), (1000,), 2),
+                    Part(ODE_OPTIONS + EXTRA_OPTIONS, (1000,), 2, epochs=10),
+                ),
+                budget='10 regular times: about 15 min, width 1000 about '
+                '5 min more; 50 irregular times: about 72 min (the '
+                'committed sweeps)',
+            ),
             'quick': Grid(ODE_OPTIONS, (5, 20), 2, ('--nepochs', '10')),
-        }, 'validation MSE'),
+        },
+        'validation MSE',
+    ),
     'images': Experiment(
-        'images', 'experiments.images', lambda a: f'{a.dataset}/{a.batchsize}', {
+        'images',
+        'experiments.images',
+        lambda a: f'{a.dataset}/{a.batchsize}',
+        {
             'paper': Grid(ODE_OPTIONS[1:], (50, 200, 350, 500), 3),
             # lr per width: results/lr_probe/images.json (5 epochs of adjoint_gq, digits).
-            'reduced': Grid(ODE_OPTIONS[1:], (50, 200, 500), 2, ('--dataset', 'digits'),
-                            lr={50: 0.01, 200: 0.01, 500: 0.01},
-                            budget='about 48 min (the committed sweep)'),
+            'reduced': Grid(
+                ODE_OPTIONS[1:],
+                (50, 200, 500),
+                2,
+                ('--dataset', 'digits'),
+                lr={50: 0.01, 200: 0.01, 500: 0.01},
+                budget='about 48 min (the committed sweep)',
+            ),
             'quick': Grid(ODE_OPTIONS[1:], (4, 8), 1, ('--dataset', 'digits', '--nepochs', '1')),
-        }, 'validation accuracy (%)'),
+        },
+        'validation accuracy (%)',
+    ),
     'ornstein_uhlenbeck': Experiment(
-        'ornstein_uhlenbeck', 'experiments.ornstein_uhlenbeck', lambda a: str(a.ncosines), {
+        'ornstein_uhlenbeck',
+        'experiments.ornstein_uhlenbeck',
+        lambda a: str(a.ncosines),
+        {
             # The paper ran sde_direct only up to width 50; here every option runs every width.
-            'paper': Grid(SDE_OPTIONS, (5, 20, 50, 100), 5, study_widths=OU_COSINE_WIDTHS,
-                          study_options=OU_COSINE_OPTIONS),
+            'paper': Grid(
+                SDE_OPTIONS,
+                (5, 20, 50, 100),
+                5,
+                study_widths=OU_COSINE_WIDTHS,
+                study_options=OU_COSINE_OPTIONS,
+            ),
             # The paper's widths and 100 epochs, 2 repeats. Measured (python -m
             # experiments.grids budget, 1 epoch each, s per epoch at widths 5, 20, 50, 100):
             # sde_direct 11.7, 18.0, 36.4, 73.3; sde_adjoint 30.6, 41.1, 60.3, 106.3; GQ 6.8,
@@ -247,25 +309,37 @@ EXPERIMENTS = {
             # full at width 5 only and is timed by short runs of 3 epochs at the others;
             # sde_direct trains in full up to width 50 (as in the paper) and is timed at 100.
             # The cosines ablation (Figure 3, right) trains GQ alone at width 5.
-            'reduced': Grid(SDE_OPTIONS, (5,), 2, study_widths=OU_COSINE_WIDTHS,
-                            study_options=OU_COSINE_OPTIONS,
-                            parts=(Part(('sde_direct', 'adjoint_gq'), (20, 50), 2),
-                                   Part(('adjoint_gq',), (100,), 2),
-                                   Part(('sde_adjoint',), (20, 50, 100), 2, epochs=3),
-                                   Part(('sde_direct',), (100,), 2, epochs=3)),
-                            budget='about 355 min with --jobs 2, the cosines ablation included '
-                                   '(estimated from the measurements above)',
-                            pending=('ornstein_uhlenbeck/10/5/', 'ornstein_uhlenbeck/10/20',
-                                     'ornstein_uhlenbeck/10/50',
-                                     'ornstein_uhlenbeck/10/100',
-                                     *(f'ornstein_uhlenbeck/{number}/'
-                                       for number in OU_COSINE_WIDTHS),
-                                     'epoch_times/ornstein_uhlenbeck/')),
+            'reduced': Grid(
+                SDE_OPTIONS,
+                (5,),
+                2,
+                study_widths=OU_COSINE_WIDTHS,
+                study_options=OU_COSINE_OPTIONS,
+                parts=(
+                    Part(('sde_direct', 'adjoint_gq'), (20, 50), 2),
+                    Part(('adjoint_gq',), (100,), 2),
+                    Part(('sde_adjoint',), (20, 50, 100), 2, epochs=3),
+                    Part(('sde_direct',), (100,), 2, epochs=3),
+                ),
+                budget='about 355 min with --jobs 2, the cosines ablation included '
+                '(estimated from the measurements above)',
+                pending=(
+                    'ornstein_uhlenbeck/10/5/',
+                    'ornstein_uhlenbeck/10/20',
+                    'ornstein_uhlenbeck/10/50',
+                    'ornstein_uhlenbeck/10/100',
+                    *(f'ornstein_uhlenbeck/{number}/' for number in OU_COSINE_WIDTHS),
+                    'epoch_times/ornstein_uhlenbeck/',
+                ),
+            ),
             'quick': Grid(SDE_OPTIONS, (5,), 1, ('--nepochs', '2')),
-        }, 'validation log-likelihood'),
+        },
+        'validation log-likelihood',
+    ),
 }
 
 GRID_NAMES = ('paper', 'reduced', 'quick')
+
 
 @dataclass(frozen=True)
 class Study:
@@ -304,26 +378,34 @@ STUDIES = {
     'sines10': Study('sines', ('--ntimes', '10', '--regular_times', 'regular')),
     # 750 distinct times in all: the adjoint options restart 749 times per step, so 100
     # of the paper's 250 epochs, at widths 20 and 200, fit the budget.
-    'sines50': Study('sines', ('--ntimes', '50', '--regular_times', 'irregular'),
-                     reduced_flags=('--nepochs', '100')),
+    'sines50': Study(
+        'sines',
+        ('--ntimes', '50', '--regular_times', 'irregular'),
+        reduced_flags=('--nepochs', '100'),
+    ),
     'digits': Study('images', ('--dataset', 'digits', '--batchsize', '32')),
     'mnist': Study('images', ('--dataset', 'mnist', '--batchsize', '32'), paper_only=True),
     'ornstein_uhlenbeck': Study('ornstein_uhlenbeck'),
-    **{f'ou_cosines{number}': Study('ornstein_uhlenbeck', ('--ncosines', str(number)))
-       for number in OU_COSINES if number != 10},
+    **{
+        f'ou_cosines{number}': Study('ornstein_uhlenbeck', ('--ncosines', str(number)))
+        for number in OU_COSINES
+        if number != 10
+    },
 }
 
 
 def studies_of(grid):
     """``[(name, Study)]`` that a sweep of ``grid`` runs."""
-    return [(name, study) for name, study in STUDIES.items()
-            if grid == 'paper' or not study.paper_only]
+    return [
+        (name, study) for name, study in STUDIES.items() if grid == 'paper' or not study.paper_only
+    ]
 
 
 #: (experiment, flags) of the studies whose reduced grids the reproduction report shows;
 #: their runs are committed under results/.
-REDUCED_STUDIES = tuple((study.experiment, study.flags_of('reduced'))
-                        for _, study in studies_of('reduced'))
+REDUCED_STUDIES = tuple(
+    (study.experiment, study.flags_of('reduced')) for _, study in studies_of('reduced')
+)
 
 #: The report's figures: file name -> the study it draws (None: the toy gradient, which
 #: has no grid, the speed-up figure, which draws every study, and the cosines ablation,
@@ -348,7 +430,7 @@ class Run:
 
     folder: pathlib.Path
     log: pathlib.Path
-    argv: tuple   # arguments of ``python``: ('-m', module, flag, value, ...)
+    argv: tuple  # arguments of ``python``: ('-m', module, flag, value, ...)
 
 
 def _blocks(spec, chosen, flags):
@@ -372,15 +454,27 @@ def runs(experiment, grid='paper', flags=(), results_dir=results.RESULTS_DIR, lo
                 for number in range(1, block.repeats + 1):
                     # The study's and the user's flags come last, so that they win over
                     # the grid's (argparse keeps the last value of a flag).
-                    flags_of_run = ('--adjoint_option', option, '--width', str(width),
-                                    '--experiment_no', str(number), *chosen.flags_of(width),
-                                    *block.flags, *flags,
-                                    '--results_dir', str(folder_of_block), '--save_model', '1',
-                                    '--load_model', '1', '--quiet')
+                    flags_of_run = (
+                        '--adjoint_option',
+                        option,
+                        '--width',
+                        str(width),
+                        '--experiment_no',
+                        str(number),
+                        *chosen.flags_of(width),
+                        *block.flags,
+                        *flags,
+                        '--results_dir',
+                        str(folder_of_block),
+                        '--save_model',
+                        '1',
+                        '--load_model',
+                        '1',
+                        '--quiet',
+                    )
                     args = spec.parse(flags_of_run)
                     folder = spec.run_folder(args)
-                    name = (f'{spec.ablation(args).replace("/", "_")}_{width}_{option}_'
-                            f'{number}.log')
+                    name = f'{spec.ablation(args).replace("/", "_")}_{width}_{option}_{number}.log'
                     log = pathlib.Path(log_dir) / experiment / block.folder / name
                     found.append(Run(folder, log, ('-m', spec.module, *flags_of_run)))
     return found
@@ -410,9 +504,21 @@ def estimate(experiment, grid='reduced', flags=(), epochs=2, jobs=2):
     total = 0.0
     try:
         with tempfile.TemporaryDirectory() as folder:
-            module.main(['--adjoint_option', chosen.options[0], '--width', str(chosen.widths[0]),
-                         *flags, *chosen.flags, '--nepochs', '1', '--quiet', '--results_dir',
-                         str(pathlib.Path(folder) / 'warm-up')])
+            module.main(
+                [
+                    '--adjoint_option',
+                    chosen.options[0],
+                    '--width',
+                    str(chosen.widths[0]),
+                    *flags,
+                    *chosen.flags,
+                    '--nepochs',
+                    '1',
+                    '--quiet',
+                    '--results_dir',
+                    str(pathlib.Path(folder) / 'warm-up'),
+                ]
+            )
             for block in _blocks(spec, chosen, flags):
                 # A short timing block trains its own few epochs, the rest the grid's.
                 full = spec.parse([*chosen.flags, *block.flags, *flags]).nepochs
@@ -420,9 +526,21 @@ def estimate(experiment, grid='reduced', flags=(), epochs=2, jobs=2):
                 for option in block.options:
                     for width in block.widths:
                         start = time.perf_counter()
-                        module.main(['--adjoint_option', option, '--width', str(width),
-                                     *chosen.flags_of(width), *flags, '--nepochs',
-                                     str(measured), '--quiet', '--results_dir', folder])
+                        module.main(
+                            [
+                                '--adjoint_option',
+                                option,
+                                '--width',
+                                str(width),
+                                *chosen.flags_of(width),
+                                *flags,
+                                '--nepochs',
+                                str(measured),
+                                '--quiet',
+                                '--results_dir',
+                                folder,
+                            ]
+                        )
                         seconds = time.perf_counter() - start
                         per_run = startup + seconds * full / measured
                         rows.append((option, width, seconds, per_run))
@@ -431,41 +549,56 @@ def estimate(experiment, grid='reduced', flags=(), epochs=2, jobs=2):
         torch.set_num_threads(threads)
     return rows, total
 
+
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog='python -m experiments.grids',
-                                     description=__doc__.split('\n\n')[0])
+    parser = argparse.ArgumentParser(
+        prog='python -m experiments.grids', description=__doc__.split('\n\n')[0]
+    )
     commands = parser.add_subparsers(dest='command', required=True)
     lister = commands.add_parser('runs', help='print the runs of a grid, one per line')
     lister.add_argument('experiment', choices=EXPERIMENTS)
-    lister.add_argument('--grid', choices=GRID_NAMES, default='paper',
-                        help='which grid (default paper)')
+    lister.add_argument(
+        '--grid', choices=GRID_NAMES, default='paper', help='which grid (default paper)'
+    )
     lister.add_argument('--results_dir', default=str(results.RESULTS_DIR))
     lister.add_argument('--log_dir', default='logs')
     lister_studies = commands.add_parser(
-        'studies', help="print a grid's studies: the experiment, then its study flags, "
-        'tab-separated, one per line')
-    lister_studies.add_argument('--grid', choices=GRID_NAMES, default='reduced',
-                                help='which grid (default reduced)')
+        'studies',
+        help="print a grid's studies: the experiment, then its study flags, "
+        'tab-separated, one per line',
+    )
+    lister_studies.add_argument(
+        '--grid', choices=GRID_NAMES, default='reduced', help='which grid (default reduced)'
+    )
     budget = commands.add_parser(
-        'budget', help="estimate a grid's wall-clock time from a few epochs of each run")
+        'budget', help="estimate a grid's wall-clock time from a few epochs of each run"
+    )
     budget.add_argument('experiment', choices=EXPERIMENTS)
-    budget.add_argument('--grid', choices=GRID_NAMES, default='reduced',
-                        help='which grid (default reduced)')
-    budget.add_argument('--epochs', type=positive_int, default=2,
-                        help='epochs measured per option and width (default 2)')
-    budget.add_argument('--jobs', type=positive_int, default=2,
-                        help='runs at once in the sweep (default 2)')
+    budget.add_argument(
+        '--grid', choices=GRID_NAMES, default='reduced', help='which grid (default reduced)'
+    )
+    budget.add_argument(
+        '--epochs',
+        type=positive_int,
+        default=2,
+        help='epochs measured per option and width (default 2)',
+    )
+    budget.add_argument(
+        '--jobs', type=positive_int, default=2, help='runs at once in the sweep (default 2)'
+    )
     argv = list(sys.argv[1:] if argv is None else argv)
     # Everything after "--" is the study's flags, passed on to every run as they are.
-    flags = argv[argv.index('--') + 1:] if '--' in argv else []
-    args = parser.parse_args(argv[:argv.index('--')] if '--' in argv else argv)
+    flags = argv[argv.index('--') + 1 :] if '--' in argv else []
+    args = parser.parse_args(argv[: argv.index('--')] if '--' in argv else argv)
     if args.command == 'budget':
         rows, total = estimate(args.experiment, args.grid, flags, args.epochs, args.jobs)
         print(f'{"option":<22} {"width":>6} {f"s / {args.epochs} epochs":>14} {"s / run":>10}')
         for option, width, seconds, per_run in rows:
             print(f'{option:<22} {width:>6} {seconds:>14.2f} {per_run:>10.1f}')
-        print(f'{args.experiment} {args.grid}: about {total / 60:.1f} min with --jobs '
-              f'{args.jobs} (one thread per run)')
+        print(
+            f'{args.experiment} {args.grid}: about {total / 60:.1f} min with --jobs '
+            f'{args.jobs} (one thread per run)'
+        )
         return total
     if args.command == 'studies':
         for _, study in studies_of(args.grid):

@@ -64,9 +64,13 @@ def _final_loss(folder):
 
 def _probe_one(module, argv, folder, timeout):
     try:
-        finished = subprocess.run([sys.executable, '-m', module, *argv, '--results_dir',
-                                   folder], capture_output=True, text=True, timeout=timeout,
-                                  env={**os.environ, 'OMP_NUM_THREADS': '1'})
+        finished = subprocess.run(
+            [sys.executable, '-m', module, *argv, '--results_dir', folder],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env={**os.environ, 'OMP_NUM_THREADS': '1'},
+        )
     except subprocess.TimeoutExpired:
         # Too slow to be a usable setting (the solver's steps collapse): it loses.
         return math.inf, 'timed out'
@@ -79,8 +83,18 @@ def _probe_one(module, argv, folder, timeout):
     return loss, f'exit {finished.returncode}: {last[0][:200]}'.rstrip(': ')
 
 
-def probe(experiment, grid='reduced', flags=(), lrs=DEFAULT_LRS, epochs=20,
-          option='adjoint_gq', jobs=2, timeout=None, report=print, widths=None):
+def probe(
+    experiment,
+    grid='reduced',
+    flags=(),
+    lrs=DEFAULT_LRS,
+    epochs=20,
+    option='adjoint_gq',
+    jobs=2,
+    timeout=None,
+    report=print,
+    widths=None,
+):
     """Train ``option`` at each width of ``grid`` and each of ``lrs`` for ``epochs`` epochs.
 
     A probe run that takes longer than ``timeout`` seconds (None: no limit) is stopped and
@@ -95,33 +109,54 @@ def probe(experiment, grid='reduced', flags=(), lrs=DEFAULT_LRS, epochs=20,
     spec = EXPERIMENTS[experiment]
     chosen_grid = spec.grids[grid]
     if option not in chosen_grid.options:
-        raise ValueError(f'option must be one of the grid\'s options {chosen_grid.options}; '
-                         f'got {option!r}')
+        raise ValueError(
+            f"option must be one of the grid's options {chosen_grid.options}; got {option!r}"
+        )
     # The grid's own --lr values are replaced; every other grid flag is kept.
     grid_flags = list(chosen_grid.flags)
-    spec.parse([*flags, *grid_flags])   # bad flags stop here, before any training
+    spec.parse([*flags, *grid_flags])  # bad flags stop here, before any training
     widths = tuple(widths or chosen_grid.trained_widths())
     # The widest first: they take longest, so two jobs finish closer together.
     jobs_list = [(width, lr) for width in sorted(widths, reverse=True) for lr in lrs]
     losses = {}
-    with tempfile.TemporaryDirectory() as scratch, \
-            concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
+    with (
+        tempfile.TemporaryDirectory() as scratch,
+        concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool,
+    ):
         futures = {}
         for index, (width, lr) in enumerate(jobs_list):
-            argv = ['--adjoint_option', option, '--width', str(width), *flags, *grid_flags,
-                    '--lr', repr(lr), '--nepochs', str(epochs), '--quiet']
+            argv = [
+                '--adjoint_option',
+                option,
+                '--width',
+                str(width),
+                *flags,
+                *grid_flags,
+                '--lr',
+                repr(lr),
+                '--nepochs',
+                str(epochs),
+                '--quiet',
+            ]
             folder = str(pathlib.Path(scratch) / str(index))
             futures[pool.submit(_probe_one, spec.module, argv, folder, timeout)] = (width, lr)
         for future in concurrent.futures.as_completed(futures):
             width, lr = futures[future]
             loss, problem = future.result()
             losses.setdefault(width, {})[lr] = loss
-            report(f'width {width:>5}  lr {lr:<8g} validation loss {loss:.5g}'
-                   + (f'  ({problem})' if problem else ''))
+            report(
+                f'width {width:>5}  lr {lr:<8g} validation loss {loss:.5g}'
+                + (f'  ({problem})' if problem else '')
+            )
     chosen = {width: min(lrs, key=lambda lr: losses[width][lr]) for width in widths}
     return {
-        'experiment': experiment, 'grid': grid, 'flags': list(flags), 'option': option,
-        'epochs': epochs, 'timeout_seconds': timeout, 'last_epochs_averaged': LAST_EPOCHS,
+        'experiment': experiment,
+        'grid': grid,
+        'flags': list(flags),
+        'option': option,
+        'epochs': epochs,
+        'timeout_seconds': timeout,
+        'last_epochs_averaged': LAST_EPOCHS,
         'lrs': list(lrs),
         'losses': {str(width): {repr(lr): losses[width][lr] for lr in lrs} for width in widths},
         'chosen': {str(width): chosen[width] for width in widths},
@@ -140,9 +175,10 @@ def merge(recorded, found):
     for key in ('losses', 'chosen'):
         merged[key] = {**recorded[key], **found[key]}
     if recorded.get('timeout_seconds') != found['timeout_seconds']:
-        merged['timeout_seconds'] = {**_per_width(recorded, 'timeout_seconds'),
-                                     **{width: found['timeout_seconds']
-                                        for width in found['chosen']}}
+        merged['timeout_seconds'] = {
+            **_per_width(recorded, 'timeout_seconds'),
+            **{width: found['timeout_seconds'] for width in found['chosen']},
+        }
     return merged
 
 
@@ -155,9 +191,11 @@ def check_addable(recorded, settings):
     :data:`SHARED_SETTINGS`) may add its widths to the record ``recorded``."""
     for key in SHARED_SETTINGS:
         if recorded.get(key) != settings[key]:
-            raise ValueError(f'widths cannot be added: the recorded probe has {key} '
-                             f'{recorded.get(key)!r}, this one {settings[key]!r}; probe '
-                             'every width again instead of adding')
+            raise ValueError(
+                f'widths cannot be added: the recorded probe has {key} '
+                f'{recorded.get(key)!r}, this one {settings[key]!r}; probe '
+                'every width again instead of adding'
+            )
 
 
 def _per_width(record, key):
@@ -166,39 +204,78 @@ def _per_width(record, key):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog='python -m experiments.lr_probe',
-                                     description=__doc__.split('\n\n')[0])
+    parser = argparse.ArgumentParser(
+        prog='python -m experiments.lr_probe', description=__doc__.split('\n\n')[0]
+    )
     parser.add_argument('experiment', choices=EXPERIMENTS)
-    parser.add_argument('--grid', choices=GRID_NAMES, default='reduced',
-                        help='whose widths to probe (default reduced)')
-    parser.add_argument('--lrs', type=positive_float, nargs='+', default=list(DEFAULT_LRS),
-                        help='learning rates to try (default 1e-2 1e-3 1e-4)')
-    parser.add_argument('--epochs', type=positive_int, default=20,
-                        help='epochs per probe run (default 20)')
-    parser.add_argument('--option', default='adjoint_gq',
-                        help='the option trained in the probe (default adjoint_gq)')
-    parser.add_argument('--jobs', type=positive_int, default=2,
-                        help='probe runs at once (default 2)')
-    parser.add_argument('--timeout', type=positive_float, default=None,
-                        help='seconds after which a probe run is stopped and loses '
-                             '(default: no limit)')
-    parser.add_argument('--widths', type=positive_int, nargs='+', default=None,
-                        help='probe only these widths and add them to the recorded probe '
-                             "(default: every width of the grid, replacing the record)")
+    parser.add_argument(
+        '--grid',
+        choices=GRID_NAMES,
+        default='reduced',
+        help='whose widths to probe (default reduced)',
+    )
+    parser.add_argument(
+        '--lrs',
+        type=positive_float,
+        nargs='+',
+        default=list(DEFAULT_LRS),
+        help='learning rates to try (default 1e-2 1e-3 1e-4)',
+    )
+    parser.add_argument(
+        '--epochs', type=positive_int, default=20, help='epochs per probe run (default 20)'
+    )
+    parser.add_argument(
+        '--option',
+        default='adjoint_gq',
+        help='the option trained in the probe (default adjoint_gq)',
+    )
+    parser.add_argument(
+        '--jobs', type=positive_int, default=2, help='probe runs at once (default 2)'
+    )
+    parser.add_argument(
+        '--timeout',
+        type=positive_float,
+        default=None,
+        help='seconds after which a probe run is stopped and loses (default: no limit)',
+    )
+    parser.add_argument(
+        '--widths',
+        type=positive_int,
+        nargs='+',
+        default=None,
+        help='probe only these widths and add them to the recorded probe '
+        '(default: every width of the grid, replacing the record)',
+    )
     parser.add_argument('--results_dir', default=str(results.RESULTS_DIR))
     argv = list(sys.argv[1:] if argv is None else argv)
     # Everything after "--" is the study's flags (e.g. --ntimes 50), as for the sweeps.
-    flags = argv[argv.index('--') + 1:] if '--' in argv else []
-    args = parser.parse_args(argv[:argv.index('--')] if '--' in argv else argv)
+    flags = argv[argv.index('--') + 1 :] if '--' in argv else []
+    args = parser.parse_args(argv[: argv.index('--')] if '--' in argv else argv)
     recorded = read_probe(args.experiment, flags, args.results_dir) if args.widths else None
     try:
-        if recorded is not None:   # checked before any training
-            check_addable(recorded, {
-                'experiment': args.experiment, 'grid': args.grid, 'flags': list(flags),
-                'option': args.option, 'epochs': args.epochs,
-                'last_epochs_averaged': LAST_EPOCHS})
-        found = probe(args.experiment, args.grid, flags, tuple(args.lrs), args.epochs,
-                      args.option, args.jobs, args.timeout, widths=args.widths)
+        if recorded is not None:  # checked before any training
+            check_addable(
+                recorded,
+                {
+                    'experiment': args.experiment,
+                    'grid': args.grid,
+                    'flags': list(flags),
+                    'option': args.option,
+                    'epochs': args.epochs,
+                    'last_epochs_averaged': LAST_EPOCHS,
+                },
+            )
+        found = probe(
+            args.experiment,
+            args.grid,
+            flags,
+            tuple(args.lrs),
+            args.epochs,
+            args.option,
+            args.jobs,
+            args.timeout,
+            widths=args.widths,
+        )
     except ValueError as error:  # the option check, made before any training
         parser.error(f'--{error}')
     if recorded is not None:

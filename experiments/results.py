@@ -31,8 +31,16 @@ RESULTS_DIR = pathlib.Path(__file__).resolve().parents[1] / 'results'
 REPOSITORY = RESULTS_DIR.parent
 
 #: Per-epoch series (epoch 0 = before training) and the parameter count.
-SERIES = ('nparams', 'epoch_times', 'epoch_cpu_times', 'epoch_loss_history',
-          'epoch_val_metric_history', 'epoch_fnfe_history', 'epoch_bnfe_history', 'epochs')
+SERIES = (
+    'nparams',
+    'epoch_times',
+    'epoch_cpu_times',
+    'epoch_loss_history',
+    'epoch_val_metric_history',
+    'epoch_fnfe_history',
+    'epoch_bnfe_history',
+    'epochs',
+)
 #: Series that runs made before they were recorded lack: a run is complete without them.
 OPTIONAL_SERIES = ('epoch_cpu_times',)
 SUMMARY = 'summary.json'
@@ -40,7 +48,7 @@ CHECKPOINT = 'checkpoint.pt'
 #: A finished run's whole state (as a checkpoint), kept where it fits in
 #: FINAL_STATE_LIMIT bytes; git ignores checkpoint.pt but keeps this file.
 FINAL_STATE = 'final_state.pt'
-FINAL_STATE_LIMIT = 5 * 2 ** 20
+FINAL_STATE_LIMIT = 5 * 2**20
 WEIGHTS = 'weights.npz'
 
 
@@ -56,8 +64,14 @@ def portable(path):
 
 def run_dir(results_dir, experiment, ablation, width, adjoint_option, experiment_no):
     """Folder of one run."""
-    return (pathlib.Path(results_dir) / experiment / str(ablation) / str(width) / adjoint_option
-            / str(experiment_no))
+    return (
+        pathlib.Path(results_dir)
+        / experiment
+        / str(ablation)
+        / str(width)
+        / adjoint_option
+        / str(experiment_no)
+    )
 
 
 def write_history(folder, history):
@@ -111,8 +125,16 @@ def _read_optional(path, load, errors, advice):
 
 
 #: What a checkpoint holds; anything else in its place is refused.
-CHECKPOINT_ENTRIES = ('model', 'optimiser', 'history', 'generator', 'torch_rng', 'numpy_rng',
-                      'python_rng', 'arguments')
+CHECKPOINT_ENTRIES = (
+    'model',
+    'optimiser',
+    'history',
+    'generator',
+    'torch_rng',
+    'numpy_rng',
+    'python_rng',
+    'arguments',
+)
 
 
 def read_checkpoint(folder, device='cpu'):
@@ -125,26 +147,32 @@ def read_checkpoint(folder, device='cpu'):
     Raises:
         ResultsError: a file is corrupt, truncated, or not a checkpoint.
     """
+
     def load(path):
         # Any exception: torch.load fails in many ways on bad files (and refuses, with an
         # UnpicklingError, anything but tensors and plain containers).
         checkpoint = torch.load(path, map_location=device, weights_only=True)
         if not isinstance(checkpoint, dict):
-            raise ValueError(f'a {type(checkpoint).__name__}, not a checkpoint\'s dict')
+            raise ValueError(f"a {type(checkpoint).__name__}, not a checkpoint's dict")
         missing = [name for name in CHECKPOINT_ENTRIES if name not in checkpoint]
         if missing:
             raise ValueError(f'it lacks {", ".join(missing)}')
-        epochs = checkpoint['history'].get('epochs') if isinstance(
-            checkpoint['history'], dict) else None
+        epochs = (
+            checkpoint['history'].get('epochs') if isinstance(checkpoint['history'], dict) else None
+        )
         if not epochs or not all(isinstance(epoch, int) for epoch in epochs):
             raise ValueError('its history records no epochs')
         return checkpoint
+
     found = []
     for name in (CHECKPOINT, FINAL_STATE):
         path = pathlib.Path(folder) / name
         checkpoint = _read_optional(
-            path, load, Exception,
-            'delete it and rerun without --load_model 1 to start the run afresh')
+            path,
+            load,
+            Exception,
+            'delete it and rerun without --load_model 1 to start the run afresh',
+        )
         if checkpoint is not None:
             found.append((checkpoint['history']['epochs'][-1], checkpoint, path))
     if not found:
@@ -165,12 +193,17 @@ def read_weights(folder):
     Raises:
         ResultsError: the file is corrupt or truncated.
     """
+
     def load(path):
         with np.load(path) as arrays:
             return {name: torch.from_numpy(arrays[name].copy()) for name in arrays.files}
-    return _read_optional(pathlib.Path(folder) / WEIGHTS, load,
-                          (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile),
-                          'delete the run folder and run it again')
+
+    return _read_optional(
+        pathlib.Path(folder) / WEIGHTS,
+        load,
+        (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile),
+        'delete the run folder and run it again',
+    )
 
 
 def read_summary(folder):
@@ -179,13 +212,19 @@ def read_summary(folder):
     Raises:
         ResultsError: the file is not valid JSON.
     """
+
     def load(path):
         summary = json.loads(path.read_text())
         if not isinstance(summary, dict):
             raise ValueError(f'a JSON {type(summary).__name__}, not an object')
         return summary
-    return _read_optional(pathlib.Path(folder) / SUMMARY, load, (OSError, ValueError),
-                          'delete the run folder and run it again')
+
+    return _read_optional(
+        pathlib.Path(folder) / SUMMARY,
+        load,
+        (OSError, ValueError),
+        'delete the run folder and run it again',
+    )
 
 
 def read_run(folder):
@@ -205,8 +244,7 @@ def read_run(folder):
             try:
                 run[name] = np.load(path)
             except (OSError, ValueError, EOFError) as error:
-                raise _unreadable(path, error, 'delete the run folder and run it again') \
-                    from error
+                raise _unreadable(path, error, 'delete the run folder and run it again') from error
     summary = read_summary(folder)
     if summary is not None:
         run['summary'] = summary
@@ -218,8 +256,9 @@ def read_run(folder):
                         raise ResultsError(
                             f'{folder / (name + ".npy")} holds {len(run[name])} epochs but '
                             f'{folder / SUMMARY} records {done + 1} (0 to {done}); delete the '
-                            'run folder and run it again')
-                    run[name] = run[name][:done + 1]
+                            'run folder and run it again'
+                        )
+                    run[name] = run[name][: done + 1]
     return run
 
 
@@ -250,17 +289,22 @@ def identity(arguments):
     if not isinstance(arguments, dict):
         arguments = vars(arguments)
     # Through JSON, so that values compare as they are stored (devices as strings).
-    stored = json.loads(json.dumps({key: value for key, value in arguments.items()
-                                    if key not in NOT_IDENTITY}, default=str))
+    stored = json.loads(
+        json.dumps(
+            {key: value for key, value in arguments.items() if key not in NOT_IDENTITY}, default=str
+        )
+    )
     return stored
 
 
 def differences(recorded, wanted):
     """``{flag: (recorded, wanted)}`` for the identity flags that differ."""
     recorded, wanted = identity(recorded), identity(wanted)
-    return {key: (recorded.get(key), wanted.get(key))
-            for key in sorted(set(recorded) | set(wanted))
-            if recorded.get(key) != wanted.get(key)}
+    return {
+        key: (recorded.get(key), wanted.get(key))
+        for key in sorted(set(recorded) | set(wanted))
+        if recorded.get(key) != wanted.get(key)
+    }
 
 
 def toy_gradient_dir(results_dir, method):
@@ -293,9 +337,13 @@ def read_toy_gradient(results_dir, method):
     folder = toy_gradient_dir(results_dir, method)
     if not (folder / 'end_times.npy').exists():
         return None
-    return (np.load(folder / 'end_times.npy'),
-            {quantity: np.load(folder / f'{quantity}_relative_error.npy')
-             for quantity in TOY_QUANTITIES})
+    return (
+        np.load(folder / 'end_times.npy'),
+        {
+            quantity: np.load(folder / f'{quantity}_relative_error.npy')
+            for quantity in TOY_QUANTITIES
+        },
+    )
 
 
 def complete_runs(results_dir, experiment, ablation):
@@ -340,26 +388,36 @@ def _consistent(found):
         if key != kept:
             other = json.loads(kept)
             mine = json.loads(key)
-            differing = ', '.join(f'{name} {mine.get(name)!r} (others {other.get(name)!r})'
-                                  for name in sorted(set(mine) | set(other))
-                                  if mine.get(name) != other.get(name))
-            print(f'inconsistent: {folder} differs from its other repeats in {differing}; '
-                  'left out', file=sys.stderr)
-    return [run for (_, _, run), key in sorted(zip(found, keys), key=lambda item: item[0][0])
-            if key == kept]
+            differing = ', '.join(
+                f'{name} {mine.get(name)!r} (others {other.get(name)!r})'
+                for name in sorted(set(mine) | set(other))
+                if mine.get(name) != other.get(name)
+            )
+            print(
+                f'inconsistent: {folder} differs from its other repeats in {differing}; left out',
+                file=sys.stderr,
+            )
+    return [
+        run
+        for (_, _, run), key in sorted(zip(found, keys), key=lambda item: item[0][0])
+        if key == kept
+    ]
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog='python -m experiments.results',
-                                     description='Ask about runs in the results layout.')
+    parser = argparse.ArgumentParser(
+        prog='python -m experiments.results', description='Ask about runs in the results layout.'
+    )
     commands = parser.add_subparsers(dest='command', required=True)
     complete = commands.add_parser(
-        'complete', help='exit 0 if the run in FOLDER finished; with the run\'s command '
-                         'after --, only if it finished with those settings and epochs')
+        'complete',
+        help="exit 0 if the run in FOLDER finished; with the run's command "
+        'after --, only if it finished with those settings and epochs',
+    )
     complete.add_argument('folder')
     argv = list(sys.argv[1:] if argv is None else argv)
-    command = argv[argv.index('--') + 1:] if '--' in argv else []
-    args = parser.parse_args(argv[:argv.index('--')] if '--' in argv else argv)
+    command = argv[argv.index('--') + 1 :] if '--' in argv else []
+    args = parser.parse_args(argv[: argv.index('--')] if '--' in argv else argv)
     try:
         if not command:
             return 0 if is_complete(args.folder) else 1
@@ -368,11 +426,12 @@ def main(argv=None):
             module = importlib.import_module(command[1]) if command[0] == '-m' else None
         except ImportError as error:
             module = error
-        if module is None or isinstance(module, ImportError) or not hasattr(module,
-                                                                            'build_parser'):
-            print(f'python -m experiments.results: the command after -- must be -m and an '
-                  f'experiment module (e.g. -m experiments.g1d ...); got {" ".join(command)}',
-                  file=sys.stderr)
+        if module is None or isinstance(module, ImportError) or not hasattr(module, 'build_parser'):
+            print(
+                f'python -m experiments.results: the command after -- must be -m and an '
+                f'experiment module (e.g. -m experiments.g1d ...); got {" ".join(command)}',
+                file=sys.stderr,
+            )
             return 2
         wanted = module.build_parser().parse_args(command[2:])
         summary = read_summary(args.folder)

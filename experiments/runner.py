@@ -43,37 +43,75 @@ from models.backprop import ADJOINT_OPTIONS, EXTRA_OPTIONS
 from models.trainer import DivergenceError, Trainer
 
 
-def build_parser(prog, description, *, width, lr, nepochs, batchsize,
-                 options=ADJOINT_OPTIONS + EXTRA_OPTIONS):
+def build_parser(
+    prog, description, *, width, lr, nepochs, batchsize, options=ADJOINT_OPTIONS + EXTRA_OPTIONS
+):
     """The common flags of every experiment (docs/paper_notes.md §3), with its defaults."""
     parser = ArgumentParser(prog=prog, description=description)
-    parser.add_argument('--adjoint_option', default='adjoint_gq', choices=options,
-                        help='how to backpropagate (default adjoint_gq)')
-    parser.add_argument('--experiment_no', type=experiment_number, default=1,
-                        help='repeat number; seeds numpy and torch with 1000 × it (default 1)')
-    parser.add_argument('--width', type=positive_int, default=width,
-                        help=f'hidden width of the vector field (default {width})')
-    parser.add_argument('--lr', type=positive_float, default=lr,
-                        help=f'Adam learning rate (default {lr})')
-    parser.add_argument('--nepochs', type=positive_int, default=nepochs,
-                        help=f'training epochs (default {nepochs})')
-    parser.add_argument('--batchsize', type=non_negative_int, default=batchsize,
-                        help=f'batch size, 0 = full batch (default {batchsize})')
-    parser.add_argument('--tol', type=tolerance, default=1e-3,
-                        help='rtol = atol of dopri5 (default 1e-3)')
-    parser.add_argument('--gtol', type=positive_float, default=0.1,
-                        help='GQ node-count factor C (default 0.1)')
-    parser.add_argument('--device', type=device_name, default=torch.device('cpu'),
-                        help="'cpu' (default), 'cuda', 'cuda:N' or a GPU index N")
-    parser.add_argument('--load_model', type=flag, default=0,
-                        help='1: resume from this run\'s checkpoint if there is one (default 0)')
-    parser.add_argument('--save_model', type=flag, default=0,
-                        help='1: write a checkpoint every epoch (default 0)')
+    parser.add_argument(
+        '--adjoint_option',
+        default='adjoint_gq',
+        choices=options,
+        help='how to backpropagate (default adjoint_gq)',
+    )
+    parser.add_argument(
+        '--experiment_no',
+        type=experiment_number,
+        default=1,
+        help='repeat number; seeds numpy and torch with 1000 × it (default 1)',
+    )
+    parser.add_argument(
+        '--width',
+        type=positive_int,
+        default=width,
+        help=f'hidden width of the vector field (default {width})',
+    )
+    parser.add_argument(
+        '--lr', type=positive_float, default=lr, help=f'Adam learning rate (default {lr})'
+    )
+    parser.add_argument(
+        '--nepochs', type=positive_int, default=nepochs, help=f'training epochs (default {nepochs})'
+    )
+    parser.add_argument(
+        '--batchsize',
+        type=non_negative_int,
+        default=batchsize,
+        help=f'batch size, 0 = full batch (default {batchsize})',
+    )
+    parser.add_argument(
+        '--tol', type=tolerance, default=1e-3, help='rtol = atol of dopri5 (default 1e-3)'
+    )
+    parser.add_argument(
+        '--gtol', type=positive_float, default=0.1, help='GQ node-count factor C (default 0.1)'
+    )
+    parser.add_argument(
+        '--device',
+        type=device_name,
+        default=torch.device('cpu'),
+        help="'cpu' (default), 'cuda', 'cuda:N' or a GPU index N",
+    )
+    parser.add_argument(
+        '--load_model',
+        type=flag,
+        default=0,
+        help="1: resume from this run's checkpoint if there is one (default 0)",
+    )
+    parser.add_argument(
+        '--save_model', type=flag, default=0, help='1: write a checkpoint every epoch (default 0)'
+    )
     parser.add_argument('--quiet', action='store_true', help='no progress bar (for sweeps)')
-    parser.add_argument('--results_dir', type=folder, default=str(results.RESULTS_DIR),
-                        help=f'where results go (default {results.RESULTS_DIR})')
-    parser.add_argument('--data_dir', type=folder, default=str(DATA_DIR),
-                        help=f'where data sets are read or generated (default {DATA_DIR})')
+    parser.add_argument(
+        '--results_dir',
+        type=folder,
+        default=str(results.RESULTS_DIR),
+        help=f'where results go (default {results.RESULTS_DIR})',
+    )
+    parser.add_argument(
+        '--data_dir',
+        type=folder,
+        default=str(DATA_DIR),
+        help=f'where data sets are read or generated (default {DATA_DIR})',
+    )
     return parser
 
 
@@ -107,8 +145,9 @@ def _batches(data, batchsize, generator=None):
     size = len(data[0])
     batchsize = size if batchsize == 0 else min(batchsize, size)
     dataset = torch.utils.data.TensorDataset(*data)
-    return torch.utils.data.DataLoader(dataset, batch_size=batchsize, shuffle=generator is not None,
-                                       generator=generator)
+    return torch.utils.data.DataLoader(
+        dataset, batch_size=batchsize, shuffle=generator is not None, generator=generator
+    )
 
 
 def _new_history(nparams):
@@ -178,6 +217,7 @@ def _terminate_as_interrupt():
 
     def interrupt(number, frame):
         raise KeyboardInterrupt
+
     return signal.signal(signal.SIGTERM, interrupt)
 
 
@@ -201,6 +241,7 @@ def entry_points(spec, make_setup):
 
     Both return the run folder; see :func:`main` and :func:`train`.
     """
+
     def experiment_main(argv=None):
         """Run the experiment from command-line arguments; returns the run folder."""
         return main(spec, make_setup, argv)
@@ -209,6 +250,7 @@ def entry_points(spec, make_setup):
         """Train from Python: flags as keyword arguments (``width=2000, lr=1e-4``); returns
         the run folder (see :func:`experiments.runner.train`)."""
         return train(spec, make_setup, settings)
+
     return experiment_main, experiment_train
 
 
@@ -250,21 +292,29 @@ def _run_locked(args, spec, make_setup, folder):
         setup = make_setup(args)
         model = setup.model.to(args.device)
     except KeyboardInterrupt:
-        raise RunError('interrupted while preparing the data and the model; no epoch was '
-                       f'written in {folder}', 130) from None
+        raise RunError(
+            f'interrupted while preparing the data and the model; no epoch was written in {folder}',
+            130,
+        ) from None
     except DataError as error:
         raise RunError(str(error), 2) from error
     except FileNotFoundError as error:
         # A data set read from its original files (MNIST, ...): the message says where.
         raise RunError(str(error), 2) from error
     except OSError as error:
-        raise RunError(f'cannot write the generated data under --data_dir {args.data_dir} '
-                       f'({error}); choose a writable folder as --data_dir', 2) from error
+        raise RunError(
+            f'cannot write the generated data under --data_dir {args.data_dir} '
+            f'({error}); choose a writable folder as --data_dir',
+            2,
+        ) from error
     except (RuntimeError, MemoryError) as error:
         if not _out_of_memory(error):
             raise
-        raise RunError(f'not enough memory to build this model ({_first_line(error)}); '
-                       'choose a smaller --width (or --ncosines, --state_width)', 2) from error
+        raise RunError(
+            f'not enough memory to build this model ({_first_line(error)}); '
+            'choose a smaller --width (or --ncosines, --state_width)',
+            2,
+        ) from error
     optimiser = torch.optim.Adam(model.parameters(), lr=args.lr)
     generator = torch.Generator().manual_seed(seed)
     train_loader = _batches(setup.train_data, args.batchsize, generator)
@@ -288,43 +338,63 @@ def _run_locked(args, spec, make_setup, folder):
         with _deferred_interrupts():
             results.write_history(folder, current)
             if args.save_model:
-                results.write_checkpoint(folder, {**training.checkpoint(current),
-                                                  'arguments': results.identity(args)})
+                results.write_checkpoint(
+                    folder, {**training.checkpoint(current), 'arguments': results.identity(args)}
+                )
             results.write_summary(folder, _summary(args, spec, current, False))
             saved['epoch'] = current['epochs'][-1]
 
-    trainer = Trainer(model, setup.neural_de, optimiser, setup.loss_fn, setup.metric_fn,
-                      train_loader, val_batches, args.device, quiet=args.quiet)
+    trainer = Trainer(
+        model,
+        setup.neural_de,
+        optimiser,
+        setup.loss_fn,
+        setup.metric_fn,
+        train_loader,
+        val_batches,
+        args.device,
+        quiet=args.quiet,
+    )
     try:
         history = trainer.fit(history, args.nepochs, on_epoch_end)
         # Before the summary says complete: a complete run always has its weights, and
         # its final state where that is small enough to keep (so it can be extended).
         if setup.keep_weights:
             results.write_weights(folder, model.state_dict())
-        results.write_final_state(folder, {**training.checkpoint(history),
-                                           'arguments': results.identity(args)})
+        results.write_final_state(
+            folder, {**training.checkpoint(history), 'arguments': results.identity(args)}
+        )
         results.write_summary(folder, _summary(args, spec, history, True))
     except KeyboardInterrupt:
         raise RunError(_interrupted_message(folder, args, saved['epoch']), 130) from None
     except DivergenceError as error:
-        raise RunError(f'{error}; {_kept(folder, saved)}. Try a smaller --lr, or a smaller '
-                       '--tol.', 1) from error
+        raise RunError(
+            f'{error}; {_kept(folder, saved)}. Try a smaller --lr, or a smaller --tol.', 1
+        ) from error
     except AssertionError as error:
         if 'underflow in dt' not in str(error):
             raise
-        raise RunError(f'the solver\'s step size underflowed ({error}): the dynamics became '
-                       f'too stiff for --tol {args.tol}; {_kept(folder, saved)}. Try a larger '
-                       '--tol or a smaller --lr.', 1) from error
+        raise RunError(
+            f"the solver's step size underflowed ({error}): the dynamics became "
+            f'too stiff for --tol {args.tol}; {_kept(folder, saved)}. Try a larger '
+            '--tol or a smaller --lr.',
+            1,
+        ) from error
     except OSError as error:
-        raise RunError(f'cannot write the results ({error}); {_kept(folder, saved)}. Free '
-                       'space or fix the permissions, then rerun the same command (with '
-                       '--load_model 1 it resumes).', 1) from error
+        raise RunError(
+            f'cannot write the results ({error}); {_kept(folder, saved)}. Free '
+            'space or fix the permissions, then rerun the same command (with '
+            '--load_model 1 it resumes).',
+            1,
+        ) from error
     except (RuntimeError, MemoryError) as error:
         if not _out_of_memory(error):
             raise
-        raise RunError(f'out of memory during training ({_first_line(error)}); '
-                       f'{_kept(folder, saved)}. Choose a smaller --width or --batchsize.',
-                       1) from error
+        raise RunError(
+            f'out of memory during training ({_first_line(error)}); '
+            f'{_kept(folder, saved)}. Choose a smaller --width or --batchsize.',
+            1,
+        ) from error
     if not args.quiet:
         _report(args, spec, history, folder)
     return folder
@@ -337,8 +407,9 @@ def _check_folder(folder, args):
         with tempfile.NamedTemporaryFile(dir=folder, prefix='.write-check.', suffix='.tmp'):
             pass
     except OSError as error:
-        raise RunError(f'cannot write into {folder} ({error}); choose a writable '
-                       '--results_dir', 2) from None
+        raise RunError(
+            f'cannot write into {folder} ({error}); choose a writable --results_dir', 2
+        ) from None
     atomic.remove_stale_temporaries(folder)
     summary = results.read_summary(folder)
     if summary is None:
@@ -348,9 +419,12 @@ def _check_folder(folder, args):
         raise RunError(_mixing_message(folder / results.SUMMARY, differing), 2)
     done = summary.get('epochs_done')
     if args.load_model and done is not None and done > args.nepochs:
-        raise RunError(f'{folder} already holds {done} epochs, more than --nepochs '
-                       f'{args.nepochs}: a run is only ever extended. Ask for --nepochs '
-                       f'{done} or more, or use another --results_dir.', 2)
+        raise RunError(
+            f'{folder} already holds {done} epochs, more than --nepochs '
+            f'{args.nepochs}: a run is only ever extended. Ask for --nepochs '
+            f'{done} or more, or use another --results_dir.',
+            2,
+        )
 
 
 class _deferred_interrupts:  # noqa: N801 (used as a statement, like a function)
@@ -361,10 +435,13 @@ class _deferred_interrupts:  # noqa: N801 (used as a statement, like a function)
         self.received = None
         self.active = threading.current_thread() is threading.main_thread()
         if self.active:
+
             def hold(number, frame):
                 self.received = number
-            self.previous = {number: signal.signal(number, hold)
-                             for number in (signal.SIGINT, signal.SIGTERM)}
+
+            self.previous = {
+                number: signal.signal(number, hold) for number in (signal.SIGINT, signal.SIGTERM)
+            }
         return self
 
     def __exit__(self, kind, value, trace):
@@ -376,8 +453,11 @@ class _deferred_interrupts:  # noqa: N801 (used as a statement, like a function)
 
 
 def _kept(folder, saved):
-    return ('no epoch was finished' if saved['epoch'] is None else
-            f'epochs 0 to {saved["epoch"]} are kept in {folder}')
+    return (
+        'no epoch was finished'
+        if saved['epoch'] is None
+        else f'epochs 0 to {saved["epoch"]} are kept in {folder}'
+    )
 
 
 def _first_line(error):
@@ -387,7 +467,8 @@ def _first_line(error):
 def _out_of_memory(error):
     """Whether ``error`` is an allocation failure (CPU or CUDA)."""
     return isinstance(error, MemoryError) or any(
-        words in str(error) for words in ("can't allocate memory", 'out of memory'))
+        words in str(error) for words in ("can't allocate memory", 'out of memory')
+    )
 
 
 def _check_checkpoint(folder, path, checkpoint, args):
@@ -399,9 +480,12 @@ def _check_checkpoint(folder, path, checkpoint, args):
     history = checkpoint['history']
     saved = history['epochs'][-1]
     if saved > args.nepochs:
-        raise RunError(f'{path} holds {saved} epochs, more than --nepochs {args.nepochs}: '
-                       f'a run is only ever extended. Ask for --nepochs {saved} or more, or '
-                       'use another --results_dir.', 2)
+        raise RunError(
+            f'{path} holds {saved} epochs, more than --nepochs {args.nepochs}: '
+            f'a run is only ever extended. Ask for --nepochs {saved} or more, or '
+            'use another --results_dir.',
+            2,
+        )
     summary = results.read_summary(folder)
     done = None if summary is None else summary.get('epochs_done')
     if done is None:
@@ -414,15 +498,22 @@ def _check_checkpoint(folder, path, checkpoint, args):
     common = min(saved, done) + 1
     recorded = run.get('epoch_loss_history')
     same_losses = recorded is not None and np.array_equal(
-        np.asarray(history['epoch_loss_history'][:common]), recorded[:common])
+        np.asarray(history['epoch_loss_history'][:common]), recorded[:common]
+    )
     if saved > done + 1 or not same_losses:
-        raise RunError(f'{path} holds epoch {saved} but {folder / results.SUMMARY} records '
-                       f'epoch {done}{"" if same_losses else " with other losses"}: the '
-                       f'checkpoint belongs to another run of this folder. Delete {path} to '
-                       f'start afresh, or {folder} to discard both.', 2)
+        raise RunError(
+            f'{path} holds epoch {saved} but {folder / results.SUMMARY} records '
+            f'epoch {done}{"" if same_losses else " with other losses"}: the '
+            f'checkpoint belongs to another run of this folder. Delete {path} to '
+            f'start afresh, or {folder} to discard both.',
+            2,
+        )
     if saved < done:
-        print(f'{folder}: the latest state kept is epoch {saved} ({path.name}); epochs '
-              f'{saved + 1} to {done} are trained again', file=sys.stderr)
+        print(
+            f'{folder}: the latest state kept is epoch {saved} ({path.name}); epochs '
+            f'{saved + 1} to {done} are trained again',
+            file=sys.stderr,
+        )
 
 
 def _start_afresh(folder, args):
@@ -431,10 +522,12 @@ def _start_afresh(folder, args):
     summary = results.read_summary(folder)
     if summary is not None:
         state = 'finished' if summary.get('complete') else 'unfinished'
-        print(f'replacing the {state} run in {folder} ({summary.get("epochs_done")} epochs) '
-              'with a fresh one' + ('' if args.load_model else
-                                    ' (--load_model 0; --load_model 1 would resume it)'),
-              file=sys.stderr)
+        print(
+            f'replacing the {state} run in {folder} ({summary.get("epochs_done")} epochs) '
+            'with a fresh one'
+            + ('' if args.load_model else ' (--load_model 0; --load_model 1 would resume it)'),
+            file=sys.stderr,
+        )
     for name in (results.CHECKPOINT, results.FINAL_STATE):
         (folder / name).unlink(missing_ok=True)
 
@@ -452,8 +545,11 @@ class _FolderLock:
             fcntl.flock(self.handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             self.handle.close()
-            raise RunError(f'another run is writing {self.path.parent} right now; wait for '
-                           'it to finish, or use another --results_dir', 2) from None
+            raise RunError(
+                f'another run is writing {self.path.parent} right now; wait for '
+                'it to finish, or use another --results_dir',
+                2,
+            ) from None
         return self
 
     def __exit__(self, *exc_info):
@@ -462,22 +558,26 @@ class _FolderLock:
 
 
 def _mixing_message(path, differing):
-    changes = ', '.join(f'--{name} {old} there, {new} now'
-                        for name, (old, new) in differing.items())
-    return (f'{path} belongs to a run with other settings ({changes}). Resuming it or '
-            'writing over it would mix the two; use another --results_dir, or delete '
-            f'{path.parent} to start afresh. Only --nepochs may change: it extends a run.')
+    changes = ', '.join(
+        f'--{name} {old} there, {new} now' for name, (old, new) in differing.items()
+    )
+    return (
+        f'{path} belongs to a run with other settings ({changes}). Resuming it or '
+        'writing over it would mix the two; use another --results_dir, or delete '
+        f'{path.parent} to start afresh. Only --nepochs may change: it extends a run.'
+    )
 
 
 def _interrupted_message(folder, args, epoch):
     if epoch is None:
         return f'interrupted before epoch 0 was written; nothing is saved in {folder}'
     if args.save_model:
-        resume = ('rerun the same command with --load_model 1 to resume after epoch '
-                  f'{epoch}')
+        resume = f'rerun the same command with --load_model 1 to resume after epoch {epoch}'
     else:
-        resume = ('there is no checkpoint (--save_model 0), so rerunning starts again from '
-                  'epoch 0; use --save_model 1 --load_model 1 to make runs resumable')
+        resume = (
+            'there is no checkpoint (--save_model 0), so rerunning starts again from '
+            'epoch 0; use --save_model 1 --load_model 1 to make runs resumable'
+        )
     return f'interrupted: epochs 0 to {epoch} are saved in {folder}; {resume}'
 
 
@@ -492,13 +592,21 @@ class _TrainingState:
         """Everything a resume needs, with ``history``, as one dict."""
         kind, key, position, has_gauss, cached = np.random.get_state()
         version, python_state, gauss = random.getstate()
-        return {'model': self.model.state_dict(), 'optimiser': self.optimiser.state_dict(),
-                'history': history, 'generator': self.generator.get_state(),
-                'torch_rng': torch.get_rng_state(),
-                'numpy_rng': {'kind': kind, 'key': torch.from_numpy(key.astype(np.int64)),
-                              'position': int(position), 'has_gauss': int(has_gauss),
-                              'cached_gaussian': float(cached)},
-                'python_rng': [version, list(python_state), gauss]}
+        return {
+            'model': self.model.state_dict(),
+            'optimiser': self.optimiser.state_dict(),
+            'history': history,
+            'generator': self.generator.get_state(),
+            'torch_rng': torch.get_rng_state(),
+            'numpy_rng': {
+                'kind': kind,
+                'key': torch.from_numpy(key.astype(np.int64)),
+                'position': int(position),
+                'has_gauss': int(has_gauss),
+                'cached_gaussian': float(cached),
+            },
+            'python_rng': [version, list(python_state), gauss],
+        }
 
     def restore(self, checkpoint, path):
         """Restore everything from ``checkpoint`` (read from ``path``); returns its history.
@@ -512,43 +620,66 @@ class _TrainingState:
             self.generator.set_state(checkpoint['generator'])
             torch.set_rng_state(checkpoint['torch_rng'])
             numpy_rng = checkpoint['numpy_rng']
-            np.random.set_state((numpy_rng['kind'],
-                                 numpy_rng['key'].cpu().numpy().astype(np.uint32),
-                                 numpy_rng['position'], numpy_rng['has_gauss'],
-                                 numpy_rng['cached_gaussian']))
+            np.random.set_state(
+                (
+                    numpy_rng['kind'],
+                    numpy_rng['key'].cpu().numpy().astype(np.uint32),
+                    numpy_rng['position'],
+                    numpy_rng['has_gauss'],
+                    numpy_rng['cached_gaussian'],
+                )
+            )
             version, python_state, gauss = checkpoint['python_rng']
             random.setstate((version, tuple(python_state), gauss))
         except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as error:
-            raise RunError(f'{path} cannot be read ({type(error).__name__}: '
-                           f'{_first_line(error)}); delete it and rerun without --load_model '
-                           '1 to start the run afresh', 2) from error
+            raise RunError(
+                f'{path} cannot be read ({type(error).__name__}: '
+                f'{_first_line(error)}); delete it and rerun without --load_model '
+                '1 to start the run afresh',
+                2,
+            ) from error
         return checkpoint['history']
 
 
 def _report(args, spec, history, folder):
-    print(f'{spec.name} {args.adjoint_option}: '
-          f'val loss {history["epoch_loss_history"][-1]:.5g}, '
-          f'val metric {history["epoch_val_metric_history"][-1]:.5g}, '
-          f'train time {sum(history["epoch_times"]):.2f}s -> {folder}')
+    print(
+        f'{spec.name} {args.adjoint_option}: '
+        f'val loss {history["epoch_loss_history"][-1]:.5g}, '
+        f'val metric {history["epoch_val_metric_history"][-1]:.5g}, '
+        f'train time {sum(history["epoch_times"]):.2f}s -> {folder}'
+    )
 
 
 def _summary(args, spec, history, complete):
-    arguments = {key: (str(value) if isinstance(value, torch.device) else value)
-                 for key, value in vars(args).items()}
+    arguments = {
+        key: (str(value) if isinstance(value, torch.device) else value)
+        for key, value in vars(args).items()
+    }
     for key in ('data_dir', 'results_dir'):
         if arguments.get(key) is not None:
             arguments[key] = results.portable(arguments[key])
     return {
-        'experiment': spec.name, 'ablation': spec.ablation(args), 'arguments': arguments,
-        'complete': complete, 'epochs_done': history['epochs'][-1] if history['epochs'] else None,
+        'experiment': spec.name,
+        'ablation': spec.ablation(args),
+        'arguments': arguments,
+        'complete': complete,
+        'epochs_done': history['epochs'][-1] if history['epochs'] else None,
         'nparams': history['nparams'],
         'final_val_loss': history['epoch_loss_history'][-1] if history['epochs'] else None,
-        'final_val_metric': (history['epoch_val_metric_history'][-1]
-                             if history['epochs'] else None),
+        'final_val_metric': (
+            history['epoch_val_metric_history'][-1] if history['epochs'] else None
+        ),
         'total_train_seconds': float(sum(history['epoch_times'])),
-        'versions': {'python': platform.python_version(), 'torch': torch.__version__,
-                     'torchdiffeq': torchdiffeq.__version__, 'numpy': np.__version__},
-        'device': str(args.device) + (f' ({torch.cuda.get_device_name(args.device)})'
-                                      if args.device.type == 'cuda' else
-                                      f' ({platform.processor() or platform.machine()})'),
+        'versions': {
+            'python': platform.python_version(),
+            'torch': torch.__version__,
+            'torchdiffeq': torchdiffeq.__version__,
+            'numpy': np.__version__,
+        },
+        'device': str(args.device)
+        + (
+            f' ({torch.cuda.get_device_name(args.device)})'
+            if args.device.type == 'cuda'
+            else f' ({platform.processor() or platform.machine()})'
+        ),
     }

@@ -42,8 +42,9 @@ class _Exponential(nn.Module):
 def exact(end):
     """Closed-form (loss, dL/dz0, dL/da, dL/dT) at end time ``end``."""
     growth = math.exp(2 * RATE * end)
-    return np.array([Z0 ** 2 * growth, 2 * Z0 * growth, 2 * end * Z0 ** 2 * growth,
-                     2 * RATE * Z0 ** 2 * growth])
+    return np.array(
+        [Z0**2 * growth, 2 * Z0 * growth, 2 * end * Z0**2 * growth, 2 * RATE * Z0**2 * growth]
+    )
 
 
 def computed(method, end, rtol, atol, gtol):
@@ -53,18 +54,25 @@ def computed(method, end, rtol, atol, gtol):
     if method in ODE_METHODS:
         t = torch.tensor([0.0, end], dtype=torch.float64, requires_grad=True)
         final = integrate(method, func, z0, t, rtol=rtol, atol=atol, gtol=gtol)[-1]
-        loss = (final ** 2).sum()
+        loss = (final**2).sum()
         grad_z0, grad_rate, grad_t = torch.autograd.grad(loss, [z0, func.rate, t])
         grad_end = grad_t[-1]
     else:
         from TorchDiffEqPack import odesolve_adjoint, odesolve_adjoint_sym12
 
-        options = {'method': 'sym12async' if method == 'mali' else 'Dopri5', 't0': 0.0,
-                   't1': float(end), 'h': None, 'rtol': rtol, 'atol': atol,
-                   'print_neval': False, 'neval_max': 1_000_000}
+        options = {
+            'method': 'sym12async' if method == 'mali' else 'Dopri5',
+            't0': 0.0,
+            't1': float(end),
+            'h': None,
+            'rtol': rtol,
+            'atol': atol,
+            'print_neval': False,
+            'neval_max': 1_000_000,
+        }
         solve = odesolve_adjoint_sym12 if method == 'mali' else odesolve_adjoint
         final = solve(func, z0, options)
-        loss = (final ** 2).sum()
+        loss = (final**2).sum()
         grad_z0, grad_rate = torch.autograd.grad(loss, [z0, func.rate])
         with torch.no_grad():
             grad_end = (2 * final * func(None, final)).sum()
@@ -72,28 +80,38 @@ def computed(method, end, rtol, atol, gtol):
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(prog='python -m experiments.toy_gradient',
-                                     description=__doc__.split('\n')[0])
-    parser.add_argument('--method', action='append', choices=METHODS,
-                        help='method to run (repeatable; default all five)')
+    parser = argparse.ArgumentParser(
+        prog='python -m experiments.toy_gradient', description=__doc__.split('\n')[0]
+    )
+    parser.add_argument(
+        '--method',
+        action='append',
+        choices=METHODS,
+        help='method to run (repeatable; default all five)',
+    )
     parser.add_argument('--t_start', type=positive_float, default=19.0, help='first T (default 19)')
     parser.add_argument('--t_end', type=positive_float, default=29.0, help='last T (default 29)')
-    parser.add_argument('--t_step', type=positive_float, default=0.02,
-                        help='step between T values (default 0.02)')
+    parser.add_argument(
+        '--t_step', type=positive_float, default=0.02, help='step between T values (default 0.02)'
+    )
     parser.add_argument('--rtol', type=positive_float, default=1e-6, help='default 1e-6')
     parser.add_argument('--atol', type=positive_float, default=1e-7, help='default 1e-7')
     parser.add_argument('--gtol', type=positive_float, default=0.4, help='GQ gtol (default 0.4)')
-    parser.add_argument('--results_dir', default=str(results.RESULTS_DIR),
-                        help=f'default {results.RESULTS_DIR}')
+    parser.add_argument(
+        '--results_dir', default=str(results.RESULTS_DIR), help=f'default {results.RESULTS_DIR}'
+    )
     parser.add_argument('--quiet', action='store_true', help='no progress bar')
     args = parser.parse_args(argv)
     if args.t_end < args.t_start:
-        parser.error(f'argument --t_end: must not be below --t_start ({args.t_start}); '
-                     f'got {args.t_end}')
+        parser.error(
+            f'argument --t_end: must not be below --t_start ({args.t_start}); got {args.t_end}'
+        )
     count = (args.t_end - args.t_start) / args.t_step + 1
     if count > MAX_END_TIMES:
-        parser.error(f'argument --t_step: {args.t_step:g} gives {count:.3g} end times from '
-                     f'--t_start to --t_end; at most {MAX_END_TIMES} (choose a larger --t_step)')
+        parser.error(
+            f'argument --t_step: {args.t_step:g} gives {count:.3g} end times from '
+            f'--t_start to --t_end; at most {MAX_END_TIMES} (choose a larger --t_step)'
+        )
     args.method = list(dict.fromkeys(args.method or METHODS))
     return args
 
@@ -111,16 +129,29 @@ def main(argv=None):
         errors = np.empty((count, len(QUANTITIES)))
         for index, end in enumerate(tqdm(ends, desc=method, disable=args.quiet)):
             truth = exact(end)
-            errors[index] = np.abs(computed(method, end, args.rtol, args.atol, args.gtol)
-                                   - truth) / np.abs(truth)
-        folder = results.write_toy_gradient(args.results_dir, method, ends, errors, {
-            'rtol': args.rtol, 'atol': args.atol, 'gtol': args.gtol,
-            'end_times': [float(ends[0]), float(ends[-1]), len(ends)],
-            'median_relative_error': {quantity: float(np.median(errors[:, column]))
-                                      for column, quantity in enumerate(QUANTITIES)}})
+            errors[index] = np.abs(
+                computed(method, end, args.rtol, args.atol, args.gtol) - truth
+            ) / np.abs(truth)
+        folder = results.write_toy_gradient(
+            args.results_dir,
+            method,
+            ends,
+            errors,
+            {
+                'rtol': args.rtol,
+                'atol': args.atol,
+                'gtol': args.gtol,
+                'end_times': [float(ends[0]), float(ends[-1]), len(ends)],
+                'median_relative_error': {
+                    quantity: float(np.median(errors[:, column]))
+                    for column, quantity in enumerate(QUANTITIES)
+                },
+            },
+        )
         if not args.quiet:
-            medians = ', '.join(f'{q} {np.median(errors[:, c]):.1e}'
-                                for c, q in enumerate(QUANTITIES))
+            medians = ', '.join(
+                f'{q} {np.median(errors[:, c]):.1e}' for c, q in enumerate(QUANTITIES)
+            )
             print(f'{method}: median relative error {medians} -> {folder}')
     return folder
 

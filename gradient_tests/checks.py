@@ -36,8 +36,7 @@ METHOD_SETTINGS = {
     'heun2': (dict(options=dict(step_size=1e-3)), 2e-5, 3e-5, 5e-3),
     'heun3': (dict(options=dict(step_size=1e-3)), 2e-5, 3e-5, 5e-3),
     'fehlberg2': (dict(rtol=1e-8, atol=1e-8), 1e-4, 2e-4, 3e-2),
-    'scipy_solver': (dict(rtol=1e-10, atol=1e-10, options=dict(solver='RK45')), 1e-6, 2e-6,
-                     1e-4),
+    'scipy_solver': (dict(rtol=1e-10, atol=1e-10, options=dict(solver='RK45')), 1e-6, 2e-6, 1e-4),
 }
 
 #: Methods that direct backprop cannot differentiate (scipy solves outside autograd).
@@ -60,8 +59,9 @@ class Check:
     @property
     def name(self):
         """A short identifier: ``dopri5-linear-t-auto``."""
-        return '-'.join((self.method, self.problem, 't' if self.time_gradients else 'no_t',
-                         self.backward))
+        return '-'.join(
+            (self.method, self.problem, 't' if self.time_gradients else 'no_t', self.backward)
+        )
 
 
 @dataclass
@@ -80,12 +80,19 @@ class Outcome:
 def all_checks():
     """Every check, in the order of the table: each method under ``'auto'``, then each
     other backward pass under dopri5."""
-    found = [Check(method, problem, time_gradients)
-             for method in METHOD_SETTINGS for problem in PROBLEMS
-             for time_gradients in (False, True)]
-    found += [Check('dopri5', problem, time_gradients, backward)
-              for backward in BACKWARDS if backward != 'auto' for problem in PROBLEMS
-              for time_gradients in (False, True)]
+    found = [
+        Check(method, problem, time_gradients)
+        for method in METHOD_SETTINGS
+        for problem in PROBLEMS
+        for time_gradients in (False, True)
+    ]
+    found += [
+        Check('dopri5', problem, time_gradients, backward)
+        for backward in BACKWARDS
+        if backward != 'auto'
+        for problem in PROBLEMS
+        for time_gradients in (False, True)
+    ]
     return found
 
 
@@ -105,15 +112,26 @@ def run(check):
     y0 = torch.tensor(Y0, dtype=torch.float64, requires_grad=True)
     t = torch.linspace(0, 1, 4, dtype=torch.float64, requires_grad=check.time_gradients)
     exact = exact_gradients(func, y0, t)
-    found = gradients(odeint_adjoint_gq, func, y0, t, method=check.method, gtol=1.0,
-                      backward=check.backward, **settings)
-    errors = {'closed form': (_largest_difference(found, exact, exact), exact_bound),
-              'unused': (found['unused'].abs().max().item(), 0.0)}
+    found = gradients(
+        odeint_adjoint_gq,
+        func,
+        y0,
+        t,
+        method=check.method,
+        gtol=1.0,
+        backward=check.backward,
+        **settings,
+    )
+    errors = {
+        'closed form': (_largest_difference(found, exact, exact), exact_bound),
+        'unused': (found['unused'].abs().max().item(), 0.0),
+    }
     if check.method not in NOT_DIFFERENTIABLE:
         direct = gradients(odeint, func, y0, t, method=check.method, **settings)
-        errors['direct'] = (_largest_difference(found, direct,
-                                                [key for key in found if key != 't']),
-                            direct_bound)
+        errors['direct'] = (
+            _largest_difference(found, direct, [key for key in found if key != 't']),
+            direct_bound,
+        )
         if check.time_gradients:
             errors['t direct'] = (_largest_difference(found, direct, ['t']), time_bound)
     return Outcome(check, errors)

@@ -37,8 +37,9 @@ class LinearField(_Problem):
 
     def __init__(self):
         super().__init__()
-        matrix = torch.tensor([[-0.5, 1.0, 0.0], [-1.0, -0.2, 0.3], [0.1, 0.0, -0.8]],
-                              dtype=torch.float64)
+        matrix = torch.tensor(
+            [[-0.5, 1.0, 0.0], [-1.0, -0.2, 0.3], [0.1, 0.0, -0.8]], dtype=torch.float64
+        )
         self.matrix = nn.Parameter(matrix)
 
     def forward(self, t, z):
@@ -75,7 +76,7 @@ def loss_of(solution):
     """A loss that reads every output time and every state entry, nonlinearly."""
     steps = torch.arange(1, solution.shape[0] + 1, dtype=solution.dtype, device=solution.device)
     weights = steps.reshape(-1, *([1] * (solution.dim() - 1)))
-    return (weights * solution).sum() + 0.1 * (solution ** 2).sum()
+    return (weights * solution).sum() + 0.1 * (solution**2).sum()
 
 
 def gradients(solve, func, y0, t, **kwargs):
@@ -89,8 +90,10 @@ def gradients(solve, func, y0, t, **kwargs):
         inputs['t'] = t
     loss = loss_of(solve(func, y0, t, **kwargs))
     grads = torch.autograd.grad(loss, list(inputs.values()), allow_unused=True)
-    return {name: torch.zeros_like(value) if grad is None else grad
-            for (name, value), grad in zip(inputs.items(), grads)}
+    return {
+        name: torch.zeros_like(value) if grad is None else grad
+        for (name, value), grad in zip(inputs.items(), grads)
+    }
 
 
 def exact_solution(func, y0, t):
@@ -107,7 +110,8 @@ def exact_solution(func, y0, t):
         def antiderivative(s):  # of exp(-rate s) sin(omega s)
             s = s.reshape(-1, 1, 1)
             phase = -rate * torch.sin(omega * s) - omega * torch.cos(omega * s)
-            return torch.exp(-rate * s) * phase / (rate ** 2 + omega ** 2)
+            return torch.exp(-rate * s) * phase / (rate**2 + omega**2)
+
         times = t.reshape(-1, 1, 1)
         integral = antiderivative(t) - antiderivative(t[:1])
         forced = func.amplitude * torch.exp(rate * times) * integral
@@ -123,10 +127,12 @@ def exact_gradients(func, y0, t):
 #: The ways of computing a gradient that :func:`measure` compares.
 VARIANTS = {
     'gq default': lambda func, y0, t, **kw: odeint_adjoint_gq(func, y0, t, **kw),
-    'gq restart': lambda func, y0, t, **kw: odeint_adjoint_gq(func, y0, t, backward='restart',
-                                                               **kw),
-    'gq interp': lambda func, y0, t, **kw: odeint_adjoint_gq(func, y0, t,
-                                                             backward='interpolated', **kw),
+    'gq restart': lambda func, y0, t, **kw: odeint_adjoint_gq(
+        func, y0, t, backward='restart', **kw
+    ),
+    'gq interp': lambda func, y0, t, **kw: odeint_adjoint_gq(
+        func, y0, t, backward='interpolated', **kw
+    ),
     'gq gtol=0.1': lambda func, y0, t, **kw: odeint_adjoint_gq(func, y0, t, gtol=0.1, **kw),
     'gq gtol=1': lambda func, y0, t, **kw: odeint_adjoint_gq(func, y0, t, gtol=1.0, **kw),
     'adjoint': lambda func, y0, t, **kw: odeint_adjoint(func, y0, t, **kw),
@@ -159,15 +165,20 @@ class Problem:
 def flat_gradient(loss, params):
     """The gradients of ``loss`` with respect to ``params``, concatenated (zeros if unused)."""
     grads = torch.autograd.grad(loss, params, allow_unused=True)
-    return torch.cat([torch.zeros_like(param).reshape(-1) if grad is None else grad.reshape(-1)
-                      for param, grad in zip(params, grads)])
+    return torch.cat(
+        [
+            torch.zeros_like(param).reshape(-1) if grad is None else grad.reshape(-1)
+            for param, grad in zip(params, grads)
+        ]
+    )
 
 
 class _TanhMLP(nn.Module):
     def __init__(self):
         super().__init__()
-        self.net = nn.Sequential(nn.Linear(3, 32), nn.Tanh(), nn.Linear(32, 32), nn.Tanh(),
-                                 nn.Linear(32, 2))
+        self.net = nn.Sequential(
+            nn.Linear(3, 32), nn.Tanh(), nn.Linear(32, 32), nn.Tanh(), nn.Linear(32, 2)
+        )
 
     def forward(self, t, z):
         return self.net(torch.cat([z, t.expand(*z.shape[:-1], 1)], dim=-1))
@@ -191,18 +202,33 @@ def problem(name):
     float64 = dict(dtype=torch.float64)
     if name in PROBLEMS:
         y0 = torch.tensor([[1.0, -0.5, 0.3], [0.2, 0.4, -1.0]], **float64)
-        return Problem(PROBLEMS[name](), y0, torch.linspace(0, 1, 4, **float64), loss_of,
-                       dict(rtol=1e-6, atol=1e-6), torch.float64)
+        return Problem(
+            PROBLEMS[name](),
+            y0,
+            torch.linspace(0, 1, 4, **float64),
+            loss_of,
+            dict(rtol=1e-6, atol=1e-6),
+            torch.float64,
+        )
     torch.manual_seed(0)
     if name == 'linear system':
-        return Problem(_Linear().double(), torch.randn(16, 2, **float64),
-                       torch.linspace(0, 5, 10, **float64),
-                       lambda solution: (solution ** 2).mean(), {}, torch.float64)
+        return Problem(
+            _Linear().double(),
+            torch.randn(16, 2, **float64),
+            torch.linspace(0, 5, 10, **float64),
+            lambda solution: (solution**2).mean(),
+            {},
+            torch.float64,
+        )
     if name == 'tanh MLP 1e-8':
-        return Problem(_TanhMLP().double(), torch.randn(8, 2, **float64),
-                       torch.linspace(0, 2, 5, **float64),
-                       lambda solution: (solution ** 2).mean() + solution.sum(),
-                       dict(rtol=1e-8, atol=1e-8), torch.float64)
+        return Problem(
+            _TanhMLP().double(),
+            torch.randn(8, 2, **float64),
+            torch.linspace(0, 2, 5, **float64),
+            lambda solution: (solution**2).mean() + solution.sum(),
+            dict(rtol=1e-8, atol=1e-8),
+            torch.float64,
+        )
     raise ValueError(f'problem must be one of {", ".join(PROBLEM_NAMES)}; got {name!r}.')
 
 
@@ -222,8 +248,13 @@ class SecondOrderField(nn.Module):
 
     def __init__(self, width):
         super().__init__()
-        self.net = nn.Sequential(nn.Linear(2, width), nn.Softplus(), nn.Linear(width, width),
-                                 nn.Softplus(), nn.Linear(width, 1))
+        self.net = nn.Sequential(
+            nn.Linear(2, width),
+            nn.Softplus(),
+            nn.Linear(width, width),
+            nn.Softplus(),
+            nn.Linear(width, 1),
+        )
 
     def forward(self, t, state):
         return torch.cat([state[..., 1:], self.net(state)], dim=-1)

@@ -65,21 +65,28 @@ def test_checkpoint_gradcheck(method):
 
     def solve(y0, matrix):
         # adjoint_params: the matrix itself, so that gradcheck differentiates it.
-        return odeint_adjoint_gq(lambda time, z: z @ matrix.T, y0, t, method=method,
-                                 backward='checkpoint', adjoint_params=(matrix,), **settings)
+        return odeint_adjoint_gq(
+            lambda time, z: z @ matrix.T,
+            y0,
+            t,
+            method=method,
+            backward='checkpoint',
+            adjoint_params=(matrix,),
+            **settings,
+        )
 
     matrix = LinearField().matrix.detach().clone().requires_grad_(True)
     # fast_mode checks random projections of the Jacobian: the same check, far fewer solves.
-    assert torch.autograd.gradcheck(solve, (_initial_state(), matrix), atol=tolerance,
-                                    fast_mode=True)
+    assert torch.autograd.gradcheck(
+        solve, (_initial_state(), matrix), atol=tolerance, fast_mode=True
+    )
 
 
 @pytest.mark.parametrize('check', all_checks(), ids=lambda check: check.name)
 def test_check(check):
     """Each check of ``python -m gradient_tests``, one test each."""
     outcome = run(check)
-    failing = {name: value for name, value in outcome.errors.items()
-               if not value[0] <= value[1]}
+    failing = {name: value for name, value in outcome.errors.items() if not value[0] <= value[1]}
     assert outcome.passed, failing
     assert set(outcome.errors) >= {'closed form', 'unused'}
 
@@ -121,8 +128,9 @@ def test_gq_gradcheck_dopri5():
     def solve(y0, times):
         return odeint_adjoint_gq(func, y0, times, rtol=1e-10, atol=1e-10, gtol=2.0)
 
-    assert torch.autograd.gradcheck(solve, (_initial_state(), t), atol=1e-6, rtol=1e-5,
-                                    fast_mode=True)
+    assert torch.autograd.gradcheck(
+        solve, (_initial_state(), t), atol=1e-6, rtol=1e-5, fast_mode=True
+    )
 
 
 def test_unused_parameter_gets_a_zero_tensor():
@@ -177,8 +185,9 @@ def test_partial_time_gradients():
     func = LinearField()
     y0 = _initial_state()
     end = torch.tensor(1.3, dtype=torch.float64, requires_grad=True)
-    t = torch.stack([torch.tensor(0.0, dtype=torch.float64), torch.tensor(0.5, dtype=torch.float64),
-                     end])
+    t = torch.stack(
+        [torch.tensor(0.0, dtype=torch.float64), torch.tensor(0.5, dtype=torch.float64), end]
+    )
     loss = loss_of(odeint_adjoint_gq(func, y0, t, rtol=1e-10, atol=1e-10, gtol=1.0))
     (grad_end,) = torch.autograd.grad(loss, [end])
     reference_loss = loss_of(odeint(func, y0, t, rtol=1e-10, atol=1e-10))
@@ -206,4 +215,3 @@ def test_module_without_nfe_and_user_counter_still_counts():
     assert forward_calls == reference_calls.calls > 0
     loss_of(solution).backward()
     assert counting.calls > forward_calls
-

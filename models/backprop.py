@@ -11,8 +11,9 @@ ADJOINT_OPTIONS = ('direct', 'adjoint_ode', 'adjoint_seminorm', 'adjoint_gq')
 EXTRA_OPTIONS = ('adjoint_gq_propagator',)
 
 
-def integrate(option, func, y0, t, *, rtol=1e-3, atol=1e-3, gtol=0.1, method='dopri5',
-              options=None):
+def integrate(
+    option, func, y0, t, *, rtol=1e-3, atol=1e-3, gtol=0.1, method='dopri5', options=None
+):
     """Solve ``dy/dt = func(t, y)`` at times ``t``, differentiable by ``option``.
 
     Args:

@@ -43,6 +43,8 @@ def gaussian_log_likelihood(predicted, data):
     """Mean log-likelihood of the data paths under the predicted per-time Gaussians."""
     mean_p, var_p = _gaussian_fit(predicted)
     points = data[:, 1:]
-    log_density = -0.5 * (torch.log(2 * torch.pi * var_p[..., None])
-                          + (points - mean_p[..., None]) ** 2 / var_p[..., None])
+    log_density = -0.5 * (
+        torch.log(2 * torch.pi * var_p[..., None])
+        + (points - mean_p[..., None]) ** 2 / var_p[..., None]
+    )
     return log_density.mean()

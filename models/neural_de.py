@@ -25,8 +25,9 @@ class NeuralDE(nn.Module):
         super().__init__()
         choices = ADJOINT_OPTIONS + EXTRA_OPTIONS
         if adjoint_option not in choices:
-            raise ValueError(f'adjoint_option must be one of {", ".join(choices)}; '
-                             f'got {adjoint_option!r}')
+            raise ValueError(
+                f'adjoint_option must be one of {", ".join(choices)}; got {adjoint_option!r}'
+            )
         self.func = func
         self.adjoint_option = adjoint_option
         self.tol = tol
@@ -35,8 +36,9 @@ class NeuralDE(nn.Module):
 
     def forward(self, y0, t):
         """Solution ``(len(t), *y0.shape)`` at the 1-D times ``t``."""
-        return integrate(self.adjoint_option, self._counted, y0, t, rtol=self.tol,
-                         atol=self.tol, gtol=self.gtol)
+        return integrate(
+            self.adjoint_option, self._counted, y0, t, rtol=self.tol, atol=self.tol, gtol=self.gtol
+        )
 
     @property
     def _counted(self):
@@ -131,9 +133,14 @@ class ImageEncoder(nn.Sequential):
     """
 
     def __init__(self, in_channels, state_width):
-        super().__init__(nn.BatchNorm2d(in_channels), nn.ReLU(),
-                         nn.Conv2d(in_channels, state_width, 3), nn.MaxPool2d(2),
-                         nn.ReLU(), nn.Conv2d(state_width, state_width, 3))
+        super().__init__(
+            nn.BatchNorm2d(in_channels),
+            nn.ReLU(),
+            nn.Conv2d(in_channels, state_width, 3),
+            nn.MaxPool2d(2),
+            nn.ReLU(),
+            nn.Conv2d(state_width, state_width, 3),
+        )
 
 
 def state_side(image_side):
@@ -145,5 +152,6 @@ class ImageDecoder(nn.Sequential):
     """Flatten, then an MLP with one hidden layer of 50 to ``classes`` logits."""
 
     def __init__(self, state_numel, classes=10, hidden=50):
-        super().__init__(nn.Flatten(), nn.Linear(state_numel, hidden), nn.ReLU(),
-                         nn.Linear(hidden, classes))
+        super().__init__(
+            nn.Flatten(), nn.Linear(state_numel, hidden), nn.ReLU(), nn.Linear(hidden, classes)
+        )

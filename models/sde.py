@@ -34,8 +34,9 @@ class OUModel(nn.Module):
     def __init__(self, width, option, times, paths, ncosines=10, tol=1e-3, gtol=0.1):
         super().__init__()
         if option not in ADJOINT_OPTIONS + SDE_OPTIONS:
-            raise ValueError(f'option must be one of {", ".join(ADJOINT_OPTIONS + SDE_OPTIONS)}; '
-                             f'got {option!r}')
+            raise ValueError(
+                f'option must be one of {", ".join(ADJOINT_OPTIONS + SDE_OPTIONS)}; got {option!r}'
+            )
         self.drift = MLPVectorField(1, width)
         self.diffusion = MLPVectorField(1, width)
         self.option, self.paths, self.ncosines = option, paths, ncosines
@@ -50,25 +51,50 @@ class OUModel(nn.Module):
         batch = initial.shape[0]
         start = initial.repeat_interleave(self.paths, dim=0)  # (B * paths, 1)
         if self.training and self.option in ADJOINT_OPTIONS:
-            brownian = CosineBrownian(float(self.times[0]), float(self.times[-1]), self.ncosines,
-                                      start.shape, device=start.device, dtype=start.dtype)
+            brownian = CosineBrownian(
+                float(self.times[0]),
+                float(self.times[-1]),
+                self.ncosines,
+                start.shape,
+                device=start.device,
+                dtype=start.dtype,
+            )
             field = WongZakaiODE(Counted(self.drift, self), self.diffusion, brownian)
-            solution = integrate(self.option, field, start, self.times, rtol=self.tol,
-                                 atol=self.tol, gtol=self.gtol)
+            solution = integrate(
+                self.option, field, start, self.times, rtol=self.tol, atol=self.tol, gtol=self.gtol
+            )
         else:
-            solve = torchsde.sdeint_adjoint if (self.training and self.option == 'sde_adjoint') \
+            solve = (
+                torchsde.sdeint_adjoint
+                if (self.training and self.option == 'sde_adjoint')
                 else torchsde.sdeint
-            extra = ({'adjoint_method': 'adjoint_reversible_heun'}
-                     if solve is torchsde.sdeint_adjoint else {})
+            )
+            extra = (
+                {'adjoint_method': 'adjoint_reversible_heun'}
+                if solve is torchsde.sdeint_adjoint
+                else {}
+            )
             # The Brownian motion's entropy comes from torch's generator: with torchsde's
             # default (fresh entropy from the operating system) no seed reproduces a run,
             # a resumed run or a figure.
-            entropy = int(torch.randint(0, 2 ** 31 - 1, ()).item())
+            entropy = int(torch.randint(0, 2**31 - 1, ()).item())
             brownian = torchsde.BrownianInterval(
-                float(self.times[0]), float(self.times[-1]), start.shape, dtype=start.dtype,
-                device=start.device, entropy=entropy)
-            solution = solve(self._sde(), start, self.times, method='reversible_heun',
-                             dt=SDE_STEP, bm=brownian, **extra)
+                float(self.times[0]),
+                float(self.times[-1]),
+                start.shape,
+                dtype=start.dtype,
+                device=start.device,
+                entropy=entropy,
+            )
+            solution = solve(
+                self._sde(),
+                start,
+                self.times,
+                method='reversible_heun',
+                dt=SDE_STEP,
+                bm=brownian,
+                **extra,
+            )
         # (T, B * paths, 1) -> (B, T, paths)
         return solution.reshape(len(self.times), batch, self.paths).permute(1, 0, 2)
 

@@ -29,8 +29,18 @@ class Trainer:
         quiet: bool, no progress bar.
     """
 
-    def __init__(self, model, neural_de, optimiser, loss_fn, metric_fn, train_loader,
-                 val_batches, device, quiet=False):
+    def __init__(
+        self,
+        model,
+        neural_de,
+        optimiser,
+        loss_fn,
+        metric_fn,
+        train_loader,
+        val_batches,
+        device,
+        quiet=False,
+    ):
         self.model, self.neural_de, self.optimiser = model, neural_de, optimiser
         self.loss_fn, self.metric_fn = loss_fn, metric_fn
         self.train_loader, self.val_batches = train_loader, val_batches
@@ -109,8 +119,7 @@ class Trainer:
             cpu_seconds += time.process_time() - cpu_start
             forward.append(forward_nfe)
             backward.append(backward_nfe)
-        return (seconds, cpu_seconds, sum(forward) / len(forward),
-                sum(backward) / len(backward))
+        return (seconds, cpu_seconds, sum(forward) / len(forward), sum(backward) / len(backward))
 
     def fit(self, history, nepochs, on_epoch_end):
         """Train until ``nepochs`` epochs are recorded in ``history``.
@@ -124,8 +133,14 @@ class Trainer:
             _record(history, 0, (0.0, 0.0), loss, metric, forward_nfe, backward_nfe)
             on_epoch_end(history)
         first = history['epochs'][-1] + 1
-        bar = tqdm(range(first, nepochs + 1), disable=self.quiet, desc='epochs', unit='epoch',
-                   initial=first - 1, total=nepochs)
+        bar = tqdm(
+            range(first, nepochs + 1),
+            disable=self.quiet,
+            desc='epochs',
+            unit='epoch',
+            initial=first - 1,
+            total=nepochs,
+        )
         for epoch in bar:
             try:
                 *seconds, forward_nfe, backward_nfe = self.train_epoch()
@@ -134,17 +149,21 @@ class Trainer:
                 # torchdiffeq asserts on non-finite states and vanishing steps; torch
                 # refuses values that overflow a float.
                 if not isinstance(error, FloatingPointError) and not any(
-                        words in str(error) for words in ('non-finite', 'underflow',
-                                                          'overflow')):
+                    words in str(error) for words in ('non-finite', 'underflow', 'overflow')
+                ):
                     raise
-                raise DivergenceError(f'training diverged in epoch {epoch} ({error})') \
-                    from error
+                raise DivergenceError(f'training diverged in epoch {epoch} ({error})') from error
             if not (math.isfinite(loss) and math.isfinite(metric)):
-                raise DivergenceError(f'training diverged in epoch {epoch} (validation loss '
-                                       f'{loss}, metric {metric})')
+                raise DivergenceError(
+                    f'training diverged in epoch {epoch} (validation loss {loss}, metric {metric})'
+                )
             _record(history, epoch, seconds, loss, metric, forward_nfe, backward_nfe)
-            bar.set_postfix(val_loss=f'{loss:.4g}', val_metric=f'{metric:.4g}',
-                            fnfe=f'{forward_nfe:.0f}', bnfe=f'{backward_nfe:.0f}')
+            bar.set_postfix(
+                val_loss=f'{loss:.4g}',
+                val_metric=f'{metric:.4g}',
+                fnfe=f'{forward_nfe:.0f}',
+                bnfe=f'{backward_nfe:.0f}',
+            )
             on_epoch_end(history)
         return history
 

@@ -63,7 +63,7 @@ class SecondOrderVectorField(nn.Module):
         self.net = mlp(2 * dim, width, dim)
 
     def forward(self, t, state):
-        velocity = state[..., self.dim:]
+        velocity = state[..., self.dim :]
         return torch.cat([velocity, self.net(state)], dim=-1)
 
 
@@ -80,9 +80,12 @@ class ConvVectorField(nn.Module):
     def __init__(self, channels, width):
         super().__init__()
         self.net = nn.Sequential(
-            nn.Conv2d(channels, width, 3, padding=1), nn.Softplus(),
-            nn.Conv2d(width, width, 3, padding=1), nn.Softplus(),
-            nn.Conv2d(width, channels, 3, padding=1))
+            nn.Conv2d(channels, width, 3, padding=1),
+            nn.Softplus(),
+            nn.Conv2d(width, width, 3, padding=1),
+            nn.Softplus(),
+            nn.Conv2d(width, channels, 3, padding=1),
+        )
 
     def forward(self, t, z):
         return self.net(z)

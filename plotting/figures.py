@@ -24,26 +24,32 @@ from plotting import (
 DOCS_FIGURES = pathlib.Path(__file__).resolve().parents[1] / 'docs' / 'figures'
 
 #: How each figure is drawn: file name -> (module, its arguments).
-_DRAWN_BY = {'speedup': (plot_speedup, []),
-             'toy_gradient': (plot_toy_gradient, []),
-             'sde_times': (plot_sde_times, []),
-             'ou_cosines': (plot_ou_cosines, []),
-             'ou_solutions_adjoint_gq': (plot_ou_solutions, [])}
+_DRAWN_BY = {
+    'speedup': (plot_speedup, []),
+    'toy_gradient': (plot_toy_gradient, []),
+    'sde_times': (plot_sde_times, []),
+    'ou_cosines': (plot_ou_cosines, []),
+    'ou_solutions_adjoint_gq': (plot_ou_solutions, []),
+}
 
 #: (file name, module, its arguments, the (experiment, flags) it draws or None) of each
 #: figure in the report, in the report's order (experiments/grids.py names them).
 FIGURES = tuple(
-    (name, *_DRAWN_BY.get(name, (plot_ode_times, ['--experiment', study])),
-     None if study is None else (STUDIES[study].experiment, STUDIES[study].flags))
-    for name, study in FIGURE_STUDIES.items())
+    (
+        name,
+        *_DRAWN_BY.get(name, (plot_ode_times, ['--experiment', study])),
+        None if study is None else (STUDIES[study].experiment, STUDIES[study].flags),
+    )
+    for name, study in FIGURE_STUDIES.items()
+)
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog='python -m plotting.figures',
-                                     description=__doc__.split('\n\n')[0])
+    parser = argparse.ArgumentParser(
+        prog='python -m plotting.figures', description=__doc__.split('\n\n')[0]
+    )
     parser.add_argument('--results_dir', default=str(results.RESULTS_DIR))
-    parser.add_argument('--plots_dir', default=str(DOCS_FIGURES),
-                        help=f'default {DOCS_FIGURES}')
+    parser.add_argument('--plots_dir', default=str(DOCS_FIGURES), help=f'default {DOCS_FIGURES}')
     args = parser.parse_args(argv)
     folders = ['--results_dir', args.results_dir, '--plots_dir', args.plots_dir]
     written, missing = [], []

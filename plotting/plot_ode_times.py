@@ -18,9 +18,11 @@ from plotting.style import line_style, plt, save
 
 #: figure name -> the study of experiments/grids.py it draws by default. The other image
 #: data sets draw the digits study with their own --dataset.
-FIGURES = {**{name: name for name in ('g1d', 'nested_spheres', 'sines10', 'sines50', 'digits',
-                                      'mnist')},
-           'cifar10': 'digits', 'svhn': 'digits'}
+FIGURES = {
+    **{name: name for name in ('g1d', 'nested_spheres', 'sines10', 'sines50', 'digits', 'mnist')},
+    'cifar10': 'digits',
+    'svhn': 'digits',
+}
 
 
 def _study_flags(args):
@@ -29,42 +31,71 @@ def _study_flags(args):
     flags = [*study.flags, *EXPERIMENTS[study.experiment].grids['paper'].flags]
     if args.experiment in ('cifar10', 'svhn'):
         flags += ['--dataset', args.experiment]
-    for flag, value in (('--gtol', args.gtol), ('--regular_times', args.regular_times),
-                        ('--batchsize', args.batchsize)):
+    for flag, value in (
+        ('--gtol', args.gtol),
+        ('--regular_times', args.regular_times),
+        ('--batchsize', args.batchsize),
+    ):
         if value is not None and flag in _OWN_FLAGS[study.experiment]:
             flags += [flag, str(value)]
     return study.experiment, flags
 
 
 #: The flags of this script that each experiment's ablation reads.
-_OWN_FLAGS = {'nested_spheres': ('--gtol',), 'sines': ('--regular_times',),
-              'images': ('--batchsize',), 'g1d': ()}
+_OWN_FLAGS = {
+    'nested_spheres': ('--gtol',),
+    'sines': ('--regular_times',),
+    'images': ('--batchsize',),
+    'g1d': (),
+}
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog='python -m plotting.plot_ode_times',
-                                     description=__doc__.split('\n')[0])
+    parser = argparse.ArgumentParser(
+        prog='python -m plotting.plot_ode_times', description=__doc__.split('\n')[0]
+    )
     parser.add_argument('--experiment', required=True, choices=FIGURES)
-    parser.add_argument('--gtol', type=positive_float, default=None,
-                        help="nested spheres' ablation (default: the study's, in "
-                             'experiments/grids.py)')
-    parser.add_argument('--regular_times', default=None, choices=('regular', 'irregular'),
-                        help="sines ablation (default: the study's)")
-    parser.add_argument('--batchsize', type=positive_int, default=None,
-                        help="images ablation (default: the study's)")
-    parser.add_argument('--width', type=positive_int, default=None,
-                        help='width of the loss curves (default: the largest found)')
+    parser.add_argument(
+        '--gtol',
+        type=positive_float,
+        default=None,
+        help="nested spheres' ablation (default: the study's, in experiments/grids.py)",
+    )
+    parser.add_argument(
+        '--regular_times',
+        default=None,
+        choices=('regular', 'irregular'),
+        help="sines ablation (default: the study's)",
+    )
+    parser.add_argument(
+        '--batchsize',
+        type=positive_int,
+        default=None,
+        help="images ablation (default: the study's)",
+    )
+    parser.add_argument(
+        '--width',
+        type=positive_int,
+        default=None,
+        help='width of the loss curves (default: the largest found)',
+    )
     parser.add_argument('--results_dir', default=str(results.RESULTS_DIR))
     parser.add_argument('--plots_dir', default=str(PLOTS_DIR))
     args = parser.parse_args(argv)
     name, flags = _study_flags(args)
     spec = EXPERIMENTS[name]
-    return plot_timing(results_dir=args.results_dir, plots_dir=args.plots_dir,
-                       experiment=spec.name, ablation=spec.ablation_of(flags),
-                       options=ODE_OPTIONS, extra_options=EXTRA_OPTIONS,
-                       final_series=('epoch_val_metric_history', spec.metric),
-                       curve_width=args.width, name=f'ode_times_{args.experiment}',
-                       title=args.experiment)
+    return plot_timing(
+        results_dir=args.results_dir,
+        plots_dir=args.plots_dir,
+        experiment=spec.name,
+        ablation=spec.ablation_of(flags),
+        options=ODE_OPTIONS,
+        extra_options=EXTRA_OPTIONS,
+        final_series=('epoch_val_metric_history', spec.metric),
+        curve_width=args.width,
+        name=f'ode_times_{args.experiment}',
+        title=args.experiment,
+    )
 
 
 def _mean_std(values):
@@ -72,8 +103,19 @@ def _mean_std(values):
     return values.mean(), values.std()
 
 
-def plot_timing(*, results_dir, plots_dir, experiment, ablation, options, final_series,
-                curve_width, name, title, extra_options=()):
+def plot_timing(
+    *,
+    results_dir,
+    plots_dir,
+    experiment,
+    ablation,
+    options,
+    final_series,
+    curve_width,
+    name,
+    title,
+    extra_options=(),
+):
     """The four panels shared by the ODE and SDE timing figures.
 
     Args:
@@ -89,29 +131,39 @@ def plot_timing(*, results_dir, plots_dir, experiment, ablation, options, final_
     runs = results.complete_runs(results_dir, experiment, ablation)
     if not runs:
         # Refuse rather than write an empty figure over a good one.
-        print(f'nothing to plot: no finished runs of {experiment}/{ablation} in {results_dir}; '
-              'no figure written', file=sys.stderr)
+        print(
+            f'nothing to plot: no finished runs of {experiment}/{ablation} in {results_dir}; '
+            'no figure written',
+            file=sys.stderr,
+        )
         return None
     # Short timing runs (results/epoch_times) stand in where an option was only timed.
-    timed = results.complete_runs(pathlib.Path(results_dir) / EPOCH_TIMES_DIR, experiment,
-                                  ablation)
+    timed = results.complete_runs(pathlib.Path(results_dir) / EPOCH_TIMES_DIR, experiment, ablation)
     timed = {key: found for key, found in timed.items() if key not in runs}
     full_epochs = max(len(run['epochs']) - 1 for found in runs.values() for run in found)
     widths = sorted({width for width, _ in runs})
     if curve_width is not None and curve_width not in widths:
         # Refuse rather than draw loss panels titled with a width that has no runs.
-        print(f'no finished runs of {experiment}/{ablation} at width {curve_width} in '
-              f'{results_dir} (widths found: {", ".join(map(str, widths))}); no figure '
-              'written', file=sys.stderr)
+        print(
+            f'no finished runs of {experiment}/{ablation} at width {curve_width} in '
+            f'{results_dir} (widths found: {", ".join(map(str, widths))}); no figure '
+            'written',
+            file=sys.stderr,
+        )
         return None
-    options = [option for option in (*all_options, *extra_options)
-               if any(key[1] == option for key in (*runs, *timed))]
+    options = [
+        option
+        for option in (*all_options, *extra_options)
+        if any(key[1] == option for key in (*runs, *timed))
+    ]
     axis_widths = sorted({width for width, _ in (*runs, *timed)})
     for option in all_options:
         for width in widths:
             if (width, option) not in runs and (width, option) not in timed:
-                print(f'missing: {experiment}/{ablation} width {width} {option}; left out',
-                      file=sys.stderr)
+                print(
+                    f'missing: {experiment}/{ablation} width {width} {option}; left out',
+                    file=sys.stderr,
+                )
     series, label = final_series
     figure, axes = plt.subplots(1, 4, figsize=(18, 3.8))
     curve_width = curve_width if curve_width is not None else (widths[-1] if widths else None)
@@ -127,36 +179,59 @@ def plot_timing(*, results_dir, plots_dir, experiment, ablation, options, final_
         short = sorted(width for width, timed_option in timed if timed_option == option)
         if short:
             # Hollow: seconds per epoch of the short runs × the full runs' epochs.
-            estimates = np.array([_mean_std([run['epoch_times'][1:].mean() * full_epochs
-                                             for run in timed[(width, option)]])
-                                  for width in short])
+            estimates = np.array(
+                [
+                    _mean_std(
+                        [
+                            run['epoch_times'][1:].mean() * full_epochs
+                            for run in timed[(width, option)]
+                        ]
+                    )
+                    for width in short
+                ]
+            )
             style = line_style(option)
-            axes[0].errorbar(short, estimates[:, 0], yerr=estimates[:, 1], capsize=3,
-                             marker='o', markerfacecolor='white', linestyle='none',
-                             color=style['color'],
-                             label=None if present else style['label'])
+            axes[0].errorbar(
+                short,
+                estimates[:, 0],
+                yerr=estimates[:, 1],
+                capsize=3,
+                marker='o',
+                markerfacecolor='white',
+                linestyle='none',
+                color=style['color'],
+                label=None if present else style['label'],
+            )
         if (curve_width, option) in runs:
             losses = np.array([r['epoch_loss_history'] for r in runs[(curve_width, option)]])
             clocks = np.array([np.cumsum(r['epoch_times']) for r in runs[(curve_width, option)]])
             axes[2].plot(np.arange(losses.shape[1]), losses.mean(0), **line_style(option))
             axes[3].plot(clocks.mean(0), losses.mean(0), **line_style(option))
-    axes[0].set(xlabel='width (hidden units or channels)', ylabel='training time (s)',
-                xscale='log', yscale='log')
+    axes[0].set(
+        xlabel='width (hidden units or channels)',
+        ylabel='training time (s)',
+        xscale='log',
+        yscale='log',
+    )
     axes[1].set(xlabel='width (hidden units or channels)', ylabel=label, xscale='log')
     for axis in axes[:2]:
         # The widths themselves as ticks: log-scale minor labels overlap on short ranges.
         axis.set_xticks(axis_widths, [str(width) for width in axis_widths])
         axis.xaxis.set_minor_formatter(NullFormatter())
     axes[2].set(xlabel='epoch', ylabel='validation loss', title=f'width {curve_width}')
-    axes[3].set(xlabel='training wall-clock time (s)', ylabel='validation loss',
-                title=f'width {curve_width}')
+    axes[3].set(
+        xlabel='training wall-clock time (s)',
+        ylabel='validation loss',
+        title=f'width {curve_width}',
+    )
     # Losses that stay positive span decades as models converge: a log axis shows them.
     if all(line.get_ydata().min() > 0 for axis in axes[2:] for line in axis.get_lines()):
         for axis in axes[2:]:
             axis.set_yscale('log')
     if timed:
-        axes[0].set_title(f'hollow: {full_epochs} × seconds per epoch of short runs',
-                          fontsize='medium')
+        axes[0].set_title(
+            f'hollow: {full_epochs} × seconds per epoch of short runs', fontsize='medium'
+        )
     figure.subplots_adjust(wspace=0.3)
     if options:
         axes[0].legend()
@@ -164,6 +239,7 @@ def plot_timing(*, results_dir, plots_dir, experiment, ablation, options, final_
     paths = save(figure, plots_dir, name)
     print(f'wrote {paths[0]} and {paths[1]} ({len(options)} methods, widths {widths})')
     return paths
+
 
 if __name__ == '__main__':
     sys.exit(0 if main() is not None else 1)

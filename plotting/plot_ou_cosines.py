@@ -38,14 +38,18 @@ def collect(results_dir, width):
 
 def table(found):
     """The ablation as markdown rows (a header first)."""
-    rows = ['| cosines | repeats | validation KL | log-likelihood | training time (s) |',
-            '|---|---|---|---|---|']
+    rows = [
+        '| cosines | repeats | validation KL | log-likelihood | training time (s) |',
+        '|---|---|---|---|---|',
+    ]
     for number, runs in found.items():
         kl = [run['epoch_loss_history'][-1] for run in runs]
         likelihood = [run['epoch_val_metric_history'][-1] for run in runs]
         seconds = [run['epoch_times'].sum() for run in runs]
-        rows.append(f'| {number} | {len(runs)} | {_cell(kl, ".3f")} | '
-                    f'{_cell(likelihood, ".3f")} | {_cell(seconds, ".0f")} |')
+        rows.append(
+            f'| {number} | {len(runs)} | {_cell(kl, ".3f")} | '
+            f'{_cell(likelihood, ".3f")} | {_cell(seconds, ".0f")} |'
+        )
     return rows
 
 
@@ -55,33 +59,47 @@ def _cell(values, spec):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog='python -m plotting.plot_ou_cosines',
-                                     description=__doc__.split('\n\n')[0])
-    parser.add_argument('--width', type=positive_int, default=5,
-                        help='width of the runs (default 5, the ablation\'s)')
+    parser = argparse.ArgumentParser(
+        prog='python -m plotting.plot_ou_cosines', description=__doc__.split('\n\n')[0]
+    )
+    parser.add_argument(
+        '--width',
+        type=positive_int,
+        default=5,
+        help="width of the runs (default 5, the ablation's)",
+    )
     parser.add_argument('--results_dir', default=str(results.RESULTS_DIR))
     parser.add_argument('--plots_dir', default=str(PLOTS_DIR))
     args = parser.parse_args(argv)
     found = collect(args.results_dir, args.width)
     if not found:
-        print(f'nothing to plot: no finished {OPTION} runs of ornstein_uhlenbeck at width '
-              f'{args.width} in {args.results_dir}; no figure written', file=sys.stderr)
+        print(
+            f'nothing to plot: no finished {OPTION} runs of ornstein_uhlenbeck at width '
+            f'{args.width} in {args.results_dir}; no figure written',
+            file=sys.stderr,
+        )
         return None
     numbers = list(found)
     figure, axes = plt.subplots(1, 2, figsize=(10, 3.8))
-    for axis, (values, label) in zip(axes, (
-            ([[run['epoch_loss_history'][-1] for run in runs] for runs in found.values()],
-             'validation KL (final epoch)'),
-            ([[run['epoch_times'].sum() for run in runs] for runs in found.values()],
-             'training time (s)'))):
+    for axis, (values, label) in zip(
+        axes,
+        (
+            (
+                [[run['epoch_loss_history'][-1] for run in runs] for runs in found.values()],
+                'validation KL (final epoch)',
+            ),
+            (
+                [[run['epoch_times'].sum() for run in runs] for runs in found.values()],
+                'training time (s)',
+            ),
+        ),
+    ):
         means = [np.mean(each) for each in values]
         spreads = [np.std(each) for each in values]
-        axis.errorbar(numbers, means, yerr=spreads, capsize=3, marker='o',
-                      **line_style(OPTION))
+        axis.errorbar(numbers, means, yerr=spreads, capsize=3, marker='o', **line_style(OPTION))
         for number, each in zip(numbers, values):
             # Every repeat, small, beside the mean: two repeats make a thin error bar.
-            axis.plot([number] * len(each), each, linestyle='none', marker='.',
-                      color='grey')
+            axis.plot([number] * len(each), each, linestyle='none', marker='.', color='grey')
         # 0 cosines sits on a linear stretch below 1; the rest spread logarithmically.
         axis.set_xscale('symlog', linthresh=1)
         axis.set_xticks(numbers, [str(number) for number in numbers])

@@ -22,10 +22,12 @@ INITIAL_CONDITIONS = 3
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog='python -m plotting.plot_ou_solutions',
-                                     description=__doc__.split('\n')[0])
-    parser.add_argument('--adjoint_option', default='adjoint_gq', choices=SDE_OPTIONS,
-                        help='default adjoint_gq')
+    parser = argparse.ArgumentParser(
+        prog='python -m plotting.plot_ou_solutions', description=__doc__.split('\n')[0]
+    )
+    parser.add_argument(
+        '--adjoint_option', default='adjoint_gq', choices=SDE_OPTIONS, help='default adjoint_gq'
+    )
     parser.add_argument('--width', type=positive_int, default=5, help='default 5')
     parser.add_argument('--ncosines', type=non_negative_int, default=10, help='default 10')
     parser.add_argument('--experiment_no', type=non_negative_int, default=1, help='default 1')
@@ -34,10 +36,22 @@ def main(argv=None):
     parser.add_argument('--plots_dir', default=str(PLOTS_DIR))
     args = parser.parse_args(argv)
     spec = EXPERIMENTS['ornstein_uhlenbeck']
-    folder = spec.run_folder(spec.parse([
-        '--adjoint_option', args.adjoint_option, '--width', str(args.width),
-        '--ncosines', str(args.ncosines), '--experiment_no', str(args.experiment_no),
-        '--results_dir', args.results_dir]))
+    folder = spec.run_folder(
+        spec.parse(
+            [
+                '--adjoint_option',
+                args.adjoint_option,
+                '--width',
+                str(args.width),
+                '--ncosines',
+                str(args.ncosines),
+                '--experiment_no',
+                str(args.experiment_no),
+                '--results_dir',
+                args.results_dir,
+            ]
+        )
+    )
     # The final weights every finished run writes; else a checkpoint (an unfinished run).
     try:
         weights = results.read_weights(folder)
@@ -48,13 +62,14 @@ def main(argv=None):
         print(f'unreadable: {error}; no figure written', file=sys.stderr)
         return None
     if weights is None:
-        print(f'missing: {folder / results.WEIGHTS} and {folder / results.CHECKPOINT} (run '
-              'the experiment to the end, or with --save_model 1); no figure written',
-              file=sys.stderr)
+        print(
+            f'missing: {folder / results.WEIGHTS} and {folder / results.CHECKPOINT} (run '
+            'the experiment to the end, or with --save_model 1); no figure written',
+            file=sys.stderr,
+        )
         return None
     times, initial, paths = ornstein_uhlenbeck.load(args.data_dir, 'val')
-    model = OUModel(args.width, args.adjoint_option, times, paths.shape[-1],
-                    ncosines=args.ncosines)
+    model = OUModel(args.width, args.adjoint_option, times, paths.shape[-1], ncosines=args.ncosines)
     model.load_state_dict(weights)
     torch.manual_seed(0)
     chosen = slice(0, INITIAL_CONDITIONS)
@@ -72,25 +87,35 @@ def main(argv=None):
         high = max(true_values.max(), learned_values.max())
         bins = np.linspace(low, high, 30)
         axis.hist(true_values, bins=bins, density=True, alpha=0.3, color='0.4')
-        axis.hist(learned_values, bins=bins, density=True, histtype='step', color=colour,
-                  alpha=0.5)
+        axis.hist(learned_values, bins=bins, density=True, histtype='step', color=colour, alpha=0.5)
         points = np.linspace(low, high, 200)
-        for values, style, label in ((true_values, {'color': '0.2'}, 'data, Gaussian fit'),
-                                     (learned_values, {'color': colour, 'linestyle': '--'},
-                                      'learned, Gaussian fit')):
+        for values, style, label in (
+            (true_values, {'color': '0.2'}, 'data, Gaussian fit'),
+            (learned_values, {'color': colour, 'linestyle': '--'}, 'learned, Gaussian fit'),
+        ):
             mean, std = values.mean(), max(values.std(), 1e-12)
             density = np.exp(-0.5 * ((points - mean) / std) ** 2) / (std * np.sqrt(2 * np.pi))
             axis.plot(points, density, linewidth=2, label=label, **style)
-        axis.set(title=f't = {grid[time_index]:.1f}, x(0) = {initial[0, 0].item():.2f}',
-                 xlabel='x', ylabel='density')
+        axis.set(
+            title=f't = {grid[time_index]:.1f}, x(0) = {initial[0, 0].item():.2f}',
+            xlabel='x',
+            ylabel='density',
+        )
     axes[0, 0].legend()
     for column in range(INITIAL_CONDITIONS):
         axis = axes[1, column]
         axis.plot(grid, data[column, :, :10], color='0.5', linewidth=0.8)
-        axis.plot(grid, learned[column, :, :10], linewidth=0.8,
-                  color=line_style(args.adjoint_option)['color'])
-        axis.set(title=f'x(0) = {initial[column, 0].item():.2f} (grey: data)',
-                 xlabel='time t', ylabel='x')
+        axis.plot(
+            grid,
+            learned[column, :, :10],
+            linewidth=0.8,
+            color=line_style(args.adjoint_option)['color'],
+        )
+        axis.set(
+            title=f'x(0) = {initial[column, 0].item():.2f} (grey: data)',
+            xlabel='time t',
+            ylabel='x',
+        )
     figure.suptitle(f'Ornstein–Uhlenbeck, {args.adjoint_option}, width {args.width}')
     figure.tight_layout()
     paths_written = save(figure, args.plots_dir, f'ou_solutions_{args.adjoint_option}')

@@ -36,8 +36,9 @@ def ratios(results_dir, study):
     seconds per epoch, and its ``short`` (a boolean array) is True there.
     """
     runs = results.complete_runs(results_dir, study.experiment, study.ablation())
-    timed = results.complete_runs(pathlib.Path(results_dir) / EPOCH_TIMES_DIR,
-                                  study.experiment, study.ablation())
+    timed = results.complete_runs(
+        pathlib.Path(results_dir) / EPOCH_TIMES_DIR, study.experiment, study.ablation()
+    )
     adjoint, direct = REFERENCES.get(study.experiment, DEFAULT_REFERENCES)
     widths = sorted({width for width, option in runs if option == 'adjoint_gq'})
 
@@ -45,8 +46,13 @@ def ratios(results_dir, study):
         found = found.get((width, option))
         if not found:
             return np.nan
-        return np.mean([run['epoch_times'][1:].mean() if per_epoch else
-                        run['epoch_times'].sum() for run in found])
+        return np.mean(
+            [
+                run['epoch_times'][1:].mean() if per_epoch else run['epoch_times'].sum()
+                for run in found
+            ]
+        )
+
     gq = np.array([mean_time(runs, width, 'adjoint_gq') for width in widths])
 
     def versus(reference):
@@ -62,13 +68,15 @@ def ratios(results_dir, study):
                 found[index] = gq_epoch / mean_time(timed, width, reference, True)
                 short[index] = np.isfinite(found[index])
         return found, short
+
     (versus_adjoint, short), (versus_direct, short_direct) = versus(adjoint), versus(direct)
     return widths, versus_adjoint, versus_direct, short, short_direct
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog='python -m plotting.plot_speedup',
-                                     description=__doc__.split('\n\n')[0])
+    parser = argparse.ArgumentParser(
+        prog='python -m plotting.plot_speedup', description=__doc__.split('\n\n')[0]
+    )
     parser.add_argument('--results_dir', default=str(results.RESULTS_DIR))
     parser.add_argument('--plots_dir', default=str(PLOTS_DIR))
     args = parser.parse_args(argv)
@@ -86,24 +94,39 @@ def main(argv=None):
         for axis, values, short in zip(axes, (versus_adjoint, versus_direct), shorts):
             if short.any():
                 # Hollow: the ratio of seconds per epoch over a few epochs, not whole runs.
-                axis.plot(np.array(widths)[short], values[short], linestyle='none',
-                          marker=style['marker'], markersize=11, markerfacecolor='white',
-                          color=style['color'])
+                axis.plot(
+                    np.array(widths)[short],
+                    values[short],
+                    linestyle='none',
+                    marker=style['marker'],
+                    markersize=11,
+                    markerfacecolor='white',
+                    color=style['color'],
+                )
                 hollow = True
     if not drawn:
-        print(f'nothing to plot: no finished adjoint_gq runs with a reference in '
-              f'{args.results_dir}; no figure written', file=sys.stderr)
+        print(
+            f'nothing to plot: no finished adjoint_gq runs with a reference in '
+            f'{args.results_dir}; no figure written',
+            file=sys.stderr,
+        )
         return None
     for axis, reference in zip(axes, ('the adjoint', 'direct backprop')):
         axis.axhline(1.0, color='grey', linewidth=1)
-        axis.set(xscale='log', yscale='log', xlabel='width (hidden units or channels)',
-                 title=f'GQ training time ÷ {reference}')
+        axis.set(
+            xscale='log',
+            yscale='log',
+            xlabel='width (hidden units or channels)',
+            title=f'GQ training time ÷ {reference}',
+        )
         axis.legend(fontsize='small')
     axes[0].set_ylabel('ratio of training times (below 1: GQ faster)')
     if hollow:
         for axis in axes:
-            axis.set_title(f'{axis.get_title()}\n(hollow: seconds per epoch over the '
-                           'first epochs only)', fontsize='medium')
+            axis.set_title(
+                f'{axis.get_title()}\n(hollow: seconds per epoch over the first epochs only)',
+                fontsize='medium',
+            )
     paths = save(figure, args.plots_dir, NAME)
     print(f'wrote {paths[0]} and {paths[1]}')
     return paths

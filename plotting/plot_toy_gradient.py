@@ -15,10 +15,12 @@ TITLES = {'loss': 'loss $L$', 'z0': r'$dL/dz_0$', 'a': r'$dL/da$', 'T': r'$dL/dT
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog='python -m plotting.plot_toy_gradient',
-                                     description=__doc__.split('\n')[0])
-    parser.add_argument('--results_dir', default=str(results.RESULTS_DIR),
-                        help=f'default {results.RESULTS_DIR}')
+    parser = argparse.ArgumentParser(
+        prog='python -m plotting.plot_toy_gradient', description=__doc__.split('\n')[0]
+    )
+    parser.add_argument(
+        '--results_dir', default=str(results.RESULTS_DIR), help=f'default {results.RESULTS_DIR}'
+    )
     parser.add_argument('--plots_dir', default=str(PLOTS_DIR), help=f'default {PLOTS_DIR}')
     args = parser.parse_args(argv)
     figure, axes = plt.subplots(1, 4, figsize=(16, 3.6), sharex=True)
@@ -26,9 +28,11 @@ def main(argv=None):
     for method in METHODS:
         found = results.read_toy_gradient(args.results_dir, method)
         if found is None:
-            print(f'missing: toy_gradient results of {method} in '
-                  f'{results.toy_gradient_dir(args.results_dir, method)}; left out',
-                  file=sys.stderr)
+            print(
+                f'missing: toy_gradient results of {method} in '
+                f'{results.toy_gradient_dir(args.results_dir, method)}; left out',
+                file=sys.stderr,
+            )
             continue
         ends, errors = found
         for axis, quantity in zip(axes, QUANTITIES):
@@ -36,8 +40,10 @@ def main(argv=None):
         drawn += 1
     if not drawn:
         plt.close(figure)
-        print(f'nothing to plot: no toy-gradient results in {args.results_dir}; no figure '
-              'written', file=sys.stderr)
+        print(
+            f'nothing to plot: no toy-gradient results in {args.results_dir}; no figure written',
+            file=sys.stderr,
+        )
         return None
     for axis, quantity in zip(axes, QUANTITIES):
         axis.set_title(TITLES[quantity])

@@ -39,8 +39,10 @@ def save(figure, plots_dir, name):
             figure.savefig(path, dpi=150, bbox_inches='tight', metadata=metadata)
     except OSError as error:
         # One line naming the flag to change, exit status 1; no traceback.
-        raise SystemExit(f'cannot write the figure into --plots_dir {plots_dir} ({error}); '
-                         'choose a writable folder') from None
+        raise SystemExit(
+            f'cannot write the figure into --plots_dir {plots_dir} ({error}); '
+            'choose a writable folder'
+        ) from None
     finally:
         plt.close(figure)
     return paths

@@ -55,62 +55,80 @@ def table(results_dir, experiment, ablation, title=''):
     loss and metric, and the training time until the validation loss first reaches the
     width's target (:func:`target_loss`). ``title`` is added to the table's heading.
     """
-    return _table_of(results.complete_runs(results_dir, experiment, ablation), experiment,
-                     ablation, title)
+    return _table_of(
+        results.complete_runs(results_dir, experiment, ablation), experiment, ablation, title
+    )
 
 
 def _table_of(runs, experiment, ablation, title=''):
     if not runs:
         return ''
-    lines = [f'**{experiment} / {ablation}**{title}', '',
-             '| width | option | repeats | s / epoch | NFE / step fwd, bwd | training time (s) | '
-             'time ÷ reference | time ÷ direct | final val loss | final val metric | '
-             'target loss | time to target (s) |',
-             '|---|---|---|---|---|---|---|---|---|---|---|---|']
+    lines = [
+        f'**{experiment} / {ablation}**{title}',
+        '',
+        '| width | option | repeats | s / epoch | NFE / step fwd, bwd | training time (s) | '
+        'time ÷ reference | time ÷ direct | final val loss | final val metric | '
+        'target loss | time to target (s) |',
+        '|---|---|---|---|---|---|---|---|---|---|---|---|',
+    ]
     for width in sorted({width for width, _ in runs}):
         groups = {option: found for (at, option), found in runs.items() if at == width}
         target = target_loss(groups)
-        totals = {option: np.mean([run['epoch_times'].sum() for run in found])
-                  for option, found in groups.items()}
+        totals = {
+            option: np.mean([run['epoch_times'].sum() for run in found])
+            for option, found in groups.items()
+        }
         reference = next((option for option in REFERENCES if option in groups), None)
         direct = next((option for option in DIRECT if option in groups), None)
         for option, found in sorted(groups.items()):
-            ratios = [f'{totals[option] / totals[other]:.3g}' if other else '—'
-                      for other in (reference, direct)]
+            ratios = [
+                f'{totals[option] / totals[other]:.3g}' if other else '—'
+                for other in (reference, direct)
+            ]
             per_epoch = [run['epoch_times'][1:].mean() for run in found]
-            nfe = ', '.join(f'{np.mean([run[name][1:].mean() for run in found]):.0f}'
-                            for name in ('epoch_fnfe_history', 'epoch_bnfe_history'))
+            nfe = ', '.join(
+                f'{np.mean([run[name][1:].mean() for run in found]):.0f}'
+                for name in ('epoch_fnfe_history', 'epoch_bnfe_history')
+            )
             lines.append(
                 f'| {width} | {option} | {len(found)} | {_cell(per_epoch, 3)} | {nfe} | '
                 f'{_cell([run["epoch_times"].sum() for run in found], 3)} | '
                 f'{" | ".join(ratios)} | '
                 f'{_cell([run["epoch_loss_history"][-1] for run in found], 3)} | '
                 f'{_cell([run["epoch_val_metric_history"][-1] for run in found], 3)} | '
-                f'{target:.3g} | {_time_to_cell(found, target)} |')
+                f'{target:.3g} | {_time_to_cell(found, target)} |'
+            )
     return '\n'.join(lines) + '\n'
 
 
 def timing_table(results_dir, experiment, ablation):
     """The table of a study's short timing runs (``<results_dir>/epoch_times``), or ''."""
-    runs = results.complete_runs(pathlib.Path(results_dir) / EPOCH_TIMES_DIR, experiment,
-                                 ablation)
+    runs = results.complete_runs(pathlib.Path(results_dir) / EPOCH_TIMES_DIR, experiment, ablation)
     if not runs:
         return ''
     epochs = sorted({len(run['epoch_times']) - 1 for found in runs.values() for run in found})
-    return _table_of(runs, experiment, ablation,
-                     f': short timing runs, the first {"/".join(map(str, epochs))} epochs '
-                     f'only (results/{EPOCH_TIMES_DIR})')
+    return _table_of(
+        runs,
+        experiment,
+        ablation,
+        f': short timing runs, the first {"/".join(map(str, epochs))} epochs '
+        f'only (results/{EPOCH_TIMES_DIR})',
+    )
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog='python -m plotting.summary_table',
-                                     description=__doc__.split('\n')[0])
+    parser = argparse.ArgumentParser(
+        prog='python -m plotting.summary_table', description=__doc__.split('\n')[0]
+    )
     parser.add_argument('--results_dir', default=str(results.RESULTS_DIR))
     args = parser.parse_args(argv)
     # Every study of experiments/grids.py, in the report's order; a study's short timing
     # runs follow its own table.
-    tables = (piece(args.results_dir, study.experiment, study.ablation())
-              for study in STUDIES.values() for piece in (table, timing_table))
+    tables = (
+        piece(args.results_dir, study.experiment, study.ablation())
+        for study in STUDIES.values()
+        for piece in (table, timing_table)
+    )
     text = '\n'.join(filter(None, tables))
     print(text or 'no finished runs found')
     return text

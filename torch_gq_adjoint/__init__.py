@@ -16,13 +16,21 @@ from torchdiffeq import odeint, odeint_adjoint
 from ._impl.gq_adjoint import odeint_adjoint_gq
 from ._impl.quadrature import MAX_NODES
 from ._impl.wong_zakai import (
-                               CosineBrownian,
-                               StratonovichSDE,
-                               WongZakaiODE,
-                               cosine_brownian_variance,
+    CosineBrownian,
+    StratonovichSDE,
+    WongZakaiODE,
+    cosine_brownian_variance,
 )
 
-__all__ = ['odeint', 'odeint_adjoint', 'odeint_adjoint_gq', 'MAX_NODES', 'CosineBrownian',
-           'WongZakaiODE', 'StratonovichSDE', 'cosine_brownian_variance']
+__all__ = [
+    'odeint',
+    'odeint_adjoint',
+    'odeint_adjoint_gq',
+    'MAX_NODES',
+    'CosineBrownian',
+    'WongZakaiODE',
+    'StratonovichSDE',
+    'cosine_brownian_variance',
+]
 #: The library's version (pyproject.toml reads it from here; CHANGELOG.md says what changed).
 __version__ = '0.2.0'

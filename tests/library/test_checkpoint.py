@@ -68,8 +68,7 @@ def _solve_and_grad(solve, func, y0, t, weights, inputs, **kwargs):
 
 
 def _relative(got, expected):
-    return max(((a - b).norm() / b.norm().clamp_min(1e-300)).item()
-               for a, b in zip(got, expected))
+    return max(((a - b).norm() / b.norm().clamp_min(1e-300)).item() for a, b in zip(got, expected))
 
 
 def _compare(method, options, t, func=None, y0=None, tolerance=1e-12):
@@ -81,17 +80,32 @@ def _compare(method, options, t, func=None, y0=None, tolerance=1e-12):
     parts = tuple(part.clone().requires_grad_(True) for part in parts)
     y0 = parts if tuple_state else parts[0]
     generator = torch.Generator().manual_seed(3)
-    weights = [torch.randn(len(t), *part.shape, dtype=part.dtype, generator=generator)
-               for part in parts]
+    weights = [
+        torch.randn(len(t), *part.shape, dtype=part.dtype, generator=generator) for part in parts
+    ]
     inputs = list(parts) + list(func.parameters())
     kwargs = dict(method=method, rtol=1e-6, atol=1e-8)
     info = {}
     got_solution, got = _solve_and_grad(
-        partial(odeint_adjoint_gq, backward='checkpoint', info=info), func, y0, t, weights,
-        inputs, options=dict(options), **kwargs)
+        partial(odeint_adjoint_gq, backward='checkpoint', info=info),
+        func,
+        y0,
+        t,
+        weights,
+        inputs,
+        options=dict(options),
+        **kwargs,
+    )
     ref_solution, expected = _solve_and_grad(
-        torchdiffeq.odeint, func, y0, t, weights, inputs,
-        options=_options(method, options, True, tuple_state), **kwargs)
+        torchdiffeq.odeint,
+        func,
+        y0,
+        t,
+        weights,
+        inputs,
+        options=_options(method, options, True, tuple_state),
+        **kwargs,
+    )
     for mine, theirs in zip(got_solution, ref_solution):
         assert torch.equal(mine, theirs)  # the forward is torchdiffeq's, bit for bit
     assert info['backward'] == 'checkpoint'
@@ -109,12 +123,18 @@ def test_gradients_equal_direct_backprop_through_the_same_steps(method, increasi
     # One backward evaluation per forward evaluation of an accepted step, and no more.
     assert 0 < info['backward_nfe'] <= info['forward_nfe']
     assert info['checkpoint_bytes'] == info['checkpoint_steps'] * 12 * 8 * (
-        2 if method in checks.ADAPTIVE_METHODS else 1)
+        2 if method in checks.ADAPTIVE_METHODS else 1
+    )
 
 
-@pytest.mark.parametrize('options', [dict(jump_t=torch.tensor([0.55, 1.3])),
-                                     dict(step_t=torch.tensor([0.55, 1.3])),
-                                     dict(first_step=0.01, max_step=0.2)])
+@pytest.mark.parametrize(
+    'options',
+    [
+        dict(jump_t=torch.tensor([0.55, 1.3])),
+        dict(step_t=torch.tensor([0.55, 1.3])),
+        dict(first_step=0.01, max_step=0.2),
+    ],
+)
 @pytest.mark.parametrize('increasing', [True, False])
 def test_jump_and_step_times_and_step_options(options, increasing):
     t = torch.linspace(0.0, 2.0, 5, dtype=torch.float64)
@@ -131,8 +151,10 @@ def test_cubic_interpolation_of_fixed_grids():
 def test_tuple_states(method):
     y0 = (torch.randn(5, 2, dtype=torch.float64), torch.randn(5, 1, dtype=torch.float64))
     options = {} if method in checks.ADAPTIVE_METHODS else dict(step_size=0.1)
-    for t in (torch.linspace(0, 1.5, 4, dtype=torch.float64),
-              torch.linspace(1.5, 0, 4, dtype=torch.float64)):
+    for t in (
+        torch.linspace(0, 1.5, 4, dtype=torch.float64),
+        torch.linspace(1.5, 0, 4, dtype=torch.float64),
+    ):
         _compare(method, options, t, func=_TupleField(), y0=y0)
 
 
@@ -159,9 +181,15 @@ def test_event_times_and_states_through_odeint_event():
         height = torch.tensor(10.0, dtype=torch.float64, requires_grad=True)
         state = torch.stack([height, torch.zeros_like(height)])
         event_t, solution = torchdiffeq.odeint_event(
-            ball, state, torch.tensor(0.0, dtype=torch.float64),
-            event_fn=lambda t, y: y[0], odeint_interface=interface, rtol=1e-8, atol=1e-10,
-            **kwargs)
+            ball,
+            state,
+            torch.tensor(0.0, dtype=torch.float64),
+            event_fn=lambda t, y: y[0],
+            odeint_interface=interface,
+            rtol=1e-8,
+            atol=1e-10,
+            **kwargs,
+        )
         loss = event_t + 0.3 * solution[-1, 1]
         return loss, torch.autograd.grad(loss, [height, *ball.parameters()])
 
@@ -180,7 +208,7 @@ def test_time_gradients_match_direct_backprop_to_the_solvers_accuracy():
 
     def grad_t(solve, **kwargs):
         solution = solve(func, y0, t, rtol=1e-9, atol=1e-11, **kwargs)
-        return torch.autograd.grad((solution ** 2).sum(), t)[0]
+        return torch.autograd.grad((solution**2).sum(), t)[0]
 
     got = grad_t(odeint_adjoint_gq, backward='checkpoint')
     expected = grad_t(torchdiffeq.odeint)
@@ -195,10 +223,19 @@ def test_the_step_size_terms_direct_backprop_adds_are_of_the_order_of_the_tolera
     t = torch.linspace(0.0, 2.0, 5, dtype=torch.float64)
     weights = [torch.randn(5, 4, 3, dtype=torch.float64)]
     inputs = [y0, *func.parameters()]
-    _, checkpointed = _solve_and_grad(partial(odeint_adjoint_gq, backward='checkpoint'),
-                                      func, y0, t, weights, inputs, rtol=1e-6, atol=1e-8)
-    _, direct = _solve_and_grad(torchdiffeq.odeint, func, y0, t, weights, inputs,
-                                rtol=1e-6, atol=1e-8)
+    _, checkpointed = _solve_and_grad(
+        partial(odeint_adjoint_gq, backward='checkpoint'),
+        func,
+        y0,
+        t,
+        weights,
+        inputs,
+        rtol=1e-6,
+        atol=1e-8,
+    )
+    _, direct = _solve_and_grad(
+        torchdiffeq.odeint, func, y0, t, weights, inputs, rtol=1e-6, atol=1e-8
+    )
     difference = _relative(checkpointed, direct)
     assert 1e-15 < difference < 1e-5
 
@@ -243,22 +280,25 @@ def test_forced_checkpoint_over_budget_or_uncovered_falls_back_with_one_warning(
     for _ in range(3):
         with warnings.catch_warnings(record=True) as record:
             warnings.simplefilter('always')
-            _, info = _default_gradients(func, y0, t, backward='checkpoint',
-                                         checkpoint_memory=0)
+            _, info = _default_gradients(func, y0, t, backward='checkpoint', checkpoint_memory=0)
         caught += [str(item.message) for item in record]
         assert info['backward'] == 'restart'
     assert len(caught) == 1 and 'checkpoint_memory=0' in caught[0]
     with pytest.warns(RuntimeWarning, match="'explicit_adams' is not a one-step method"):
-        _default_gradients(func, y0, t, backward='checkpoint', method='explicit_adams',
-                           options=dict(step_size=0.1))
+        _default_gradients(
+            func, y0, t, backward='checkpoint', method='explicit_adams', options=dict(step_size=0.1)
+        )
 
 
-@pytest.mark.parametrize('kwargs, message', [
-    (dict(checkpoint_memory=-1), 'checkpoint_memory must be a non-negative'),
-    (dict(checkpoint_memory='1GB'), 'checkpoint_memory must be a non-negative'),
-    (dict(info=[]), 'info must be a dict'),
-    (dict(backward='checkpointed'), "backward must be one of 'auto', 'restart'"),
-])
+@pytest.mark.parametrize(
+    'kwargs, message',
+    [
+        (dict(checkpoint_memory=-1), 'checkpoint_memory must be a non-negative'),
+        (dict(checkpoint_memory='1GB'), 'checkpoint_memory must be a non-negative'),
+        (dict(info=[]), 'info must be a dict'),
+        (dict(backward='checkpointed'), "backward must be one of 'auto', 'restart'"),
+    ],
+)
 def test_bad_arguments(kwargs, message):
     func, y0, t = _latent_problem(points=3)
     with pytest.raises((ValueError, TypeError), match=message):

@@ -34,8 +34,9 @@ def test_compiled_func_gives_the_plain_gradient(fields, backward):
     found = []
     for func in fields:
         info = {}
-        loss = (odeint_adjoint_gq(func, y0, t, rtol=1e-8, atol=1e-8, backward=backward,
-                                  info=info) ** 2).sum()
+        loss = (
+            odeint_adjoint_gq(func, y0, t, rtol=1e-8, atol=1e-8, backward=backward, info=info) ** 2
+        ).sum()
         found.append((torch.autograd.grad(loss, list(func.parameters())), info['backward']))
     (plain, plain_pass), (compiled, compiled_pass) = found
     assert plain_pass == compiled_pass

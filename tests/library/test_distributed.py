@@ -37,8 +37,7 @@ class _Model(nn.Module):
 
     def forward(self, y0):
         t = torch.linspace(0, 1, 5, dtype=torch.float64)
-        return odeint_adjoint_gq(self.func, y0, t, rtol=1e-8, atol=1e-8,
-                                 backward=self.backward)
+        return odeint_adjoint_gq(self.func, y0, t, rtol=1e-8, atol=1e-8, backward=self.backward)
 
 
 def _data():
@@ -47,7 +46,7 @@ def _data():
 
 
 def _loss(solution):
-    return (solution ** 2).mean()
+    return (solution**2).mean()
 
 
 def _worker(rank, port, folder):
@@ -76,8 +75,9 @@ def _free_port():
 def distributed_grads(tmp_path_factory):
     folder = tmp_path_factory.mktemp('ddp')
     mp.spawn(_worker, args=(_free_port(), str(folder)), nprocs=WORLD, join=True)
-    return {backward: torch.load(folder / f'{backward}.pt', weights_only=True)
-            for backward in BACKWARDS}
+    return {
+        backward: torch.load(folder / f'{backward}.pt', weights_only=True) for backward in BACKWARDS
+    }
 
 
 @pytest.mark.parametrize('backward', BACKWARDS)
@@ -89,16 +89,16 @@ def test_ddp_gradient_is_the_single_process_gradient(distributed_grads, backward
     sharded = _Model(backward)
     shard_grads = []
     for shard in _data().chunk(WORLD):
-        shard_grads.append(torch.autograd.grad(_loss(sharded(shard)),
-                                               list(sharded.parameters())))
+        shard_grads.append(torch.autograd.grad(_loss(sharded(shard)), list(sharded.parameters())))
     for param, *grads in zip(sharded.parameters(), *shard_grads):
         param.grad = sum(grads) / WORLD
     # One process, the whole batch in one solve: its adaptive steps differ from the
     # shards', so the gradients agree to the solver's tolerance.
     whole = _Model(backward)
     _loss(whole(_data())).backward()
-    for found, same, joint in zip(distributed_grads[backward], sharded.parameters(),
-                                  whole.parameters()):
+    for found, same, joint in zip(
+        distributed_grads[backward], sharded.parameters(), whole.parameters()
+    ):
         assert found.abs().max() > 0
         assert torch.allclose(found, same.grad, rtol=1e-10, atol=1e-14), backward
         assert torch.allclose(found, joint.grad, rtol=1e-5, atol=1e-8), backward

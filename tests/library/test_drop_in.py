@@ -57,9 +57,14 @@ def test_tuple_state_with_a_zero_dimensional_part():
     scalar = torch.tensor(2.0, dtype=torch.float64, requires_grad=True)
     vector = torch.tensor([1.0, -1.0], dtype=torch.float64, requires_grad=True)
     t = torch.tensor([0.0, 1.0], dtype=torch.float64)
-    first, second = odeint_adjoint_gq(lambda time, y: (func(time, y[0]), func(time, y[1])),
-                                      (scalar, vector), t, rtol=1e-10, atol=1e-10,
-                                      adjoint_params=tuple(func.parameters()))
+    first, second = odeint_adjoint_gq(
+        lambda time, y: (func(time, y[0]), func(time, y[1])),
+        (scalar, vector),
+        t,
+        rtol=1e-10,
+        atol=1e-10,
+        adjoint_params=tuple(func.parameters()),
+    )
     assert first.shape == (2,) and second.shape == (2, 2)
     (first[-1] + second[-1].sum()).backward()
     assert scalar.grad.item() == pytest.approx(math.exp(-0.7), rel=1e-8)
@@ -81,14 +86,33 @@ def _forward_cases():
     every = set(checks.METHODS)
     yield 'tensor', every, LinearField(), torch.tensor([[1.0, -0.5, 0.3]], **float64), t, {}
     yield 'zero-dim', every, _Scalar(), torch.tensor(1.5, **float64), t, {}
-    yield ('tuple', every, lambda time, y: (-y[0], torch.cos(time) * y[1]),
-           (torch.ones(3, **float64), torch.tensor(2.0, **float64)), t, {})
+    yield (
+        'tuple',
+        every,
+        lambda time, y: (-y[0], torch.cos(time) * y[1]),
+        (torch.ones(3, **float64), torch.tensor(2.0, **float64)),
+        t,
+        {},
+    )
     yield 'decreasing', every, SineField(), torch.ones(2, 3, **float64), t.flip(0), {}
-    yield ('jump_t', checks.ADAPTIVE_METHODS, SineField(), torch.ones(2, 3, **float64), t,
-           dict(jump_t=torch.tensor([0.33], **float64)))
-    yield ('grid_constructor', checks.GRID_METHODS, SineField(), torch.ones(2, 3, **float64), t,
-           dict(grid_constructor=lambda f, y, times: torch.linspace(times[0], times[-1], 8,
-                                                                   **float64)))
+    yield (
+        'jump_t',
+        checks.ADAPTIVE_METHODS,
+        SineField(),
+        torch.ones(2, 3, **float64),
+        t,
+        dict(jump_t=torch.tensor([0.33], **float64)),
+    )
+    yield (
+        'grid_constructor',
+        checks.GRID_METHODS,
+        SineField(),
+        torch.ones(2, 3, **float64),
+        t,
+        dict(
+            grid_constructor=lambda f, y, times: torch.linspace(times[0], times[-1], 8, **float64)
+        ),
+    )
 
 
 @pytest.mark.parametrize('method', checks.METHODS)
@@ -166,6 +190,7 @@ def test_grid_constructor_gets_torchdiffeqs_convention_in_the_backward_pass():
         def build(func, y0, t):
             seen[key].append(t.tolist())
             return torch.linspace(float(t[0]), float(t[-1]), 6, dtype=t.dtype)
+
         return build
 
     results = {}
@@ -173,8 +198,7 @@ def test_grid_constructor_gets_torchdiffeqs_convention_in_the_backward_pass():
         func = LinearField()
         y0 = torch.tensor([[1.0, -0.5, 0.3]], dtype=torch.float64, requires_grad=True)
         t = torch.tensor([0.0, 0.5, 1.0], dtype=torch.float64)
-        solution = solve(func, y0, t, method='rk4',
-                         options=dict(grid_constructor=constructor(key)))
+        solution = solve(func, y0, t, method='rk4', options=dict(grid_constructor=constructor(key)))
         seen[key].clear()  # the forward call is torchdiffeq's own in both
         loss_of(solution).backward()
         results[key] = func.matrix.grad
@@ -241,9 +265,9 @@ def _event_gradients(interface):
     y0 = torch.tensor([10.0, 2.0], dtype=torch.float64, requires_grad=True)
     t0 = torch.tensor(0.0, dtype=torch.float64)
     event_t, solution = torchdiffeq.odeint_event(
-        func, y0, t0, event_fn=_hits_ground, odeint_interface=interface,
-        rtol=1e-10, atol=1e-10)
-    loss = event_t ** 2 + solution[-1, 1] ** 2
+        func, y0, t0, event_fn=_hits_ground, odeint_interface=interface, rtol=1e-10, atol=1e-10
+    )
+    loss = event_t**2 + solution[-1, 1] ** 2
     grads = torch.autograd.grad(loss, [y0, func.gravity, func.drag])
     return event_t.detach(), grads
 
@@ -265,8 +289,11 @@ def test_event_fn_call_and_return_convention_match_odeint_adjoint():
         event_t, solution = solve(func, y0, t, event_fn=_hits_ground, rtol=1e-10, atol=1e-10)
         assert solution.shape == (2, 2)
         loss = (solution[-1] ** 2).sum()
-        results[name] = (event_t.detach(), solution.detach(),
-                         torch.autograd.grad(loss, [y0, t, func.gravity, func.drag]))
+        results[name] = (
+            event_t.detach(),
+            solution.detach(),
+            torch.autograd.grad(loss, [y0, t, func.gravity, func.drag]),
+        )
     assert torch.equal(results['gq'][0], results['adjoint'][0])
     assert torch.equal(results['gq'][1], results['adjoint'][1])
     for first, second in zip(results['adjoint'][2], results['gq'][2]):

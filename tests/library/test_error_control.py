@@ -20,16 +20,16 @@ from torch_gq_adjoint._impl.interpolation import hermite
 
 def test_hermite_interpolation_is_exact_for_cubics():
     grid = torch.tensor([0.0, 0.3, 0.7, 1.0], dtype=torch.float64)
-    coefficients = torch.tensor([[0.5, -1.0, 2.0, 0.7], [1.0, 0.0, -3.0, 1.5]],
-                                dtype=torch.float64)
+    coefficients = torch.tensor([[0.5, -1.0, 2.0, 0.7], [1.0, 0.0, -3.0, 1.5]], dtype=torch.float64)
 
     def cubic(times):
-        powers = torch.stack([times ** k for k in range(4)], dim=-1)
+        powers = torch.stack([times**k for k in range(4)], dim=-1)
         return powers @ coefficients.T
 
     def slope(times):
-        powers = torch.stack([k * times ** (k - 1) if k else torch.zeros_like(times)
-                              for k in range(4)], dim=-1)
+        powers = torch.stack(
+            [k * times ** (k - 1) if k else torch.zeros_like(times) for k in range(4)], dim=-1
+        )
         return powers @ coefficients.T
 
     query = torch.tensor([0.0, 0.05, 0.31, 0.69, 0.99, 1.0], dtype=torch.float64)
@@ -48,8 +48,7 @@ class _SmallMLP(nn.Module):
 
 
 def _parameter_error(solve, func, reference, **kwargs):
-    y0 = torch.tensor([[1.0, -0.5, 0.3], [0.2, 0.4, -1.0]], dtype=torch.float64,
-                      requires_grad=True)
+    y0 = torch.tensor([[1.0, -0.5, 0.3], [0.2, 0.4, -1.0]], dtype=torch.float64, requires_grad=True)
     # Output times on the grid: the forward solution itself is then of the method's order.
     t = torch.tensor([0.0, 0.5, 1.0], dtype=torch.float64)
     got = gradients(solve, func, y0, t, **kwargs)
@@ -59,12 +58,15 @@ def _parameter_error(solve, func, reference, **kwargs):
     return ((flat - expected).norm() / expected.norm()).item()
 
 
-@pytest.mark.parametrize('method, step', [(method, 0.1) for method in sorted(checks.GRID_METHODS)]
-                         + [('rk4', 0.01), ('rk4', 0.002)])
+@pytest.mark.parametrize(
+    'method, step',
+    [(method, 0.1) for method in sorted(checks.GRID_METHODS)] + [('rk4', 0.01), ('rk4', 0.002)],
+)
 def test_fixed_grid_gradients_are_as_accurate_as_the_adjoint(method, step):
     for func in (LinearField(), _SmallMLP()):
-        y0 = torch.tensor([[1.0, -0.5, 0.3], [0.2, 0.4, -1.0]], dtype=torch.float64,
-                          requires_grad=True)
+        y0 = torch.tensor(
+            [[1.0, -0.5, 0.3], [0.2, 0.4, -1.0]], dtype=torch.float64, requires_grad=True
+        )
         t = torch.tensor([0.0, 0.5, 1.0], dtype=torch.float64)
         reference = gradients(odeint, func, y0, t, rtol=1e-12, atol=1e-12)
         settings = dict(method=method, options=dict(step_size=step))
@@ -75,8 +77,7 @@ def test_fixed_grid_gradients_are_as_accurate_as_the_adjoint(method, step):
         assert gq <= 3 * adjoint + 1e-12, (type(func).__name__, gq, adjoint)
 
 
-@pytest.mark.parametrize('name', ['constant', 'linear', 'sine', 'linear system',
-                                  'tanh MLP 1e-8'])
+@pytest.mark.parametrize('name', ['constant', 'linear', 'sine', 'linear system', 'tanh MLP 1e-8'])
 def test_default_quadrature_is_as_accurate_as_the_adjoint(name):
     errors = measure(problem(name))
     assert errors['gq default'] <= 2 * errors['adjoint'] + 1e-14, errors
@@ -98,8 +99,9 @@ def _chosen_counts(monkeypatch, func):
 
     monkeypatch.setattr(error_control.ControlledQuadrature, '_correct', record)
     y0 = torch.ones(1, 3, dtype=torch.float64)
-    odeint_adjoint_gq(func, y0, torch.tensor([0.0, 2.0], dtype=torch.float64),
-                      rtol=1e-8, atol=1e-8)[-1].sum().backward()
+    odeint_adjoint_gq(
+        func, y0, torch.tensor([0.0, 2.0], dtype=torch.float64), rtol=1e-8, atol=1e-8
+    )[-1].sum().backward()
     return counts
 
 

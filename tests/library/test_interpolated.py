@@ -43,8 +43,9 @@ def test_gradients_match_the_closed_form(name, times):
     y0 = torch.tensor([[1.0, -0.5, 0.3], [0.2, 0.4, -1.0]], **FLOAT64, requires_grad=True)
     t = torch.tensor(times, **FLOAT64, requires_grad=True)
     info = {}
-    found = gradients(odeint_adjoint_gq, func, y0, t, rtol=1e-9, atol=1e-9,
-                      backward='interpolated', info=info)
+    found = gradients(
+        odeint_adjoint_gq, func, y0, t, rtol=1e-9, atol=1e-9, backward='interpolated', info=info
+    )
     assert info['backward'] == 'interpolated'
     exact = exact_gradients(func, y0, t)
     for key in exact:
@@ -66,8 +67,9 @@ def test_error_is_at_most_twice_the_adjoints_at_every_tolerance(tolerance, name,
     t = torch.linspace(0, 2, count, **FLOAT64)
     reference = _tight_reference(func, y0, t)
     settings = dict(rtol=tolerance, atol=tolerance)
-    found = _relative(gradients(odeint_adjoint_gq, func, y0, t, backward='interpolated',
-                                **settings), reference)
+    found = _relative(
+        gradients(odeint_adjoint_gq, func, y0, t, backward='interpolated', **settings), reference
+    )
     adjoint = _relative(gradients(odeint_adjoint, func, y0, t, **settings), reference)
     assert found <= 2 * adjoint + 1e-14, (found, adjoint)
 
@@ -80,8 +82,10 @@ def test_error_is_at_most_twice_the_adjoints_on_the_accuracy_problems(name):
     def error(solve):
         found = case.gradient(solve, **case.tolerances)
         return ((found - reference).norm() / reference.norm()).item()
-    found = error(lambda func, y0, t, **kw: odeint_adjoint_gq(func, y0, t,
-                                                              backward='interpolated', **kw))
+
+    found = error(
+        lambda func, y0, t, **kw: odeint_adjoint_gq(func, y0, t, backward='interpolated', **kw)
+    )
     assert found <= 2 * error(odeint_adjoint) + 1e-14
 
 
@@ -96,23 +100,28 @@ class _Coupled(nn.Module):
 
     def forward(self, t, state):
         z, w = state
-        return (self.net(z) * torch.cos(t) + z.mean(0) * 0.1,
-                (z ** 2).sum(-1, keepdim=True) * w * 0.1)
+        return (
+            self.net(z) * torch.cos(t) + z.mean(0) * 0.1,
+            (z**2).sum(-1, keepdim=True) * w * 0.1,
+        )
 
 
 @pytest.mark.parametrize('method', sorted(ADAPTIVE_METHODS))
 def test_tuple_states_time_gradients_and_every_adaptive_method(method):
     func = _Coupled()
     torch.manual_seed(1)
-    y0 = (torch.randn(5, 3, **FLOAT64, requires_grad=True),
-          torch.randn(5, 1, **FLOAT64, requires_grad=True))
+    y0 = (
+        torch.randn(5, 3, **FLOAT64, requires_grad=True),
+        torch.randn(5, 1, **FLOAT64, requires_grad=True),
+    )
     t = torch.tensor([0.0, 0.3, 1.1, 1.2, 2.0], **FLOAT64, requires_grad=True)
     inputs = list(y0) + [t] + list(func.parameters())
 
     def grads(solve, **kwargs):
         z, w = solve(func, y0, t, **kwargs)
-        loss = (z ** 2).sum() + w[2:].sum()  # t[1] carries no loss gradient
+        loss = (z**2).sum() + w[2:].sum()  # t[1] carries no loss gradient
         return torch.autograd.grad(loss, inputs)
+
     direct = grads(odeint, rtol=1e-11, atol=1e-11, method='dopri5')
     settings = dict(rtol=1e-7, atol=1e-7, method=method)
     with warnings.catch_warnings():
@@ -121,8 +130,11 @@ def test_tuple_states_time_gradients_and_every_adaptive_method(method):
     adjoint = grads(odeint_adjoint, **settings)
 
     def error(values):
-        return max(((value - expected).norm() / expected.norm()).item()
-                   for value, expected in zip(values, direct))
+        return max(
+            ((value - expected).norm() / expected.norm()).item()
+            for value, expected in zip(values, direct)
+        )
+
     assert error(found) < 1e-3
     assert error(found) <= 2 * error(adjoint)
 
@@ -143,10 +155,16 @@ def test_gradients_through_an_event_time_equal_direct_backprop():
     def grads(solve, **kwargs):
         y0 = torch.tensor([10.0, 0.0], **FLOAT64, requires_grad=True)
         event_t, solution = torchdiffeq.odeint_event(
-            ball, y0, torch.tensor(0.0, **FLOAT64), event_fn=lambda t, y: y[0],
-            odeint_interface=solve, **kwargs)
+            ball,
+            y0,
+            torch.tensor(0.0, **FLOAT64),
+            event_fn=lambda t, y: y[0],
+            odeint_interface=solve,
+            **kwargs,
+        )
         loss = event_t + solution[-1, 1] ** 2
         return torch.autograd.grad(loss, [y0, ball.gravity, ball.drag])
+
     direct = grads(odeint, rtol=1e-11, atol=1e-11)
     found = grads(odeint_adjoint_gq, rtol=1e-8, atol=1e-8, backward='interpolated')
     for value, expected in zip(found, direct):
@@ -160,11 +178,11 @@ def test_one_backward_solve_without_restarts(monkeypatch):
     def counting(func, y0, t, **kwargs):
         calls.append(kwargs.get('options', {}).get('jump_t'))
         return original(func, y0, t, **kwargs)
+
     field = SecondOrderField(32)
     initial, times, values = sine_series(6, 20, seed=0)
     y0 = initial.requires_grad_(True)
-    solution = odeint_adjoint_gq(field, y0, times, rtol=1e-4, atol=1e-4,
-                                 backward='interpolated')
+    solution = odeint_adjoint_gq(field, y0, times, rtol=1e-4, atol=1e-4, backward='interpolated')
     monkeypatch.setattr(backward_solves.torchdiffeq, 'odeint', counting)
     loss = (solution[..., 0].T - values).pow(2).mean()
     loss.backward()
@@ -179,6 +197,7 @@ def test_output_times_without_a_loss_gradient_are_not_jumps(monkeypatch):
     def spying(options, jump_times):
         seen.append(len(jump_times))
         return original(options, jump_times)
+
     monkeypatch.setattr(interpolated, '_with_jumps', spying)
     func = PROBLEMS['linear']()
     y0 = torch.ones(1, 3, **FLOAT64, requires_grad=True)
@@ -194,8 +213,9 @@ def test_fewer_backward_evaluations_than_restarting_with_many_times():
     counts = {}
     for backward in ('interpolated', 'restart'):
         info = {}
-        solution = odeint_adjoint_gq(field, initial, times, rtol=1e-3, atol=1e-3,
-                                     backward=backward, info=info)
+        solution = odeint_adjoint_gq(
+            field, initial, times, rtol=1e-3, atol=1e-3, backward=backward, info=info
+        )
         (solution[..., 0].T - values).pow(2).mean().backward()
         counts[backward] = info['backward_nfe']
     assert counts['interpolated'] < 0.6 * counts['restart'], counts
@@ -203,7 +223,7 @@ def test_fewer_backward_evaluations_than_restarting_with_many_times():
 
 def _tape(func, y0, t, method='dopri5', **kwargs):
     layout = StateLayout((y0,), False)
-    tape = ForwardTape(True, bool(t[0] > t[-1]), 2 ** 30, keep_stages=True)
+    tape = ForwardTape(True, bool(t[0] > t[-1]), 2**30, keep_stages=True)
     counted = CountedField(func, True, tape, layout)
     solution = torchdiffeq.odeint(counted, y0, t, method=method, **kwargs)
     return tape, layout, solution
@@ -221,10 +241,10 @@ def test_the_dense_output_is_the_solvers_own(method, decreasing):
     dense = interpolated.DenseForward(tape, layout, method)
     forward_time = -t if decreasing else t
     # The rebuilt polynomials reproduce what odeint interpolated at its output times.
-    assert torch.allclose(dense.at(forward_time), solution.reshape(len(t), -1), rtol=0,
-                          atol=1e-13)
-    assert torch.allclose(dense.at_value(float(forward_time[2])), solution[2].reshape(-1),
-                          rtol=0, atol=1e-13)
+    assert torch.allclose(dense.at(forward_time), solution.reshape(len(t), -1), rtol=0, atol=1e-13)
+    assert torch.allclose(
+        dense.at_value(float(forward_time[2])), solution[2].reshape(-1), rtol=0, atol=1e-13
+    )
 
 
 def test_the_refined_dense_output_is_more_accurate_than_the_solvers():
@@ -240,8 +260,9 @@ def test_the_refined_dense_output_is_more_accurate_than_the_solvers():
         dense.refine(FlatField(func, layout))
         refined = (dense.at(between) - exact).abs().max()
         # Still the solver's values where it stepped.
-        assert torch.allclose(dense.at(dense.ends[-1:]),
-                              dense.at(dense.ends[-1:] - 1e-15), rtol=0, atol=1e-12)
+        assert torch.allclose(
+            dense.at(dense.ends[-1:]), dense.at(dense.ends[-1:] - 1e-15), rtol=0, atol=1e-12
+        )
         assert torch.allclose(dense.at(dense.begins), dense.starts, rtol=0, atol=1e-14)
     assert refined < 0.3 * plain
 
@@ -279,13 +300,15 @@ def test_forced_past_the_memory_budget_it_restarts_with_one_warning():
     t = torch.linspace(0, 1, 4, **FLOAT64)
     info = {}
     with pytest.warns(RuntimeWarning, match="backward='interpolated' cannot be used"):
-        solution = odeint_adjoint_gq(func, y0, t, backward='interpolated', checkpoint_memory=64,
-                                     info=info)
+        solution = odeint_adjoint_gq(
+            func, y0, t, backward='interpolated', checkpoint_memory=64, info=info
+        )
         loss_of(solution).backward()
     assert info['backward'] == 'restart'
     with pytest.warns(RuntimeWarning, match='has no dense output'):
-        solution = odeint_adjoint_gq(func, y0, t, backward='interpolated', method='rk4',
-                                     options=dict(step_size=0.1))
+        solution = odeint_adjoint_gq(
+            func, y0, t, backward='interpolated', method='rk4', options=dict(step_size=0.1)
+        )
         loss_of(solution).backward()
 
 
@@ -304,8 +327,9 @@ class _ExactTrace(nn.Module):
         with torch.enable_grad():
             z = z.requires_grad_(True) if not z.requires_grad else z
             dz = torch.tanh(self.linear(z) + self.time * t)
-            trace = sum(torch.autograd.grad(dz[:, i].sum(), z, create_graph=True)[0][:, i]
-                        for i in range(2))
+            trace = sum(
+                torch.autograd.grad(dz[:, i].sum(), z, create_graph=True)[0][:, i] for i in range(2)
+            )
         return dz, -trace.reshape(-1, 1)
 
 
@@ -320,10 +344,12 @@ def test_an_unbatchable_func_carries_the_integral_in_the_solve():
         z, logp = solve(func, y0, t, **kwargs)
         loss = (z[-1] ** 2).sum() + logp[-1].sum()
         return torch.cat([grad.reshape(-1) for grad in torch.autograd.grad(loss, params)])
+
     reference = grads(odeint, rtol=1e-12, atol=1e-12)
 
     def error(found):
         return ((found - reference).norm() / reference.norm()).item()
+
     ratios = []
     for tolerance in (1e-3, 1e-5, 1e-7, 1e-9):
         settings = dict(rtol=tolerance, atol=tolerance)
@@ -358,6 +384,7 @@ def test_the_users_jump_t_and_step_t_merge_with_the_loss_gradients_times():
     def grads(solve, **kwargs):
         solution = solve(func, y0, t, rtol=1e-9, atol=1e-9, options=options, **kwargs)
         return torch.autograd.grad(loss_of(solution), [y0, func.theta])
+
     direct = grads(odeint)
     # 0.5 is both the user's jump and a loss gradient's time; 0.75 a step_t and one too.
     found = grads(odeint_adjoint_gq, backward='interpolated')

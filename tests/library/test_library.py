@@ -27,8 +27,15 @@ def test_public_face():
     import torchdiffeq
 
     assert set(torch_gq_adjoint.__all__) == {
-        'odeint', 'odeint_adjoint', 'odeint_adjoint_gq', 'MAX_NODES', 'CosineBrownian',
-        'WongZakaiODE', 'StratonovichSDE', 'cosine_brownian_variance'}
+        'odeint',
+        'odeint_adjoint',
+        'odeint_adjoint_gq',
+        'MAX_NODES',
+        'CosineBrownian',
+        'WongZakaiODE',
+        'StratonovichSDE',
+        'cosine_brownian_variance',
+    }
     for name in torch_gq_adjoint.__all__:
         value = getattr(torch_gq_adjoint, name)
         ours = getattr(value, '__module__', '').startswith('torch_gq_adjoint')
@@ -62,8 +69,9 @@ def test_node_count_rule():
 
 def _sine_problem(dtype=torch.float64, device='cpu'):
     func = SineField().to(device=device, dtype=dtype)
-    y0 = torch.tensor([[1.0, -0.5, 0.3], [0.2, 0.4, -1.0]], dtype=dtype, device=device,
-                      requires_grad=True)
+    y0 = torch.tensor(
+        [[1.0, -0.5, 0.3], [0.2, 0.4, -1.0]], dtype=dtype, device=device, requires_grad=True
+    )
     t = torch.linspace(0, 1, 5, dtype=dtype, device=device, requires_grad=True)
     return func, y0, t
 
@@ -173,8 +181,9 @@ def test_node_batches_split_without_changing_the_result(monkeypatch):
 def test_seminorm_and_custom_adjoint_norm_are_accepted():
     func, y0, t = _sine_problem()
     plain = gradients(odeint_adjoint_gq, func, y0, t, rtol=1e-8, atol=1e-8)
-    seminorm = gradients(odeint_adjoint_gq, func, y0, t, rtol=1e-8, atol=1e-8,
-                         adjoint_options=dict(norm='seminorm'))
+    seminorm = gradients(
+        odeint_adjoint_gq, func, y0, t, rtol=1e-8, atol=1e-8, adjoint_options=dict(norm='seminorm')
+    )
     for key in plain:
         assert torch.equal(plain[key], seminorm[key]), key
     seen = []
@@ -183,8 +192,16 @@ def test_seminorm_and_custom_adjoint_norm_are_accepted():
         seen.append(len(state))
         return max(part.abs().max() for part in state)
 
-    custom = gradients(odeint_adjoint_gq, func, y0, t, rtol=1e-8, atol=1e-8, gtol=2.0,
-                       adjoint_options=dict(norm=max_norm))
+    custom = gradients(
+        odeint_adjoint_gq,
+        func,
+        y0,
+        t,
+        rtol=1e-8,
+        atol=1e-8,
+        gtol=2.0,
+        adjoint_options=dict(norm=max_norm),
+    )
     assert seen and set(seen) == {3}  # (t placeholder, y, adj_y) as torchdiffeq's adjoint
     exact = exact_gradients(func, y0, t)
     for key in custom:
@@ -204,9 +221,13 @@ def test_forward_norm_on_tuple_state_receives_the_tuple():
         derivative = func(t, torch.cat(state, dim=-1))
         return derivative[:, :1], derivative[:, 1:]
 
-    solution = odeint_adjoint_gq(tuple_field, (y0[:, :1], y0[:, 1:]),
-                                 torch.tensor([0.0, 1.0], dtype=torch.float64),
-                                 options=dict(norm=norm), adjoint_params=tuple(func.parameters()))
+    solution = odeint_adjoint_gq(
+        tuple_field,
+        (y0[:, :1], y0[:, 1:]),
+        torch.tensor([0.0, 1.0], dtype=torch.float64),
+        options=dict(norm=norm),
+        adjoint_params=tuple(func.parameters()),
+    )
     assert seen and set(seen) == {((1, 1), (1, 2))}
     loss_of(torch.cat(solution, dim=-1)).backward()
     assert torch.isfinite(func.matrix.grad).all()
@@ -220,8 +241,7 @@ def _backward_calls(func, y0, t):
     # The paper's rule carries steps between intervals (the default mode starts each
     # interval as torchdiffeq's adjoint does); only the restart method has intervals to
     # carry them between.
-    solution = odeint_adjoint_gq(func, y0, t, rtol=1e-6, atol=1e-6, gtol=0.1,
-                                 backward='restart')
+    solution = odeint_adjoint_gq(func, y0, t, rtol=1e-6, atol=1e-6, gtol=0.1, backward='restart')
     before = func.calls
     loss_of(solution).backward()
     return func.calls - before
@@ -259,8 +279,12 @@ def test_matches_direct_on_a_neural_network():
     t = torch.tensor([0.0, 0.5, 1.0], dtype=torch.float64)
     params = list(func.parameters())
     direct = torch.autograd.grad(loss_of(odeint(field, y0, t, rtol=1e-9, atol=1e-9)), params)
-    gq = torch.autograd.grad(loss_of(odeint_adjoint_gq(field, y0, t, rtol=1e-9, atol=1e-9,
-                                                       gtol=1.0, adjoint_params=params)), params)
+    gq = torch.autograd.grad(
+        loss_of(
+            odeint_adjoint_gq(field, y0, t, rtol=1e-9, atol=1e-9, gtol=1.0, adjoint_params=params)
+        ),
+        params,
+    )
     for first, second in zip(direct, gq):
         assert (first - second).abs().max().item() < 1e-6 * first.abs().max().item()
 
@@ -279,8 +303,7 @@ class _WithCallbacks(LinearField):
 def test_user_step_callbacks_still_run_in_the_forward_solve():
     func = _WithCallbacks()
     y0 = torch.ones(2, 3, dtype=torch.float64)
-    odeint_adjoint_gq(func, y0, torch.tensor([0.0, 1.0], dtype=torch.float64), rtol=1e-6,
-                      atol=1e-6)
+    odeint_adjoint_gq(func, y0, torch.tensor([0.0, 1.0], dtype=torch.float64), rtol=1e-6, atol=1e-6)
     direct = _WithCallbacks()
     odeint(direct, y0, torch.tensor([0.0, 1.0], dtype=torch.float64), rtol=1e-6, atol=1e-6)
     # same steps, and the state reaches the callback in the user's shape

@@ -41,13 +41,16 @@ def _gradients(solve, func, y0, t, **kwargs):
     inputs = [y0, t, *func.parameters()]
     solution = solve(func, y0, t, rtol=1e-10, atol=1e-10, **kwargs)
     flat = torch.cat(solution, dim=-1) if isinstance(solution, tuple) else solution
-    loss = (flat ** 2).sum() + (flat * torch.arange(flat.shape[-1], dtype=flat.dtype)).sum()
+    loss = (flat**2).sum() + (flat * torch.arange(flat.shape[-1], dtype=flat.dtype)).sum()
     return torch.autograd.grad(loss, inputs, allow_unused=True)
 
 
 def _relative(first, second):
-    return max(((a - b).abs().max() / b.abs().max().clamp_min(1e-300)).item()
-               for a, b in zip(first, second) if b is not None)
+    return max(
+        ((a - b).abs().max() / b.abs().max().clamp_min(1e-300)).item()
+        for a, b in zip(first, second)
+        if b is not None
+    )
 
 
 @pytest.mark.parametrize('dim', [1, 2, 8])
@@ -83,10 +86,9 @@ def test_tuple_states_and_irregular_jumps():
     params = tuple(inner.parameters())
 
     def gradients(solve, **kwargs):
-        first, second = solve(field, (y0[:, :1], y0[:, 1:]), t, rtol=1e-10, atol=1e-10,
-                              **kwargs)
+        first, second = solve(field, (y0[:, :1], y0[:, 1:]), t, rtol=1e-10, atol=1e-10, **kwargs)
         series = torch.cat([first, second], dim=-1)
-        loss = ((series ** 2).sum(-1) * observed).sum()
+        loss = ((series**2).sum(-1) * observed).sum()
         return torch.autograd.grad(loss, [y0, *params])
 
     direct = gradients(odeint)
@@ -145,6 +147,7 @@ def _exact_linear_gradients(func, y0, t):
     def solve(f, y, times, **kwargs):
         elapsed = (times - times[0]).reshape(-1, 1, 1)
         return torch.einsum('tij,bj->tbi', torch.linalg.matrix_exp(f.matrix * elapsed), y)
+
     return _gradients(lambda f, y, times, **kwargs: solve(f, y, times), func, y0, t)
 
 
@@ -152,8 +155,9 @@ def _record(forward_nfe, intervals, dim, gtol=None):
     """A stand-in for a ForwardRecord with what the cost models read."""
     layout = StateLayout((torch.zeros(5, dim),), False)
     settings = SimpleNamespace(layout=layout, gtol=gtol)
-    return SimpleNamespace(settings=settings, forward_nfe=forward_nfe,
-                           times=torch.zeros(intervals + 1))
+    return SimpleNamespace(
+        settings=settings, forward_nfe=forward_nfe, times=torch.zeros(intervals + 1)
+    )
 
 
 def test_the_cost_models_rank_the_propagator_against_restarting():
@@ -172,18 +176,21 @@ def test_the_cost_models_rank_the_propagator_against_restarting():
     # product each), the error-controlled integral rides along (products reach θ); both
     # refine the dense output one evaluation at a time (NFE / 2 at half the price).
     assert choice.interpolated_cost(_record(80, 9, 2, gtol=0.1), False) == pytest.approx(
-        80 + 0.25 * 80 + 1.2 * 0.1 * 80)
+        80 + 0.25 * 80 + 1.2 * 0.1 * 80
+    )
     assert choice.interpolated_cost(_record(80, 9, 2), False) == pytest.approx(
-        1.5 * 14 * 9 + 0.25 * 80)
+        1.5 * 14 * 9 + 0.25 * 80
+    )
     assert choice.interpolated_cost(_record(100, 1, 2), False) == pytest.approx(
-        1.5 * 1.5 * 100 + 0.25 * 100)
+        1.5 * 1.5 * 100 + 0.25 * 100
+    )
     # An image state (10 × 11 × 11 per sample) never takes the propagator.
     assert choice.propagator_cost(_record(32, 49, 1210), True) > choice.restart_cost(
-        _record(32, 49, 1210), True)
+        _record(32, 49, 1210), True
+    )
 
 
-def test_auto_uses_the_propagator_with_many_times_when_the_checkpoint_does_not_fit(
-        monkeypatch):
+def test_auto_uses_the_propagator_with_many_times_when_the_checkpoint_does_not_fit(monkeypatch):
     segments = []
     original = propagator._segment
 
@@ -211,8 +218,11 @@ class _Coupled(nn.Module):
 
     def __init__(self):
         super().__init__()
-        self.matrix = nn.Parameter(torch.tensor([[-0.5, 1.0, 0.0], [-1.0, -0.5, 0.3],
-                                                 [0.2, 0.0, -1.0]], dtype=torch.float64))
+        self.matrix = nn.Parameter(
+            torch.tensor(
+                [[-0.5, 1.0, 0.0], [-1.0, -0.5, 0.3], [0.2, 0.0, -1.0]], dtype=torch.float64
+            )
+        )
 
     def forward(self, t, z):
         return self.matrix @ z
@@ -258,11 +268,13 @@ def test_only_the_error_controlled_mode_tightens_the_solve(monkeypatch, gtol, ex
     func = _PerSample(2)
     y0 = torch.randn(4, 2, dtype=torch.float64)
     t = torch.linspace(0, 2, 12, dtype=torch.float64)
-    solution = odeint_adjoint_gq(func, y0, t, rtol=1e-6, atol=1e-6, gtol=gtol,
-                                 backward='propagator')
+    solution = odeint_adjoint_gq(
+        func, y0, t, rtol=1e-6, atol=1e-6, gtol=gtol, backward='propagator'
+    )
     solution.pow(2).sum().backward()
-    assert seen and all(rtol == pytest.approx(expected) and atol == pytest.approx(expected)
-                        for rtol, atol in seen)
+    assert seen and all(
+        rtol == pytest.approx(expected) and atol == pytest.approx(expected) for rtol, atol in seen
+    )
 
 
 def test_float32_propagator_error_stays_within_twice_the_restart_methods():
@@ -279,35 +291,48 @@ def test_float32_propagator_error_stays_within_twice_the_restart_methods():
     def gradient(solve, func, dtype, **kwargs):
         solution = solve(func, initial.to(dtype), times.to(dtype), **kwargs)
         loss = ((solution[..., 0] - values.T.to(dtype)) ** 2).mean()
-        return torch.cat([grad.reshape(-1).double()
-                          for grad in torch.autograd.grad(loss, list(func.parameters()))])
+        return torch.cat(
+            [
+                grad.reshape(-1).double()
+                for grad in torch.autograd.grad(loss, list(func.parameters()))
+            ]
+        )
 
     reference = gradient(odeint, func64, torch.float64, rtol=1e-11, atol=1e-11)
     errors = {}
     for backward in ('restart', 'propagator'):
-        found = gradient(odeint_adjoint_gq, func32, torch.float32, rtol=1e-3, atol=1e-3,
-                         backward=backward)
+        found = gradient(
+            odeint_adjoint_gq, func32, torch.float32, rtol=1e-3, atol=1e-3, backward=backward
+        )
         errors[backward] = ((found - reference).norm() / reference.norm()).item()
     assert errors['propagator'] < 2 * errors['restart'], errors
 
 
-@pytest.mark.parametrize('overrides, words', [
-    (dict(backward='both'), "backward must be one of 'auto', 'restart', 'propagator'"),
-    (dict(batch_dim=1), 'batch_dim must be 0'),
-])
+@pytest.mark.parametrize(
+    'overrides, words',
+    [
+        (dict(backward='both'), "backward must be one of 'auto', 'restart', 'propagator'"),
+        (dict(batch_dim=1), 'batch_dim must be 0'),
+    ],
+)
 def test_bad_backward_arguments(overrides, words):
     func = _PerSample(2)
     with pytest.raises(ValueError, match=words):
-        odeint_adjoint_gq(func, torch.ones(2, 2, dtype=torch.float64),
-                          torch.tensor([0.0, 1.0, 2.0], dtype=torch.float64), **overrides)
+        odeint_adjoint_gq(
+            func,
+            torch.ones(2, 2, dtype=torch.float64),
+            torch.tensor([0.0, 1.0, 2.0], dtype=torch.float64),
+            **overrides,
+        )
 
 
 def test_a_state_without_batch_dimension_restarts():
     scale = torch.tensor(-0.5, dtype=torch.float64, requires_grad=True)
     y0 = torch.tensor(2.0, dtype=torch.float64, requires_grad=True)
     t = torch.linspace(0, 1, 5, dtype=torch.float64)
-    solution = odeint_adjoint_gq(lambda time, y: scale * y, y0, t, adjoint_params=(scale,),
-                                 backward='propagator')
+    solution = odeint_adjoint_gq(
+        lambda time, y: scale * y, y0, t, adjoint_params=(scale,), backward='propagator'
+    )
     with pytest.warns(RuntimeWarning, match='batch dimension'):
         solution[-1].backward()
     assert scale.grad.item() == pytest.approx(2.0 * math.exp(-0.5), rel=1e-6)

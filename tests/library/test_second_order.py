@@ -9,9 +9,13 @@ from torch import nn
 from torch_gq_adjoint import odeint, odeint_adjoint_gq
 from torch_gq_adjoint._impl.checkpoint import CHECKPOINT_METHODS
 
-SETTINGS = {'dopri5': dict(rtol=1e-8, atol=1e-8), 'bosh3': dict(rtol=1e-6, atol=1e-6),
-            'dopri8': dict(rtol=1e-8, atol=1e-8), 'fehlberg2': dict(rtol=1e-6, atol=1e-6),
-            'adaptive_heun': dict(rtol=1e-6, atol=1e-6)}
+SETTINGS = {
+    'dopri5': dict(rtol=1e-8, atol=1e-8),
+    'bosh3': dict(rtol=1e-6, atol=1e-6),
+    'dopri8': dict(rtol=1e-8, atol=1e-8),
+    'fehlberg2': dict(rtol=1e-6, atol=1e-6),
+    'adaptive_heun': dict(rtol=1e-6, atol=1e-6),
+}
 FIXED = dict(options=dict(step_size=0.05))
 
 
@@ -36,10 +40,10 @@ def _penalty_and_hvp(solve, method):
     settings = SETTINGS.get(method, FIXED)
     loss = (solve(func, y0, t, method=method, **settings) ** 2).sum()
     grads = torch.autograd.grad(loss, params + [y0], create_graph=True)
-    penalty = sum((grad ** 2).sum() for grad in grads)
+    penalty = sum((grad**2).sum() for grad in grads)
     penalty_grads = torch.autograd.grad(penalty, params + [y0], retain_graph=True)
     vectors = [torch.ones_like(param) for param in params]
-    hvp = torch.autograd.grad(grads[:len(params)], params, vectors)
+    hvp = torch.autograd.grad(grads[: len(params)], params, vectors)
     return [grad.detach() for grad in grads], penalty_grads, hvp
 
 
@@ -48,8 +52,7 @@ def _checkpoint(func, y0, t, **kwargs):
 
 
 def _relative(found, wanted):
-    return max(((a - b).norm() / b.norm().clamp_min(1e-300)).item()
-               for a, b in zip(found, wanted))
+    return max(((a - b).norm() / b.norm().clamp_min(1e-300)).item() for a, b in zip(found, wanted))
 
 
 @pytest.mark.parametrize('method', sorted(CHECKPOINT_METHODS))
@@ -65,6 +68,7 @@ def test_auto_takes_the_checkpoint_and_says_so():
 
     def solve(func, y0, t, **kwargs):
         return odeint_adjoint_gq(func, y0, t, info=info, **kwargs)
+
     found = _penalty_and_hvp(solve, 'dopri5')
     assert _relative(found[1], _penalty_and_hvp(odeint, 'dopri5')[1]) < 1e-8
     assert info['backward'] == 'checkpoint (with its graph)' and info['backward_nfe'] > 0
@@ -82,20 +86,25 @@ def test_tuple_states_and_time_gradients():
 
     def penalty(solve, **kwargs):
         solution = solve(field, (first, second), t, rtol=1e-8, atol=1e-8, **kwargs)
-        loss = sum((part ** 2).sum() for part in solution)
+        loss = sum((part**2).sum() for part in solution)
         inputs = [first, second, t, *func.parameters()]
         grads = torch.autograd.grad(loss, inputs, create_graph=True)
-        return torch.autograd.grad(sum((grad ** 2).sum() for grad in grads), inputs)
-    found = penalty(odeint_adjoint_gq, backward='checkpoint',
-                    adjoint_params=tuple(func.parameters()))
+        return torch.autograd.grad(sum((grad**2).sum() for grad in grads), inputs)
+
+    found = penalty(
+        odeint_adjoint_gq, backward='checkpoint', adjoint_params=tuple(func.parameters())
+    )
     assert _relative(found, penalty(odeint)) < 1e-8
 
 
-@pytest.mark.parametrize('arguments, words', [
-    (dict(backward='restart'), "backward='restart' computes its gradients outside autograd"),
-    (dict(backward='interpolated'), "backward='interpolated'"),
-    (dict(method='implicit_adams', options=dict(step_size=0.1)), 'not a one-step method'),
-])
+@pytest.mark.parametrize(
+    'arguments, words',
+    [
+        (dict(backward='restart'), "backward='restart' computes its gradients outside autograd"),
+        (dict(backward='interpolated'), "backward='interpolated'"),
+        (dict(method='implicit_adams', options=dict(step_size=0.1)), 'not a one-step method'),
+    ],
+)
 def test_other_passes_refuse_with_one_clear_message(arguments, words):
     func = _Field()
     y0 = torch.tensor([[0.5, -0.3]], dtype=torch.float64, requires_grad=True)

@@ -17,8 +17,9 @@ def test_method_table_matches_torchdiffeq():
 def test_adaptive_methods_are_those_with_step_size_control():
     from torchdiffeq._impl.rk_common import RKAdaptiveStepsizeODESolver
 
-    adaptive = {name for name, solver in SOLVERS.items()
-                if issubclass(solver, RKAdaptiveStepsizeODESolver)}
+    adaptive = {
+        name for name, solver in SOLVERS.items() if issubclass(solver, RKAdaptiveStepsizeODESolver)
+    }
     assert adaptive == set(checks.ADAPTIVE_METHODS)
 
 
@@ -48,16 +49,27 @@ def test_accept_step_callback_reports_positive_step_sizes_both_ways():
 
 def test_first_step_option_sets_the_first_attempted_step():
     recorder = _Recorder()
-    torchdiffeq.odeint(recorder, torch.ones(2), torch.tensor([0.0, 1.0]), method='dopri5',
-                       options=dict(first_step=0.125))
+    torchdiffeq.odeint(
+        recorder,
+        torch.ones(2),
+        torch.tensor([0.0, 1.0]),
+        method='dopri5',
+        options=dict(first_step=0.125),
+    )
     assert recorder.attempted[0] == 0.125
 
 
 def test_dense_output_between_steps_is_accurate():
     # GQ reads z and a at quadrature nodes off the solver's interpolant.
     t = torch.tensor([0.0, 0.1234, 0.5, 0.91, 1.0], dtype=torch.float64)
-    solution = torchdiffeq.odeint(lambda time, y: -y, torch.ones(1, dtype=torch.float64), t,
-                                  method='dopri5', rtol=1e-10, atol=1e-10)
+    solution = torchdiffeq.odeint(
+        lambda time, y: -y,
+        torch.ones(1, dtype=torch.float64),
+        t,
+        method='dopri5',
+        rtol=1e-10,
+        atol=1e-10,
+    )
     assert torch.allclose(solution[:, 0], torch.exp(-t), atol=1e-8)
 
 
@@ -85,18 +97,27 @@ def test_fixed_grid_steps_evaluate_their_start_state_first():
     # cubic Hermite interpolant of a fixed-grid solve.
     for method in sorted(checks.GRID_METHODS):
         recorder = _GridRecorder()
-        torchdiffeq.odeint(recorder, torch.ones(2, dtype=torch.float64),
-                           torch.tensor([0.0, 1.0], dtype=torch.float64), method=method,
-                           options=dict(step_size=0.125))
+        torchdiffeq.odeint(
+            recorder,
+            torch.ones(2, dtype=torch.float64),
+            torch.tensor([0.0, 1.0], dtype=torch.float64),
+            method=method,
+            options=dict(step_size=0.125),
+        )
         assert len(recorder.starts) == 8, method
         assert recorder.first_calls_at_start == 8, method
 
 
 def test_fixed_grid_output_at_a_grid_point_is_the_grid_state():
     t = torch.tensor([0.0, 0.5], dtype=torch.float64)
-    solution = torchdiffeq.odeint(lambda time, y: -y, torch.ones(1, dtype=torch.float64), t,
-                                  method='euler', options=dict(step_size=0.25))
-    assert solution[-1].item() == 0.75 ** 2  # two Euler steps, no interpolation
+    solution = torchdiffeq.odeint(
+        lambda time, y: -y,
+        torch.ones(1, dtype=torch.float64),
+        t,
+        method='euler',
+        options=dict(step_size=0.25),
+    )
+    assert solution[-1].item() == 0.75**2  # two Euler steps, no interpolation
 
 
 def test_the_private_pieces_the_checkpointed_backward_rebuilds_steps_with():
@@ -110,20 +131,50 @@ def test_the_private_pieces_the_checkpointed_backward_rebuilds_steps_with():
     from torchdiffeq._impl.rk_common import RKAdaptiveStepsizeODESolver, _runge_kutta_step
 
     assert list(inspect.signature(_check_inputs).parameters) == [
-        'func', 'y0', 't', 'rtol', 'atol', 'method', 'options', 'event_fn', 'SOLVERS']
-    assert len(_check_inputs(lambda t, y: y, torch.ones(1), torch.tensor([0.0, 1.0]), 1e-3,
-                             1e-3, 'dopri5', None, None, SOLVERS)) == 10
+        'func',
+        'y0',
+        't',
+        'rtol',
+        'atol',
+        'method',
+        'options',
+        'event_fn',
+        'SOLVERS',
+    ]
+    assert (
+        len(
+            _check_inputs(
+                lambda t, y: y,
+                torch.ones(1),
+                torch.tensor([0.0, 1.0]),
+                1e-3,
+                1e-3,
+                'dopri5',
+                None,
+                None,
+                SOLVERS,
+            )
+        )
+        == 10
+    )
     assert list(inspect.signature(_runge_kutta_step).parameters) == [
-        'func', 'y0', 'f0', 't0', 'dt', 't1', 'tableau']
-    assert list(inspect.signature(_interp_evaluate).parameters) == [
-        'coefficients', 't0', 't1', 't']
+        'func',
+        'y0',
+        'f0',
+        't0',
+        'dt',
+        't1',
+        'tableau',
+    ]
+    assert list(inspect.signature(_interp_evaluate).parameters) == ['coefficients', 't0', 't1', 't']
     assert hasattr(Perturb, 'NEXT') and hasattr(Perturb, 'PREV')
     for name in ('_interp_fit', '_adaptive_step'):
         assert hasattr(RKAdaptiveStepsizeODESolver, name)
     for name in ('_step_func', '_linear_interp', '_cubic_hermite_interp'):
         assert hasattr(FixedGridODESolver, name)
-    solver = SOLVERS['dopri5'](func=lambda t, y: y, y0=torch.ones(1), rtol=1e-3, atol=1e-3,
-                               norm=lambda x: x.abs().max())
+    solver = SOLVERS['dopri5'](
+        func=lambda t, y: y, y0=torch.ones(1), rtol=1e-3, atol=1e-3, norm=lambda x: x.abs().max()
+    )
     assert hasattr(solver, 'tableau') and solver.step_t is None and solver.jump_t is None
 
 
@@ -161,14 +212,25 @@ def test_the_pieces_the_interpolating_backward_rebuilds_the_dense_output_with():
     from torchdiffeq._impl.interp import _interp_fit
 
     assert list(inspect.signature(_interp_fit).parameters) == [
-        'y0', 'y1', 'y_mid', 'f0', 'f1', 'dt']
+        'y0',
+        'y1',
+        'y_mid',
+        'f0',
+        'f1',
+        'dt',
+    ]
     for method in sorted(checks.ADAPTIVE_METHODS):
         solver = SOLVERS[method]
         assert solver.mid.shape == solver.tableau.c_sol.shape, method
         recorder = _StageRecorder()
-        torchdiffeq.odeint(recorder, torch.ones(2, dtype=torch.float64),
-                           torch.tensor([0.0, 1.0], dtype=torch.float64), method=method,
-                           rtol=1e-6, atol=1e-6)
+        torchdiffeq.odeint(
+            recorder,
+            torch.ones(2, dtype=torch.float64),
+            torch.tensor([0.0, 1.0], dtype=torch.float64),
+            method=method,
+            rtol=1e-6,
+            atol=1e-6,
+        )
         assert recorder.first == 0.0
         assert set(recorder.per_accepted_step) == {len(solver.tableau.alpha)}, method
 
@@ -178,10 +240,17 @@ def test_jump_t_ends_a_step_there_and_evaluates_its_far_side():
     recorder = _StageRecorder()
     accepted = []
     recorder.callback_accept_step = lambda t0, y0, dt: accepted.append(float(t0 + dt))
-    torchdiffeq.odeint(recorder, torch.ones(2, dtype=torch.float64),
-                       torch.tensor([0.0, 1.0], dtype=torch.float64), method='dopri5',
-                       rtol=1e-6, atol=1e-6, options=dict(jump_t=torch.tensor([0.5])))
+    torchdiffeq.odeint(
+        recorder,
+        torch.ones(2, dtype=torch.float64),
+        torch.tensor([0.0, 1.0], dtype=torch.float64),
+        method='dopri5',
+        rtol=1e-6,
+        atol=1e-6,
+        options=dict(jump_t=torch.tensor([0.5])),
+    )
     assert 0.5 in accepted
     after = [time for time in recorder.after_jump if time > 0.5]
-    assert after and min(after) == torch.nextafter(torch.tensor(0.5, dtype=torch.float64),
-                                                   torch.tensor(1.0, dtype=torch.float64))
+    assert after and min(after) == torch.nextafter(
+        torch.tensor(0.5, dtype=torch.float64), torch.tensor(1.0, dtype=torch.float64)
+    )

@@ -28,62 +28,97 @@ def _call(**overrides):
     return odeint_adjoint_gq(func, y0, t, **arguments)
 
 
-@pytest.mark.parametrize('overrides, error, words', [
-    (dict(t=torch.zeros(2, 2)), ValueError, 't must be a non-empty 1-D'),
-    (dict(t=torch.tensor([])), ValueError, 't must be a non-empty 1-D'),
-    (dict(t=torch.tensor([0.0, 1.0, 1.0])), ValueError, 't must be strictly'),
-    (dict(y0=torch.ones(3, 2, dtype=torch.float16)), TypeError,
-     'y0 must be a float32 or float64 tensor; got dtype torch.float16'),
-    (dict(y0=torch.ones(3, 2, dtype=torch.bfloat16)), TypeError,
-     'y0 must be a float32 or float64 tensor'),
-    (dict(y0=torch.empty(3, 2, device='meta')), ValueError, 'y0 is a meta tensor'),
-    (dict(method='euler', options=dict(step_size=-0.1)), ValueError,
-     "options['step_size'] must be a positive finite number"),
-    (dict(method='euler', options=dict(step_size=0)), ValueError,
-     "options['step_size'] must be a positive finite number"),
-    (dict(method='rk4', adjoint_options=dict(step_size=math.inf)), ValueError,
-     "adjoint_options['step_size'] must be a positive finite number"),
-    (dict(t=torch.tensor([0.0, 1.0, 0.5])), ValueError, 't must be strictly'),
-    (dict(t=torch.tensor([0, 1])), TypeError, 't must be a floating point'),
-    (dict(t=[0.0, 1.0]), TypeError, 't must be a 1-D torch.Tensor'),
-    (dict(t=torch.tensor([0.0, math.nan])), ValueError, 't must hold finite'),
-    (dict(gtol=0), ValueError, 'gtol must be a positive finite number'),
-    (dict(gtol=-0.1), ValueError, 'gtol must be a positive finite number'),
-    (dict(gtol=math.inf), ValueError, 'gtol must be a positive finite number'),
-    (dict(gtol=math.nan), ValueError, 'gtol must be a positive finite number'),
-    (dict(gtol='0.1'), TypeError, 'gtol must be None (error-controlled quadrature) or a positive'),
-    (dict(gtol=True), TypeError, 'gtol must be None (error-controlled quadrature) or a positive'),
-    (dict(rtol=-1e-3), ValueError, 'rtol must be finite and non-negative'),
-    (dict(atol=-1e-3), ValueError, 'atol must be finite and non-negative'),
-    (dict(rtol=math.nan), ValueError, 'rtol must be finite and non-negative'),
-    (dict(atol=math.inf), ValueError, 'atol must be finite and non-negative'),
-    (dict(atol=0.0), ValueError, "atol must be positive for method 'dopri5'"),
-    (dict(rtol=torch.tensor([1e-3, -1.0])), ValueError, 'rtol must be finite and non-negative'),
-    (dict(rtol='tight'), TypeError, 'rtol must be a non-negative number or tensor'),
-    (dict(adjoint_rtol=-1e-6), ValueError, 'adjoint_rtol must be finite and non-negative'),
-    (dict(adjoint_atol=math.nan), ValueError, 'adjoint_atol must be finite and non-negative'),
-    (dict(adjoint_atol=0.0), ValueError, "adjoint_atol must be positive for method 'dopri5'"),
-    (dict(y0=torch.tensor([[1.0, math.nan]])), ValueError, 'y0 must hold finite values'),
-    (dict(y0=(torch.ones(2), torch.tensor([math.inf]))), ValueError,
-     'y0[1] must hold finite values'),
-    (dict(event_fn=3), TypeError, 'event_fn must be callable'),
-    (dict(event_fn=lambda t, y: y.sum(), t=torch.tensor([0.0, 1.0, 2.0])), ValueError,
-     'with event_fn, t must hold exactly 2 times'),
-    (dict(func=lambda t, z: z), TypeError, 'func must be an nn.Module'),
-    (dict(func=3), TypeError, 'func must be callable'),
-    (dict(method='rk45'), ValueError, 'method must be one of'),
-    (dict(adjoint_method='leapfrog'), ValueError, 'adjoint_method must be one of'),
-    (dict(y0=torch.ones(3, dtype=torch.int64)), TypeError, 'y0 must be a float32 or float64'),
-    (dict(y0=[[1.0, 2.0]]), TypeError, 'y0[0] must be a torch.Tensor'),
-    (dict(y0=()), TypeError, 'non-empty tuple'),
-    (dict(y0=(torch.ones(2), torch.ones(2, dtype=torch.float64))), ValueError, 'y0[1] is'),
-    (dict(t=torch.tensor([0.0, 1.0], device='meta')), ValueError, 'put both on one device'),
-    (dict(options=[('step_size', 0.1)]), TypeError, 'options must be a dict'),
-    (dict(adjoint_options=dict(norm='max')), ValueError, "adjoint_options['norm']"),
-    (dict(method='rk4', adjoint_method='euler', options=dict(step_size=0.1)), ValueError,
-     'adjoint_options must be given'),
-    (dict(adjoint_params=[1.0]), TypeError, 'adjoint_params[0] must be a torch.Tensor'),
-])
+@pytest.mark.parametrize(
+    'overrides, error, words',
+    [
+        (dict(t=torch.zeros(2, 2)), ValueError, 't must be a non-empty 1-D'),
+        (dict(t=torch.tensor([])), ValueError, 't must be a non-empty 1-D'),
+        (dict(t=torch.tensor([0.0, 1.0, 1.0])), ValueError, 't must be strictly'),
+        (
+            dict(y0=torch.ones(3, 2, dtype=torch.float16)),
+            TypeError,
+            'y0 must be a float32 or float64 tensor; got dtype torch.float16',
+        ),
+        (
+            dict(y0=torch.ones(3, 2, dtype=torch.bfloat16)),
+            TypeError,
+            'y0 must be a float32 or float64 tensor',
+        ),
+        (dict(y0=torch.empty(3, 2, device='meta')), ValueError, 'y0 is a meta tensor'),
+        (
+            dict(method='euler', options=dict(step_size=-0.1)),
+            ValueError,
+            "options['step_size'] must be a positive finite number",
+        ),
+        (
+            dict(method='euler', options=dict(step_size=0)),
+            ValueError,
+            "options['step_size'] must be a positive finite number",
+        ),
+        (
+            dict(method='rk4', adjoint_options=dict(step_size=math.inf)),
+            ValueError,
+            "adjoint_options['step_size'] must be a positive finite number",
+        ),
+        (dict(t=torch.tensor([0.0, 1.0, 0.5])), ValueError, 't must be strictly'),
+        (dict(t=torch.tensor([0, 1])), TypeError, 't must be a floating point'),
+        (dict(t=[0.0, 1.0]), TypeError, 't must be a 1-D torch.Tensor'),
+        (dict(t=torch.tensor([0.0, math.nan])), ValueError, 't must hold finite'),
+        (dict(gtol=0), ValueError, 'gtol must be a positive finite number'),
+        (dict(gtol=-0.1), ValueError, 'gtol must be a positive finite number'),
+        (dict(gtol=math.inf), ValueError, 'gtol must be a positive finite number'),
+        (dict(gtol=math.nan), ValueError, 'gtol must be a positive finite number'),
+        (
+            dict(gtol='0.1'),
+            TypeError,
+            'gtol must be None (error-controlled quadrature) or a positive',
+        ),
+        (
+            dict(gtol=True),
+            TypeError,
+            'gtol must be None (error-controlled quadrature) or a positive',
+        ),
+        (dict(rtol=-1e-3), ValueError, 'rtol must be finite and non-negative'),
+        (dict(atol=-1e-3), ValueError, 'atol must be finite and non-negative'),
+        (dict(rtol=math.nan), ValueError, 'rtol must be finite and non-negative'),
+        (dict(atol=math.inf), ValueError, 'atol must be finite and non-negative'),
+        (dict(atol=0.0), ValueError, "atol must be positive for method 'dopri5'"),
+        (dict(rtol=torch.tensor([1e-3, -1.0])), ValueError, 'rtol must be finite and non-negative'),
+        (dict(rtol='tight'), TypeError, 'rtol must be a non-negative number or tensor'),
+        (dict(adjoint_rtol=-1e-6), ValueError, 'adjoint_rtol must be finite and non-negative'),
+        (dict(adjoint_atol=math.nan), ValueError, 'adjoint_atol must be finite and non-negative'),
+        (dict(adjoint_atol=0.0), ValueError, "adjoint_atol must be positive for method 'dopri5'"),
+        (dict(y0=torch.tensor([[1.0, math.nan]])), ValueError, 'y0 must hold finite values'),
+        (
+            dict(y0=(torch.ones(2), torch.tensor([math.inf]))),
+            ValueError,
+            'y0[1] must hold finite values',
+        ),
+        (dict(event_fn=3), TypeError, 'event_fn must be callable'),
+        (
+            dict(event_fn=lambda t, y: y.sum(), t=torch.tensor([0.0, 1.0, 2.0])),
+            ValueError,
+            'with event_fn, t must hold exactly 2 times',
+        ),
+        (dict(func=lambda t, z: z), TypeError, 'func must be an nn.Module'),
+        (dict(func=3), TypeError, 'func must be callable'),
+        (dict(method='rk45'), ValueError, 'method must be one of'),
+        (dict(adjoint_method='leapfrog'), ValueError, 'adjoint_method must be one of'),
+        (dict(y0=torch.ones(3, dtype=torch.int64)), TypeError, 'y0 must be a float32 or float64'),
+        (dict(y0=[[1.0, 2.0]]), TypeError, 'y0[0] must be a torch.Tensor'),
+        (dict(y0=()), TypeError, 'non-empty tuple'),
+        (dict(y0=(torch.ones(2), torch.ones(2, dtype=torch.float64))), ValueError, 'y0[1] is'),
+        (dict(t=torch.tensor([0.0, 1.0], device='meta')), ValueError, 'put both on one device'),
+        (dict(options=[('step_size', 0.1)]), TypeError, 'options must be a dict'),
+        (dict(adjoint_options=dict(norm='max')), ValueError, "adjoint_options['norm']"),
+        (
+            dict(method='rk4', adjoint_method='euler', options=dict(step_size=0.1)),
+            ValueError,
+            'adjoint_options must be given',
+        ),
+        (dict(adjoint_params=[1.0]), TypeError, 'adjoint_params[0] must be a torch.Tensor'),
+    ],
+)
 def test_bad_argument_is_named(overrides, error, words):
     with pytest.raises(error) as raised:
         _call(**overrides)
@@ -92,16 +127,23 @@ def test_bad_argument_is_named(overrides, error, words):
 
 def test_zero_atol_is_accepted_where_no_step_size_control_reads_it():
     weight = torch.tensor(-0.5, requires_grad=True)
-    solution = odeint_adjoint_gq(lambda t, z: weight * z, torch.ones(2), torch.tensor([0.0, 1.0]),
-                                 method='rk4', options=dict(step_size=0.1), atol=0.0,
-                                 adjoint_params=(weight,))
+    solution = odeint_adjoint_gq(
+        lambda t, z: weight * z,
+        torch.ones(2),
+        torch.tensor([0.0, 1.0]),
+        method='rk4',
+        options=dict(step_size=0.1),
+        atol=0.0,
+        adjoint_params=(weight,),
+    )
     assert solution.shape == (2, 2)
 
 
 def test_plain_function_with_adjoint_params_is_accepted():
     weight = torch.tensor(-0.5, requires_grad=True)
-    solution = odeint_adjoint_gq(lambda t, z: weight * z, torch.ones(2), torch.tensor([0.0, 1.0]),
-                                 adjoint_params=(weight,))
+    solution = odeint_adjoint_gq(
+        lambda t, z: weight * z, torch.ones(2), torch.tensor([0.0, 1.0]), adjoint_params=(weight,)
+    )
     solution[-1].sum().backward()
     # d/dw of 2 exp(w) at w = -0.5
     assert abs(weight.grad.item() - 2 * math.exp(-0.5)) < 1e-5
@@ -132,20 +174,29 @@ class _Returns(nn.Module):
         return self.make(z)
 
 
-@pytest.mark.parametrize('make, got', [
-    (lambda z: z[:, :1], 'got shape (3, 1)'),
-    (lambda z: None, 'got NoneType'),
-    (lambda z: (z,), 'got tuple'),
-    (lambda z: 1.0, 'got float'),
-])
+@pytest.mark.parametrize(
+    'make, got',
+    [
+        (lambda z: z[:, :1], 'got shape (3, 1)'),
+        (lambda z: None, 'got NoneType'),
+        (lambda z: (z,), 'got tuple'),
+        (lambda z: 1.0, 'got float'),
+    ],
+)
 def test_a_func_returning_the_wrong_structure_is_named_at_its_first_evaluation(make, got):
-    with pytest.raises(ValueError, match=r'func\(t, y\) must return a tensor of shape '
-                                         r'\(3, 2\) \(that of y0\); ' + re.escape(got)):
+    with pytest.raises(
+        ValueError,
+        match=r'func\(t, y\) must return a tensor of shape '
+        r'\(3, 2\) \(that of y0\); ' + re.escape(got),
+    ):
         odeint_adjoint_gq(_Returns(make), torch.ones(3, 2), torch.tensor([0.0, 1.0]))
 
 
 def test_a_tuple_state_names_the_part_of_the_wrong_shape():
     func = _Returns(lambda state: (state[0], state[1][:, :1]))
-    with pytest.raises(ValueError, match=r'tuple of 2 tensors .* got shape \(3, 1\) '
-                                         r'\(part 1\)'):
+    with pytest.raises(
+        ValueError,
+        match=r'tuple of 2 tensors .* got shape \(3, 1\) '
+        r'\(part 1\)',
+    ):
         odeint_adjoint_gq(func, (torch.ones(3, 2), torch.ones(3, 2)), torch.tensor([0.0, 1.0]))

@@ -34,13 +34,19 @@ def test_monte_carlo_variance_matches_closed_form():
 
 
 def test_fixed_draw_is_deterministic_and_its_derivative_integrates_to_the_path():
-    brownian = CosineBrownian(0.0, 2.0, 25, (3, 2), generator=torch.Generator().manual_seed(1),
-                              dtype=torch.float64)
+    brownian = CosineBrownian(
+        0.0, 2.0, 25, (3, 2), generator=torch.Generator().manual_seed(1), dtype=torch.float64
+    )
     t = torch.tensor(0.7, dtype=torch.float64)
     assert torch.equal(brownian.derivative(t), brownian.derivative(t.clone()))
     times = torch.linspace(0, 2, 5, dtype=torch.float64)
-    integrated = odeint(lambda s, w: brownian.derivative(s), torch.zeros(3, 2, dtype=torch.float64),
-                        times, rtol=1e-10, atol=1e-10)
+    integrated = odeint(
+        lambda s, w: brownian.derivative(s),
+        torch.zeros(3, 2, dtype=torch.float64),
+        times,
+        rtol=1e-10,
+        atol=1e-10,
+    )
     for index, time in enumerate(times):
         assert torch.allclose(integrated[index], brownian.path(time), atol=1e-8)
     before = brownian.coefficients.clone()
@@ -80,8 +86,9 @@ def test_wong_zakai_ode_converges_to_the_stratonovich_solution():
     N cosine terms, solved numerically, approaches that solution on the path W built from
     many more terms of the same draw."""
     a, b, end = -0.3, 0.8, 1.0
-    reference = CosineBrownian(0.0, end, 4096, (64, 1), generator=torch.Generator().manual_seed(3),
-                               dtype=torch.float64)
+    reference = CosineBrownian(
+        0.0, end, 4096, (64, 1), generator=torch.Generator().manual_seed(3), dtype=torch.float64
+    )
     start = torch.ones(64, 1, dtype=torch.float64)
     target = start * torch.exp(a * end + b * reference.path(torch.tensor(end, dtype=torch.float64)))
     errors = []
@@ -111,8 +118,9 @@ def test_gq_gradients_through_the_wong_zakai_ode_match_direct():
         def forward(self, t, x):
             return self.network(x)
 
-    brownian = CosineBrownian(0.0, 2.0, 10, (6, 1), generator=torch.Generator().manual_seed(4),
-                              dtype=torch.float64)
+    brownian = CosineBrownian(
+        0.0, 2.0, 10, (6, 1), generator=torch.Generator().manual_seed(4), dtype=torch.float64
+    )
     ode = WongZakaiODE(Field(drift), Field(diffusion), brownian)
     start = torch.linspace(-1, 1, 6, dtype=torch.float64)[:, None]
     times = torch.linspace(0, 2, 6, dtype=torch.float64)

@@ -12,11 +12,13 @@ def _failing_solver(func, y0, t, **kwargs):
 
 def test_a_failing_mode_is_reported_in_its_row(monkeypatch, capsys):
     monkeypatch.setitem(clients.MODES, 'gq restart', (_failing_solver, {}))
-    results, runners = clients.measure('bouncing_ball', ['direct', 'adjoint', 'gq restart'], 1,
-                                       torch.device('cpu'))
+    results, runners = clients.measure(
+        'bouncing_ball', ['direct', 'adjoint', 'gq restart'], 1, torch.device('cpu')
+    )
     assert list(results) == ['direct', 'adjoint', 'gq restart']
     assert results['gq restart'] == {
-        'failed': 'AssertionError: t must be strictly increasing or decreasing'}
+        'failed': 'AssertionError: t must be strictly increasing or decreasing'
+    }
     assert set(runners) == {'direct', 'adjoint'}
     for mode in ('direct', 'adjoint'):
         results[mode].update(memory=None, error=0.0)
@@ -24,15 +26,15 @@ def test_a_failing_mode_is_reported_in_its_row(monkeypatch, capsys):
     clients._print('bouncing_ball', results)
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 3
-    assert lines[2].endswith('failed: AssertionError: t must be strictly increasing or '
-                             'decreasing')
+    assert lines[2].endswith('failed: AssertionError: t must be strictly increasing or decreasing')
     assert lines[0].split()[1] == 'direct' and float(lines[0].split()[4]) == 1.0
 
 
 def test_the_bouncing_ball_trains_through_every_reference():
     # torchdiffeq's adjoint once failed here: the third bounce restarted below the ground.
-    results, _ = clients.measure('bouncing_ball', ['direct', 'adjoint', 'gq default'], 1,
-                                 torch.device('cpu'))
+    results, _ = clients.measure(
+        'bouncing_ball', ['direct', 'adjoint', 'gq default'], 1, torch.device('cpu')
+    )
     assert all('failed' not in result for result in results.values()), results
 
 

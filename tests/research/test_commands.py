@@ -13,8 +13,13 @@ REPOSITORY = pathlib.Path(__file__).resolve().parents[2]
 
 
 def _run(*arguments, timeout=300):
-    return subprocess.run([sys.executable, *arguments], cwd=REPOSITORY, capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, *arguments],
+        cwd=REPOSITORY,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def test_quickstart_example_trains_and_agrees():
@@ -33,20 +38,29 @@ def test_benchmark_prints_one_row_per_option():
     result = _run('-m', 'benchmarks.gradient_speed', '--case', 'spheres20', '--repeats', '1')
     assert result.returncode == 0, result.stderr
     rows = [line.split() for line in result.stdout.splitlines() if line.startswith('spheres20')]
-    assert [row[1] for row in rows] == ['direct', 'adjoint_ode', 'adjoint_seminorm', 'adjoint_gq',
-                                        'adjoint_gq_restart', 'adjoint_gq_interpolated',
-                                        'adjoint_gq_default']
+    assert [row[1] for row in rows] == [
+        'direct',
+        'adjoint_ode',
+        'adjoint_seminorm',
+        'adjoint_gq',
+        'adjoint_gq_restart',
+        'adjoint_gq_interpolated',
+        'adjoint_gq_default',
+    ]
     for row in rows:
         assert int(row[2]) == 677  # 2 hidden layers of 20 on [z, t] plus the decoder
         assert float(row[3]) > 0
         assert float(row[5]) < 1e-3  # gradient agrees with direct
 
 
-@pytest.mark.parametrize('arguments, words', [
-    (['--case', 'spheres7'], "invalid choice: 'spheres7'"),
-    (['--repeats', '0'], 'argument --repeats: must be a positive integer'),
-    (['--device', 'gpu'], 'argument --device: must be'),
-])
+@pytest.mark.parametrize(
+    'arguments, words',
+    [
+        (['--case', 'spheres7'], "invalid choice: 'spheres7'"),
+        (['--repeats', '0'], 'argument --repeats: must be a positive integer'),
+        (['--device', 'gpu'], 'argument --device: must be'),
+    ],
+)
 def test_benchmark_rejects_bad_flags(arguments, words):
     result = _run('-m', 'benchmarks.gradient_speed', *arguments)
     assert result.returncode == 2
@@ -58,16 +72,20 @@ def test_accuracy_benchmark_prints_errors_of_every_mode():
     assert result.returncode == 0, result.stderr
     (row,) = [line.split() for line in result.stdout.splitlines() if line.startswith('linear')]
     default, restart, interpolated, paper, paper_one, adjoint, ratio = (
-        float(value) for value in row[1:])
+        float(value) for value in row[1:]
+    )
     assert interpolated == default  # 3 intervals: the cost model takes the interpolating pass
     assert 0 < default < 1e-5 and 0 < adjoint < 1e-5 and 0 < restart < 1e-5  # rtol 1e-6
     assert paper > default  # one node per interval with gtol = 0.1
     assert ratio == pytest.approx(default / adjoint, rel=0.02)
 
 
-@pytest.mark.parametrize('arguments, words', [
-    (['--problem', 'quadratic'], "invalid choice: 'quadratic'"),
-])
+@pytest.mark.parametrize(
+    'arguments, words',
+    [
+        (['--problem', 'quadratic'], "invalid choice: 'quadratic'"),
+    ],
+)
 def test_accuracy_benchmark_rejects_bad_flags(arguments, words):
     result = _run('-m', 'benchmarks.gradient_accuracy', *arguments)
     assert result.returncode == 2
@@ -75,12 +93,28 @@ def test_accuracy_benchmark_rejects_bad_flags(arguments, words):
 
 
 def test_client_benchmark_prints_every_mode_and_what_ran():
-    result = _run('-m', 'benchmarks.clients', '--workload', 'spiral', '--mode', 'gq default',
-                  '--mode', 'gq restart', '--repeats', '1', '--threads', '1')
+    result = _run(
+        '-m',
+        'benchmarks.clients',
+        '--workload',
+        'spiral',
+        '--mode',
+        'gq default',
+        '--mode',
+        'gq restart',
+        '--repeats',
+        '1',
+        '--threads',
+        '1',
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     rows = [line.split() for line in result.stdout.splitlines() if line.startswith('spiral')]
     assert [' '.join(row[1:3]) if row[1] == 'gq' else row[1] for row in rows] == [
-        'direct', 'adjoint', 'gq default', 'gq restart']
+        'direct',
+        'adjoint',
+        'gq default',
+        'gq restart',
+    ]
     # 10 output times at tolerance 1e-7: the default takes the checkpoint.
     assert 'checkpoint nfe' in result.stdout and 'restart nfe' in result.stdout
     errors = [float(row[7 if row[1] == 'gq' else 6]) for row in rows]
@@ -95,7 +129,7 @@ def test_client_benchmark_rejects_an_unknown_workload():
 
 def test_ci_runs_the_readmes_test_command_verbatim():
     readme = (REPOSITORY / 'README.md').read_text()
-    section = readme[readme.index('## Test'):]
+    section = readme[readme.index('## Test') :]
     command = section.split('```bash\n', 1)[1].split('\n```', 1)[0].strip()
     ci = (REPOSITORY / '.ci' / 'run').read_text().splitlines()
     assert command in ci, (command, ci)
@@ -103,8 +137,13 @@ def test_ci_runs_the_readmes_test_command_verbatim():
 
 
 def test_gpu_check_dry_run_prints_both_tables_on_the_cpu():
-    result = subprocess.run(['bash', 'scripts/gpu_check.sh', '--dry-run'], cwd=REPOSITORY,
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        ['bash', 'scripts/gpu_check.sh', '--dry-run'],
+        cwd=REPOSITORY,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert '== client workloads (device cpu) ==' in out
@@ -117,7 +156,12 @@ def test_gpu_check_dry_run_prints_both_tables_on_the_cpu():
 
 
 def test_gpu_check_refuses_an_unknown_flag():
-    result = subprocess.run(['bash', 'scripts/gpu_check.sh', '--nosuch'], cwd=REPOSITORY,
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        ['bash', 'scripts/gpu_check.sh', '--nosuch'],
+        cwd=REPOSITORY,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 2
     assert "unknown argument '--nosuch'" in result.stderr

@@ -19,15 +19,18 @@ def _study_id(study):
 
 def _present(study):
     experiment, flags = study
-    return [run for run in grids.runs(experiment, 'reduced', flags, COMMITTED)
-            if run.folder.exists()]
+    return [
+        run for run in grids.runs(experiment, 'reduced', flags, COMMITTED) if run.folder.exists()
+    ]
 
 
 def _pending(experiment, run):
     """Whether the grid names ``run`` as not committed yet (see grids.Grid.pending)."""
     relative = run.folder.relative_to(COMMITTED).as_posix()
-    return any(relative.startswith(prefix)
-               for prefix in grids.EXPERIMENTS[experiment].grids['reduced'].pending)
+    return any(
+        relative.startswith(prefix)
+        for prefix in grids.EXPERIMENTS[experiment].grids['reduced'].pending
+    )
 
 
 @pytest.mark.parametrize('study', grids.REDUCED_STUDIES, ids=_study_id)
@@ -39,8 +42,7 @@ def test_committed_study_is_whole(study):
         pytest.skip(f'every run of {_study_id(study)} is pending')
     present = _present(study)
     assert present, f'no committed runs of {_study_id(study)}'
-    missing = [str(run.folder.relative_to(COMMITTED)) for run in expected
-               if run not in present]
+    missing = [str(run.folder.relative_to(COMMITTED)) for run in expected if run not in present]
     assert not missing, f'runs missing from results/: {missing}'
     spec = grids.EXPERIMENTS[experiment]
     for run in expected:
@@ -66,22 +68,31 @@ def test_every_pending_prefix_names_a_missing_run():
     # A pending entry whose runs are all committed is stale: the report would call
     # finished runs unfinished.
     for experiment, spec in grids.EXPERIMENTS.items():
-        listed = [run for _, study in grids.studies_of('reduced')
-                  if study.experiment == experiment
-                  for run in grids.runs(experiment, 'reduced', study.flags_of('reduced'),
-                                        COMMITTED)]
+        listed = [
+            run
+            for _, study in grids.studies_of('reduced')
+            if study.experiment == experiment
+            for run in grids.runs(experiment, 'reduced', study.flags_of('reduced'), COMMITTED)
+        ]
         for prefix in spec.grids['reduced'].pending:
-            runs = [run for run in listed
-                    if run.folder.relative_to(COMMITTED).as_posix().startswith(prefix)]
+            runs = [
+                run
+                for run in listed
+                if run.folder.relative_to(COMMITTED).as_posix().startswith(prefix)
+            ]
             assert runs, f'{experiment}: pending {prefix!r} names no run of the grid'
-            assert not all(results.is_complete(run.folder, spec.parse(run.argv[2:]).nepochs)
-                           for run in runs), \
-                f'{experiment}: every run under {prefix!r} is committed; it is not pending'
+            assert not all(
+                results.is_complete(run.folder, spec.parse(run.argv[2:]).nepochs) for run in runs
+            ), f'{experiment}: every run under {prefix!r} is committed; it is not pending'
 
 
 def test_only_small_final_states_are_committed():
-    listed = subprocess.run(['git', 'ls-files', '--', str(COMMITTED)], capture_output=True,
-                            text=True, cwd=COMMITTED.parent)
+    listed = subprocess.run(
+        ['git', 'ls-files', '--', str(COMMITTED)],
+        capture_output=True,
+        text=True,
+        cwd=COMMITTED.parent,
+    )
     if listed.returncode != 0:
         pytest.skip('not a git checkout')
     states = [name for name in listed.stdout.split() if name.endswith('.pt')]
@@ -92,10 +103,16 @@ def test_only_small_final_states_are_committed():
 
 
 def test_no_run_outside_the_reduced_grids():
-    expected = {run.folder for experiment, flags in grids.REDUCED_STUDIES
-                for run in grids.runs(experiment, 'reduced', flags, COMMITTED)}
-    found = {path.parent for path in COMMITTED.glob('*/**/' + results.SUMMARY)
-             if 'toy_gradient' not in path.parts}
+    expected = {
+        run.folder
+        for experiment, flags in grids.REDUCED_STUDIES
+        for run in grids.runs(experiment, 'reduced', flags, COMMITTED)
+    }
+    found = {
+        path.parent
+        for path in COMMITTED.glob('*/**/' + results.SUMMARY)
+        if 'toy_gradient' not in path.parts
+    }
     assert not found - expected, f'runs not in any reduced grid: {sorted(found - expected)}'
 
 
@@ -113,8 +130,7 @@ def test_grid_learning_rates_are_the_probes_choice():
 def test_figures_render_from_committed_results(tmp_path):
     from plotting import figures
 
-    written, missing = figures.main(['--results_dir', str(COMMITTED),
-                                     '--plots_dir', str(tmp_path)])
+    written, missing = figures.main(['--results_dir', str(COMMITTED), '--plots_dir', str(tmp_path)])
     assert not missing, f'figures that did not render from the committed runs: {missing}'
     for name, *_ in figures.FIGURES:
         assert name in written
@@ -137,8 +153,11 @@ def test_committed_summaries_hold_no_absolute_paths():
     summaries = sorted(COMMITTED.glob('**/' + results.SUMMARY))
     assert len(summaries) > 100
     for path in summaries:
-        found = [text for text in _strings(json.loads(path.read_text()))
-                 if text.startswith('/') or text[1:3] == ':\\']
+        found = [
+            text
+            for text in _strings(json.loads(path.read_text()))
+            if text.startswith('/') or text[1:3] == ':\\'
+        ]
         assert not found, (path, found)
 
 
@@ -156,7 +175,9 @@ def test_figures_rebuild_to_the_same_bytes(tmp_path):
     for attempt in ('first', 'second'):
         folder = tmp_path / attempt
         for module in (plot_ou_solutions, plot_sde_times):
-            assert module.main(['--results_dir', str(COMMITTED), '--plots_dir',
-                                str(folder)]) is not None
+            assert (
+                module.main(['--results_dir', str(COMMITTED), '--plots_dir', str(folder)])
+                is not None
+            )
         built.append({path.name: path.read_bytes() for path in sorted(folder.iterdir())})
     assert len(built[0]) == 4 and built[0] == built[1]

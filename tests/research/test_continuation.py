@@ -9,13 +9,19 @@ import torch
 
 from experiments import g1d, results
 
-COMPARED = ('epoch_loss_history', 'epoch_val_metric_history', 'epoch_fnfe_history',
-            'epoch_bnfe_history', 'epochs')
+COMPARED = (
+    'epoch_loss_history',
+    'epoch_val_metric_history',
+    'epoch_fnfe_history',
+    'epoch_bnfe_history',
+    'epochs',
+)
 
 
 def _run(folder, nepochs, *extra):
-    return g1d.main(['--width', '8', '--nepochs', str(nepochs), '--quiet', '--results_dir',
-                     str(folder), *extra])
+    return g1d.main(
+        ['--width', '8', '--nepochs', str(nepochs), '--quiet', '--results_dir', str(folder), *extra]
+    )
 
 
 def _same_runs(first, second):
@@ -85,13 +91,17 @@ class _Payload:
         return exec, ('open(__import__("os").environ["PWNED"], "w").write("ran")',)
 
 
-@pytest.mark.parametrize('content, words', [
-    (None, 'Unpickl'),
-    ([1, 2], 'a list, not a checkpoint'),
-    ({'model': {}}, 'it lacks optimiser'),
-])
-def test_a_hostile_or_malformed_state_is_refused_unread(tmp_path, capsys, monkeypatch,
-                                                        content, words):
+@pytest.mark.parametrize(
+    'content, words',
+    [
+        (None, 'Unpickl'),
+        ([1, 2], 'a list, not a checkpoint'),
+        ({'model': {}}, 'it lacks optimiser'),
+    ],
+)
+def test_a_hostile_or_malformed_state_is_refused_unread(
+    tmp_path, capsys, monkeypatch, content, words
+):
     marker = tmp_path / 'marker'
     monkeypatch.setenv('PWNED', str(marker))
     folder = _run(tmp_path / 'results', 2)

@@ -28,8 +28,11 @@ def test_generators_are_deterministic(tmp_path):
     for folder in ('first', 'second'):
         make_nested_spheres_data.main(['--data_dir', str(tmp_path / folder)])
         make_sine_data.main(['--data_dir', str(tmp_path / folder)])
-    for relative in ['nested_spheres/train.npz', 'sines/50_irregular/val.npz',
-                     'sines/10_regular/train.npz']:
+    for relative in [
+        'nested_spheres/train.npz',
+        'sines/50_irregular/val.npz',
+        'sines/10_regular/train.npz',
+    ]:
         first = (tmp_path / 'first' / relative).read_bytes()
         assert first == (tmp_path / 'second' / relative).read_bytes(), relative
 
@@ -60,7 +63,8 @@ def test_digits_split():
 
 def _write_idx(path, array):
     header = bytes([0, 0, 0x08, array.ndim]) + b''.join(
-        int(size).to_bytes(4, 'big') for size in array.shape)
+        int(size).to_bytes(4, 'big') for size in array.shape
+    )
     with gzip.open(path, 'wb') as file:
         file.write(header + array.astype(np.uint8).tobytes())
 

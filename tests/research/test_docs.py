@@ -11,38 +11,55 @@ import torch_gq_adjoint
 
 REPOSITORY = pathlib.Path(__file__).resolve().parents[2]
 #: Top-level folders whose files documents and comments name.
-TOP_LEVEL = ('torch_gq_adjoint', 'tests', 'gradient_tests', 'experiments', 'models',
-             'datasets', 'plotting', 'benchmarks', 'scripts', 'common', 'docs', 'results',
-             'examples', '.ci')
-PATH = re.compile(r'(?<![\w/.])((?:' + '|'.join(re.escape(top) for top in TOP_LEVEL)
-                  + r')/[\w./-]*\w\.(?:py|md|txt|toml|sh|json|png|pdf|ipynb|cff|npz))')
+TOP_LEVEL = (
+    'torch_gq_adjoint',
+    'tests',
+    'gradient_tests',
+    'experiments',
+    'models',
+    'datasets',
+    'plotting',
+    'benchmarks',
+    'scripts',
+    'common',
+    'docs',
+    'results',
+    'examples',
+    '.ci',
+)
+PATH = re.compile(
+    r'(?<![\w/.])((?:'
+    + '|'.join(re.escape(top) for top in TOP_LEVEL)
+    + r')/[\w./-]*\w\.(?:py|md|txt|toml|sh|json|png|pdf|ipynb|cff|npz))'
+)
 
 
 def _tracked(*patterns):
-    listed = subprocess.run(['git', 'ls-files', '--', *patterns], capture_output=True,
-                            text=True, cwd=REPOSITORY)
+    listed = subprocess.run(
+        ['git', 'ls-files', '--', *patterns], capture_output=True, text=True, cwd=REPOSITORY
+    )
     if listed.returncode != 0:
         pytest.skip('not a git checkout')
     return [REPOSITORY / name for name in listed.stdout.split()]
 
 
 def _named_paths(text):
-    return {match for match in PATH.findall(text)
-            if not any(mark in match for mark in '*<>{}')}
+    return {match for match in PATH.findall(text) if not any(mark in match for mark in '*<>{}')}
 
 
 def test_every_file_named_by_a_document_or_comment_exists():
-    sources = _tracked('*.md', 'requirements.txt', 'pyproject.toml', '*.py', '*.sh',
-                       '.ci/run')
+    sources = _tracked('*.md', 'requirements.txt', 'pyproject.toml', '*.py', '*.sh', '.ci/run')
     missing = []
     # This file names a missing file on purpose (the check's own test).
     for source in (path for path in sources if path != pathlib.Path(__file__).resolve()):
         text = source.read_text(errors='replace')
         if source.suffix == '.py':
             # Comments and docstrings: a path in code is data the code builds.
-            text = '\n'.join(line for line in text.splitlines()
-                             if line.strip().startswith('#') or '``' in line
-                             or '(' not in line)
+            text = '\n'.join(
+                line
+                for line in text.splitlines()
+                if line.strip().startswith('#') or '``' in line or '(' not in line
+            )
         for path in _named_paths(text):
             if not (REPOSITORY / path).exists() and not (REPOSITORY / 'docs' / path).exists():
                 missing.append(f'{source.relative_to(REPOSITORY)}: {path}')
@@ -51,15 +68,20 @@ def test_every_file_named_by_a_document_or_comment_exists():
 
 def test_the_path_check_sees_a_missing_file():
     assert _named_paths('see `tests/test_checkpoint.py` and docs/usage.md.') == {
-        'tests/test_checkpoint.py', 'docs/usage.md'}
+        'tests/test_checkpoint.py',
+        'docs/usage.md',
+    }
     assert not (REPOSITORY / 'tests/test_checkpoint.py').exists()
 
 
 def _readme_speed_rows():
     text = (REPOSITORY / 'README.md').read_text()
-    section = text[text.index('## How fast'):text.index('## Reproduce the paper')]
-    rows = [line for line in section.splitlines()
-            if line.startswith('| ') and not line.startswith('| workload')]
+    section = text[text.index('## How fast') : text.index('## Reproduce the paper')]
+    rows = [
+        line
+        for line in section.splitlines()
+        if line.startswith('| ') and not line.startswith('| workload')
+    ]
     return [[cell.strip() for cell in row.strip('|').split('|')] for row in rows]
 
 
@@ -69,8 +91,11 @@ def _benchmark_rows():
     block = text.split('```')[1]
     found = {}
     for line in block.splitlines():
-        match = re.match(r'(\w+)\s+(gq default|adjoint)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+'
-                         r'([\d.]+)\s+([\d.e+-]+)\s*(\w*)', line)
+        match = re.match(
+            r'(\w+)\s+(gq default|adjoint)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+'
+            r'([\d.]+)\s+([\d.e+-]+)\s*(\w*)',
+            line,
+        )
         if match:
             workload, mode, *fields = match.groups()
             found.setdefault(workload, {})[mode] = fields
@@ -84,16 +109,15 @@ def test_the_readme_speed_table_is_the_benchmark_run():
     for row, (workload, modes) in zip(readme, benchmark.items()):
         _, ran, versus_adjoint, versus_direct, errors = row
         _, adjoint_ratio, direct_ratio, _, error, what = modes['gq default']
-        assert (ran, versus_adjoint, versus_direct) == (what, adjoint_ratio, direct_ratio), \
-            workload
+        assert (ran, versus_adjoint, versus_direct) == (what, adjoint_ratio, direct_ratio), workload
         assert errors == f'{error} / {modes["adjoint"][4]}', workload
 
 
 def test_the_version_is_written_once():
     version = torch_gq_adjoint.__version__
     pyproject = (REPOSITORY / 'pyproject.toml').read_text()
-    project = pyproject[pyproject.index('[project]'):]
-    project = project[:project.index('\n[', 1)]
+    project = pyproject[pyproject.index('[project]') :]
+    project = project[: project.index('\n[', 1)]
     assert 'dynamic = ["version"]' in project and '\nversion =' not in project
     assert 'version = {attr = "torch_gq_adjoint.__version__"}' in pyproject
     citation = (REPOSITORY / 'CITATION.cff').read_text()
@@ -104,6 +128,6 @@ def test_the_version_is_written_once():
 
 def test_ci_runs_the_readme_test_command_verbatim():
     readme = (REPOSITORY / 'README.md').read_text()
-    command = readme[readme.index('## Test'):].split('```bash\n')[1].split('\n```')[0]
+    command = readme[readme.index('## Test') :].split('```bash\n')[1].split('\n```')[0]
     assert command.startswith('pip install -r requirements.txt')
     assert '\n' + command + '\n' in (REPOSITORY / '.ci' / 'run').read_text()

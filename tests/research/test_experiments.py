@@ -19,8 +19,13 @@ REPOSITORY = pathlib.Path(__file__).resolve().parents[2]
 
 
 def _folders(tmp_path):
-    return ['--results_dir', str(tmp_path / 'results'), '--data_dir', str(tmp_path / 'data'),
-            '--quiet']
+    return [
+        '--results_dir',
+        str(tmp_path / 'results'),
+        '--data_dir',
+        str(tmp_path / 'data'),
+        '--quiet',
+    ]
 
 
 def _check_run(folder, nepochs):
@@ -45,10 +50,19 @@ def _check_run(folder, nepochs):
 
 @pytest.mark.slow
 def test_nested_spheres_command_line(tmp_path):
-    command = [sys.executable, '-m', 'experiments.nested_spheres', '--adjoint_option',
-               'adjoint_gq', '--width', '8', '--nepochs', '1', *_folders(tmp_path)]
-    finished = subprocess.run(command, cwd=REPOSITORY, capture_output=True, text=True,
-                              timeout=300)
+    command = [
+        sys.executable,
+        '-m',
+        'experiments.nested_spheres',
+        '--adjoint_option',
+        'adjoint_gq',
+        '--width',
+        '8',
+        '--nepochs',
+        '1',
+        *_folders(tmp_path),
+    ]
+    finished = subprocess.run(command, cwd=REPOSITORY, capture_output=True, text=True, timeout=300)
     assert finished.returncode == 0, finished.stderr
     folder = results.run_dir(tmp_path / 'results', 'nested_spheres', 'gtol0.1', 8, 'adjoint_gq', 1)
     run = _check_run(folder, 1)
@@ -59,15 +73,27 @@ def test_nested_spheres_command_line(tmp_path):
 
 @pytest.mark.parametrize('option', ADJOINT_OPTIONS)
 def test_g1d_every_option(tmp_path, option):
-    folder = g1d.main(['--adjoint_option', option, '--nepochs', '2', '--width', '8',
-                       *_folders(tmp_path)])
+    folder = g1d.main(
+        ['--adjoint_option', option, '--nepochs', '2', '--width', '8', *_folders(tmp_path)]
+    )
     _check_run(folder, 2)
     assert folder.parts[-5:] == ('g1d', 'aug3', '8', option, '1')
 
 
 def test_images_digits(tmp_path):
-    folder = images.main(['--dataset', 'digits', '--width', '4', '--nepochs', '1',
-                          '--batchsize', '256', *_folders(tmp_path)])
+    folder = images.main(
+        [
+            '--dataset',
+            'digits',
+            '--width',
+            '4',
+            '--nepochs',
+            '1',
+            '--batchsize',
+            '256',
+            *_folders(tmp_path),
+        ]
+    )
     run = _check_run(folder, 1)
     assert folder.parts[-6:] == ('images', 'digits', '256', '4', 'adjoint_gq', '1')
     assert 0 <= run['epoch_val_metric_history'][-1] <= 100
@@ -77,16 +103,28 @@ def test_images_digits(tmp_path):
 def test_nested_spheres_loss_goes_down(tmp_path):
     # Nested spheres sits at ln 2 until the flow starts to separate the classes:
     # small batches get there within a few epochs.
-    folder = nested_spheres.main(['--nepochs', '6', '--width', '32', '--batchsize', '50',
-                                  *_folders(tmp_path)])
+    folder = nested_spheres.main(
+        ['--nepochs', '6', '--width', '32', '--batchsize', '50', *_folders(tmp_path)]
+    )
     losses = results.read_run(folder)['epoch_loss_history']
     assert losses[1:].min() < 0.9 * losses[0]
 
 
 @pytest.mark.parametrize('regularity', ['regular', 'irregular'])
 def test_sines_loss_goes_down(tmp_path, regularity):
-    folder = sines.main(['--nepochs', '4', '--width', '32', '--lr', '0.01', '--regular_times',
-                         regularity, *_folders(tmp_path)])
+    folder = sines.main(
+        [
+            '--nepochs',
+            '4',
+            '--width',
+            '32',
+            '--lr',
+            '0.01',
+            '--regular_times',
+            regularity,
+            *_folders(tmp_path),
+        ]
+    )
     run = _check_run(folder, 4)
     assert folder.parts[-4] == f'10_{regularity}'
     assert run['epoch_loss_history'][-1] < 0.9 * run['epoch_loss_history'][0]
@@ -100,14 +138,25 @@ def test_union_of_irregular_times_matches_solving_each_series():
     together = solve_on_union(neural_de, initial, times)
     assert together.shape == (3, 3, 2)
     for series in range(3):
-        alone = neural_de(initial[series:series + 1], times[series])[:, 0]
+        alone = neural_de(initial[series : series + 1], times[series])[:, 0]
         assert torch.allclose(together[series], alone, atol=1e-5)
 
 
 def _first_gradient(option, tmp_path):
-    args = nested_spheres.build_parser().parse_args([
-        '--adjoint_option', option, '--width', '16', '--tol', '1e-6', '--gtol', '1',
-        '--data_dir', str(tmp_path)])
+    args = nested_spheres.build_parser().parse_args(
+        [
+            '--adjoint_option',
+            option,
+            '--width',
+            '16',
+            '--tol',
+            '1e-6',
+            '--gtol',
+            '1',
+            '--data_dir',
+            str(tmp_path),
+        ]
+    )
     runner.seed_everything(1000)
     setup = nested_spheres.make_setup(args)
     inputs, labels = (part[:100] for part in setup.train_data)
@@ -123,18 +172,21 @@ def test_options_give_the_same_first_gradient(tmp_path):
         assert ((gradient - reference).norm() / reference.norm()).item() < 1e-4, option
 
 
-@pytest.mark.parametrize('arguments, words', [
-    (['--adjoint_option', 'adjoint'], "argument --adjoint_option: invalid choice: 'adjoint'"),
-    (['--width', '0'], 'argument --width: must be a positive integer'),
-    (['--width', 'wide'], 'argument --width: must be a positive integer'),
-    (['--lr', '-0.1'], 'argument --lr: must be a positive number'),
-    (['--tol', 'nan'], 'argument --tol: must be a positive number'),
-    (['--gtol', '0'], 'argument --gtol: must be a positive number'),
-    (['--nepochs', '0'], 'argument --nepochs: must be a positive integer'),
-    (['--batchsize', '-1'], 'argument --batchsize: must be a non-negative integer'),
-    (['--save_model', '2'], 'argument --save_model: must be 0 or 1'),
-    (['--device', 'tpu'], 'argument --device:'),
-])
+@pytest.mark.parametrize(
+    'arguments, words',
+    [
+        (['--adjoint_option', 'adjoint'], "argument --adjoint_option: invalid choice: 'adjoint'"),
+        (['--width', '0'], 'argument --width: must be a positive integer'),
+        (['--width', 'wide'], 'argument --width: must be a positive integer'),
+        (['--lr', '-0.1'], 'argument --lr: must be a positive number'),
+        (['--tol', 'nan'], 'argument --tol: must be a positive number'),
+        (['--gtol', '0'], 'argument --gtol: must be a positive number'),
+        (['--nepochs', '0'], 'argument --nepochs: must be a positive integer'),
+        (['--batchsize', '-1'], 'argument --batchsize: must be a non-negative integer'),
+        (['--save_model', '2'], 'argument --save_model: must be 0 or 1'),
+        (['--device', 'tpu'], 'argument --device:'),
+    ],
+)
 def test_bad_flags_exit_2_before_any_work(tmp_path, capsys, arguments, words):
     with pytest.raises(SystemExit) as raised:
         nested_spheres.main([*arguments, *_folders(tmp_path)])
@@ -144,8 +196,14 @@ def test_bad_flags_exit_2_before_any_work(tmp_path, capsys, arguments, words):
 
 
 def test_plain_python_entry_is_the_command_line(tmp_path):
-    folder = g1d.train(adjoint_option='adjoint_gq', width=8, nepochs=2, quiet=True,
-                       results_dir=tmp_path / 'results', data_dir=tmp_path / 'data')
+    folder = g1d.train(
+        adjoint_option='adjoint_gq',
+        width=8,
+        nepochs=2,
+        quiet=True,
+        results_dir=tmp_path / 'results',
+        data_dir=tmp_path / 'data',
+    )
     assert folder == results.run_dir(tmp_path / 'results', 'g1d', 'aug3', 8, 'adjoint_gq', 1)
     run = _check_run(folder, 2)
     assert run['summary']['arguments']['width'] == 8
@@ -184,8 +242,9 @@ def test_resume_gives_the_uninterrupted_results(tmp_path, monkeypatch):
         nested_spheres.main([*common, *_folders(tmp_path / 'resumed')])
     assert raised.value.code == 130
     monkeypatch.setattr(results, 'write_history', original)
-    folder = results.run_dir(tmp_path / 'resumed' / 'results', 'nested_spheres', 'gtol0.1', 8,
-                             'adjoint_gq', 1)
+    folder = results.run_dir(
+        tmp_path / 'resumed' / 'results', 'nested_spheres', 'gtol0.1', 8, 'adjoint_gq', 1
+    )
     assert not results.is_complete(folder)
     # epoch 2's series were written, its summary was not: readers see epochs 0 and 1.
     assert results.read_run(folder)['epochs'].tolist() == [0, 1]
@@ -216,8 +275,20 @@ def test_atomic_write_leaves_no_partial_file(tmp_path, monkeypatch):
 def test_lr_probe_records_losses_and_picks_the_least(tmp_path):
     from experiments import lr_probe
 
-    found = lr_probe.main(['g1d', '--grid', 'quick', '--lrs', '0.01', '0.0001', '--epochs', '3',
-                           '--results_dir', str(tmp_path)])
+    found = lr_probe.main(
+        [
+            'g1d',
+            '--grid',
+            'quick',
+            '--lrs',
+            '0.01',
+            '0.0001',
+            '--epochs',
+            '3',
+            '--results_dir',
+            str(tmp_path),
+        ]
+    )
     recorded = lr_probe.read_probe('g1d', results_dir=tmp_path)
     assert recorded == json.loads(json.dumps(found))
     assert set(recorded['losses']) == {'5', '20'}
@@ -226,8 +297,21 @@ def test_lr_probe_records_losses_and_picks_the_least(tmp_path):
         best = min(losses, key=losses.get)
         assert recorded['chosen'][width] == float(best)
     # A width added later joins the record; the widths probed before are kept as they were.
-    lr_probe.main(['g1d', '--grid', 'quick', '--widths', '7', '--lrs', '0.001', '--epochs', '3',
-                   '--results_dir', str(tmp_path)])
+    lr_probe.main(
+        [
+            'g1d',
+            '--grid',
+            'quick',
+            '--widths',
+            '7',
+            '--lrs',
+            '0.001',
+            '--epochs',
+            '3',
+            '--results_dir',
+            str(tmp_path),
+        ]
+    )
     added = lr_probe.read_probe('g1d', results_dir=tmp_path)
     assert added['chosen'] == {**recorded['chosen'], '7': 0.001}
     assert added['losses']['5'] == recorded['losses']['5']
@@ -237,21 +321,49 @@ def test_lr_probe_records_losses_and_picks_the_least(tmp_path):
 def test_lr_probe_adds_widths_only_to_a_probe_of_the_same_settings(tmp_path, capsys):
     from experiments import lr_probe
 
-    recorded = {'experiment': 'g1d', 'grid': 'quick', 'flags': [], 'option': 'adjoint_gq',
-                'epochs': 3, 'last_epochs_averaged': lr_probe.LAST_EPOCHS, 'lrs': [0.01],
-                'timeout_seconds': None, 'losses': {'5': {'0.01': 0.5}}, 'chosen': {'5': 0.01}}
+    recorded = {
+        'experiment': 'g1d',
+        'grid': 'quick',
+        'flags': [],
+        'option': 'adjoint_gq',
+        'epochs': 3,
+        'last_epochs_averaged': lr_probe.LAST_EPOCHS,
+        'lrs': [0.01],
+        'timeout_seconds': None,
+        'losses': {'5': {'0.01': 0.5}},
+        'chosen': {'5': 0.01},
+    }
     path = lr_probe.probe_file('g1d', results_dir=tmp_path)
     path.parent.mkdir(parents=True)
     path.write_text(json.dumps(recorded))
     with pytest.raises(SystemExit) as stop:
-        lr_probe.main(['g1d', '--grid', 'quick', '--widths', '7', '--epochs', '4',
-                       '--results_dir', str(tmp_path)])
+        lr_probe.main(
+            [
+                'g1d',
+                '--grid',
+                'quick',
+                '--widths',
+                '7',
+                '--epochs',
+                '4',
+                '--results_dir',
+                str(tmp_path),
+            ]
+        )
     assert stop.value.code == 2
     error = capsys.readouterr().err
     assert '--widths cannot be added: the recorded probe has epochs 3, this one 4' in error
     # A probe that timed out at some widths records its limit per width.
-    merged = lr_probe.merge(recorded, {**recorded, 'timeout_seconds': 60.0, 'lrs': [0.001],
-                                       'losses': {'7': {'0.001': 0.25}}, 'chosen': {'7': 0.001}})
+    merged = lr_probe.merge(
+        recorded,
+        {
+            **recorded,
+            'timeout_seconds': 60.0,
+            'lrs': [0.001],
+            'losses': {'7': {'0.001': 0.25}},
+            'chosen': {'7': 0.001},
+        },
+    )
     assert merged['timeout_seconds'] == {'5': None, '7': 60.0}
     assert merged['chosen'] == {'5': 0.01, '7': 0.001} and merged['lrs'] == [0.01, 0.001]
 
@@ -259,8 +371,9 @@ def test_lr_probe_adds_widths_only_to_a_probe_of_the_same_settings(tmp_path, cap
 def test_lr_probe_counts_a_timed_out_run_as_lost(tmp_path):
     from experiments import lr_probe
 
-    loss, problem = lr_probe._probe_one('experiments.g1d', ['--nepochs', '100000', '--quiet'],
-                                        str(tmp_path), timeout=1.0)
+    loss, problem = lr_probe._probe_one(
+        'experiments.g1d', ['--nepochs', '100000', '--quiet'], str(tmp_path), timeout=1.0
+    )
     assert loss == float('inf') and problem == 'timed out'
 
 

@@ -13,8 +13,9 @@ from models import metrics
 @pytest.fixture(scope='module')
 def tiny_data(tmp_path_factory):
     folder = tmp_path_factory.mktemp('ou_data')
-    make_ou_data.main(['--data_dir', str(folder), '--n_train', '8', '--n_val', '4',
-                       '--n_paths', '10'])
+    make_ou_data.main(
+        ['--data_dir', str(folder), '--n_train', '8', '--n_val', '4', '--n_paths', '10']
+    )
     return folder
 
 
@@ -24,8 +25,9 @@ def test_data_shapes_and_determinism(tiny_data, tmp_path):
     assert initial.shape == (8, 1) and initial.abs().max() <= 3
     assert paths.shape == (8, 101, 10)
     assert torch.allclose(paths[:, 0], initial.expand(8, 10))
-    make_ou_data.main(['--data_dir', str(tmp_path), '--n_train', '8', '--n_val', '4',
-                       '--n_paths', '10'])
+    make_ou_data.main(
+        ['--data_dir', str(tmp_path), '--n_train', '8', '--n_val', '4', '--n_paths', '10']
+    )
     for split in ('train', 'val'):
         relative = f'ornstein_uhlenbeck/{split}.npz'
         assert (tmp_path / relative).read_bytes() == (tiny_data / relative).read_bytes()
@@ -37,7 +39,7 @@ def test_data_follows_the_mean_equation():
     theta, mu = ornstein_uhlenbeck.THETA, ornstein_uhlenbeck.MU
     t = times.astype(np.float64)[None, :]
     start = initial.astype(np.float64)[:, None]
-    exact = start * np.exp(-theta * t) + mu / theta * t - mu / theta ** 2 * (1 - np.exp(-theta * t))
+    exact = start * np.exp(-theta * t) + mu / theta * t - mu / theta**2 * (1 - np.exp(-theta * t))
     # 1000 paths: the mean residual has a standard deviation of about 0.1 at t = 10
     residual = (paths.mean(axis=2) - exact).mean(axis=0)
     assert np.abs(residual).max() < 0.4
@@ -52,16 +54,30 @@ def test_gaussian_kl_and_likelihood():
     assert metrics.gaussian_kl(same, data).item() < 0.01
     # KL(N(2, 1) || N(1, 4)) = log 2 + (1 + 1) / 8 - 1/2
     assert metrics.gaussian_kl(shifted, data).item() == pytest.approx(
-        np.log(2) + 2 / 8 - 0.5, abs=0.03)
+        np.log(2) + 2 / 8 - 0.5, abs=0.03
+    )
     # log-likelihood of N(1, 4) data under N(1, 4): -0.5 log(2π·4) - 0.5
     assert metrics.gaussian_log_likelihood(same, data).item() == pytest.approx(
-        -0.5 * np.log(2 * np.pi * 4) - 0.5, abs=0.03)
+        -0.5 * np.log(2 * np.pi * 4) - 0.5, abs=0.03
+    )
 
 
 def _run(tiny_data, tmp_path, option, nepochs):
-    return experiment.main(['--adjoint_option', option, '--nepochs', str(nepochs),
-                            '--batchsize', '4', '--data_dir', str(tiny_data), '--results_dir',
-                            str(tmp_path), '--quiet'])
+    return experiment.main(
+        [
+            '--adjoint_option',
+            option,
+            '--nepochs',
+            str(nepochs),
+            '--batchsize',
+            '4',
+            '--data_dir',
+            str(tiny_data),
+            '--results_dir',
+            str(tmp_path),
+            '--quiet',
+        ]
+    )
 
 
 @pytest.mark.slow
@@ -98,9 +114,23 @@ def test_a_run_is_reproducible_and_extends_bit_for_bit(tiny_data, tmp_path, opti
     # torchsde's Brownian motion takes its entropy from torch's seeded generator, so a
     # run, its validation and its extension are all the same on every try.
     def run(folder, nepochs, *extra):
-        return experiment.main(['--adjoint_option', option, '--nepochs', str(nepochs),
-                                '--batchsize', '4', '--quiet', '--data_dir', str(tiny_data),
-                                '--results_dir', str(tmp_path / folder), *extra])
+        return experiment.main(
+            [
+                '--adjoint_option',
+                option,
+                '--nepochs',
+                str(nepochs),
+                '--batchsize',
+                '4',
+                '--quiet',
+                '--data_dir',
+                str(tiny_data),
+                '--results_dir',
+                str(tmp_path / folder),
+                *extra,
+            ]
+        )
+
     run('short', 1)
     extended = results.read_run(run('short', 2, '--load_model', '1'))
     alone = results.read_run(run('alone', 2))

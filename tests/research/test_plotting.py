@@ -12,8 +12,9 @@ def test_toy_gradient_figure(tmp_path, capsys):
     errors = np.array([[1e-6, 2e-6, 0.0]] * len(toy_gradient.QUANTITIES)).T
     for method in ('adjoint_gq', 'direct', 'aca'):
         results.write_toy_gradient(tmp_path / 'results', method, ends, errors, {})
-    png, pdf = plot_toy_gradient.main(['--results_dir', str(tmp_path / 'results'),
-                                       '--plots_dir', str(tmp_path / 'plots')])
+    png, pdf = plot_toy_gradient.main(
+        ['--results_dir', str(tmp_path / 'results'), '--plots_dir', str(tmp_path / 'plots')]
+    )
     assert png.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n' and png.stat().st_size > 10_000
     assert pdf.read_bytes()[:5] == b'%PDF-'
     captured = capsys.readouterr()
@@ -27,13 +28,24 @@ def _fake_run(results_dir, experiment, ablation, width, option, number, seconds)
     from common.atomic import save_json
 
     folder = results.run_dir(results_dir, experiment, ablation, width, option, number)
-    history = {'nparams': 100 * width, 'epochs': [0, 1, 2], 'epoch_times': [0.0, seconds, seconds],
-               'epoch_loss_history': [1.0, 0.5, 0.25], 'epoch_val_metric_history': [50, 70, 90],
-               'epoch_fnfe_history': [14, 20, 26], 'epoch_bnfe_history': [7, 9, 11]}
+    history = {
+        'nparams': 100 * width,
+        'epochs': [0, 1, 2],
+        'epoch_times': [0.0, seconds, seconds],
+        'epoch_loss_history': [1.0, 0.5, 0.25],
+        'epoch_val_metric_history': [50, 70, 90],
+        'epoch_fnfe_history': [14, 20, 26],
+        'epoch_bnfe_history': [7, 9, 11],
+    }
     results.write_history(folder, history)
-    save_json(folder / results.SUMMARY, {
-        'complete': True, 'epochs_done': 2,
-        'arguments': {'width': width, 'adjoint_option': option, 'experiment_no': number}})
+    save_json(
+        folder / results.SUMMARY,
+        {
+            'complete': True,
+            'epochs_done': 2,
+            'arguments': {'width': width, 'adjoint_option': option, 'experiment_no': number},
+        },
+    )
 
 
 def test_ode_times_figure_reports_missing_runs(tmp_path, capsys):
@@ -42,12 +54,21 @@ def test_ode_times_figure_reports_missing_runs(tmp_path, capsys):
     base = tmp_path / 'results'
     for width in (5, 20):
         for number in (1, 2):
-            _fake_run(base, 'nested_spheres', 'gtol0.003', width, 'adjoint_gq', number,
-                      0.1 * number)
+            _fake_run(
+                base, 'nested_spheres', 'gtol0.003', width, 'adjoint_gq', number, 0.1 * number
+            )
             _fake_run(base, 'nested_spheres', 'gtol0.003', width, 'direct', number, 0.2)
     _fake_run(base, 'nested_spheres', 'gtol0.003', 5, 'adjoint_ode', 1, 1.0)
-    png, pdf = plot_ode_times.main(['--experiment', 'nested_spheres', '--results_dir', str(base),
-                                    '--plots_dir', str(tmp_path / 'plots')])
+    png, pdf = plot_ode_times.main(
+        [
+            '--experiment',
+            'nested_spheres',
+            '--results_dir',
+            str(base),
+            '--plots_dir',
+            str(tmp_path / 'plots'),
+        ]
+    )
     assert png.name == 'ode_times_nested_spheres.png' and png.stat().st_size > 10_000
     assert pdf.read_bytes()[:5] == b'%PDF-'
     captured = capsys.readouterr()
@@ -57,8 +78,21 @@ def test_ode_times_figure_reports_missing_runs(tmp_path, capsys):
     assert '3 methods, widths [5, 20]' in captured.out
     # A width with no runs is refused, and nothing is written for it.
     plots = tmp_path / 'refused'
-    assert plot_ode_times.main(['--experiment', 'nested_spheres', '--width', '7',
-                                '--results_dir', str(base), '--plots_dir', str(plots)]) is None
+    assert (
+        plot_ode_times.main(
+            [
+                '--experiment',
+                'nested_spheres',
+                '--width',
+                '7',
+                '--results_dir',
+                str(base),
+                '--plots_dir',
+                str(plots),
+            ]
+        )
+        is None
+    )
     assert 'at width 7' in capsys.readouterr().err and not plots.exists()
 
 
@@ -83,20 +117,21 @@ def test_ou_solutions_figure(tmp_path, capsys):
     from plotting import plot_ou_solutions
 
     data = tmp_path / 'data'
-    make_ou_data.main(['--data_dir', str(data), '--n_train', '4', '--n_val', '3',
-                       '--n_paths', '12'])
+    make_ou_data.main(
+        ['--data_dir', str(data), '--n_train', '4', '--n_val', '3', '--n_paths', '12']
+    )
     folders = ['--results_dir', str(tmp_path / 'results'), '--data_dir', str(data)]
     assert plot_ou_solutions.main([*folders, '--plots_dir', str(tmp_path)]) is None
     assert 'missing:' in capsys.readouterr().err
     # No checkpoint: the figure is drawn from the final weights every finished run writes.
-    folder = ornstein_uhlenbeck.main(['--nepochs', '1', '--batchsize', '4', '--quiet',
-                                      *folders])
+    folder = ornstein_uhlenbeck.main(['--nepochs', '1', '--batchsize', '4', '--quiet', *folders])
     assert not (folder / results.CHECKPOINT).exists()
     weights = results.read_weights(folder)
     times, _, paths = ou_data.load(data, 'val')
     fresh = OUModel(5, 'adjoint_gq', times, paths.shape[-1]).state_dict()
-    assert {name: value.shape for name, value in weights.items()} == \
-        {name: value.shape for name, value in fresh.items()}
+    assert {name: value.shape for name, value in weights.items()} == {
+        name: value.shape for name, value in fresh.items()
+    }
     png, pdf = plot_ou_solutions.main([*folders, '--plots_dir', str(tmp_path)])
     assert png.stat().st_size > 20_000 and pdf.read_bytes()[:5] == b'%PDF-'
     # Corrupt final weights: named in one line, no figure, no traceback.
@@ -113,8 +148,9 @@ def test_an_unwritable_plots_folder_ends_in_one_line(tmp_path):
     blocker = tmp_path / 'a file'
     blocker.write_text('')
     with pytest.raises(SystemExit) as raised:
-        plot_speedup.main(['--results_dir', str(results.RESULTS_DIR), '--plots_dir',
-                           str(blocker / 'plots')])
+        plot_speedup.main(
+            ['--results_dir', str(results.RESULTS_DIR), '--plots_dir', str(blocker / 'plots')]
+        )
     assert 'cannot write the figure into --plots_dir' in str(raised.value.code)
 
 
@@ -133,8 +169,10 @@ def test_summary_table(tmp_path):
     # two repeats of 2 epochs at 1 s and 2 s per epoch against adjoint_ode's 4 s and
     # direct's 0.5 s; the target is 10 % of the loss before training (1.0), which no run
     # reaches
-    assert ('| 20 | adjoint_gq | 2 | 1.5 ± 0.5 | 23, 10 | 3 ± 1 | 0.375 | 3 | 0.25 ± 0 | '
-            '90 ± 0 | 0.1 | never |') in text
+    assert (
+        '| 20 | adjoint_gq | 2 | 1.5 ± 0.5 | 23, 10 | 3 ± 1 | 0.375 | 3 | 0.25 ± 0 | '
+        '90 ± 0 | 0.1 | never |'
+    ) in text
     assert '| 20 | adjoint_ode | 2 | 4 ± 0 | 23, 10 | 8 ± 0 | 1 | 8 |' in text
     main_table, timing = text.split('**g1d / aug3**: short timing runs, the first 2 epochs')
     assert '| 500 |' not in main_table
@@ -144,8 +182,10 @@ def test_summary_table(tmp_path):
 def test_time_to_target_loss():
     from plotting import summary_table
 
-    run = {'epoch_times': np.array([0.0, 2.0, 3.0, 5.0]),
-           'epoch_loss_history': np.array([1.0, 0.6, 0.4, 0.5])}
+    run = {
+        'epoch_times': np.array([0.0, 2.0, 3.0, 5.0]),
+        'epoch_loss_history': np.array([1.0, 0.6, 0.4, 0.5]),
+    }
     assert summary_table.time_to_loss(run, 0.45) == 5.0
     assert summary_table.time_to_loss(run, 0.3) is None
 
@@ -155,8 +195,10 @@ def test_speedup_figure_divides_mean_training_times(tmp_path, capsys):
     from plotting import plot_speedup
 
     base = tmp_path / 'results'
-    assert plot_speedup.main(['--results_dir', str(base), '--plots_dir',
-                              str(tmp_path / 'none')]) is None
+    assert (
+        plot_speedup.main(['--results_dir', str(base), '--plots_dir', str(tmp_path / 'none')])
+        is None
+    )
     assert 'nothing to plot' in capsys.readouterr().err
     # Two repeats of GQ (1 s and 3 s per epoch), the adjoint at 4 s, direct at 1 s.
     for number, seconds in ((1, 1.0), (2, 3.0)):
@@ -175,7 +217,8 @@ def test_speedup_figure_divides_mean_training_times(tmp_path, capsys):
     _fake_run(base, 'g1d', 'aug3', 1000, 'adjoint_gq', 1, 4.0)
     _fake_run(timed, 'g1d', 'aug3', 1000, 'direct', 1, 16.0)
     widths, versus_adjoint, versus_direct, short, short_direct = plot_speedup.ratios(
-        base, STUDIES['g1d'])
+        base, STUDIES['g1d']
+    )
     assert widths == [20, 500, 1000]
     assert versus_adjoint.tolist()[:2] == [0.5, 0.25] and np.isnan(versus_adjoint[2])
     assert versus_direct.tolist() == [2.0, 0.5, 0.25]

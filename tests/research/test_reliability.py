@@ -20,8 +20,20 @@ REPOSITORY = pathlib.Path(__file__).resolve().parents[2]
 
 
 def _g1d(tmp_path, *extra):
-    return g1d.main(['--width', '8', '--nepochs', '3', '--quiet', '--save_model', '1',
-                     '--results_dir', str(tmp_path / 'results'), *extra])
+    return g1d.main(
+        [
+            '--width',
+            '8',
+            '--nepochs',
+            '3',
+            '--quiet',
+            '--save_model',
+            '1',
+            '--results_dir',
+            str(tmp_path / 'results'),
+            *extra,
+        ]
+    )
 
 
 def _exit(capsys, function, *arguments):
@@ -33,8 +45,19 @@ def _exit(capsys, function, *arguments):
 def test_resuming_with_other_settings_stops_and_names_them(tmp_path, capsys):
     folder = _g1d(tmp_path)
     before = results.read_run(folder)
-    code, message = _exit(capsys, _g1d, tmp_path, '--load_model', '1', '--lr', '0.5',
-                          '--tol', '1e-4', '--nepochs', '5')
+    code, message = _exit(
+        capsys,
+        _g1d,
+        tmp_path,
+        '--load_model',
+        '1',
+        '--lr',
+        '0.5',
+        '--tol',
+        '1e-4',
+        '--nepochs',
+        '5',
+    )
     assert code == 2
     assert '--lr 0.01 there, 0.5 now' in message and '--tol 0.001 there, 0.0001 now' in message
     after = results.read_run(folder)
@@ -65,14 +88,22 @@ def test_a_checkpoint_from_other_settings_is_refused(tmp_path, capsys):
 
 def test_the_sweep_check_sees_other_epochs_and_settings(tmp_path):
     folder = _g1d(tmp_path)
-    command = ['-m', 'experiments.g1d', '--width', '8', '--nepochs', '3',
-               '--results_dir', str(tmp_path / 'results')]
+    command = [
+        '-m',
+        'experiments.g1d',
+        '--width',
+        '8',
+        '--nepochs',
+        '3',
+        '--results_dir',
+        str(tmp_path / 'results'),
+    ]
 
     def complete(*flags):
         return results.main(['complete', str(folder), '--', *command, *flags])
 
     assert complete() == 0
-    assert complete('--nepochs', '10') == 1   # a quick grid's run is not the full grid's
+    assert complete('--nepochs', '10') == 1  # a quick grid's run is not the full grid's
     assert complete('--lr', '0.5') == 1
     assert results.main(['complete', str(tmp_path / 'nowhere')]) == 1
 
@@ -109,8 +140,20 @@ def test_interrupt_says_what_was_saved_and_how_to_resume(tmp_path, capsys, monke
 
 @pytest.mark.slow
 def test_sigterm_stops_a_run_with_the_same_message(tmp_path):
-    command = [sys.executable, '-m', 'experiments.g1d', '--width', '8', '--nepochs', '100000',
-               '--quiet', '--save_model', '1', '--results_dir', str(tmp_path)]
+    command = [
+        sys.executable,
+        '-m',
+        'experiments.g1d',
+        '--width',
+        '8',
+        '--nepochs',
+        '100000',
+        '--quiet',
+        '--save_model',
+        '1',
+        '--results_dir',
+        str(tmp_path),
+    ]
     process = subprocess.Popen(command, cwd=REPOSITORY, stderr=subprocess.PIPE, text=True)
     folder = results.run_dir(tmp_path, 'g1d', 'aug3', 8, 'adjoint_gq', 1)
     deadline = time.time() + 60
@@ -147,10 +190,13 @@ def test_readers_see_only_what_the_summary_reports(tmp_path):
     assert len(run['epoch_times']) == len(run['epochs']) == 4
 
 
-@pytest.mark.parametrize('name, words', [
-    (results.CHECKPOINT, 'delete it and rerun without --load_model 1'),
-    (results.SUMMARY, 'delete the run folder and run it again'),
-])
+@pytest.mark.parametrize(
+    'name, words',
+    [
+        (results.CHECKPOINT, 'delete it and rerun without --load_model 1'),
+        (results.SUMMARY, 'delete the run folder and run it again'),
+    ],
+)
 def test_a_corrupt_file_is_named(tmp_path, capsys, name, words):
     folder = _g1d(tmp_path)
     (folder / name).write_bytes(b'')
@@ -216,21 +262,53 @@ def test_plotting_refuses_to_write_an_empty_figure(tmp_path, capsys):
     plots = tmp_path / 'plots'
     plots.mkdir()
     (plots / 'ode_times_g1d.png').write_bytes(b'a good figure')
-    assert plot_ode_times.main(['--experiment', 'g1d', '--results_dir', str(tmp_path / 'typo'),
-                                '--plots_dir', str(plots)]) is None
+    assert (
+        plot_ode_times.main(
+            [
+                '--experiment',
+                'g1d',
+                '--results_dir',
+                str(tmp_path / 'typo'),
+                '--plots_dir',
+                str(plots),
+            ]
+        )
+        is None
+    )
     assert 'nothing to plot' in capsys.readouterr().err
     assert (plots / 'ode_times_g1d.png').read_bytes() == b'a good figure'
-    command = subprocess.run([sys.executable, '-m', 'plotting.plot_ode_times', '--experiment',
-                              'g1d', '--results_dir', str(tmp_path / 'typo'), '--plots_dir',
-                              str(plots)], cwd=REPOSITORY, capture_output=True, text=True)
+    command = subprocess.run(
+        [
+            sys.executable,
+            '-m',
+            'plotting.plot_ode_times',
+            '--experiment',
+            'g1d',
+            '--results_dir',
+            str(tmp_path / 'typo'),
+            '--plots_dir',
+            str(plots),
+        ],
+        cwd=REPOSITORY,
+        capture_output=True,
+        text=True,
+    )
     assert command.returncode == 1
 
 
 def test_plotting_leaves_out_repeats_that_differ(tmp_path, capsys):
     for number, nepochs in ((1, 3), (2, 3), (3, 2)):
         _g1d(tmp_path, '--experiment_no', str(number), '--nepochs', str(nepochs))
-    png, _ = plot_ode_times.main(['--experiment', 'g1d', '--results_dir',
-                                  str(tmp_path / 'results'), '--plots_dir', str(tmp_path)])
+    png, _ = plot_ode_times.main(
+        [
+            '--experiment',
+            'g1d',
+            '--results_dir',
+            str(tmp_path / 'results'),
+            '--plots_dir',
+            str(tmp_path),
+        ]
+    )
     assert png.exists()
     error = capsys.readouterr().err
     assert 'inconsistent:' in error and 'adjoint_gq/3' in error and 'epochs_done 2' in error
@@ -239,10 +317,24 @@ def test_plotting_leaves_out_repeats_that_differ(tmp_path, capsys):
 @pytest.mark.slow
 def test_kill_9_at_random_points_loses_nothing(tmp_path):
     """Runs killed hard, again and again, then resumed: the same results as no kill."""
+
     def command(results_dir):
-        return [sys.executable, '-m', 'experiments.g1d', '--width', '64', '--nepochs', '40',
-                '--quiet', '--save_model', '1', '--load_model', '1', '--results_dir',
-                str(results_dir)]
+        return [
+            sys.executable,
+            '-m',
+            'experiments.g1d',
+            '--width',
+            '64',
+            '--nepochs',
+            '40',
+            '--quiet',
+            '--save_model',
+            '1',
+            '--load_model',
+            '1',
+            '--results_dir',
+            str(results_dir),
+        ]
 
     subprocess.run(command(tmp_path / 'straight'), cwd=REPOSITORY, check=True)
     chooser = np.random.default_rng(0)
@@ -253,12 +345,18 @@ def test_kill_9_at_random_points_loses_nothing(tmp_path):
         process.kill()
         process.wait()
     subprocess.run(command(killed), cwd=REPOSITORY, check=True)
-    folders = [results.run_dir(base, 'g1d', 'aug3', 64, 'adjoint_gq', 1)
-               for base in (tmp_path / 'straight', killed)]
+    folders = [
+        results.run_dir(base, 'g1d', 'aug3', 64, 'adjoint_gq', 1)
+        for base in (tmp_path / 'straight', killed)
+    ]
     reference, resumed = (results.read_run(folder) for folder in folders)
     assert resumed['summary']['complete'] and resumed['epochs'].tolist() == list(range(41))
-    for name in ('epoch_loss_history', 'epoch_val_metric_history', 'epoch_fnfe_history',
-                 'epoch_bnfe_history'):
+    for name in (
+        'epoch_loss_history',
+        'epoch_val_metric_history',
+        'epoch_fnfe_history',
+        'epoch_bnfe_history',
+    ):
         assert np.array_equal(reference[name], resumed[name]), name
     assert not list(folders[1].glob('.*.tmp'))
 
@@ -276,10 +374,10 @@ def test_a_stale_checkpoint_is_never_mixed_into_a_fresh_run(tmp_path, capsys):
     assert run['summary']['epochs_done'] == 5 and run['summary']['complete']
     assert run['epochs'].tolist() == [0, 1, 2, 3, 4, 5]
     # The same as a run of 5 epochs made in one go.
-    alone = g1d.main(['--width', '8', '--nepochs', '5', '--quiet', '--results_dir',
-                      str(tmp_path / 'alone')])
-    assert np.array_equal(run['epoch_loss_history'],
-                          results.read_run(alone)['epoch_loss_history'])
+    alone = g1d.main(
+        ['--width', '8', '--nepochs', '5', '--quiet', '--results_dir', str(tmp_path / 'alone')]
+    )
+    assert np.array_equal(run['epoch_loss_history'], results.read_run(alone)['epoch_loss_history'])
 
 
 def test_a_checkpoint_with_more_epochs_than_asked_is_refused(tmp_path, capsys):
@@ -314,8 +412,9 @@ def test_a_series_shorter_than_the_summary_is_refused_by_every_reader(tmp_path, 
 def test_a_second_run_into_a_folder_being_written_is_refused(tmp_path, capsys):
     from experiments import runner
 
-    folder = g1d.main(['--width', '8', '--nepochs', '1', '--quiet', '--results_dir',
-                       str(tmp_path / 'results')])
+    folder = g1d.main(
+        ['--width', '8', '--nepochs', '1', '--quiet', '--results_dir', str(tmp_path / 'results')]
+    )
     with runner._FolderLock(folder):
         code, message = _exit(capsys, _g1d, tmp_path, '--nepochs', '1', '--load_model', '1')
     assert code == 2 and 'another run is writing' in message
@@ -324,22 +423,47 @@ def test_a_second_run_into_a_folder_being_written_is_refused(tmp_path, capsys):
 
 
 def test_flags_after_the_double_dash_win_over_the_grids():
-    listed = subprocess.run([sys.executable, '-m', 'experiments.grids', 'runs', 'g1d', '--grid',
-                             'quick', '--', '--nepochs', '2', '--gtol', '0.5'],
-                            capture_output=True, text=True, cwd=REPOSITORY, check=True)
+    listed = subprocess.run(
+        [
+            sys.executable,
+            '-m',
+            'experiments.grids',
+            'runs',
+            'g1d',
+            '--grid',
+            'quick',
+            '--',
+            '--nepochs',
+            '2',
+            '--gtol',
+            '0.5',
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPOSITORY,
+        check=True,
+    )
     lines = listed.stdout.splitlines()
     assert lines
     for line in lines:
         argv = line.split('\t')[2:]
         # argparse keeps the last value of a flag: the user's must come last.
-        last = {name: max(i for i, item in enumerate(argv) if item == name)
-                for name in ('--nepochs', '--gtol')}
+        last = {
+            name: max(i for i, item in enumerate(argv) if item == name)
+            for name in ('--nepochs', '--gtol')
+        }
         assert argv[last['--nepochs'] + 1] == '2' and argv[last['--gtol'] + 1] == '0.5'
 
 
 def _command(*arguments, environment=None):
-    return subprocess.run([sys.executable, *arguments], capture_output=True, text=True,
-                          cwd=REPOSITORY, timeout=300, env=environment)
+    return subprocess.run(
+        [sys.executable, *arguments],
+        capture_output=True,
+        text=True,
+        cwd=REPOSITORY,
+        timeout=300,
+        env=environment,
+    )
 
 
 def _one_line(result):
@@ -347,18 +471,44 @@ def _one_line(result):
     return result.stderr.strip().splitlines()[-1]
 
 
-@pytest.mark.parametrize('arguments, code, words', [
-    (['-m', 'experiments.g1d', '--tol', '1e-300'], 2, '--tol: must be between 1e-12 and 1'),
-    (['-m', 'experiments.g1d', '--tol', '1e300'], 2, '--tol: must be between 1e-12 and 1'),
-    (['-m', 'experiments.g1d', '--width', '100000000', '--nepochs', '1'], 2,
-     'not enough memory to build this model'),
-    (['-m', 'experiments.toy_gradient', '--t_step', '1e-300'], 2,
-     'at most 100000 (choose a larger --t_step)'),
-    (['-m', 'experiments.results', 'complete', 'nowhere', '--', '-m', 'nosuchmodule'], 2,
-     'the command after -- must be -m and an experiment module'),
-    (['-m', 'experiments.images', '--dataset', 'mnist', '--width', '4', '--nepochs', '1',
-      '--data_dir', 'DATA'], 2, 'not found under'),
-])
+@pytest.mark.parametrize(
+    'arguments, code, words',
+    [
+        (['-m', 'experiments.g1d', '--tol', '1e-300'], 2, '--tol: must be between 1e-12 and 1'),
+        (['-m', 'experiments.g1d', '--tol', '1e300'], 2, '--tol: must be between 1e-12 and 1'),
+        (
+            ['-m', 'experiments.g1d', '--width', '100000000', '--nepochs', '1'],
+            2,
+            'not enough memory to build this model',
+        ),
+        (
+            ['-m', 'experiments.toy_gradient', '--t_step', '1e-300'],
+            2,
+            'at most 100000 (choose a larger --t_step)',
+        ),
+        (
+            ['-m', 'experiments.results', 'complete', 'nowhere', '--', '-m', 'nosuchmodule'],
+            2,
+            'the command after -- must be -m and an experiment module',
+        ),
+        (
+            [
+                '-m',
+                'experiments.images',
+                '--dataset',
+                'mnist',
+                '--width',
+                '4',
+                '--nepochs',
+                '1',
+                '--data_dir',
+                'DATA',
+            ],
+            2,
+            'not found under',
+        ),
+    ],
+)
 def test_user_errors_end_in_one_line(tmp_path, arguments, code, words):
     arguments = [str(tmp_path / 'data') if item == 'DATA' else item for item in arguments]
     result = _command(*arguments, '--results_dir', str(tmp_path / 'results'), '--quiet')
@@ -369,19 +519,30 @@ def test_user_errors_end_in_one_line(tmp_path, arguments, code, words):
 def test_data_dir_problems_are_named(tmp_path):
     data = tmp_path / 'data'
     (data / 'nested_spheres' / 'train.npz').mkdir(parents=True)
-    common = ['-m', 'experiments.nested_spheres', '--width', '8', '--nepochs', '1', '--quiet',
-              '--results_dir', str(tmp_path / 'results')]
+    common = [
+        '-m',
+        'experiments.nested_spheres',
+        '--width',
+        '8',
+        '--nepochs',
+        '1',
+        '--quiet',
+        '--results_dir',
+        str(tmp_path / 'results'),
+    ]
     result = _command(*common, '--data_dir', str(data))
-    assert result.returncode == 2 and 'is a folder, where a generated data file belongs' in \
-        _one_line(result)
+    assert (
+        result.returncode == 2
+        and 'is a folder, where a generated data file belongs' in _one_line(result)
+    )
     afile = tmp_path / 'afile'
     afile.write_text('')
     result = _command(*common, '--data_dir', str(afile))
-    assert result.returncode == 2 and 'choose a writable folder as --data_dir' in \
-        _one_line(result)
+    assert result.returncode == 2 and 'choose a writable folder as --data_dir' in _one_line(result)
     # The traceback is there on request.
-    debug = _command(*common, '--data_dir', str(afile),
-                     environment=dict(os.environ, TORCH_GQ_DEBUG='1'))
+    debug = _command(
+        *common, '--data_dir', str(afile), environment=dict(os.environ, TORCH_GQ_DEBUG='1')
+    )
     assert debug.returncode == 2 and 'Traceback' in debug.stderr
 
 
@@ -389,14 +550,20 @@ def test_a_data_file_of_the_wrong_dtype_is_generated_again(tmp_path):
     from datasets import nested_spheres as data
 
     points, labels = data.load(tmp_path, 'train')
-    np.savez(data.folder(tmp_path) / 'train.npz', points=points.numpy().astype(np.float64),
-             labels=labels.numpy())
+    np.savez(
+        data.folder(tmp_path) / 'train.npz',
+        points=points.numpy().astype(np.float64),
+        labels=labels.numpy(),
+    )
     with pytest.warns(RuntimeWarning, match=re.escape("expected float32 with shape ('any', 2)")):
         again, _ = data.load(tmp_path, 'train')
     assert torch.equal(again, points)
     # Of the right dtype but the wrong shape: generated again as well.
-    np.savez(data.folder(tmp_path) / 'train.npz',
-             points=np.zeros((len(points), 3), dtype=np.float32), labels=labels.numpy())
+    np.savez(
+        data.folder(tmp_path) / 'train.npz',
+        points=np.zeros((len(points), 3), dtype=np.float32),
+        labels=labels.numpy(),
+    )
     with pytest.warns(RuntimeWarning, match=re.escape('shape (2000, 3), expected float32')):
         again, _ = data.load(tmp_path, 'train')
     assert torch.equal(again, points)
@@ -433,6 +600,7 @@ def test_an_interrupt_while_preparing_says_nothing_was_written(tmp_path, capsys,
 
     def interrupted(*_):
         raise KeyboardInterrupt
+
     monkeypatch.setattr(runner, 'seed_everything', interrupted)
     code, message = _exit(capsys, _g1d, tmp_path)
     assert code == 130 and 'no epoch was written' in message
@@ -448,27 +616,42 @@ def test_a_checkpoint_one_epoch_ahead_of_its_summary_resumes(tmp_path):
     assert resumed['epochs'].tolist() == [0, 1, 2, 3, 4, 5] and resumed['summary']['complete']
 
 
-@pytest.mark.parametrize('flags, words', [
-    (('--nosuch',), "unknown flag '--nosuch'"),
-    (('--jobs', '-1'), "--jobs must be a positive integer; got '-1'"),
-    (('--grid', 'big'), "--grid must be paper, reduced or quick; got 'big'"),
-    (('--reduced', '--log_dir'), '--log_dir needs a value'),
-])
+@pytest.mark.parametrize(
+    'flags, words',
+    [
+        (('--nosuch',), "unknown flag '--nosuch'"),
+        (('--jobs', '-1'), "--jobs must be a positive integer; got '-1'"),
+        (('--grid', 'big'), "--grid must be paper, reduced or quick; got 'big'"),
+        (('--reduced', '--log_dir'), '--log_dir needs a value'),
+    ],
+)
 def test_reproduce_refuses_a_bad_flag_before_any_step(tmp_path, flags, words):
-    finished = subprocess.run(['bash', str(REPOSITORY / 'scripts' / 'reproduce.sh'),
-                               '--results_dir', str(tmp_path / 'results'), *flags],
-                              capture_output=True, text=True, timeout=60)
+    finished = subprocess.run(
+        [
+            'bash',
+            str(REPOSITORY / 'scripts' / 'reproduce.sh'),
+            '--results_dir',
+            str(tmp_path / 'results'),
+            *flags,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert finished.returncode == 2
     assert words in finished.stderr and 'nothing was run' in finished.stderr
     assert not (tmp_path / 'results').exists()
 
 
-@pytest.mark.parametrize('flags, words', [
-    (('--tol', '-1e-3'), "argument --tol: must be a positive number; got '-1e-3'"),
-    (('--lr', '-2.5e-4'), "argument --lr: must be a positive number; got '-2.5e-4'"),
-    (('--results_dir', ''), "argument --results_dir: must name a folder; got ''"),
-    (('--data_dir', ' '), "argument --data_dir: must name a folder; got ' '"),
-])
+@pytest.mark.parametrize(
+    'flags, words',
+    [
+        (('--tol', '-1e-3'), "argument --tol: must be a positive number; got '-1e-3'"),
+        (('--lr', '-2.5e-4'), "argument --lr: must be a positive number; got '-2.5e-4'"),
+        (('--results_dir', ''), "argument --results_dir: must name a folder; got ''"),
+        (('--data_dir', ' '), "argument --data_dir: must name a folder; got ' '"),
+    ],
+)
 def test_negative_numbers_and_empty_folders_are_checked_as_values(capsys, flags, words):
     code, message = _exit(capsys, g1d.main, ['--quiet', *flags])
     assert code == 2 and words in message

@@ -22,8 +22,13 @@ REPOSITORY = pathlib.Path(__file__).resolve().parents[2]
 
 def _sweep(script, *arguments):
     environment = dict(os.environ, PYTHON=sys.executable)
-    return subprocess.run(['bash', str(REPOSITORY / 'scripts' / script), *arguments],
-                          capture_output=True, text=True, env=environment, timeout=600)
+    return subprocess.run(
+        ['bash', str(REPOSITORY / 'scripts' / script), *arguments],
+        capture_output=True,
+        text=True,
+        env=environment,
+        timeout=600,
+    )
 
 
 def test_g1d_quick_grid_runs_skips_and_resumes(tmp_path):
@@ -50,9 +55,17 @@ def test_g1d_quick_grid_runs_skips_and_resumes(tmp_path):
 
 
 def test_slurm_mode_writes_a_job_array(tmp_path):
-    finished = _sweep('nested_spheres.sh', '--slurm', '--no-submit', '--jobs', '4',
-                      '--results_dir', str(tmp_path / 'results'), '--log_dir',
-                      str(tmp_path / 'logs'))
+    finished = _sweep(
+        'nested_spheres.sh',
+        '--slurm',
+        '--no-submit',
+        '--jobs',
+        '4',
+        '--results_dir',
+        str(tmp_path / 'results'),
+        '--log_dir',
+        str(tmp_path / 'logs'),
+    )
     assert finished.returncode == 0, finished.stderr
     batch = (tmp_path / 'logs' / 'nested_spheres' / 'array.sbatch').read_text()
     # the paper's grid: 4 options × 9 widths × 10 repeats
@@ -61,8 +74,14 @@ def test_slurm_mode_writes_a_job_array(tmp_path):
     assert len(runs) == 360
     folder, log, *argv = runs[0].split('\t')
     assert folder.endswith('nested_spheres/gtol0.003/5/direct/1')
-    assert argv[:6] == ['-m', 'experiments.nested_spheres', '--adjoint_option', 'direct',
-                        '--width', '5']
+    assert argv[:6] == [
+        '-m',
+        'experiments.nested_spheres',
+        '--adjoint_option',
+        'direct',
+        '--width',
+        '5',
+    ]
     assert '--save_model 1 --load_model 1' in ' '.join(argv)
     # The sweep's runs are exactly the table's.
     table = grids.runs('nested_spheres', 'paper', (), tmp_path / 'results', tmp_path / 'logs')
@@ -70,9 +89,23 @@ def test_slurm_mode_writes_a_job_array(tmp_path):
 
 
 def test_flags_after_a_double_dash_reach_every_run(tmp_path):
-    finished = _sweep('sines.sh', '--reduced', '--slurm', '--no-submit', '--log_dir',
-                      str(tmp_path / 'logs'), '--results_dir', str(tmp_path / 'results'), '--',
-                      '--ntimes', '50', '--regular_times', 'irregular', '--nepochs', '7')
+    finished = _sweep(
+        'sines.sh',
+        '--reduced',
+        '--slurm',
+        '--no-submit',
+        '--log_dir',
+        str(tmp_path / 'logs'),
+        '--results_dir',
+        str(tmp_path / 'results'),
+        '--',
+        '--ntimes',
+        '50',
+        '--regular_times',
+        'irregular',
+        '--nepochs',
+        '7',
+    )
     assert finished.returncode == 0, finished.stderr
     runs = (tmp_path / 'logs' / 'sines' / 'runs.tsv').read_text().splitlines()
     grid = EXPERIMENTS['sines'].grids['reduced']
@@ -87,16 +120,25 @@ def test_flags_after_a_double_dash_reach_every_run(tmp_path):
 
 
 def test_reduced_studies_are_listed_for_the_reproduction_script():
-    listed = subprocess.run([sys.executable, '-m', 'experiments.grids', 'studies'],
-                            capture_output=True, text=True, cwd=REPOSITORY, check=True)
+    listed = subprocess.run(
+        [sys.executable, '-m', 'experiments.grids', 'studies'],
+        capture_output=True,
+        text=True,
+        cwd=REPOSITORY,
+        check=True,
+    )
     studies = [tuple(line.split('\t')) for line in listed.stdout.splitlines()]
     assert studies == [(name, *flags) for name, flags in grids.REDUCED_STUDIES]
 
 
 def test_the_paper_grid_runs_every_study_with_the_papers_epochs():
-    listed = subprocess.run([sys.executable, '-m', 'experiments.grids', 'studies', '--grid',
-                             'paper'], capture_output=True, text=True, cwd=REPOSITORY,
-                            check=True)
+    listed = subprocess.run(
+        [sys.executable, '-m', 'experiments.grids', 'studies', '--grid', 'paper'],
+        capture_output=True,
+        text=True,
+        cwd=REPOSITORY,
+        check=True,
+    )
     studies = [tuple(line.split('\t')) for line in listed.stdout.splitlines()]
     assert len(studies) == len(grids.STUDIES)
     assert ('images', '--dataset', 'mnist', '--batchsize', '32') in studies
@@ -109,8 +151,11 @@ def test_figures_and_tables_name_their_studies_in_one_place():
     assert [figure[0] for figure in figures.FIGURES] == list(grids.FIGURES)
     for name, *_, study in figures.FIGURES:
         wanted = grids.FIGURES[name]
-        assert study == (None if wanted is None else (grids.STUDIES[wanted].experiment,
-                                                       grids.STUDIES[wanted].flags))
+        assert study == (
+            None
+            if wanted is None
+            else (grids.STUDIES[wanted].experiment, grids.STUDIES[wanted].flags)
+        )
     assert not hasattr(summary_table, 'TABLES')
 
 
@@ -121,9 +166,13 @@ def test_bad_flags(tmp_path):
     bad_grid = _sweep('sines.sh', '--grid', 'huge', '--log_dir', str(tmp_path / 'logs'))
     assert bad_grid.returncode == 2 and "invalid choice: 'huge'" in bad_grid.stderr
     environment = dict(os.environ, PYTHON=sys.executable, NTIMES='7')
-    bad_study = subprocess.run(['bash', str(REPOSITORY / 'scripts' / 'sines.sh'), '--log_dir',
-                                str(tmp_path / 'logs')], capture_output=True, text=True,
-                               env=environment, timeout=600)
+    bad_study = subprocess.run(
+        ['bash', str(REPOSITORY / 'scripts' / 'sines.sh'), '--log_dir', str(tmp_path / 'logs')],
+        capture_output=True,
+        text=True,
+        env=environment,
+        timeout=600,
+    )
     assert bad_study.returncode == 2 and 'argument --ntimes' in bad_study.stderr
 
 
@@ -132,8 +181,9 @@ def test_every_grid_parses_with_its_experiments_flags(tmp_path):
         for grid in grids.GRID_NAMES:
             found = grids.runs(name, grid, (), tmp_path, tmp_path)
             chosen = spec.grids[grid]
-            assert len(found) == sum(len(block.options) * len(block.widths) * block.repeats
-                                     for block in chosen.blocks())
+            assert len(found) == sum(
+                len(block.options) * len(block.widths) * block.repeats for block in chosen.blocks()
+            )
             assert found[0].argv[:2] == ('-m', spec.module)
             assert found[0].folder.parts[-3:] == (str(chosen.widths[0]), chosen.options[0], '1')
 
@@ -148,11 +198,22 @@ def _start(script, tmp_path, *flags):
     and its results folder."""
     results_dir = tmp_path / 'results'
     environment = dict(os.environ, PYTHON=sys.executable)
-    process = subprocess.Popen(['bash', str(REPOSITORY / 'scripts' / script), '--quick',
-                                *flags, '--results_dir', str(results_dir), '--log_dir',
-                                str(tmp_path / 'logs')],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               env=environment)
+    process = subprocess.Popen(
+        [
+            'bash',
+            str(REPOSITORY / 'scripts' / script),
+            '--quick',
+            *flags,
+            '--results_dir',
+            str(results_dir),
+            '--log_dir',
+            str(tmp_path / 'logs'),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=environment,
+    )
     return process, results_dir
 
 
@@ -181,7 +242,8 @@ def test_budget_times_each_option_and_width_of_a_grid(capsys):
     grid = EXPERIMENTS['g1d'].grids['quick']
     rows = [line.split() for line in printed[1:-1]]
     assert [(row[0], int(row[1])) for row in rows] == [
-        (option, width) for option in grid.options for width in grid.widths]
+        (option, width) for option in grid.options for width in grid.widths
+    ]
     per_run = [float(row[3]) for row in rows]
     assert all(seconds > 0 for seconds in per_run)
     # repeats × Σ per run / 2 jobs, as printed on the last line
@@ -216,8 +278,9 @@ def test_a_signal_to_reproduce_stops_it_and_every_child(tmp_path, number, code):
 def test_each_study_has_its_own_results_folder():
     folders = {name: study.ablation() for name, study in grids.STUDIES.items()}
     assert folders['mnist'] == 'mnist/32' and folders['digits'] == 'digits/32'
-    experiments_and_folders = [(study.experiment, folders[name])
-                               for name, study in grids.STUDIES.items()]
+    experiments_and_folders = [
+        (study.experiment, folders[name]) for name, study in grids.STUDIES.items()
+    ]
     assert len(set(experiments_and_folders)) == len(experiments_and_folders)
 
 
@@ -229,9 +292,11 @@ def test_a_grid_part_adds_options_at_further_widths_and_short_timing_runs(tmp_pa
     # The paper's four options at the small widths, 3 repeats each.
     assert all(full / '500' / option / '3' in by_folder for option in grids.ODE_OPTIONS)
     # At widths 1000 and 2000 only direct and GQ train in full, 2 repeats of 100 epochs...
-    assert {(path.parts[2], path.parts[3]) for path in by_folder
-            if path.parts[0] == 'nested_spheres' and path.parts[2] in ('1000', '2000')} == {
-        (width, option) for width in ('1000', '2000') for option in ('direct', 'adjoint_gq')}
+    assert {
+        (path.parts[2], path.parts[3])
+        for path in by_folder
+        if path.parts[0] == 'nested_spheres' and path.parts[2] in ('1000', '2000')
+    } == {(width, option) for width in ('1000', '2000') for option in ('direct', 'adjoint_gq')}
     assert full / '2000' / 'adjoint_gq' / '2' in by_folder
     assert full / '2000' / 'adjoint_gq' / '3' not in by_folder
     assert ' --nepochs ' not in ' '.join(by_folder[full / '2000' / 'direct' / '1'].argv)
@@ -242,8 +307,9 @@ def test_a_grid_part_adds_options_at_further_widths_and_short_timing_runs(tmp_pa
     assert short.log.parent == tmp_path / 'logs' / 'nested_spheres' / 'epoch_times'
     assert len([path for path in by_folder if path.parts[0] == 'epoch_times']) == 4 * 2 * 2
     # A study of fewer widths (sines with 50 irregular times) runs none of the part's widths.
-    irregular = grids.runs('sines', 'reduced', ('--ntimes', '50', '--regular_times',
-                                                'irregular'), tmp_path, tmp_path)
+    irregular = grids.runs(
+        'sines', 'reduced', ('--ntimes', '50', '--regular_times', 'irregular'), tmp_path, tmp_path
+    )
     assert {run.folder.parts[-3] for run in irregular} == {'20', '200'}
     regular = grids.runs('sines', 'reduced', ('--ntimes', '10'), tmp_path, tmp_path)
     assert '1000' in {run.folder.parts[-3] for run in regular}

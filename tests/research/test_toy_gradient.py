@@ -9,11 +9,38 @@ from experiments import results, toy_gradient
 
 
 def test_methods_write_small_relative_errors(tmp_path):
-    toy_gradient.main(['--method', 'adjoint_gq', '--method', 'adjoint_ode', '--method', 'direct',
-                       '--method', 'aca', '--t_start', '19', '--t_end', '19.04',
-                       '--results_dir', str(tmp_path), '--quiet'])
-    toy_gradient.main(['--method', 'mali', '--t_start', '21', '--t_end', '21',
-                       '--results_dir', str(tmp_path), '--quiet'])
+    toy_gradient.main(
+        [
+            '--method',
+            'adjoint_gq',
+            '--method',
+            'adjoint_ode',
+            '--method',
+            'direct',
+            '--method',
+            'aca',
+            '--t_start',
+            '19',
+            '--t_end',
+            '19.04',
+            '--results_dir',
+            str(tmp_path),
+            '--quiet',
+        ]
+    )
+    toy_gradient.main(
+        [
+            '--method',
+            'mali',
+            '--t_start',
+            '21',
+            '--t_end',
+            '21',
+            '--results_dir',
+            str(tmp_path),
+            '--quiet',
+        ]
+    )
     for method in toy_gradient.METHODS:
         folder = tmp_path / 'toy_gradient' / method
         ends, found = results.read_toy_gradient(tmp_path, method)
@@ -36,11 +63,14 @@ def test_exact_values_are_the_closed_forms():
     assert grad_end == pytest.approx(2 * 0.2 * 100 * np.exp(8.0))
 
 
-@pytest.mark.parametrize('arguments, words', [
-    (['--t_start', '20', '--t_end', '19'], 'argument --t_end: must not be below --t_start'),
-    (['--method', 'rk45'], "argument --method: invalid choice: 'rk45'"),
-    (['--t_step', '0'], 'argument --t_step: must be a positive number'),
-])
+@pytest.mark.parametrize(
+    'arguments, words',
+    [
+        (['--t_start', '20', '--t_end', '19'], 'argument --t_end: must not be below --t_start'),
+        (['--method', 'rk45'], "argument --method: invalid choice: 'rk45'"),
+        (['--t_step', '0'], 'argument --t_step: must be a positive number'),
+    ],
+)
 def test_bad_flags_exit_2(capsys, arguments, words):
     with pytest.raises(SystemExit) as raised:
         toy_gradient.main(arguments)

@@ -22,11 +22,13 @@ def backward_options(adjoint_options, direction):
             options[name] = direction * torch.as_tensor(options[name])
     constructor = options.get('grid_constructor')
     if constructor is not None:
+
         def grid_constructor(func, y0, s):
             # The user's constructor sees the interval's two end points in real time,
             # from t[i] to t[i-1], as under torchdiffeq's adjoint.
             grid = constructor(func, y0, direction * s[[0, -1]])
             return direction * torch.as_tensor(grid, dtype=s.dtype, device=s.device)
+
         options['grid_constructor'] = grid_constructor
     return options
 
@@ -52,29 +54,36 @@ def backward_norm(state_norm, adjoint_norm, layout):
         part_norm = flat_state_norm(state_norm, layout)
 
         def default_norm(state):
-            return torch.maximum(torch.as_tensor(part_norm(state[:size])),
-                                 torch.as_tensor(part_norm(state[size:])))
+            return torch.maximum(
+                torch.as_tensor(part_norm(state[:size])), torch.as_tensor(part_norm(state[size:]))
+            )
+
         return default_norm
     if callable(adjoint_norm):
+
         def user_adjoint_norm(state):
             z, adjoint = layout.unflatten(state[:size]), layout.unflatten(state[size:])
             placeholder = torch.zeros((), dtype=state.dtype, device=state.device)
             if layout.is_tuple:
                 return adjoint_norm((placeholder, *z, *adjoint))
             return adjoint_norm((placeholder, z, adjoint))
+
         return user_adjoint_norm
-    raise ValueError("adjoint_options['norm'] must be 'seminorm' or a callable; "
-                     f'got {adjoint_norm!r}.')
+    raise ValueError(
+        f"adjoint_options['norm'] must be 'seminorm' or a callable; got {adjoint_norm!r}."
+    )
 
 
 def flat_state_norm(state_norm, layout):
     """The forward norm (the user's ``state_norm``, or torchdiffeq's default: RMS, its
     maximum over the parts of a tuple) as a function of the flat state."""
     if state_norm is None:
+
         def part_norm(flat):
             if not layout.is_tuple:
                 return _rms_norm(flat)
             return max(_rms_norm(piece) for piece in torch.split(flat, layout.numels))
+
         return part_norm
     if layout.is_tuple:
         return lambda flat: state_norm(layout.unflatten(flat))
@@ -88,8 +97,12 @@ def flat_tolerance(value, layout, like):
     parts' sizes here.
     """
     if isinstance(value, (tuple, list)):
-        return torch.cat([torch.as_tensor(entry, dtype=like.dtype, device=like.device)
-                          .expand(numel) for entry, numel in zip(value, layout.numels)])
+        return torch.cat(
+            [
+                torch.as_tensor(entry, dtype=like.dtype, device=like.device).expand(numel)
+                for entry, numel in zip(value, layout.numels)
+            ]
+        )
     if torch.is_tensor(value):
         return value.to(dtype=like.dtype, device=like.device)
     return float(value)

@@ -64,18 +64,20 @@ class BackwardSolves:
         # solve as torchdiffeq's adjoint does (its own initial step selection, or the
         # user's first_step): carried steps are as large as the error estimate allows,
         # and on coarse tolerances that costs accuracy the adjoint has.
-        self.step = (self.options.get('first_step', record.forward_step) if self.carry
-                     else None)
+        self.step = self.options.get('first_step', record.forward_step) if self.carry else None
         jumps = settings.adjoint_options.get('jump_t')
         self.jumps = [] if jumps is None else torch.as_tensor(jumps).reshape(-1).tolist()
-        self.tolerances = tuple(flat_tolerance(value, settings.layout, record.solution)
-                                for value in (settings.adjoint_rtol, settings.adjoint_atol))
+        self.tolerances = tuple(
+            flat_tolerance(value, settings.layout, record.solution)
+            for value in (settings.adjoint_rtol, settings.adjoint_atol)
+        )
 
     def counts(self, length):
         """Node counts to try on a piece of length ``length`` (adaptive and scipy methods)."""
         if self.controlled:
-            return candidate_counts(node_count(FIRST_GTOL, self.forward_nfe, length,
-                                               self.total_length))
+            return candidate_counts(
+                node_count(FIRST_GTOL, self.forward_nfe, length, self.total_length)
+            )
         return [node_count(self.settings.gtol, self.forward_nfe, length, self.total_length)]
 
     def rules_of(self, index, counts=None):
@@ -102,8 +104,9 @@ class BackwardSolves:
             nodes, weights = [], []
             for (piece_end, piece_start), candidates in zip(pieces, per_piece):
                 count = candidates[min(level, len(candidates) - 1)]
-                piece_nodes, piece_weights = gauss_legendre(piece_end, piece_start, count,
-                                                            self.times.dtype, self.times.device)
+                piece_nodes, piece_weights = gauss_legendre(
+                    piece_end, piece_start, count, self.times.dtype, self.times.device
+                )
                 nodes.append(piece_nodes)
                 # Nodes run backwards from `end`; the integral itself runs forwards in time.
                 weights.append(-piece_weights)
@@ -115,11 +118,28 @@ class BackwardSolves:
         end, start = self.time_values[index], self.time_values[index - 1]
         # Across a jump of f, a·f jumps too: the time check's reference does not hold.
         smooth = not any(min(start, end) < value < max(start, end) for value in self.jumps)
-        return Interval(index, rules, adjoint_start, adjoint_end, self.solution[index],
-                        state_end, abs(end - start), time_check=smooth)
+        return Interval(
+            index,
+            rules,
+            adjoint_start,
+            adjoint_end,
+            self.solution[index],
+            state_end,
+            abs(end - start),
+            time_check=smooth,
+        )
 
-    def odeint(self, dynamics, start_state, solve_times, index, rtol=None, atol=None,
-               norm=None, options=None):
+    def odeint(
+        self,
+        dynamics,
+        start_state,
+        solve_times,
+        index,
+        rtol=None,
+        atol=None,
+        norm=None,
+        options=None,
+    ):
         """One backward solve of ``dynamics`` from observation ``index``.
 
         Args:
@@ -144,14 +164,22 @@ class BackwardSolves:
         rtol = settings.adjoint_rtol if rtol is None else rtol
         atol = settings.adjoint_atol if atol is None else atol
         try:
-            path = torchdiffeq.odeint(dynamics, start_state, solve_times, rtol=rtol, atol=atol,
-                                      method=settings.adjoint_method, options=options)
+            path = torchdiffeq.odeint(
+                dynamics,
+                start_state,
+                solve_times,
+                rtol=rtol,
+                atol=atol,
+                method=settings.adjoint_method,
+                options=options,
+            )
         except AssertionError as error:
             if 'non-finite' in str(error) or 'underflow' in str(error):
                 raise FloatingPointError(
                     f'odeint_adjoint_gq: the backward solve over [t[{index - 1}], t[{index}]] '
                     f'failed with non-finite or vanishing values ({error}). Check func for '
-                    'overflow, or lower rtol/atol.') from error
+                    'overflow, or lower rtol/atol.'
+                ) from error
             raise
         last_step = getattr(dynamics, 'last_step', None)
         if self.carry and last_step is not None:
@@ -174,8 +202,9 @@ def integrate_intervals(solves, found, grad_solution, name, backward_nfe):
         :class:`~.record.BackwardResult`.
     """
     record = solves.record
-    evaluator = NodeEvaluator(solves.settings.field, record.params, solves.size,
-                              call_site=solves.settings.call_site)
+    evaluator = NodeEvaluator(
+        solves.settings.field, record.params, solves.size, call_site=solves.settings.call_site
+    )
     integral = None if solves.controlled else ParameterIntegral(evaluator)
     # a(t_0^+): the adjoint arriving at t_0 from later times (none if t has one entry).
     adjoint_after_start = torch.zeros_like(grad_solution[-1])
@@ -190,8 +219,12 @@ def integrate_intervals(solves, found, grad_solution, name, backward_nfe):
     if integral is not None:
         param_grads = integral.result()
     else:
-        param_grads = ControlledQuadrature(evaluator, *solves.tolerances,
-                                           record.field_values).integrate(intervals)
-    return BackwardResult(adjoint_after_start + grad_solution[0], adjoint_after_start,
-                          param_grads, dict(backward=name, backward_nfe=backward_nfe(),
-                                            nodes=evaluator.nodes))
+        param_grads = ControlledQuadrature(
+            evaluator, *solves.tolerances, record.field_values
+        ).integrate(intervals)
+    return BackwardResult(
+        adjoint_after_start + grad_solution[0],
+        adjoint_after_start,
+        param_grads,
+        dict(backward=name, backward_nfe=backward_nfe(), nodes=evaluator.nodes),
+    )

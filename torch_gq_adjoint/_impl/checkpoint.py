@@ -47,14 +47,16 @@ ONE_STEP_GRID_METHODS = frozenset({'euler', 'midpoint', 'heun2', 'heun3', 'rk4'}
 CHECKPOINT_METHODS = ADAPTIVE_METHODS | ONE_STEP_GRID_METHODS
 
 #: Default of ``checkpoint_memory``: bytes the tape may hold (256 MiB).
-DEFAULT_CHECKPOINT_MEMORY = 2 ** 28
+DEFAULT_CHECKPOINT_MEMORY = 2**28
 
 
 def checkpoint_problem(method, event_mode):
     """Why the checkpointed backward cannot serve this solve (None if it can)."""
     if method not in CHECKPOINT_METHODS:
-        return (f'method {method!r} is not a one-step method (covered: adaptive Runge-Kutta '
-                'methods and euler, midpoint, heun2, heun3, rk4)')
+        return (
+            f'method {method!r} is not a one-step method (covered: adaptive Runge-Kutta '
+            'methods and euler, midpoint, heun2, heun3, rk4)'
+        )
     if event_mode and method not in ADAPTIVE_METHODS:
         return 'fixed-grid event handling steps outside the grid'
     return None
@@ -67,8 +69,9 @@ def tape_problem(record, stages):
     if tape is None or (stages and not tape.keep_stages):
         return 'the forward pass did not record its steps'
     if tape.overflow:
-        return (f'the recorded steps passed checkpoint_memory='
-                f'{record.settings.checkpoint_memory} bytes')
+        return (
+            f'the recorded steps passed checkpoint_memory={record.settings.checkpoint_memory} bytes'
+        )
     return None
 
 
@@ -216,8 +219,9 @@ class CheckpointBackward:
     def problem(record):
         """Why this pass cannot serve the solve (None if it can)."""
         settings = record.settings
-        return (checkpoint_problem(settings.method, settings.event_fn is not None)
-                or tape_problem(record, stages=False))
+        return checkpoint_problem(settings.method, settings.event_fn is not None) or tape_problem(
+            record, stages=False
+        )
 
     def __init__(self, record):
         settings, tape = record.settings, record.tape
@@ -227,12 +231,19 @@ class CheckpointBackward:
             # The forward solve already warned about anything in the options.
             warnings.simplefilter('ignore')
             state = settings.layout.unflatten(record.solution[0])
-            checked = _check_inputs(self._counted, state, record.t, settings.rtol,
-                                    settings.atol, settings.method, settings.options, None,
-                                    SOLVERS)
+            checked = _check_inputs(
+                self._counted,
+                state,
+                record.t,
+                settings.rtol,
+                settings.atol,
+                settings.method,
+                settings.options,
+                None,
+                SOLVERS,
+            )
             _, func, flat_y0, _, rtol, atol, method, options, _, _ = checked
-            self.solver = SOLVERS[method](func=func, y0=flat_y0, rtol=rtol, atol=atol,
-                                          **options)
+            self.solver = SOLVERS[method](func=func, y0=flat_y0, rtol=rtol, atol=atol, **options)
         self.func = func
         self.shape = flat_y0.shape  # the state as the solver holds it
         self.sign = -1.0 if tape.reversed_time else 1.0
@@ -272,11 +283,22 @@ class CheckpointBackward:
         derivative_adjoint = torch.zeros_like(grad_solution[0])
         for step in range(steps - 1, -1, -1):
             adjoint, derivative_adjoint = self._step_backward(
-                step, starts[step], ends[step], outputs[step], grad_solution, adjoint,
-                derivative_adjoint, grads)
+                step,
+                starts[step],
+                ends[step],
+                outputs[step],
+                grad_solution,
+                adjoint,
+                derivative_adjoint,
+                grads,
+            )
         after_start = adjoint.reshape(-1)
-        return BackwardResult(after_start + grad_solution[0].reshape(-1), after_start, grads,
-                              dict(backward=self.name, backward_nfe=self.nfe, nodes=0))
+        return BackwardResult(
+            after_start + grad_solution[0].reshape(-1),
+            after_start,
+            grads,
+            dict(backward=self.name, backward_nfe=self.nfe, nodes=0),
+        )
 
     def _last_end(self, start):
         t0, _, dt, attempted = self.tape.starts[-1]
@@ -285,13 +307,14 @@ class CheckpointBackward:
         if attempted is not None and bool(dt != attempted):
             # Clipped to a step_t or jump_t value c (in the solver's time), dt = c - t0.
             for values in (self.solver.step_t, self.solver.jump_t):
-                for value in ([] if values is None else values.reshape(-1).tolist()):
+                for value in [] if values is None else values.reshape(-1).tolist():
                     if value > start and value - start == float(dt):
                         return value
         return float(torch.as_tensor(start, dtype=dt.dtype) + dt)
 
-    def _step_backward(self, step, start, end, output_indices, grad_solution, adjoint,
-                       derivative_adjoint, grads):
+    def _step_backward(
+        self, step, start, end, output_indices, grad_solution, adjoint, derivative_adjoint, grads
+    ):
         tape, solver = self.tape, self.solver
         time_dtype = tape.starts[step][2].dtype
         t0 = torch.tensor(start, dtype=time_dtype, device=grad_solution.device)
@@ -308,13 +331,16 @@ class CheckpointBackward:
                     f0 = self._solver_form(tape.ends[step - 1]).detach()
                     f0 = (-f0 if tape.reversed_time else f0).requires_grad_(True)
                     inputs.append(f0)
-                y1, f1, _, stages = _runge_kutta_step(self.func, y0, f0, t0, t1 - t0, t1,
-                                                      tableau=solver.tableau)
+                y1, f1, _, stages = _runge_kutta_step(
+                    self.func, y0, f0, t0, t1 - t0, t1, tableau=solver.tableau
+                )
                 interp = solver._interp_fit(y0, y1, stages, t1 - t0) if output_indices else None
                 if tape.jumps[step]:
                     f1 = self.func(t1, y1, perturb=Perturb.NEXT)
-                values = [_interp_evaluate(interp, t0, t1, self.solver_times[index])
-                          for index in output_indices]
+                values = [
+                    _interp_evaluate(interp, t0, t1, self.solver_times[index])
+                    for index in output_indices
+                ]
                 ends = [y1, f1]
             else:
                 dt = t1 - t0
@@ -331,16 +357,22 @@ class CheckpointBackward:
                         values.append(solver._cubic_hermite_interp(t0, y0, f0, t1, y1, f1, time))
                 ends = [y1]
             outputs = ends + values
-            cotangents = ([adjoint, derivative_adjoint] if tape.adaptive else [adjoint])
+            cotangents = [adjoint, derivative_adjoint] if tape.adaptive else [adjoint]
             cotangents += [grad_solution[index] for index in output_indices]
-            pairs = [(output, cotangent) for output, cotangent in zip(outputs, cotangents)
-                     if output.requires_grad]
+            pairs = [
+                (output, cotangent)
+                for output, cotangent in zip(outputs, cotangents)
+                if output.requires_grad
+            ]
             found = [None] * (len(inputs) + len(self.params))
             if pairs:
-                found = torch.autograd.grad([pair[0] for pair in pairs],
-                                            inputs + list(self.params),
-                                            [pair[1] for pair in pairs], allow_unused=True)
-        for total, grad in zip(grads, found[len(inputs):]):
+                found = torch.autograd.grad(
+                    [pair[0] for pair in pairs],
+                    inputs + list(self.params),
+                    [pair[1] for pair in pairs],
+                    allow_unused=True,
+                )
+        for total, grad in zip(grads, found[len(inputs) :]):
             if grad is not None:
                 total.add_(grad)
         grad_y0 = found[0] if found[0] is not None else torch.zeros_like(adjoint)

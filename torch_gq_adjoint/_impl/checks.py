@@ -11,17 +11,40 @@ from torch import nn
 
 #: Methods of torchdiffeq that the GQ adjoint supports (``tests`` check this list
 #: against torchdiffeq's own table, so an upgrade that changes it is noticed).
-METHODS = ('dopri8', 'dopri5', 'bosh3', 'fehlberg2', 'adaptive_heun', 'euler', 'midpoint',
-           'heun2', 'heun3', 'rk4', 'explicit_adams', 'implicit_adams', 'fixed_adams',
-           'scipy_solver')
+METHODS = (
+    'dopri8',
+    'dopri5',
+    'bosh3',
+    'fehlberg2',
+    'adaptive_heun',
+    'euler',
+    'midpoint',
+    'heun2',
+    'heun3',
+    'rk4',
+    'explicit_adams',
+    'implicit_adams',
+    'fixed_adams',
+    'scipy_solver',
+)
 
 #: The subset above with adaptive step-size control (they accept ``first_step``).
 ADAPTIVE_METHODS = frozenset({'dopri8', 'dopri5', 'bosh3', 'fehlberg2', 'adaptive_heun'})
 
 #: The subset that steps on a fixed grid (``step_size`` or ``grid_constructor``) and
 #: interpolates between grid points; the GQ backward pass reads their grid itself.
-GRID_METHODS = frozenset({'euler', 'midpoint', 'heun2', 'heun3', 'rk4', 'explicit_adams',
-                          'implicit_adams', 'fixed_adams'})
+GRID_METHODS = frozenset(
+    {
+        'euler',
+        'midpoint',
+        'heun2',
+        'heun3',
+        'rk4',
+        'explicit_adams',
+        'implicit_adams',
+        'fixed_adams',
+    }
+)
 
 #: The loosest forward ``rtol`` counted as tight: where ``'auto'`` considers the checkpoint
 #: (whose error follows the forward solve's) and the interpolating pass refines the
@@ -53,14 +76,16 @@ def check_func_and_params(func, adjoint_params):
         if not isinstance(func, nn.Module):
             raise TypeError(
                 'func must be an nn.Module so that its parameters can be found; otherwise pass '
-                'the tensors to differentiate as adjoint_params (adjoint_params=() for none).')
+                'the tensors to differentiate as adjoint_params (adjoint_params=() for none).'
+            )
         adjoint_params = tuple(func.parameters())
     else:
         adjoint_params = tuple(adjoint_params)
         for index, param in enumerate(adjoint_params):
             if not torch.is_tensor(param):
-                raise TypeError(f'adjoint_params[{index}] must be a torch.Tensor; '
-                                f'got {type(param).__name__}.')
+                raise TypeError(
+                    f'adjoint_params[{index}] must be a torch.Tensor; got {type(param).__name__}.'
+                )
     # Parameters that do not require grad need no integral at all.
     return tuple(param for param in adjoint_params if param.requires_grad)
 
@@ -85,16 +110,22 @@ def check_state(y0):
         if part.dtype not in (torch.float32, torch.float64):
             # float16/bfloat16 pass torch's floating-point check but underflow the step
             # size control of every adaptive method within a few steps.
-            raise TypeError(f'{name} must be a float32 or float64 tensor; got dtype '
-                            f'{part.dtype}. Convert it, e.g. y0.float().')
+            raise TypeError(
+                f'{name} must be a float32 or float64 tensor; got dtype '
+                f'{part.dtype}. Convert it, e.g. y0.float().'
+            )
         if part.device.type == 'meta':
-            raise ValueError(f'{name} is a meta tensor (no data); give a tensor on a real '
-                             'device, e.g. cpu or cuda.')
+            raise ValueError(
+                f'{name} is a meta tensor (no data); give a tensor on a real '
+                'device, e.g. cpu or cuda.'
+            )
     first = parts[0]
     for index, part in enumerate(parts[1:], start=1):
         if part.device != first.device or part.dtype != first.dtype:
-            raise ValueError(f'y0[{index}] is {part.dtype} on {part.device} but y0[0] is '
-                             f'{first.dtype} on {first.device}; all parts of y0 must match.')
+            raise ValueError(
+                f'y0[{index}] is {part.dtype} on {part.device} but y0[0] is '
+                f'{first.dtype} on {first.device}; all parts of y0 must match.'
+            )
     return parts, is_tuple
 
 
@@ -134,14 +165,17 @@ def check_tolerance(name, value, method):
             finite = math.isfinite(entry)
             smallest = float(entry)
         else:
-            raise TypeError(f'{name} must be a non-negative number or tensor; '
-                            f'got {type(entry).__name__}.')
+            raise TypeError(
+                f'{name} must be a non-negative number or tensor; got {type(entry).__name__}.'
+            )
         if not finite or smallest < 0:
             raise ValueError(f'{name} must be finite and non-negative; got {value!r}.')
         if name.endswith('atol') and method in TOLERANCE_METHODS and smallest == 0:
-            raise ValueError(f'{name} must be positive for method {method!r} (a zero absolute '
-                             'tolerance stalls the step-size control where the state is 0); '
-                             f'got {value!r}.')
+            raise ValueError(
+                f'{name} must be positive for method {method!r} (a zero absolute '
+                'tolerance stalls the step-size control where the state is 0); '
+                f'got {value!r}.'
+            )
 
 
 def check_event_fn(event_fn, t):
@@ -154,11 +188,14 @@ def check_event_fn(event_fn, t):
     if event_fn is None:
         return
     if not callable(event_fn):
-        raise TypeError(f'event_fn must be callable as event_fn(t, y); '
-                        f'got {type(event_fn).__name__}.')
+        raise TypeError(
+            f'event_fn must be callable as event_fn(t, y); got {type(event_fn).__name__}.'
+        )
     if t.numel() != 2:
-        raise ValueError(f'with event_fn, t must hold exactly 2 times (the start, and any '
-                         f'later or earlier time for the direction); got {t.numel()}.')
+        raise ValueError(
+            f'with event_fn, t must hold exactly 2 times (the start, and any '
+            f'later or earlier time for the direction); got {t.numel()}.'
+        )
 
 
 def check_times(t, device):
@@ -183,8 +220,10 @@ def check_times(t, device):
     if t.numel() > 1:
         steps = values[1:] - values[:-1]
         if not ((steps > 0).all() or (steps < 0).all()):
-            raise ValueError('t must be strictly increasing or strictly decreasing '
-                             '(no repeated or out-of-order times).')
+            raise ValueError(
+                't must be strictly increasing or strictly decreasing '
+                '(no repeated or out-of-order times).'
+            )
 
 
 def check_gtol(gtol):
@@ -197,8 +236,10 @@ def check_gtol(gtol):
     if gtol is None:
         return None
     if isinstance(gtol, bool) or not isinstance(gtol, numbers.Real):
-        raise TypeError('gtol must be None (error-controlled quadrature) or a positive finite '
-                        f'number (the paper\'s C); got {type(gtol).__name__}.')
+        raise TypeError(
+            'gtol must be None (error-controlled quadrature) or a positive finite '
+            f"number (the paper's C); got {type(gtol).__name__}."
+        )
     gtol = float(gtol)
     if not (math.isfinite(gtol) and gtol > 0):
         raise ValueError(f'gtol must be a positive finite number; got {gtol}.')
@@ -212,8 +253,9 @@ def check_method(name, method):
         ValueError: an unknown method name.
     """
     if method is not None and method not in METHODS:
-        raise ValueError(f'{name} must be one of {", ".join(METHODS)} (or None for dopri5); '
-                         f'got {method!r}.')
+        raise ValueError(
+            f'{name} must be one of {", ".join(METHODS)} (or None for dopri5); got {method!r}.'
+        )
 
 
 def check_options(name, options):
@@ -228,9 +270,14 @@ def check_options(name, options):
         raise TypeError(f'{name} must be a dict or None; got {type(options).__name__}.')
     step_size = options.get('step_size')
     if step_size is not None:
-        value = float(torch.as_tensor(step_size).reshape(-1)[0]) if (
-            torch.is_tensor(step_size) or isinstance(step_size, numbers.Real)) else None
+        value = (
+            float(torch.as_tensor(step_size).reshape(-1)[0])
+            if (torch.is_tensor(step_size) or isinstance(step_size, numbers.Real))
+            else None
+        )
         if value is None or not math.isfinite(value) or value <= 0:
-            raise ValueError(f"{name}['step_size'] must be a positive finite number (the "
-                             f'length of a fixed-grid step); got {step_size!r}.')
+            raise ValueError(
+                f"{name}['step_size'] must be a positive finite number (the "
+                f'length of a fixed-grid step); got {step_size!r}.'
+            )
     return dict(options)

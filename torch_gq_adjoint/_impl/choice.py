@@ -186,15 +186,21 @@ def choose(record):
         reason = backward.problem(record) or _confirm(backward, record)
         if reason is None:
             return backward(record)
-        warn_once(f"odeint_adjoint_gq: backward='{backward.name}' cannot be used ({reason}); "
-                  "using backward='restart'. Pass backward='restart' to silence this.",
-                  settings.call_site)
+        warn_once(
+            f"odeint_adjoint_gq: backward='{backward.name}' cannot be used ({reason}); "
+            "using backward='restart'. Pass backward='restart' to silence this.",
+            settings.call_site,
+        )
         return RestartBackward(record)
-    offers = [entry for entry in REGISTRY
-              if _automatic_candidate(entry, settings) and entry.backward.problem(record) is None]
+    offers = [
+        entry
+        for entry in REGISTRY
+        if _automatic_candidate(entry, settings) and entry.backward.problem(record) is None
+    ]
     ranked = _ranked(offers, record, vectorised=True)
     if [entry.backward for entry in ranked] != [
-            entry.backward for entry in _ranked(offers, record, vectorised=False)]:
+        entry.backward for entry in _ranked(offers, record, vectorised=False)
+    ]:
         ranked = _ranked(offers, record, record.vectorisable())
     for number, entry in enumerate(ranked):
         reason = _confirm(entry.backward, record)
@@ -202,17 +208,21 @@ def choose(record):
             return entry.backward(record)
         following = ranked[number + 1].backward.name if number + 1 < len(ranked) else 'restart'
         if getattr(entry.backward, 'notify_under_auto', lambda record: True)(record):
-            warn_once(f"odeint_adjoint_gq: backward='auto' cannot use the {entry.backward.name} "
-                      f"pass it chose ({reason}); using backward='{following}'.",
-                      settings.call_site)
+            warn_once(
+                f"odeint_adjoint_gq: backward='auto' cannot use the {entry.backward.name} "
+                f"pass it chose ({reason}); using backward='{following}'.",
+                settings.call_site,
+            )
     return RestartBackward(record)
 
 
 def _ranked(offers, record, vectorised):
     """The offers from the cheapest; the checkpoint's cost counts :data:`MARGIN` times."""
+
     def cost(entry):
         weight = MARGIN if entry.backward is CheckpointBackward else 1.0
         return weight * entry.cost(record, vectorised)
+
     return sorted(offers, key=cost)  # stable: the table's order breaks ties
 
 

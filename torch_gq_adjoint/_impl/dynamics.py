@@ -55,6 +55,7 @@ def _chain(first, second):
     def callback(t0, y0, dt):
         first(t0, y0, dt)
         second(t0, y0, dt)
+
     return callback
 
 
@@ -80,8 +81,9 @@ class CountedField(StepRecorder):
         self.func = func
         self.tape = tape
         self.layout = layout
-        callbacks = {name: getattr(func, name) for name in CALLBACKS
-                     if getattr(func, name, None) is not None}
+        callbacks = {
+            name: getattr(func, name) for name in CALLBACKS if getattr(func, name, None) is not None
+        }
         # torchdiffeq already hands callbacks the user's time and state structure.
         self._install_callbacks(callbacks, wrap=lambda callback: callback)
 
@@ -136,8 +138,11 @@ class AdjointDynamics(StepRecorder):
         self._step_time = None
         self.grid = []
         user = field.func
-        callbacks = {name: getattr(user, name + '_adjoint') for name in CALLBACKS
-                     if getattr(user, name + '_adjoint', None) is not None}
+        callbacks = {
+            name: getattr(user, name + '_adjoint')
+            for name in CALLBACKS
+            if getattr(user, name + '_adjoint', None) is not None
+        }
         self._install_callbacks(callbacks, wrap=self._adjoint_callback)
 
     def _own_callbacks(self):
@@ -157,6 +162,7 @@ class AdjointDynamics(StepRecorder):
         def adjoint_callback(s0, y0, ds):
             placeholder = torch.zeros((), dtype=y0.dtype, device=y0.device)
             callback(-s0, (placeholder, shape(y0[:size]), shape(y0[size:])), ds)
+
         return adjoint_callback
 
     def start_interval(self):
@@ -166,7 +172,7 @@ class AdjointDynamics(StepRecorder):
 
     def __call__(self, s, state):
         self.nfe += 1
-        z, adjoint = state[:self.state_size], state[self.state_size:]
+        z, adjoint = state[: self.state_size], state[self.state_size :]
         t = s.detach() * self.direction
         with torch.enable_grad():
             z = z.detach().requires_grad_(True)

@@ -52,10 +52,10 @@ STALL = 0.1
 class Rule:
     """One candidate rule on one interval: nodes, weights and ``z``, ``a`` at the nodes."""
 
-    times: torch.Tensor      # (K,)
-    weights: torch.Tensor    # (K,), signed so that Σ w g ≈ ∫_{t_{i-1}}^{t_i} g dt
-    states: torch.Tensor     # (K, n)
-    adjoints: torch.Tensor   # (K, n)
+    times: torch.Tensor  # (K,)
+    weights: torch.Tensor  # (K,), signed so that Σ w g ≈ ∫_{t_{i-1}}^{t_i} g dt
+    states: torch.Tensor  # (K, n)
+    adjoints: torch.Tensor  # (K, n)
 
     def cotangents(self):
         return self.adjoints * self.weights.to(self.adjoints.dtype).unsqueeze(-1)
@@ -65,17 +65,17 @@ class Rule:
 class Interval:
     """What the backward solve of ``[t_{i-1}, t_i]`` leaves for the quadrature."""
 
-    index: int                    # i
-    rules: list                   # of Rule, increasing node counts
-    adjoint_start: torch.Tensor   # a(t_i⁻), (n,)
-    adjoint_end: torch.Tensor     # a(t_{i-1}⁺), (n,)
-    state_start: torch.Tensor     # z(t_i), (n,)
-    state_end: torch.Tensor       # z(t_{i-1}), (n,)
-    length: float                 # |t_i - t_{i-1}|
-    time_check: bool = True       # False where f jumps inside the interval
+    index: int  # i
+    rules: list  # of Rule, increasing node counts
+    adjoint_start: torch.Tensor  # a(t_i⁻), (n,)
+    adjoint_end: torch.Tensor  # a(t_{i-1}⁺), (n,)
+    state_start: torch.Tensor  # z(t_i), (n,)
+    state_end: torch.Tensor  # z(t_{i-1}), (n,)
+    length: float  # |t_i - t_{i-1}|
+    time_check: bool = True  # False where f jumps inside the interval
     first: int = 0
     chosen: int = 0
-    estimates: list = field(default_factory=list)   # each retry's change, in target units
+    estimates: list = field(default_factory=list)  # each retry's change, in target units
 
 
 def _sum_by_interval(values, counts):
@@ -108,8 +108,9 @@ class ControlledQuadrature:
         previous = self._check_values(intervals, params=True)
         pending = self._judge(intervals, previous, None)
         while pending:
-            pending = [interval for interval in pending
-                       if interval.chosen + 1 < len(interval.rules)]
+            pending = [
+                interval for interval in pending if interval.chosen + 1 < len(interval.rules)
+            ]
             if not pending:
                 break
             prior = [previous[id(interval)] for interval in pending]
@@ -130,11 +131,15 @@ class ControlledQuadrature:
         """
         if len(interval.rules) == 1:
             return 0
-        values = torch.stack([(rule.cotangents() * rule.states).sum(dim=0)
-                              for rule in interval.rules])
-        scale = (self.target * interval.length
-                 * torch.maximum(_norm(interval.adjoint_start), _norm(interval.adjoint_end))
-                 * torch.maximum(_norm(interval.state_start), _norm(interval.state_end)))
+        values = torch.stack(
+            [(rule.cotangents() * rule.states).sum(dim=0) for rule in interval.rules]
+        )
+        scale = (
+            self.target
+            * interval.length
+            * torch.maximum(_norm(interval.adjoint_start), _norm(interval.adjoint_end))
+            * torch.maximum(_norm(interval.state_start), _norm(interval.state_end))
+        )
         # changes[k] = |Q_{k+1} - Q_k|: the error of rule k, estimated by the next one.
         changes = _ratio(_norm(values[1:] - values[:-1]), scale).tolist()
         for level, change in enumerate(changes):
@@ -150,11 +155,16 @@ class ControlledQuadrature:
             torch.cat([rule.times for rule in rules]),
             torch.cat([rule.states for rule in rules]),
             torch.cat([rule.cotangents() for rule in rules]),
-            params=params, state_grads=True, time_grads=True)
+            params=params,
+            state_grads=True,
+            time_grads=True,
+        )
         sums_z = _sum_by_interval(grad_z, counts)
         sums_t = _sum_by_interval(grad_t, counts)
-        return {id(interval): (sums_z[number], sums_t[number])
-                for number, interval in enumerate(intervals)}
+        return {
+            id(interval): (sums_z[number], sums_t[number])
+            for number, interval in enumerate(intervals)
+        }
 
     def _judge(self, intervals, values, prior):
         """Return the intervals whose current rule fails both tests (one host sync)."""
@@ -170,10 +180,12 @@ class ControlledQuadrature:
             after = fields[[interval.index for interval in intervals]]
             before = fields[[interval.index - 1 for interval in intervals]]
             reference = (starts * after).sum(-1) - (ends * before).sum(-1)
-            time_scale = self.target * ((starts * after).abs().sum(-1)
-                                        + (ends * before).abs().sum(-1))
-            checked = torch.tensor([interval.time_check for interval in intervals],
-                                   device=sums_t.device)
+            time_scale = self.target * (
+                (starts * after).abs().sum(-1) + (ends * before).abs().sum(-1)
+            )
+            checked = torch.tensor(
+                [interval.time_check for interval in intervals], device=sums_t.device
+            )
             time_scale = torch.where(checked, time_scale, torch.inf)
             ratios.append(_ratio(sums_t - reference, time_scale))
         # The references carry the backward solve's own error: they can confirm a rule only
@@ -193,8 +205,11 @@ class ControlledQuadrature:
             if change is not None:
                 interval.estimates.append(change[number])
                 history = interval.estimates
-                accepted = (accepted or history[-1] <= 1.0
-                            or (len(history) >= 2 and _stalled(history[-2], history[-1])))
+                accepted = (
+                    accepted
+                    or history[-1] <= 1.0
+                    or (len(history) >= 2 and _stalled(history[-2], history[-1]))
+                )
             if not accepted:
                 failed.append(interval)
         return failed
@@ -209,9 +224,11 @@ class ControlledQuadrature:
             first = interval.rules[interval.first]
             rules.append(interval.rules[interval.chosen])
             rules.append(Rule(first.times, -first.weights, first.states, first.adjoints))
-        self.evaluator.evaluate(torch.cat([rule.times for rule in rules]),
-                                torch.cat([rule.states for rule in rules]),
-                                torch.cat([rule.cotangents() for rule in rules]))
+        self.evaluator.evaluate(
+            torch.cat([rule.times for rule in rules]),
+            torch.cat([rule.states for rule in rules]),
+            torch.cat([rule.cotangents() for rule in rules]),
+        )
 
 
 def _stalled(before, after):

@@ -62,24 +62,31 @@ class Settings:
 
 
 class _GaussQuadratureAdjoint(torch.autograd.Function):
-
     @staticmethod
     def forward(ctx, settings, t, *inputs):
         layout = settings.layout
-        parts, params = inputs[:len(layout.shapes)], inputs[len(layout.shapes):]
+        parts, params = inputs[: len(layout.shapes)], inputs[len(layout.shapes) :]
         y0 = tuple(parts) if layout.is_tuple else parts[0]
         adaptive = settings.method in checks.ADAPTIVE_METHODS
         tape = None
         steps, stages = records(settings)
         if steps:
             reversed_time = len(t) > 1 and bool(t[0] > t[1])
-            tape = ForwardTape(adaptive, reversed_time, settings.checkpoint_memory,
-                               keep_stages=stages)
+            tape = ForwardTape(
+                adaptive, reversed_time, settings.checkpoint_memory, keep_stages=stages
+            )
         counted = CountedField(settings.func, adaptive, tape, settings.layout)
         with torch.no_grad():
-            result = torchdiffeq.odeint(counted, y0, t, rtol=settings.rtol, atol=settings.atol,
-                                        method=settings.method, options=settings.options,
-                                        event_fn=settings.event_fn)
+            result = torchdiffeq.odeint(
+                counted,
+                y0,
+                t,
+                rtol=settings.rtol,
+                atol=settings.atol,
+                method=settings.method,
+                options=settings.options,
+                event_fn=settings.event_fn,
+            )
         event_t = None
         if settings.event_fn is not None:
             event_t, result = result
@@ -88,12 +95,16 @@ class _GaussQuadratureAdjoint(torch.autograd.Function):
         ctx.forward_nfe = counted.nfe
         ctx.forward_step = counted.last_step
         ctx.tape = tape
-        _report(settings.info, forward_nfe=counted.nfe,
-                checkpoint_bytes=0 if tape is None else tape.nbytes,
-                checkpoint_steps=0 if tape is None else len(tape.starts))
+        _report(
+            settings.info,
+            forward_nfe=counted.nfe,
+            checkpoint_bytes=0 if tape is None else tape.nbytes,
+            checkpoint_steps=0 if tape is None else len(tape.starts),
+        )
         # y0's parts too: a backward pass that records its graph solves again from them.
-        ctx.save_for_backward(t, *((event_t,) if event_t is not None else ()), *solution,
-                              *params, *parts)
+        ctx.save_for_backward(
+            t, *((event_t,) if event_t is not None else ()), *solution, *params, *parts
+        )
         if event_t is None:
             return solution
         # torchdiffeq's own adjoint does not differentiate the event time either; the
@@ -112,20 +123,21 @@ class _GaussQuadratureAdjoint(torch.autograd.Function):
             event_t, saved = saved[0], saved[1:]
             grad_outputs = grad_outputs[1:]
         parts = len(layout.shapes)
-        solution_parts, params, y0_parts = (saved[:parts], saved[parts:-parts],
-                                            saved[-parts:])
+        solution_parts, params, y0_parts = (saved[:parts], saved[parts:-parts], saved[-parts:])
         if torch.is_grad_enabled() or getattr(ctx, 'with_graph', False):
             # create_graph=True: the cotangents must carry their own graph. A later
             # backward pass through this solve (the second derivative reaching the
             # cotangents' dependence on the solution) takes the same path, so that every
             # order is direct backprop's.
             grad_times, grad_y0, param_grads, costs = differentiable_backward(
-                settings, t, y0_parts, params, grad_outputs, ctx.needs_input_grad[1])
+                settings, t, y0_parts, params, grad_outputs, ctx.needs_input_grad[1]
+            )
             ctx.with_graph = True
             _report(settings.info, **costs)
             return (None, grad_times, *grad_y0, *param_grads)
-        return _backward(ctx, settings, t, event_t if event_mode else None, solution_parts,
-                         params, grad_outputs)
+        return _backward(
+            ctx, settings, t, event_t if event_mode else None, solution_parts, params, grad_outputs
+        )
 
 
 def _backward(ctx, settings, t, event_t, solution_parts, params, grad_outputs):
@@ -133,17 +145,28 @@ def _backward(ctx, settings, t, event_t, solution_parts, params, grad_outputs):
     layout = settings.layout
     event_mode = event_t is not None
     with torch.no_grad():
-        solution = layout.flatten_series(tuple(solution_parts) if layout.is_tuple
-                                         else solution_parts[0])
-        grads = [torch.zeros_like(part) if grad is None else grad
-                 for part, grad in zip(solution_parts, grad_outputs)]
+        solution = layout.flatten_series(
+            tuple(solution_parts) if layout.is_tuple else solution_parts[0]
+        )
+        grads = [
+            torch.zeros_like(part) if grad is None else grad
+            for part, grad in zip(solution_parts, grad_outputs)
+        ]
         grad_solution = layout.flatten_series(tuple(grads) if layout.is_tuple else grads[0])
         times = t.detach()
         if event_mode:
             times = torch.cat([times[:1], event_t.detach().reshape(1).to(times)])
 
-        record = ForwardRecord(settings, t.detach(), times, solution, tuple(params),
-                               ctx.forward_nfe, ctx.forward_step, ctx.tape)
+        record = ForwardRecord(
+            settings,
+            t.detach(),
+            times,
+            solution,
+            tuple(params),
+            ctx.forward_nfe,
+            ctx.forward_step,
+            ctx.tape,
+        )
         result = choose(record)(grad_solution)
         check_finite(result)
         _report(settings.info, **result.costs)
@@ -165,16 +188,27 @@ def _report(info, **values):
         info.update(values)
 
 
-def odeint_adjoint_gq(func: Callable, y0: State, t: torch.Tensor, *, rtol: Tolerance = 1e-7,
-                      atol: Tolerance = 1e-9, gtol: float | None = None,
-                      method: str | None = None, options: dict[str, Any] | None = None,
-                      event_fn: Callable | None = None, adjoint_rtol: Tolerance | None = None,
-                      adjoint_atol: Tolerance | None = None, adjoint_method: str | None = None,
-                      adjoint_options: dict[str, Any] | None = None,
-                      adjoint_params: Any = None, backward: str = 'auto',
-                      batch_dim: int | None = 0,
-                      checkpoint_memory: float = DEFAULT_CHECKPOINT_MEMORY,
-                      info: dict[str, Any] | None = None) -> Any:
+def odeint_adjoint_gq(
+    func: Callable,
+    y0: State,
+    t: torch.Tensor,
+    *,
+    rtol: Tolerance = 1e-7,
+    atol: Tolerance = 1e-9,
+    gtol: float | None = None,
+    method: str | None = None,
+    options: dict[str, Any] | None = None,
+    event_fn: Callable | None = None,
+    adjoint_rtol: Tolerance | None = None,
+    adjoint_atol: Tolerance | None = None,
+    adjoint_method: str | None = None,
+    adjoint_options: dict[str, Any] | None = None,
+    adjoint_params: Any = None,
+    backward: str = 'auto',
+    batch_dim: int | None = 0,
+    checkpoint_memory: float = DEFAULT_CHECKPOINT_MEMORY,
+    info: dict[str, Any] | None = None,
+) -> Any:
     """Solve ``dy/dt = func(t, y)`` like :func:`torchdiffeq.odeint`; gradients by the GQ adjoint.
 
     The forward pass is :func:`torchdiffeq.odeint` itself without a graph (memory
@@ -293,28 +327,42 @@ def odeint_adjoint_gq(func: Callable, y0: State, t: torch.Tensor, *, rtol: Toler
     if adjoint_method is None:
         adjoint_method = method
     elif adjoint_method != method and options is not None and adjoint_options is None:
-        raise ValueError('adjoint_options must be given when adjoint_method differs from method '
-                         'and options are given: options of one method need not suit another.')
+        raise ValueError(
+            'adjoint_options must be given when adjoint_method differs from method '
+            'and options are given: options of one method need not suit another.'
+        )
     adjoint_rtol = rtol if adjoint_rtol is None else adjoint_rtol
     adjoint_atol = atol if adjoint_atol is None else adjoint_atol
-    for name, value, used_by in (('rtol', rtol, method), ('atol', atol, method),
-                                 ('adjoint_rtol', adjoint_rtol, adjoint_method),
-                                 ('adjoint_atol', adjoint_atol, adjoint_method)):
+    for name, value, used_by in (
+        ('rtol', rtol, method),
+        ('atol', atol, method),
+        ('adjoint_rtol', adjoint_rtol, adjoint_method),
+        ('adjoint_atol', adjoint_atol, adjoint_method),
+    ):
         checks.check_tolerance(name, value, used_by)
     checks.check_finite_state(parts, is_tuple)
     if backward not in BACKWARDS:
-        raise ValueError(f"backward must be one of {', '.join(map(repr, BACKWARDS))}; "
-                         f'got {backward!r}.')
-    if (isinstance(checkpoint_memory, bool) or not isinstance(checkpoint_memory, numbers.Real)
-            or not checkpoint_memory >= 0):
-        raise ValueError('checkpoint_memory must be a non-negative number of bytes (e.g. '
-                         f'2**28); got {checkpoint_memory!r}.')
+        raise ValueError(
+            f'backward must be one of {", ".join(map(repr, BACKWARDS))}; got {backward!r}.'
+        )
+    if (
+        isinstance(checkpoint_memory, bool)
+        or not isinstance(checkpoint_memory, numbers.Real)
+        or not checkpoint_memory >= 0
+    ):
+        raise ValueError(
+            'checkpoint_memory must be a non-negative number of bytes (e.g. '
+            f'2**28); got {checkpoint_memory!r}.'
+        )
     if info is not None and not isinstance(info, dict):
-        raise TypeError(f'info must be a dict (filled in with what the solve cost) or None; '
-                        f'got {type(info).__name__}.')
+        raise TypeError(
+            f'info must be a dict (filled in with what the solve cost) or None; '
+            f'got {type(info).__name__}.'
+        )
     if batch_dim not in (0, None) or isinstance(batch_dim, bool):
-        raise ValueError(f'batch_dim must be 0 (samples along the first dimension) or None; '
-                         f'got {batch_dim!r}.')
+        raise ValueError(
+            f'batch_dim must be 0 (samples along the first dimension) or None; got {batch_dim!r}.'
+        )
     if batch_dim is None and backward == 'propagator':
         backward = 'restart'
     options = checks.check_options('options', options)
@@ -325,15 +373,30 @@ def odeint_adjoint_gq(func: Callable, y0: State, t: torch.Tensor, *, rtol: Toler
 
     layout = StateLayout(parts, is_tuple)
     custom_adjoint_norm = callable(adjoint_options.get('norm'))
-    adjoint_options['norm'] = backward_norm(options.get('norm'), adjoint_options.get('norm'),
-                                            layout)
+    adjoint_options['norm'] = backward_norm(
+        options.get('norm'), adjoint_options.get('norm'), layout
+    )
     settings = Settings(
-        func=func, field=FlatField(func, layout), layout=layout, rtol=rtol, atol=atol,
-        gtol=gtol, method=method, options=options, event_fn=event_fn,
-        adjoint_rtol=adjoint_rtol, adjoint_atol=adjoint_atol, adjoint_method=adjoint_method,
-        adjoint_options=adjoint_options, backward=backward,
-        custom_adjoint_norm=custom_adjoint_norm, checkpoint_memory=checkpoint_memory,
-        info=info, call_site=call_site(), per_sample=batch_dim is not None)
+        func=func,
+        field=FlatField(func, layout),
+        layout=layout,
+        rtol=rtol,
+        atol=atol,
+        gtol=gtol,
+        method=method,
+        options=options,
+        event_fn=event_fn,
+        adjoint_rtol=adjoint_rtol,
+        adjoint_atol=adjoint_atol,
+        adjoint_method=adjoint_method,
+        adjoint_options=adjoint_options,
+        backward=backward,
+        custom_adjoint_norm=custom_adjoint_norm,
+        checkpoint_memory=checkpoint_memory,
+        info=info,
+        call_site=call_site(),
+        per_sample=batch_dim is not None,
+    )
     outputs = _GaussQuadratureAdjoint.apply(settings, t, *parts, *params)
     if event_fn is not None:
         event_t, outputs = outputs[0], outputs[1:]

@@ -73,8 +73,12 @@ class DenseForward:
         firsts = [tape.first_derivative] + tape.ends[:-1]
         # Stage derivatives in the solver's frame: k_0 (the step's first derivative,
         # after a jump_t the one on its far side) and each stage's output.
-        k = torch.stack([torch.stack([flat(first)] + [flat(stage) for stage in stages], dim=-1)
-                         for first, stages in zip(firsts, tape.stages)])
+        k = torch.stack(
+            [
+                torch.stack([flat(first)] + [flat(stage) for stage in stages], dim=-1)
+                for first, stages in zip(firsts, tape.stages)
+            ]
+        )
         if sign < 0:
             k = -k
         steps = torch.stack([start[2] for start in starts]).to(torch.float64)
@@ -85,8 +89,9 @@ class DenseForward:
         y_last = y0[-1] + (k[-1] * (dt[-1] * c_sol)).sum(-1)
         y1 = torch.cat([y0[1:], y_last.unsqueeze(0)])
         self.coefficients = torch.stack(_interp_fit(y0, y1, y_mid, k[..., 0], k[..., -1], dt))
-        begins = torch.tensor([sign * float(start[0]) for start in starts], dtype=torch.float64,
-                              device=device)
+        begins = torch.tensor(
+            [sign * float(start[0]) for start in starts], dtype=torch.float64, device=device
+        )
         ends = torch.cat([begins[1:], (begins[-1] + steps[-1].to(device)).reshape(1)])
         self.begins, self.ends = begins, ends
         self.starts, self.sign, self._last_end = y0, sign, y_last
@@ -118,12 +123,13 @@ class DenseForward:
             except RuntimeError:  # as the quadrature's nodes: one evaluation each
                 slopes = torch.stack([field(time, state) for time, state in zip(times, states)])
         slopes = self.sign * slopes.reshape(len(self.begins), len(_COLLOCATION), -1)
-        values = torch.cat([self.first_slopes.unsqueeze(1), slopes,
-                            self.last_slopes.unsqueeze(1)], dim=1)  # (S, m + 2, n)
+        values = torch.cat(
+            [self.first_slopes.unsqueeze(1), slopes, self.last_slopes.unsqueeze(1)], dim=1
+        )  # (S, m + 2, n)
         # Derivative values -> its polynomial's coefficients -> the integral's, times h.
-        derivative = torch.einsum('pi,sin->psn',
-                                  _INVERSE_VANDERMONDE.to(values.dtype).to(values.device),
-                                  values)
+        derivative = torch.einsum(
+            'pi,sin->psn', _INVERSE_VANDERMONDE.to(values.dtype).to(values.device), values
+        )
         powers = _POWERS.to(values.dtype).to(values.device) + 1
         integral = derivative / powers.reshape(-1, 1, 1) * width.to(values.dtype).reshape(1, -1, 1)
         coefficients = torch.cat([self.starts.unsqueeze(0), integral])
@@ -140,8 +146,11 @@ class DenseForward:
         ``end``. The forward's very last step usually reaches past the last output time
         (the solver interpolates back), by as far as its error estimate allowed; its
         size says nothing about the solution at that time."""
-        inside = [right - left for left, right in zip(self._begin_values, self._end_values)
-                  if right <= end]
+        inside = [
+            right - left
+            for left, right in zip(self._begin_values, self._end_values)
+            if right <= end
+        ]
         return inside[-1] if inside else end - self._begin_values[0]
 
     def at(self, u):
@@ -154,8 +163,9 @@ class DenseForward:
 
     def at_value(self, u):
         """The state ``(n,)`` at one forward solver time ``u`` (a float)."""
-        step = min(max(bisect.bisect_right(self._begin_values, u) - 1, 0),
-                   len(self._begin_values) - 1)
+        step = min(
+            max(bisect.bisect_right(self._begin_values, u) - 1, 0), len(self._begin_values) - 1
+        )
         begin, end = self._begin_values[step], self._end_values[step]
         return _horner(self.coefficients[:, step], (u - begin) / (end - begin))
 
@@ -164,10 +174,10 @@ class DenseForward:
 #: ``f``: the 3-point Gauss–Legendre nodes on [0, 1]. With the step's two end derivatives
 #: they fix a polynomial of degree 4 in the derivative.
 COLLOCATION_POINTS = 3
-_COLLOCATION = torch.tensor([0.5 - 0.5 * 0.6 ** 0.5, 0.5, 0.5 + 0.5 * 0.6 ** 0.5],
-                            dtype=torch.float64)
-_ABSCISSAE = torch.cat([torch.zeros(1, dtype=torch.float64), _COLLOCATION,
-                        torch.ones(1, dtype=torch.float64)])
+_COLLOCATION = torch.tensor([0.5 - 0.5 * 0.6**0.5, 0.5, 0.5 + 0.5 * 0.6**0.5], dtype=torch.float64)
+_ABSCISSAE = torch.cat(
+    [torch.zeros(1, dtype=torch.float64), _COLLOCATION, torch.ones(1, dtype=torch.float64)]
+)
 _POWERS = torch.arange(len(_ABSCISSAE), dtype=torch.float64)
 # Values at the abscissae -> coefficients of the interpolating polynomial (lowest first).
 _INVERSE_VANDERMONDE = torch.linalg.inv(_ABSCISSAE.unsqueeze(-1) ** _POWERS)
@@ -207,8 +217,11 @@ class JumpedAdjointDynamics(StepRecorder):
         self.params = tuple(params)
         self.size = totals.shape[-1]
         user = field.func
-        callbacks = {name: getattr(user, name + '_adjoint') for name in CALLBACKS
-                     if getattr(user, name + '_adjoint', None) is not None}
+        callbacks = {
+            name: getattr(user, name + '_adjoint')
+            for name in CALLBACKS
+            if getattr(user, name + '_adjoint', None) is not None
+        }
         self._install_callbacks(callbacks, wrap=self._adjoint_callback)
 
     def _adjoint(self, value, b):
@@ -223,14 +236,22 @@ class JumpedAdjointDynamics(StepRecorder):
         def adjoint_callback(s0, state, ds):
             value = float(s0)
             placeholder = torch.zeros((), dtype=state.dtype, device=state.device)
-            callback(-s0, (placeholder, shape(self.dense.at_value(-value)),
-                           shape(self._adjoint(value, state[:self.size]))), ds)
+            callback(
+                -s0,
+                (
+                    placeholder,
+                    shape(self.dense.at_value(-value)),
+                    shape(self._adjoint(value, state[: self.size])),
+                ),
+                ds,
+            )
+
         return adjoint_callback
 
     def __call__(self, s, state):
         self.nfe += 1
         value = float(s)
-        adjoint = self._adjoint(value, state[:self.size])
+        adjoint = self._adjoint(value, state[: self.size])
         t = s.detach() * self.direction
         with torch.enable_grad():
             z = self.dense.at_value(-value).detach().requires_grad_(True)
@@ -239,8 +260,12 @@ class JumpedAdjointDynamics(StepRecorder):
             grads = (None,) * len(inputs)
             if derivative.requires_grad:
                 grads = torch.autograd.grad(derivative, inputs, adjoint, allow_unused=True)
-        result = torch.cat([torch.zeros_like(value_).reshape(-1) if grad is None
-                            else grad.reshape(-1) for value_, grad in zip(inputs, grads)])
+        result = torch.cat(
+            [
+                torch.zeros_like(value_).reshape(-1) if grad is None else grad.reshape(-1)
+                for value_, grad in zip(inputs, grads)
+            ]
+        )
         return result if self.direction < 0 else -result
 
 
@@ -288,8 +313,13 @@ class InterpolatedBackward:
             return self._riding_integral(grad_solution)
         else:
             found = self._intervals(grad_solution)
-        return integrate_intervals(solves, found, grad_solution, self.name,
-                                   lambda: 0 if self.dynamics is None else self.dynamics.nfe)
+        return integrate_intervals(
+            solves,
+            found,
+            grad_solution,
+            self.name,
+            lambda: 0 if self.dynamics is None else self.dynamics.nfe,
+        )
 
     def _jumps(self, grad_solution, params=()):
         """The jump times (solver time), ``G`` after each, and the solve's dynamics."""
@@ -305,8 +335,9 @@ class InterpolatedBackward:
         totals = torch.stack(totals)
         jump_times = (solver_times[jumps] if jumps else solver_times[:0]).contiguous()
         jump_values = jump_times.to(grad_solution.dtype).tolist()
-        self.dynamics = JumpedAdjointDynamics(solves.settings.field, self.dense,
-                                              solves.direction, jump_values, totals, params)
+        self.dynamics = JumpedAdjointDynamics(
+            solves.settings.field, self.dense, solves.direction, jump_values, totals, params
+        )
         return solver_times, jump_times, totals
 
     def _solve(self, start, grid, jump_times, norm, warm=True):
@@ -318,11 +349,20 @@ class InterpolatedBackward:
             # The forward's steps near the end suit the first backward step: same
             # dynamics, same place. Starting warm saves the initial step selection.
             options['first_step'] = self.dense.last_step_within(
-                float(-solves.direction * solves.times[-1]))
+                float(-solves.direction * solves.times[-1])
+            )
         extra = len(start) - solves.size
         rtol, atol = (_padded(value, extra) for value in solves.tolerances)
-        return solves.odeint(self.dynamics, start, grid, len(solves.time_values) - 1,
-                             rtol=rtol, atol=atol, norm=norm, options=options)
+        return solves.odeint(
+            self.dynamics,
+            start,
+            grid,
+            len(solves.time_values) - 1,
+            rtol=rtol,
+            atol=atol,
+            norm=norm,
+            options=options,
+        )
 
     def _riding_integral(self, grad_solution):
         """The error-controlled rule's nodes, when ``vmap`` cannot batch ``func``, would
@@ -338,17 +378,28 @@ class InterpolatedBackward:
         # It starts cold, as torchdiffeq's adjoint does: a long first step passes the
         # error estimate of the integral more easily than it integrates it (on a CNF with
         # the exact trace, starting warm tripled the error).
-        path = self._solve(start, solver_times.flip(0), jump_times,
-                           lambda state: torch.maximum(torch.as_tensor(self.norm(state[:size])),
-                                                       state[size:].pow(2).mean().sqrt()),
-                           warm=False)
+        path = self._solve(
+            start,
+            solver_times.flip(0),
+            jump_times,
+            lambda state: torch.maximum(
+                torch.as_tensor(self.norm(state[:size])), state[size:].pow(2).mean().sqrt()
+            ),
+            warm=False,
+        )
         before = torch.searchsorted(jump_times, solver_times[:1], right=False)
         after_start = path[-1, :size] + totals[before[0]]
         flat = path[-1, size:]
-        param_grads = [piece.reshape(param.shape).to(param.dtype) for piece, param in
-                       zip(torch.split(flat, [param.numel() for param in params]), params)]
-        return BackwardResult(after_start + grad_solution[0], after_start, param_grads,
-                              dict(backward=self.name, backward_nfe=self.dynamics.nfe, nodes=0))
+        param_grads = [
+            piece.reshape(param.shape).to(param.dtype)
+            for piece, param in zip(torch.split(flat, [param.numel() for param in params]), params)
+        ]
+        return BackwardResult(
+            after_start + grad_solution[0],
+            after_start,
+            param_grads,
+            dict(backward=self.name, backward_nfe=self.dynamics.nfe, nodes=0),
+        )
 
     def _intervals(self, grad_solution):
         solves = self.solves
@@ -356,11 +407,13 @@ class InterpolatedBackward:
         direction = solves.direction
         solver_times, jump_times, totals = self._jumps(grad_solution)
         rules = {index: solves.rules_of(index) for index in range(count - 1, 0, -1)}
-        nodes = torch.cat([solves.times] + [node_times for index in rules
-                                            for node_times, _ in rules[index]])
+        nodes = torch.cat(
+            [solves.times] + [node_times for index in rules for node_times, _ in rules[index]]
+        )
         grid, position = torch.unique(direction * nodes, sorted=True, return_inverse=True)
-        path = self._solve(torch.zeros_like(grad_solution[-1]), grid, jump_times,
-                           self.norm)[position]
+        path = self._solve(torch.zeros_like(grad_solution[-1]), grid, jump_times, self.norm)[
+            position
+        ]
         outputs, inner = path[:count], path[count:]
         # G just after (in s) each output time: jumps at or before it; at the node times
         # (strictly between output times) the same count as strictly before.
@@ -381,19 +434,22 @@ class InterpolatedBackward:
             # a(t_index⁻) holds g_index (the start's own jump); a(t_{index-1}⁺) does not.
             start = outputs[index] + totals[passed_after[index]]
             end = outputs[index - 1] + totals[passed_before[index - 1]]
-            intervals.append(solves.interval(index, found, start, end,
-                                             solves.solution[index - 1]))
+            intervals.append(solves.interval(index, found, start, end, solves.solution[index - 1]))
         return intervals
 
 
 def _settings_problem(settings):
     """Why the arguments rule this pass out (None if they do not)."""
     if settings.method not in ADAPTIVE_METHODS:
-        return (f'method {settings.method!r} has no dense output of its own (covered: the '
-                'adaptive Runge-Kutta methods)')
+        return (
+            f'method {settings.method!r} has no dense output of its own (covered: the '
+            'adaptive Runge-Kutta methods)'
+        )
     if settings.adjoint_method not in ADAPTIVE_METHODS:
-        return (f'adjoint_method {settings.adjoint_method!r} cannot step onto the output '
-                'times (covered: the adaptive Runge-Kutta methods)')
+        return (
+            f'adjoint_method {settings.adjoint_method!r} cannot step onto the output '
+            'times (covered: the adaptive Runge-Kutta methods)'
+        )
     if settings.custom_adjoint_norm:
         return "a callable adjoint norm expects the restart method's [z, a] state"
     return None
@@ -415,12 +471,19 @@ def _with_jumps(options, jump_times):
         return options
     jumps = jump_times.to(torch.float64)
     if options.get('jump_t') is not None:
-        jumps = torch.cat([torch.as_tensor(options['jump_t'], dtype=torch.float64,
-                                           device=jumps.device).reshape(-1), jumps])
+        jumps = torch.cat(
+            [
+                torch.as_tensor(
+                    options['jump_t'], dtype=torch.float64, device=jumps.device
+                ).reshape(-1),
+                jumps,
+            ]
+        )
     jumps = torch.unique(jumps)
     options['jump_t'] = jumps
     if options.get('step_t') is not None:
-        step_t = torch.as_tensor(options['step_t'], dtype=torch.float64,
-                                 device=jumps.device).reshape(-1)
+        step_t = torch.as_tensor(
+            options['step_t'], dtype=torch.float64, device=jumps.device
+        ).reshape(-1)
         options['step_t'] = step_t[~torch.isin(step_t, jumps)]
     return options

@@ -34,5 +34,9 @@ def hermite(grid_times, grid_states, grid_slopes, query_times):
     h10 = h * (1 - h) ** 2
     h01 = h * h * (3 - 2 * h)
     h11 = h * h * (h - 1)
-    return (h00 * grid_states[step] + h10 * width * grid_slopes[step]
-            + h01 * grid_states[step + 1] + h11 * width * grid_slopes[step + 1])
+    return (
+        h00 * grid_states[step]
+        + h10 * width * grid_slopes[step]
+        + h01 * grid_states[step + 1]
+        + h11 * width * grid_slopes[step + 1]
+    )

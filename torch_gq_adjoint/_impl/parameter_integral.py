@@ -23,7 +23,7 @@ from .notices import warn_once
 
 #: Nodes per batch are chosen so that a batch holds at most this many state numbers;
 #: it bounds the memory of the activations kept for the batch's backward pass.
-BATCH_STATE_ELEMENTS = 2 ** 22
+BATCH_STATE_ELEMENTS = 2**22
 
 _LIBRARY_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _TORCH_DIR = os.path.dirname(os.path.abspath(torch.__file__))
@@ -65,8 +65,9 @@ class NodeEvaluator:
         self.vectorise = vectorise
         self.calls = 0
 
-    def evaluate(self, times, states, cotangents, *, params=True, state_grads=False,
-                 time_grads=False):
+    def evaluate(
+        self, times, states, cotangents, *, params=True, state_grads=False, time_grads=False
+    ):
         """Add ``Σ_k cotangents_kᵀ ∂f/∂θ`` to :attr:`grads`; return per-node extras.
 
         Args:
@@ -85,23 +86,28 @@ class NodeEvaluator:
         extras_z, extras_t = [], []
         for start in range(0, len(times), self.batch_nodes):
             batch = slice(start, start + self.batch_nodes)
-            grad_z, grad_t = self._batch(times[batch], states[batch], cotangents[batch],
-                                         params, state_grads, time_grads)
+            grad_z, grad_t = self._batch(
+                times[batch], states[batch], cotangents[batch], params, state_grads, time_grads
+            )
             extras_z.append(grad_z)
             extras_t.append(grad_t)
-        return (torch.cat(extras_z) if state_grads else None,
-                torch.cat(extras_t) if time_grads else None)
+        return (
+            torch.cat(extras_z) if state_grads else None,
+            torch.cat(extras_t) if time_grads else None,
+        )
 
     def _batch(self, times, states, cotangents, params, state_grads, time_grads):
         if self.vectorise:
             try:
-                return self._backward(vmap(self.field), times, states, cotangents, params,
-                                      state_grads, time_grads)
+                return self._backward(
+                    vmap(self.field), times, states, cotangents, params, state_grads, time_grads
+                )
             except RuntimeError as error:
                 self._fall_back(error, times, states)
-        results = [self._backward(self.field, time, state, cotangent, params, state_grads,
-                                  time_grads)
-                   for time, state, cotangent in zip(times, states, cotangents)]
+        results = [
+            self._backward(self.field, time, state, cotangent, params, state_grads, time_grads)
+            for time, state, cotangent in zip(times, states, cotangents)
+        ]
         grad_z = torch.stack([item[0] for item in results]) if state_grads else None
         grad_t = torch.stack([item[1] for item in results]) if time_grads else None
         return grad_z, grad_t
@@ -121,12 +127,12 @@ class NodeEvaluator:
             'node now costs its own vector-Jacobian product: the same gradient, slower. '
             'To vectorise, avoid in func: .item(), float(t) or int(t), torch.tensor(t) (use '
             't itself), Python branches on tensor values, and random operations such as '
-            'dropout.')
+            'dropout.'
+        )
         location = _user_frame(error) or self.call_site
         warn_once(message, location, key='vmap')
 
-    def _backward(self, function, times, states, cotangents, params, state_grads,
-                  time_grads):
+    def _backward(self, function, times, states, cotangents, params, state_grads, time_grads):
         self.calls += 1
         with torch.enable_grad():
             times = times.detach().requires_grad_(time_grads)
@@ -150,8 +156,10 @@ class NodeEvaluator:
             grad_z = torch.zeros_like(states)
         if time_grads and grad_t is None:
             grad_t = torch.zeros_like(times)
-        return (None if grad_z is None else grad_z.detach(),
-                None if grad_t is None else grad_t.detach())
+        return (
+            None if grad_z is None else grad_z.detach(),
+            None if grad_t is None else grad_t.detach(),
+        )
 
 
 class ParameterIntegral:

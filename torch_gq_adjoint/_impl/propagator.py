@@ -92,8 +92,13 @@ class SampleLayout:
         """``(..., n)`` -> ``(..., B, d)``."""
         leading = flat.shape[:-1]
         pieces = torch.split(flat, self.numels, dim=-1)
-        return torch.cat([piece.reshape(*leading, self.batch, width)
-                          for piece, width in zip(pieces, self.widths)], dim=-1)
+        return torch.cat(
+            [
+                piece.reshape(*leading, self.batch, width)
+                for piece, width in zip(pieces, self.widths)
+            ],
+            dim=-1,
+        )
 
     def from_samples(self, samples):
         """``(..., B, d)`` -> ``(..., n)``."""
@@ -113,8 +118,9 @@ def mixes_samples(field, time, state, samples):
             return False
         cotangent = torch.zeros_like(samples.to_samples(output))
         cotangent[0] = torch.randn_like(cotangent[0])
-        (grad,) = torch.autograd.grad(output, state, samples.from_samples(cotangent),
-                                      allow_unused=True)
+        (grad,) = torch.autograd.grad(
+            output, state, samples.from_samples(cotangent), allow_unused=True
+        )
     if grad is None:
         return False
     return bool((samples.to_samples(grad)[1:] != 0).any())
@@ -137,8 +143,10 @@ class PropagatorDynamics:
     def split(self, state):
         """``z`` ``(..., n)`` and ``Ψ`` ``(..., B, d, d)`` of flat states."""
         batch, dim = self.samples.batch, self.samples.dim
-        return (state[..., :self.size],
-                state[..., self.size:].reshape(*state.shape[:-1], batch, dim, dim))
+        return (
+            state[..., : self.size],
+            state[..., self.size :].reshape(*state.shape[:-1], batch, dim, dim),
+        )
 
     def __call__(self, s, state):
         self.nfe += 1
@@ -151,20 +159,25 @@ class PropagatorDynamics:
             derivative = self.field(t, z)
             if derivative.requires_grad:
                 try:
-                    (vjps,) = torch.autograd.grad(derivative, z, cotangents,
-                                                  is_grads_batched=True, allow_unused=True)
+                    (vjps,) = torch.autograd.grad(
+                        derivative, z, cotangents, is_grads_batched=True, allow_unused=True
+                    )
                 except RuntimeError:  # a backward vmap cannot batch: one column at a time
-                    vjps = torch.stack([
-                        torch.autograd.grad(derivative, z, column, retain_graph=True,
-                                            allow_unused=True)[0] or torch.zeros_like(z)
-                        for column in cotangents])
+                    vjps = torch.stack(
+                        [
+                            torch.autograd.grad(
+                                derivative, z, column, retain_graph=True, allow_unused=True
+                            )[0]
+                            or torch.zeros_like(z)
+                            for column in cotangents
+                        ]
+                    )
             else:
                 vjps = None
         if vjps is None:
             vjps = torch.zeros_like(cotangents)
         dpsi = self.samples.to_samples(vjps).permute(1, 2, 0)  # (B, d, d): column j
-        return torch.cat([self.direction * derivative.detach(),
-                          -self.direction * dpsi.reshape(-1)])
+        return torch.cat([self.direction * derivative.detach(), -self.direction * dpsi.reshape(-1)])
 
 
 class PropagatorBackward:
@@ -205,8 +218,10 @@ class PropagatorBackward:
         function that mixes the samples of the batch (None if it does not)."""
         samples = SampleLayout(record.settings.layout)
         if mixes_samples(record.settings.field, record.times[-1], record.solution[-1], samples):
-            return ('func mixes the samples of the batch (a cotangent on sample 0 reached '
-                    'other samples), so the adjoint is not per sample')
+            return (
+                'func mixes the samples of the batch (a cotangent on sample 0 reached '
+                'other samples), so the adjoint is not per sample'
+            )
         return None
 
     @staticmethod
@@ -227,15 +242,18 @@ class PropagatorBackward:
 
         def norm(state):
             # As the default backward norm: the forward norm of z, RMS of the rest.
-            return torch.maximum(torch.as_tensor(part_norm(state[:size])),
-                                 state[size:].pow(2).mean().sqrt())
+            return torch.maximum(
+                torch.as_tensor(part_norm(state[:size])), state[size:].pow(2).mean().sqrt()
+            )
+
         self.norm = norm
 
     def __call__(self, grad_solution):
         """:class:`~.record.BackwardResult` for output cotangents ``(T, n)``."""
         found, _ = _propagator_intervals(self, grad_solution)
-        return integrate_intervals(self.solves, found, grad_solution, self.name,
-                                   lambda: self.dynamics.nfe)
+        return integrate_intervals(
+            self.solves, found, grad_solution, self.name, lambda: self.dynamics.nfe
+        )
 
     def solve(self, dynamics, start_state, solve_times, index):
         """One ``[z, Ψ]`` solve; with ``gtol=None`` at :func:`propagator_tolerance`."""
@@ -246,10 +264,10 @@ class PropagatorBackward:
             # Error-controlled mode aims at accuracy: the one long solve is tightened.
             # The paper's rule favours speed, as it does by carrying steps: the solve runs
             # at the adjoint tolerances.
-            rtol, atol = (propagator_tolerance(value, start_state.dtype)
-                          for value in (rtol, atol))
-        return solves.odeint(dynamics, start_state, solve_times, index, rtol=rtol, atol=atol,
-                             norm=self.norm)
+            rtol, atol = (propagator_tolerance(value, start_state.dtype) for value in (rtol, atol))
+        return solves.odeint(
+            dynamics, start_state, solve_times, index, rtol=rtol, atol=atol, norm=self.norm
+        )
 
 
 def _propagator_intervals(backward, grad_solution):
@@ -289,13 +307,17 @@ def _segment(backward, dynamics, anchor, end, adjoint, grad_solution):
     samples = backward.samples
     indices = list(range(anchor, end - 1, -1))
     rules = {index: backward.solves.rules_of(index) for index in indices[:-1]}
-    nodes = torch.cat([backward.solves.times[indices]] + [nodes for index in indices[:-1]
-                                                for nodes, _ in rules[index]])
-    solver_times, position = torch.unique(backward.solves.direction * nodes, sorted=True,
-                                          return_inverse=True)
+    nodes = torch.cat(
+        [backward.solves.times[indices]]
+        + [nodes for index in indices[:-1] for nodes, _ in rules[index]]
+    )
+    solver_times, position = torch.unique(
+        backward.solves.direction * nodes, sorted=True, return_inverse=True
+    )
     eye = torch.eye(samples.dim, dtype=adjoint.dtype, device=adjoint.device)
-    start = torch.cat([backward.solves.solution[anchor],
-                       eye.expand(samples.batch, -1, -1).reshape(-1)])
+    start = torch.cat(
+        [backward.solves.solution[anchor], eye.expand(samples.batch, -1, -1).reshape(-1)]
+    )
     path = backward.solve(dynamics, start, solver_times, anchor)
     z_path, psi_path = dynamics.split(path[position])
     observed = len(indices)
@@ -313,21 +335,24 @@ def _segment(backward, dynamics, anchor, end, adjoint, grad_solution):
         node_rules = []
         for nodes, weights in rules[index]:
             count = len(nodes)
-            z_nodes = z_path[offset:offset + count]
+            z_nodes = z_path[offset : offset + count]
             if backward.solves.controlled:
-                z_nodes = z_nodes - _drift(backward, index, nodes, offsets[number],
-                                           offsets[number + 1])
-            psi_nodes = psi_path[offset:offset + count]
+                z_nodes = z_nodes - _drift(
+                    backward, index, nodes, offsets[number], offsets[number + 1]
+                )
+            psi_nodes = psi_path[offset : offset + count]
             offset += count
             a_nodes = samples.from_samples(torch.einsum('kbij,bj->kbi', psi_nodes, coefficient))
             node_rules.append(Rule(nodes, weights, z_nodes, a_nodes))
-        after = samples.from_samples(torch.einsum('bij,bj->bi', psi_obs[number + 1],
-                                                  coefficient))
-        start_adjoint = (adjoint if number == 0 else
-                         samples.from_samples(torch.einsum('bij,bj->bi', psi_obs[number],
-                                                           coefficient)))
-        intervals.append(backward.solves.interval(index, node_rules, start_adjoint, after,
-                                        z_obs[number + 1]))
+        after = samples.from_samples(torch.einsum('bij,bj->bi', psi_obs[number + 1], coefficient))
+        start_adjoint = (
+            adjoint
+            if number == 0
+            else samples.from_samples(torch.einsum('bij,bj->bi', psi_obs[number], coefficient))
+        )
+        intervals.append(
+            backward.solves.interval(index, node_rules, start_adjoint, after, z_obs[number + 1])
+        )
         jump = samples.to_samples(grad_solution[index - 1])
         if index - 1 > last:
             coefficient = coefficient + torch.linalg.solve(psi_obs[number + 1], jump)

@@ -58,15 +58,25 @@ def gauss_legendre(start, end, count, dtype, device):
     # With half_width < 0 the mapped nodes run from start down to end, as wanted.
     nodes = half_width * reference_nodes + middle
     weights = half_width * reference_weights
-    return (torch.as_tensor(nodes, dtype=dtype, device=device),
-            torch.as_tensor(weights, dtype=dtype, device=device))
+    return (
+        torch.as_tensor(nodes, dtype=dtype, device=device),
+        torch.as_tensor(weights, dtype=dtype, device=device),
+    )
 
 
 #: Nodes per grid step for fixed-grid methods under the error-controlled rule: a rule
 #: exact to degree 2m - 1 on each step keeps the quadrature error below the method's
 #: own O(h^order) (with the O(h⁴) Hermite interpolant of the grid).
-NODES_PER_GRID_STEP = {'euler': 1, 'midpoint': 1, 'heun2': 1, 'heun3': 2, 'rk4': 2,
-                       'explicit_adams': 2, 'implicit_adams': 2, 'fixed_adams': 2}
+NODES_PER_GRID_STEP = {
+    'euler': 1,
+    'midpoint': 1,
+    'heun2': 1,
+    'heun3': 2,
+    'rk4': 2,
+    'explicit_adams': 2,
+    'implicit_adams': 2,
+    'fixed_adams': 2,
+}
 
 #: The error-controlled rule starts from the paper's rule with this ``C``.
 FIRST_GTOL = 0.1

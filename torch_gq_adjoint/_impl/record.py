@@ -60,8 +60,9 @@ class ForwardRecord:
         if self._vectorisable is None:
             with torch.enable_grad():
                 try:
-                    vmap(self.settings.field)(self.times[-1:],
-                                              self.solution[-1:].detach().requires_grad_(True))
+                    vmap(self.settings.field)(
+                        self.times[-1:], self.solution[-1:].detach().requires_grad_(True)
+                    )
                     self._vectorisable = True
                 except RuntimeError:
                     self._vectorisable = False
@@ -127,13 +128,15 @@ class FieldValues:
                 try:
                     self.values = vmap(self.field)(self.times, self.solution)
                 except RuntimeError:  # func cannot be vectorised: one call per time
-                    self.values = torch.stack([self.field(time, state) for time, state
-                                               in zip(self.times, self.solution)])
+                    self.values = torch.stack(
+                        [self.field(time, state) for time, state in zip(self.times, self.solution)]
+                    )
         return self.values
 
 
-def time_gradients(record: ForwardRecord, grad_solution: torch.Tensor,
-                   adjoint_after_start: torch.Tensor) -> torch.Tensor:
+def time_gradients(
+    record: ForwardRecord, grad_solution: torch.Tensor, adjoint_after_start: torch.Tensor
+) -> torch.Tensor:
     """``dL/dt`` ``(T,)``: ``g_i · f(t_i, z_i)`` for i ≥ 1 and ``-a(t_0⁺) · f(t_0, z_0)``
     (the solution moves with ``t_0`` only through the start of the flow, so the loss
     gradient at ``t_0`` itself does not count)."""
@@ -147,9 +150,13 @@ def time_gradients(record: ForwardRecord, grad_solution: torch.Tensor,
 def check_finite(result: BackwardResult) -> None:
     """Raise ``FloatingPointError`` where a gradient holds NaN or inf."""
     named = [('the gradient of y0', result.grad_y0)]
-    named += [(f'the gradient of parameter {number}', grad)
-              for number, grad in enumerate(result.param_grads)]
+    named += [
+        (f'the gradient of parameter {number}', grad)
+        for number, grad in enumerate(result.param_grads)
+    ]
     for what, tensor in named:
         if not torch.isfinite(tensor).all():
-            raise FloatingPointError(f'odeint_adjoint_gq: non-finite values met in the '
-                                     f'backward pass ({what} holds NaN or inf).')
+            raise FloatingPointError(
+                f'odeint_adjoint_gq: non-finite values met in the '
+                f'backward pass ({what} holds NaN or inf).'
+            )

@@ -41,14 +41,24 @@ class RestartBackward:
     def __init__(self, record):
         self.solves = solves = BackwardSolves(record)
         method = record.settings.adjoint_method
-        self.dynamics = AdjointDynamics(record.settings.field, solves.size, solves.direction,
-                                        record_steps=solves.carry, record_grid=solves.grid)
+        self.dynamics = AdjointDynamics(
+            record.settings.field,
+            solves.size,
+            solves.direction,
+            record_steps=solves.carry,
+            record_grid=solves.grid,
+        )
         self.method = method
 
     def __call__(self, grad_solution):
         """:class:`~.record.BackwardResult` for output cotangents ``(T, n)``."""
-        return integrate_intervals(self.solves, self.intervals(grad_solution), grad_solution,
-                                   self.name, lambda: self.dynamics.nfe)
+        return integrate_intervals(
+            self.solves,
+            self.intervals(grad_solution),
+            grad_solution,
+            self.name,
+            lambda: self.dynamics.nfe,
+        )
 
     def intervals(self, grad_solution):
         """The intervals from the last to the first, solved one at a time."""
@@ -68,17 +78,17 @@ class RestartBackward:
         rules = solves.rules_of(index)
         # Every candidate node in one solve, as increasing solver times. On a very short
         # interval a node can round onto an end point (float32): unique() merges them.
-        node_times = torch.cat([endpoints[:1]] + [nodes for nodes, _ in rules]
-                               + [endpoints[1:]])
-        solve_times, position = torch.unique(solves.direction * node_times, sorted=True,
-                                             return_inverse=True)
+        node_times = torch.cat([endpoints[:1]] + [nodes for nodes, _ in rules] + [endpoints[1:]])
+        solve_times, position = torch.unique(
+            solves.direction * node_times, sorted=True, return_inverse=True
+        )
         path = solves.odeint(self.dynamics, start_state, solve_times, index)[position]
         inner = path[1:-1]
         result, offset = [], 0
         for nodes, weights in rules:
-            at = inner[offset:offset + len(nodes)]
+            at = inner[offset : offset + len(nodes)]
             offset += len(nodes)
-            result.append(Rule(nodes, weights, at[:, :solves.size], at[:, solves.size:]))
+            result.append(Rule(nodes, weights, at[:, : solves.size], at[:, solves.size :]))
         return self._interval(index, result, adjoint, path)
 
     def _solve_grid(self, index, endpoints, start_state, adjoint):
@@ -88,11 +98,14 @@ class RestartBackward:
         solve_times = solves.direction * endpoints
         path = solves.odeint(dynamics, start_state, solve_times, index)
         if not dynamics.grid:
-            raise RuntimeError('odeint_adjoint_gq: no grid was recorded in the backward solve '
-                               f'of {self.method}; the torchdiffeq version differs from the '
-                               'pinned one (see requirements.txt).')
-        grid_s = torch.stack([item[0].to(solve_times.dtype) for item in dynamics.grid]
-                             + [solve_times[-1]])
+            raise RuntimeError(
+                'odeint_adjoint_gq: no grid was recorded in the backward solve '
+                f'of {self.method}; the torchdiffeq version differs from the '
+                'pinned one (see requirements.txt).'
+            )
+        grid_s = torch.stack(
+            [item[0].to(solve_times.dtype) for item in dynamics.grid] + [solve_times[-1]]
+        )
         grid_y = torch.stack([item[1] for item in dynamics.grid] + [path[-1]])
         final_slope = dynamics(solve_times[-1], path[-1])
         grid_f = torch.stack([item[2] for item in dynamics.grid] + [final_slope])
@@ -103,9 +116,10 @@ class RestartBackward:
             def counts(length):
                 share = round(steps * abs(length / (end - start)))
                 return [grid_node_count(self.method, share)]
+
         ((nodes, weights),) = solves.rules(end, start, counts)
         at = hermite(grid_s, grid_y, grid_f, solves.direction * nodes)
-        rule = Rule(nodes, weights, at[:, :solves.size], at[:, solves.size:])
+        rule = Rule(nodes, weights, at[:, : solves.size], at[:, solves.size :])
         return self._interval(index, [rule], adjoint, path)
 
     def _interval(self, index, rules, adjoint, path):

@@ -21,7 +21,7 @@ TWICE_DIFFERENTIABLE = ('auto', 'checkpoint')
 def second_order_problem(settings):
     """Why the backward pass cannot record its graph for this solve (None if it can)."""
     if settings.backward not in TWICE_DIFFERENTIABLE:
-        return f"backward={settings.backward!r} computes its gradients outside autograd"
+        return f'backward={settings.backward!r} computes its gradients outside autograd'
     if settings.event_fn is not None:
         return 'event handling is not covered'
     return checkpoint_problem(settings.method, False)
@@ -51,23 +51,35 @@ def differentiable_backward(settings, t, y0_parts, params, grad_outputs, needs_t
         raise RuntimeError(
             'create_graph=True (second derivatives) needs the backward pass to record its '
             f"own graph, which only backward='checkpoint' does (and 'auto', which takes it); "
-            f'here {problem}. Use backward=\'checkpoint\' with a one-step method '
-            '(dopri5, bosh3, rk4, ...) and no event_fn.')
+            f"here {problem}. Use backward='checkpoint' with a one-step method "
+            '(dopri5, bosh3, rk4, ...) and no event_fn.'
+        )
     counter = _Counter(settings.func)
     create_graph = torch.is_grad_enabled()
     with torch.enable_grad():
         y0 = tuple(y0_parts) if settings.layout.is_tuple else y0_parts[0]
-        solution = torchdiffeq.odeint(counter, y0, t, rtol=settings.rtol, atol=settings.atol,
-                                      method=settings.method, options=settings.options)
+        solution = torchdiffeq.odeint(
+            counter,
+            y0,
+            t,
+            rtol=settings.rtol,
+            atol=settings.atol,
+            method=settings.method,
+            options=settings.options,
+        )
         solution = solution if settings.layout.is_tuple else (solution,)
-        pairs = [(part, grad) for part, grad in zip(solution, grad_outputs)
-                 if grad is not None]
+        pairs = [(part, grad) for part, grad in zip(solution, grad_outputs) if grad is not None]
         inputs = ([t] if needs_t else []) + list(y0_parts) + list(params)
-        found = torch.autograd.grad([part for part, _ in pairs], inputs,
-                                    [grad for _, grad in pairs],
-                                    create_graph=create_graph, allow_unused=True)
-    found = [torch.zeros_like(value) if grad is None else grad
-             for value, grad in zip(inputs, found)]
+        found = torch.autograd.grad(
+            [part for part, _ in pairs],
+            inputs,
+            [grad for _, grad in pairs],
+            create_graph=create_graph,
+            allow_unused=True,
+        )
+    found = [
+        torch.zeros_like(value) if grad is None else grad for value, grad in zip(inputs, found)
+    ]
     grad_t = found.pop(0) if needs_t else None
     parts = len(y0_parts)
     costs = dict(backward='checkpoint (with its graph)', backward_nfe=counter.nfe, nodes=0)
@@ -83,5 +95,3 @@ class _Counter:
     def __call__(self, t, y):
         self.nfe += 1
         return self.func(t, y)
-
-

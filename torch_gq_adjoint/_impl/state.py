@@ -25,21 +25,26 @@ class StateLayout:
         """Raise ``ValueError`` naming ``what`` unless ``value`` has the state's structure
         and shapes (a tensor of ``y0``'s shape, or a tuple of tensors of its parts')."""
         parts = value if self.is_tuple else (value,)
-        expected = (f'a tuple of {len(self.shapes)} tensors of shapes '
-                    f'{[tuple(shape) for shape in self.shapes]}' if self.is_tuple
-                    else f'a tensor of shape {tuple(self.shapes[0])}')
-        if self.is_tuple and not (isinstance(value, (tuple, list))
-                                  and len(value) == len(self.shapes)):
-            got = (f'a {type(value).__name__} of {len(value)}'
-                   if isinstance(value, (tuple, list)) else type(value).__name__)
+        expected = (
+            f'a tuple of {len(self.shapes)} tensors of shapes '
+            f'{[tuple(shape) for shape in self.shapes]}'
+            if self.is_tuple
+            else f'a tensor of shape {tuple(self.shapes[0])}'
+        )
+        if self.is_tuple and not (
+            isinstance(value, (tuple, list)) and len(value) == len(self.shapes)
+        ):
+            got = (
+                f'a {type(value).__name__} of {len(value)}'
+                if isinstance(value, (tuple, list))
+                else type(value).__name__
+            )
             raise ValueError(f'{what} must return {expected} (that of y0); got {got}.')
         for index, (part, shape) in enumerate(zip(parts, self.shapes)):
             if not torch.is_tensor(part) or part.shape != shape:
-                got = (f'shape {tuple(part.shape)}' if torch.is_tensor(part)
-                       else type(part).__name__)
+                got = f'shape {tuple(part.shape)}' if torch.is_tensor(part) else type(part).__name__
                 where = f' (part {index})' if self.is_tuple else ''
-                raise ValueError(f'{what} must return {expected} (that of y0); got '
-                                 f'{got}{where}.')
+                raise ValueError(f'{what} must return {expected} (that of y0); got {got}{where}.')
 
     def flatten(self, state, what='y'):
         """Concatenate the user's ``state`` (tensor or tuple) into one 1-D tensor.
@@ -68,8 +73,9 @@ class StateLayout:
         if not self.is_tuple:
             return flat.reshape(leading + tuple(self.shapes[0]))
         pieces = torch.split(flat, self.numels, dim=-1)
-        return tuple(piece.reshape(leading + tuple(shape))
-                     for piece, shape in zip(pieces, self.shapes))
+        return tuple(
+            piece.reshape(leading + tuple(shape)) for piece, shape in zip(pieces, self.shapes)
+        )
 
     def flatten_series(self, series):
         """Concatenate a solution ``(T, *shape)`` (tensor or tuple) into one ``(T, n)`` tensor."""

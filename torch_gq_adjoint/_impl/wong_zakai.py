@@ -33,8 +33,7 @@ class CosineBrownian(nn.Module):
     The coefficients ``ε`` (shape ``(N, *shape)``) are a buffer: fixed until :meth:`redraw`.
     """
 
-    def __init__(self, t0, t1, ncosines, shape, generator=None, device=None,
-                 dtype=torch.float32):
+    def __init__(self, t0, t1, ncosines, shape, generator=None, device=None, dtype=torch.float32):
         super().__init__()
         if not (isinstance(ncosines, int) and ncosines >= 0):
             raise ValueError(f'ncosines must be an integer >= 0; got {ncosines!r}')
@@ -45,14 +44,19 @@ class CosineBrownian(nn.Module):
         # (n - 1/2) π / c for n = 1..N
         frequencies = (torch.arange(ncosines, dtype=dtype, device=device) + 0.5) * math.pi
         self.register_buffer('frequencies', frequencies / self.length)
-        self.register_buffer('coefficients', torch.empty(ncosines, *self.shape, dtype=dtype,
-                                                         device=device))
+        self.register_buffer(
+            'coefficients', torch.empty(ncosines, *self.shape, dtype=dtype, device=device)
+        )
         self.redraw(generator)
 
     def redraw(self, generator=None):
         """Draw new coefficients ``ε ~ N(0, 1)`` (a new set of sample paths)."""
-        noise = torch.randn(self.coefficients.shape, generator=generator,
-                            dtype=self.coefficients.dtype, device='cpu')
+        noise = torch.randn(
+            self.coefficients.shape,
+            generator=generator,
+            dtype=self.coefficients.dtype,
+            device='cpu',
+        )
         self.coefficients.copy_(noise.to(self.coefficients.device))
 
     def _contract(self, weights):
