@@ -131,3 +131,17 @@ def test_ci_runs_the_readme_test_command_verbatim():
     command = readme[readme.index('## Test') :].split('```bash\n')[1].split('\n```')[0]
     assert command.startswith('pip install -r requirements.txt')
     assert '\n' + command + '\n' in (REPOSITORY / '.ci' / 'run').read_text()
+
+
+def test_the_rule_of_auto_quotes_the_constants_of_the_code():
+    from torch_gq_adjoint._impl import checks, choice
+
+    text = (REPOSITORY / 'docs' / 'backward.md').read_text()
+    rule = text[text.index("## `'auto'`: the default") :]
+    rule = rule[: rule.index('\n## ')] if '\n## ' in rule else rule
+    assert f'`rtol` ≤ {checks.TIGHT_RTOL:.0e}'.replace('e-0', 'e-') in rule
+    assert f'evaluations, {choice.CHECKPOINT_COST:g} each' in rule
+    assert f'`max(NFE, {choice.STEP_EVALUATIONS} · intervals)`' in rule
+    assert f'{2 * choice.STEP_EVALUATIONS} per interval with `gtol=None`' in rule
+    assert f'`{choice.RIDING_COST:g} · max(' in rule
+    assert choice.MARGIN == 2 and 'less than half the cheapest quadrature' in rule

@@ -10,36 +10,10 @@ constructor taking the :class:`~torch_gq_adjoint._impl.record.ForwardRecord`; an
 taking the output cotangents. :data:`REGISTRY` lists them with their cost models: a new
 pass is one module and one line there.
 
-The rule counts evaluations, never seconds, so the same call always takes the same path
-and gives the same gradient. Costs are in units of one restart evaluation: ``f`` and a
-vector–Jacobian product with respect to the state.
-
-- Checkpoint: every evaluation of the accepted steps is made again with a graph, and
-  the vector–Jacobian product also reaches the parameters: about :data:`CHECKPOINT_COST`
-  restart evaluations each. No quadrature.
-- Interpolated: one backward solve of the adjoint alone, as many evaluations as the
-  forward solve took, but at least one solver step (:data:`STEP_EVALUATIONS`) per
-  output interval, since each loss gradient ends a step; its step size is carried, and
-  the state costs next to nothing (read off the forward's steps). Where ``vmap`` cannot
-  batch ``func``, the error-controlled parameter integral rides along with the solve
-  instead of taking nodes.
-- Propagator: about ``NFE`` evaluations, each with ``d`` products sharing one evaluation
-  of ``f`` (``(1 + d) / 2`` restart evaluations apiece); with ``gtol=None`` its one long
-  solve runs at tighter tolerances, about twice the evaluations.
-- Restart: as many evaluations as the forward solve, but at least one solver step per
-  interval, twice that when each interval's solve starts cold (``gtol=None``).
-- The quadrature passes' nodes are cheap when ``vmap`` batches them; when it cannot, each
-  node is one more evaluation with a full product, and the error-controlled rule asks for
-  several nodes per step of the forward solve. One probe evaluation decides, and only
-  where the choice depends on it.
-
-Accuracy comes first. The checkpointed gradient is the exact gradient of the forward
-discretisation, so its error against the exact gradient of the ODE's loss follows the
-forward solve's error; the quadrature passes' error follows the backward solve's, as
-torchdiffeq's adjoint's does. At loose tolerances the first is much the larger
-(docs/benchmarks.md), so ``'auto'`` considers the checkpoint only when the forward
-``rtol`` is at most :data:`~torch_gq_adjoint._impl.checks.TIGHT_RTOL`, and only where it
-costs less than ``1 / MARGIN`` of the cheapest quadrature pass.
+The rule of ``'auto'`` (the cheapest pass that serves the solve, priced in evaluations,
+never seconds; the checkpoint only at tight tolerances) and the reasons for each cost
+model have one home, docs/backward.md ("'auto': the default"); the constants it quotes
+are defined here, and ``tests/research/test_docs.py`` checks that the two agree.
 """
 
 from dataclasses import dataclass
