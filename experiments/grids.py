@@ -20,15 +20,12 @@ wall-clock time, the measurement to write next to a grid as its ``budget``.
 """
 
 import argparse
+import dataclasses
 import importlib
 import pathlib
-import subprocess
 import sys
-import tempfile
-import time
 from dataclasses import dataclass, field
-
-import torch
+from typing import Optional
 
 from common.arguments import positive_int
 from experiments import results
@@ -41,15 +38,15 @@ SDE_OPTIONS = TORCHSDE_OPTIONS + ('adjoint_gq',)
 PAPER_WIDTHS = (5, 20, 100, 500, 1000, 1500, 2000, 2500, 3000)
 
 
-#: Folder under ``results_dir`` of the short runs that only time a few epochs (Part.epochs).
+#: Folder under ``results_dir`` of the short runs that only time a few epochs (Block.epochs).
 EPOCH_TIMES_DIR = 'epoch_times'
 
 
 @dataclass(frozen=True)
-class Part:
-    """Runs a grid adds beyond its options × widths: some options at further widths.
+class Block:
+    """One rectangle of a grid's runs: options × widths × repeats.
 
-    ``epochs`` (None: the grid's) makes the part's runs short timing runs: they train
+    ``epochs`` (None: the grid's) makes the block's runs short timing runs: they train
     that many epochs (``--nepochs``) and write under ``<results_dir>/epoch_times``, so
     that no table or figure of full runs mistakes them for finished training.
     """
@@ -57,19 +54,17 @@ class Part:
     options: tuple
     widths: tuple
     repeats: int
-    epochs: int = None
+    epochs: Optional[int] = None
 
+    @property
+    def flags(self):
+        """The flags the block adds to each of its runs."""
+        return () if self.epochs is None else ('--nepochs', str(self.epochs))
 
-@dataclass(frozen=True)
-class Block:
-    """One rectangle of a grid's runs: options × widths × repeats, their extra flags and
-    the folder under ``results_dir`` they write to ('' for the results folder itself)."""
-
-    options: tuple
-    widths: tuple
-    repeats: int
-    flags: tuple = ()
-    folder: str = ''
+    @property
+    def folder(self):
+        """The folder under ``results_dir`` its runs write to ('' for that folder itself)."""
+        return '' if self.epochs is None else EPOCH_TIMES_DIR
 
 
 @dataclass(frozen=True)
@@ -82,7 +77,7 @@ class Grid:
     ``study_widths`` maps an ablation folder (a study: ``50_irregular``) to the widths it
     runs, where a study runs fewer widths than the grid, and ``study_options`` to the
     options it runs (an ablation of one method); a study restricted either way runs no
-    :class:`Part`. ``parts`` are further runs (:class:`Part`), e.g. two options at widths
+    :class:`Block`. ``parts`` are further runs (:class:`Block`), e.g. two options at widths
     where the others do not fit. ``pending`` names runs of the grid that are not committed
     under ``results/`` yet: folder prefixes relative to the results folder
     (``ornstein_uhlenbeck/10/50``); a sweep runs them like the others, and the report says
@@ -118,18 +113,7 @@ class Grid:
         found = [Block(options or self.options, self.widths_of(ablation), self.repeats)]
         for part in self.parts if options is None else ():
             widths = tuple(w for w in part.widths if allowed is None or w in allowed)
-            if part.epochs is None:
-                found.append(Block(part.options, widths, part.repeats))
-            else:
-                found.append(
-                    Block(
-                        part.options,
-                        widths,
-                        part.repeats,
-                        ('--nepochs', str(part.epochs)),
-                        EPOCH_TIMES_DIR,
-                    )
-                )
+            found.append(dataclasses.replace(part, widths=widths))
         return [block for block in found if block.widths]
 
     def flags_of(self, width):
@@ -208,8 +192,8 @@ EXPERIMENTS = {
                 ('--gtol', '0.003'),
                 lr={5: 0.01, 20: 0.01, 100: 0.001, 500: 0.001, 1000: 0.0001, 2000: 0.0001},
                 parts=(
-                    Part(('direct', 'adjoint_gq'), (1000, 2000), 2),
-                    Part(ODE_OPTIONS, (1000, 2000), 2, epochs=3),
+                    Block(('direct', 'adjoint_gq'), (1000, 2000), 2),
+                    Block(ODE_OPTIONS, (1000, 2000), 2, epochs=3),
                 ),
                 budget='about 35 min for 2 repeats, the third about 20 min; '
                 'width 5 about 4 min; widths 1000 and 2000: about 102 '
@@ -258,8 +242,8 @@ EXPERIMENTS = {
                 lr={20: 0.01, 200: 0.001, 500: 0.0001, 1000: 0.0001},
                 study_widths={'50_irregular': (20, 200)},
                 parts=(
-                    Part(('direct', 'adjoint_gq', 'adjoint_gq_propagator'), (1000,), 2),
-                    Part(ODE_OPTIONS + EXTRA_OPTIONS, (1000,), 2, epochs=10),
+                    Block(('direct', 'adjoint_gq', 'adjoint_gq_propagator'), (1000,), 2),
+                    Block(ODE_OPTIONS + EXTRA_OPTIONS, (1000,), 2, epochs=10),
                 ),
                 budget='10 regular times: about 15 min, width 1000 about '
                 '5 min more; 50 irregular times: about 72 min (the '
@@ -316,10 +300,10 @@ EXPERIMENTS = {
                 study_widths=OU_COSINE_WIDTHS,
                 study_options=OU_COSINE_OPTIONS,
                 parts=(
-                    Part(('sde_direct', 'adjoint_gq'), (20, 50), 2),
-                    Part(('adjoint_gq',), (100,), 2),
-                    Part(('sde_adjoint',), (20, 50, 100), 2, epochs=3),
-                    Part(('sde_direct',), (100,), 2, epochs=3),
+                    Block(('sde_direct', 'adjoint_gq'), (20, 50), 2),
+                    Block(('adjoint_gq',), (100,), 2),
+                    Block(('sde_adjoint',), (20, 50, 100), 2, epochs=3),
+                    Block(('sde_direct',), (100,), 2, epochs=3),
                 ),
                 budget='about 355 min with --jobs 2, the cosines ablation included '
                 '(estimated from the measurements above)',
@@ -480,76 +464,6 @@ def runs(experiment, grid='paper', flags=(), results_dir=results.RESULTS_DIR, lo
     return found
 
 
-def estimate(experiment, grid='reduced', flags=(), epochs=2, jobs=2):
-    """Measure a grid's cost: one repeat of each option and width for ``epochs`` epochs
-    (or a timing part's own epochs, where fewer).
-
-    Each measured run is timed whole (data, model, validation, writing), on one thread as
-    the sweeps run, in a temporary folder, after one warm-up run; its time is scaled to the
-    grid's epochs, and the start-up of a fresh Python process (measured once) is added.
-
-    Returns:
-        ``(rows, total)``: rows ``(option, width, measured seconds, seconds per run)``, and
-        the grid's estimated wall-clock seconds with ``jobs`` runs at once.
-    """
-    spec = EXPERIMENTS[experiment]
-    chosen = spec.grids[grid]
-    module = importlib.import_module(spec.module)
-    startup = time.perf_counter()
-    subprocess.run([sys.executable, '-c', f'import {spec.module}'], check=True)
-    startup = time.perf_counter() - startup
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    rows = []
-    total = 0.0
-    try:
-        with tempfile.TemporaryDirectory() as folder:
-            module.main(
-                [
-                    '--adjoint_option',
-                    chosen.options[0],
-                    '--width',
-                    str(chosen.widths[0]),
-                    *flags,
-                    *chosen.flags,
-                    '--nepochs',
-                    '1',
-                    '--quiet',
-                    '--results_dir',
-                    str(pathlib.Path(folder) / 'warm-up'),
-                ]
-            )
-            for block in _blocks(spec, chosen, flags):
-                # A short timing block trains its own few epochs, the rest the grid's.
-                full = spec.parse([*chosen.flags, *block.flags, *flags]).nepochs
-                measured = min(epochs, full)
-                for option in block.options:
-                    for width in block.widths:
-                        start = time.perf_counter()
-                        module.main(
-                            [
-                                '--adjoint_option',
-                                option,
-                                '--width',
-                                str(width),
-                                *chosen.flags_of(width),
-                                *flags,
-                                '--nepochs',
-                                str(measured),
-                                '--quiet',
-                                '--results_dir',
-                                folder,
-                            ]
-                        )
-                        seconds = time.perf_counter() - start
-                        per_run = startup + seconds * full / measured
-                        rows.append((option, width, seconds, per_run))
-                        total += per_run * block.repeats / jobs
-    finally:
-        torch.set_num_threads(threads)
-    return rows, total
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(
         prog='python -m experiments.grids', description=__doc__.split('\n\n')[0]
@@ -591,6 +505,8 @@ def main(argv=None):
     flags = argv[argv.index('--') + 1 :] if '--' in argv else []
     args = parser.parse_args(argv[: argv.index('--')] if '--' in argv else argv)
     if args.command == 'budget':
+        from experiments.budget import estimate  # measures runs: imports every experiment
+
         rows, total = estimate(args.experiment, args.grid, flags, args.epochs, args.jobs)
         print(f'{"option":<22} {"width":>6} {f"s / {args.epochs} epochs":>14} {"s / run":>10}')
         for option, width, seconds, per_run in rows:

@@ -1,20 +1,18 @@
 """The shared runner: arguments, validation, seeding, training, timing and results.
 
-The argparse types live in :mod:`common.arguments` and are re-exported here.
+The argparse types live in :mod:`common.arguments` and are re-exported here; what may be
+written into a run's folder (its checks, lock and messages) in :mod:`experiments.run_folder`.
 
 Each experiment script only says what differs (its defaults, data, model and loss)
 through :func:`build_parser`, :func:`main` and :func:`train`; its results naming is in
 :mod:`experiments.grids`.
 """
 
-import argparse
-import fcntl
 import os
 import platform
 import random
 import signal
 import sys
-import tempfile
 import threading
 import traceback
 from dataclasses import dataclass
@@ -24,7 +22,6 @@ import numpy as np
 import torch
 import torchdiffeq
 
-from common import atomic
 from common.arguments import (
     ArgumentParser,
     experiment_number,
@@ -39,6 +36,13 @@ from common.devices import device_name
 from datasets import DATA_DIR
 from datasets.generated import DataError
 from experiments import results
+from experiments.run_folder import (
+    FolderLock,
+    RunError,
+    check_checkpoint,
+    check_folder,
+    start_afresh,
+)
 from models.backprop import ADJOINT_OPTIONS, EXTRA_OPTIONS
 from models.trainer import DivergenceError, Trainer
 
@@ -156,19 +160,6 @@ def _new_history(nparams):
     return history
 
 
-class RunError(Exception):
-    """A run that cannot start or go on; the message says why and what to do.
-
-    Attributes:
-        code: the exit status of the command line (2: a flag or folder to change,
-            1: a failure during training, 130: interrupted).
-    """
-
-    def __init__(self, message, code):
-        super().__init__(message)
-        self.code = code
-
-
 def main(spec, make_setup, argv=None):
     """Parse the command line of ``spec`` (an :class:`experiments.grids.Experiment`),
     then :func:`run`; returns the run folder.
@@ -255,18 +246,21 @@ def entry_points(spec, make_setup):
 
 
 def settings_to_argv(parser, settings):
-    """Command-line arguments equivalent to the keyword ``settings`` for ``parser``."""
-    actions = {action.dest: action for action in parser._actions if action.option_strings}
+    """Command-line arguments equivalent to the keyword ``settings`` for ``parser``.
+
+    Every flag of an experiment is ``--<name>``; a flag whose default is a bool is a
+    switch (``--quiet``), given or left out.
+    """
+    defaults = vars(parser.parse_args([]))
     argv = []
     for name, value in settings.items():
-        if name not in actions or name == 'help':
-            known = ', '.join(sorted(dest for dest in actions if dest != 'help'))
+        if name not in defaults:
+            known = ', '.join(sorted(defaults))
             raise TypeError(f'unknown setting {name!r}; the settings are: {known}.')
-        flag_name = actions[name].option_strings[0]
-        if isinstance(actions[name], argparse._StoreTrueAction):
-            argv += [flag_name] if value else []
+        if isinstance(defaults[name], bool):
+            argv += [f'--{name}'] if value else []
         else:
-            argv += [flag_name, str(value)]
+            argv += [f'--{name}', str(value)]
     return argv
 
 
@@ -279,9 +273,9 @@ def run(args, spec, make_setup):
         make_setup: ``make_setup(args) -> Setup``, called after seeding.
     """
     folder = spec.run_folder(args)
-    _check_folder(folder, args)
+    check_folder(folder, args)
     # Held until the run ends: a second run into the same folder is refused, not mixed in.
-    with _FolderLock(folder):
+    with FolderLock(folder):
         return _run_locked(args, spec, make_setup, folder)
 
 
@@ -324,12 +318,12 @@ def _run_locked(args, spec, make_setup, folder):
     kept = results.read_checkpoint(folder, args.device) if args.load_model else None
     if kept is not None:
         checkpoint, path = kept
-        _check_checkpoint(folder, path, checkpoint, args)
+        check_checkpoint(folder, path, checkpoint, args)
         history = training.restore(checkpoint, path)
         if not args.quiet:
             print(f'resuming {folder} after epoch {history["epochs"][-1]}')
     else:
-        _start_afresh(folder, args)
+        start_afresh(folder, args)
     saved = {'epoch': None}
 
     def on_epoch_end(current):
@@ -400,33 +394,6 @@ def _run_locked(args, spec, make_setup, folder):
     return folder
 
 
-def _check_folder(folder, args):
-    """Before any work: the folder is writable, and holds no run with other settings."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=folder, prefix='.write-check.', suffix='.tmp'):
-            pass
-    except OSError as error:
-        raise RunError(
-            f'cannot write into {folder} ({error}); choose a writable --results_dir', 2
-        ) from None
-    atomic.remove_stale_temporaries(folder)
-    summary = results.read_summary(folder)
-    if summary is None:
-        return
-    differing = results.differences(summary.get('arguments', {}), args)
-    if differing:
-        raise RunError(_mixing_message(folder / results.SUMMARY, differing), 2)
-    done = summary.get('epochs_done')
-    if args.load_model and done is not None and done > args.nepochs:
-        raise RunError(
-            f'{folder} already holds {done} epochs, more than --nepochs '
-            f'{args.nepochs}: a run is only ever extended. Ask for --nepochs '
-            f'{done} or more, or use another --results_dir.',
-            2,
-        )
-
-
 class _deferred_interrupts:  # noqa: N801 (used as a statement, like a function)
     """Hold SIGINT and SIGTERM while a block runs; raise KeyboardInterrupt after it if
     either came (main thread only: signals are delivered there)."""
@@ -468,103 +435,6 @@ def _out_of_memory(error):
     """Whether ``error`` is an allocation failure (CPU or CUDA)."""
     return isinstance(error, MemoryError) or any(
         words in str(error) for words in ("can't allocate memory", 'out of memory')
-    )
-
-
-def _check_checkpoint(folder, path, checkpoint, args):
-    """A checkpoint is resumed only with the settings and series it belongs to, and only
-    to extend its run."""
-    differing = results.differences(checkpoint['arguments'], args)
-    if differing:
-        raise RunError(_mixing_message(path, differing), 2)
-    history = checkpoint['history']
-    saved = history['epochs'][-1]
-    if saved > args.nepochs:
-        raise RunError(
-            f'{path} holds {saved} epochs, more than --nepochs {args.nepochs}: '
-            f'a run is only ever extended. Ask for --nepochs {saved} or more, or '
-            'use another --results_dir.',
-            2,
-        )
-    summary = results.read_summary(folder)
-    done = None if summary is None else summary.get('epochs_done')
-    if done is None:
-        return
-    # An epoch writes its series, then the checkpoint, then the summary: a run killed
-    # hard in between leaves a checkpoint one epoch ahead of its summary. One behind is a
-    # finished run's final state, extended without --save_model 1 and stopped: the epochs
-    # after it are trained again.
-    run = results.read_run(folder)
-    common = min(saved, done) + 1
-    recorded = run.get('epoch_loss_history')
-    same_losses = recorded is not None and np.array_equal(
-        np.asarray(history['epoch_loss_history'][:common]), recorded[:common]
-    )
-    if saved > done + 1 or not same_losses:
-        raise RunError(
-            f'{path} holds epoch {saved} but {folder / results.SUMMARY} records '
-            f'epoch {done}{"" if same_losses else " with other losses"}: the '
-            f'checkpoint belongs to another run of this folder. Delete {path} to '
-            f'start afresh, or {folder} to discard both.',
-            2,
-        )
-    if saved < done:
-        print(
-            f'{folder}: the latest state kept is epoch {saved} ({path.name}); epochs '
-            f'{saved + 1} to {done} are trained again',
-            file=sys.stderr,
-        )
-
-
-def _start_afresh(folder, args):
-    """A fresh start in a folder that holds a run replaces it: say so, and remove a
-    checkpoint of the old run, which must never be resumed with the new run's series."""
-    summary = results.read_summary(folder)
-    if summary is not None:
-        state = 'finished' if summary.get('complete') else 'unfinished'
-        print(
-            f'replacing the {state} run in {folder} ({summary.get("epochs_done")} epochs) '
-            'with a fresh one'
-            + ('' if args.load_model else ' (--load_model 0; --load_model 1 would resume it)'),
-            file=sys.stderr,
-        )
-    for name in (results.CHECKPOINT, results.FINAL_STATE):
-        (folder / name).unlink(missing_ok=True)
-
-
-class _FolderLock:
-    """An exclusive ``flock`` on ``<folder>/.lock`` for the duration of a run."""
-
-    def __init__(self, folder):
-        self.path = folder / '.lock'
-        self.handle = None
-
-    def __enter__(self):
-        self.handle = open(self.path, 'a')
-        try:
-            fcntl.flock(self.handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            self.handle.close()
-            raise RunError(
-                f'another run is writing {self.path.parent} right now; wait for '
-                'it to finish, or use another --results_dir',
-                2,
-            ) from None
-        return self
-
-    def __exit__(self, *exc_info):
-        fcntl.flock(self.handle, fcntl.LOCK_UN)
-        self.handle.close()
-
-
-def _mixing_message(path, differing):
-    changes = ', '.join(
-        f'--{name} {old} there, {new} now' for name, (old, new) in differing.items()
-    )
-    return (
-        f'{path} belongs to a run with other settings ({changes}). Resuming it or '
-        'writing over it would mix the two; use another --results_dir, or delete '
-        f'{path.parent} to start afresh. Only --nepochs may change: it extends a run.'
     )
 
 

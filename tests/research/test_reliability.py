@@ -410,12 +410,12 @@ def test_a_series_shorter_than_the_summary_is_refused_by_every_reader(tmp_path, 
 
 
 def test_a_second_run_into_a_folder_being_written_is_refused(tmp_path, capsys):
-    from experiments import runner
+    from experiments import run_folder
 
     folder = g1d.main(
         ['--width', '8', '--nepochs', '1', '--quiet', '--results_dir', str(tmp_path / 'results')]
     )
-    with runner._FolderLock(folder):
+    with run_folder.FolderLock(folder):
         code, message = _exit(capsys, _g1d, tmp_path, '--nepochs', '1', '--load_model', '1')
     assert code == 2 and 'another run is writing' in message
     # Once the first one is done, the folder is free again.
