@@ -14,7 +14,7 @@ from experiments import results
 from experiments.grids import EPOCH_TIMES_DIR, EXPERIMENTS, ODE_OPTIONS, STUDIES
 from models.backprop import EXTRA_OPTIONS
 from plotting import PLOTS_DIR
-from plotting.style import line_style, plt, save
+from plotting.style import line_style, plt, readable_log_ticks, save, study_title
 
 #: figure name -> the study of experiments/grids.py it draws by default. The other image
 #: data sets draw the digits study with their own --dataset.
@@ -130,10 +130,22 @@ def plot_timing(
     all_options = options
     runs = results.complete_runs(results_dir, experiment, ablation)
     if not runs:
-        # Refuse rather than write an empty figure over a good one.
+        # Refuse rather than write an empty figure over a good one; say where runs are.
+        from plotting.summary_table import found_ablations
+
+        others = [
+            folder for folder in found_ablations(results_dir, experiment) if folder != str(ablation)
+        ]
+        hint = (
+            f'; runs of {experiment} with other settings are under '
+            f"{', '.join(others)} (choose them with this script's flags, e.g. "
+            f'--gtol, --regular_times, --batchsize, --ncosines)'
+            if others
+            else ''
+        )
         print(
-            f'nothing to plot: no finished runs of {experiment}/{ablation} in {results_dir}; '
-            'no figure written',
+            f'nothing to plot: no finished runs of {experiment}/{ablation} in '
+            f'{results_dir}{hint}; no figure written',
             file=sys.stderr,
         )
         return None
@@ -167,7 +179,8 @@ def plot_timing(
     series, label = final_series
     figure, axes = plt.subplots(1, 4, figsize=(18, 3.8))
     curve_width = curve_width if curve_width is not None else (widths[-1] if widths else None)
-    for option in options:
+    for order, option in enumerate(options):
+        marked = line_style(option, order)
         present = [width for width in widths if (width, option) in runs]
         times = [_mean_std([r['epoch_times'].sum() for r in runs[(w, option)]]) for w in present]
         finals = [_mean_std([r[series][-1] for r in runs[(w, option)]]) for w in present]
@@ -175,7 +188,7 @@ def plot_timing(
             if not present:
                 continue
             means, stds = np.array(values).T
-            axis.errorbar(present, means, yerr=stds, capsize=3, marker='o', **line_style(option))
+            axis.errorbar(present, means, yerr=stds, capsize=3, **marked)
         short = sorted(width for width, timed_option in timed if timed_option == option)
         if short:
             # Hollow: seconds per epoch of the short runs × the full runs' epochs.
@@ -196,7 +209,8 @@ def plot_timing(
                 estimates[:, 0],
                 yerr=estimates[:, 1],
                 capsize=3,
-                marker='o',
+                marker=marked['marker'],
+                markersize=marked['markersize'],
                 markerfacecolor='white',
                 linestyle='none',
                 color=style['color'],
@@ -218,6 +232,9 @@ def plot_timing(
         # The widths themselves as ticks: log-scale minor labels overlap on short ranges.
         axis.set_xticks(axis_widths, [str(width) for width in axis_widths])
         axis.xaxis.set_minor_formatter(NullFormatter())
+        # Widths close on a log axis (500, 1000, 2000) would print over each other.
+        axis.tick_params(axis='x', labelrotation=45)
+    readable_log_ticks(axes[0])
     axes[2].set(xlabel='epoch', ylabel='validation loss', title=f'width {curve_width}')
     axes[3].set(
         xlabel='training wall-clock time (s)',
@@ -235,7 +252,7 @@ def plot_timing(
     figure.subplots_adjust(wspace=0.3)
     if options:
         axes[0].legend()
-    figure.suptitle(f'{title} ({ablation})')
+    figure.suptitle(study_title(experiment, ablation))
     paths = save(figure, plots_dir, name)
     print(f'wrote {paths[0]} and {paths[1]} ({len(options)} methods, widths {widths})')
     return paths

@@ -96,7 +96,7 @@ def main(argv=None):
     ):
         means = [np.mean(each) for each in values]
         spreads = [np.std(each) for each in values]
-        axis.errorbar(numbers, means, yerr=spreads, capsize=3, marker='o', **line_style(OPTION))
+        axis.errorbar(numbers, means, yerr=spreads, capsize=3, **line_style(OPTION, 0))
         for number, each in zip(numbers, values):
             # Every repeat, small, beside the mean: two repeats make a thin error bar.
             axis.plot([number] * len(each), each, linestyle='none', marker='.', color='grey')

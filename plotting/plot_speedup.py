@@ -19,7 +19,7 @@ import numpy as np
 from experiments import results
 from experiments.grids import EPOCH_TIMES_DIR, STUDIES
 from plotting import PLOTS_DIR
-from plotting.style import plt, save
+from plotting.style import plt, readable_log_ticks, save
 
 #: (adjoint reference, direct reference) per experiment: the SDE has torchsde's options.
 REFERENCES = {'ornstein_uhlenbeck': ('sde_adjoint', 'sde_direct')}
@@ -120,7 +120,9 @@ def main(argv=None):
             title=f'GQ training time ÷ {reference}',
         )
         axis.legend(fontsize='small')
-    axes[0].set_ylabel('ratio of training times (below 1: GQ faster)')
+        axis.set_ylabel('ratio of training times (below 1: GQ faster)')
+        axis.yaxis.set_tick_params(labelleft=True)
+        readable_log_ticks(axis)
     if hollow:
         for axis in axes:
             axis.set_title(

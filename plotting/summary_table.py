@@ -3,6 +3,7 @@ metric by width and method (``python -m plotting.summary_table``), for REPRODUCT
 
 import argparse
 import pathlib
+import sys
 
 import numpy as np
 
@@ -116,23 +117,61 @@ def timing_table(results_dir, experiment, ablation):
     )
 
 
+def found_ablations(results_dir, experiment):
+    """The ablation folders of ``experiment`` under ``results_dir`` that hold a run
+    (``gtol0.1``, ``digits/32``), sorted."""
+    base = pathlib.Path(results_dir) / experiment
+    found = set()
+    for summary in base.glob('**/' + results.SUMMARY):
+        # <ablation...>/<width>/<option>/<number>/summary.json
+        parts = summary.relative_to(base).parts[:-4]
+        if parts and summary.parent.name.isdigit() and summary.parents[2].name.isdigit():
+            found.add('/'.join(parts))
+    return sorted(found)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(
         prog='python -m plotting.summary_table', description=__doc__.split('\n')[0]
     )
     parser.add_argument('--results_dir', default=str(results.RESULTS_DIR))
+    parser.add_argument(
+        '--experiment',
+        default=None,
+        help='only this experiment (default: every study of experiments/grids.py, then '
+        'every other setting found)',
+    )
     args = parser.parse_args(argv)
-    # Every study of experiments/grids.py, in the report's order; a study's short timing
-    # runs follow its own table.
+    # The report's studies first, in its order; then whatever else a user ran (another
+    # --gtol, --ntimes, --dataset), so that a run with other settings is never missed.
+    wanted = [(study.experiment, study.ablation()) for study in STUDIES.values()]
+    experiments = dict.fromkeys(experiment for experiment, _ in wanted)
+    wanted += [
+        (experiment, ablation)
+        for experiment in experiments
+        for ablation in found_ablations(args.results_dir, experiment)
+    ]
+    wanted = [
+        key for key in dict.fromkeys(wanted) if args.experiment is None or key[0] == args.experiment
+    ]
+    # A study's short timing runs follow its own table.
     tables = (
-        piece(args.results_dir, study.experiment, study.ablation())
-        for study in STUDIES.values()
+        piece(args.results_dir, experiment, ablation)
+        for experiment, ablation in wanted
         for piece in (table, timing_table)
     )
     text = '\n'.join(filter(None, tables))
-    print(text or 'no finished runs found')
+    if not text:
+        print(
+            f'no finished runs found under {args.results_dir}'
+            + (f' for {args.experiment}' if args.experiment else '')
+            + ' (--results_dir selects the folder a run wrote to)',
+            file=sys.stderr,
+        )
+        return None
+    print(text)
     return text
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(0 if main() is not None else 1)
