@@ -269,8 +269,9 @@ def test_auto_stays_inside_the_memory_budget():
     with warnings.catch_warnings():
         warnings.simplefilter('error')
         _, limited = _default_gradients(func, y0, t, checkpoint_memory=budget)
-    assert limited['backward'] != 'checkpoint'
-    assert limited['checkpoint_bytes'] == 0  # the tape was dropped once over budget
+    assert limited['backward'] not in ('checkpoint', 'interpolated')
+    # The tape was dropped once over budget, and info reports only what ran.
+    assert 'checkpoint_bytes' not in limited and 'checkpoint_steps' not in limited
 
 
 def test_forced_checkpoint_over_budget_or_uncovered_falls_back_with_one_warning():

@@ -26,8 +26,20 @@ def test_quickstart_example_trains_and_agrees():
     result = _run('-m', 'examples.quickstart', '--steps', '2', '--width', '16')
     assert result.returncode == 0, result.stderr
     lines = result.stdout.strip().splitlines()
-    assert lines[0].split() == ['method', 's/step', 'final', 'loss', 'grad', 'rel.', 'error']
-    rows = {line.split()[0]: line.split() for line in lines[1:]}
+    assert lines[0].split() == [
+        'method',
+        's/step',
+        '÷',
+        'direct',
+        'final',
+        'loss',
+        'grad',
+        'rel.',
+        'error',
+    ]
+    assert lines[-1].startswith('÷ direct: seconds per step over direct backprop')
+    rows = {line.split()[0]: line.split() for line in lines[1:-1]}
+    assert float(rows['odeint'][3]) == 1.0
     assert set(rows) == {'odeint', 'odeint_adjoint', 'odeint_adjoint_gq'}
     assert float(rows['odeint'][-1]) == 0.0
     assert float(rows['odeint_adjoint_gq'][-1]) < 1e-3

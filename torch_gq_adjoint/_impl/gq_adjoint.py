@@ -29,6 +29,9 @@ from .record import ForwardRecord, check_finite, time_gradients
 from .second_order import differentiable_backward
 from .state import FlatField, StateLayout
 
+#: The passes that read the forward's recorded steps (``info``'s ``checkpoint_*`` keys).
+TAPE_READERS = ('checkpoint', 'interpolated')
+
 #: A tolerance: a number, or a tensor broadcastable to the state.
 Tolerance = Union[float, torch.Tensor]
 #: A state: one tensor, or a tuple of tensors.
@@ -170,6 +173,10 @@ def _backward(ctx, settings, t, event_t, solution_parts, params, grad_outputs):
         result = choose(record)(grad_solution)
         check_finite(result)
         _report(settings.info, **result.costs)
+        if settings.info is not None and result.costs.get('backward') not in TAPE_READERS:
+            # Recorded for a pass that did not run: report only what ran.
+            for key in ('checkpoint_steps', 'checkpoint_bytes'):
+                settings.info.pop(key, None)
         adjoint, param_grads = result.grad_y0, result.param_grads
         grad_times = None
         if ctx.needs_input_grad[1]:
@@ -302,10 +309,11 @@ def odeint_adjoint_gq(
             interpolating passes) may hold (default 2**28, 256 MiB). Under ``'auto'`` a
             solve whose steps pass it uses the passes with memory O(state); 0 rules both
             out.
-        info: optional dict, filled in with what the solve cost: ``forward_nfe``,
-            ``checkpoint_steps`` and ``checkpoint_bytes`` after the forward pass;
-            ``backward`` (the name of the pass that ran), ``backward_nfe`` and ``nodes``
-            (quadrature nodes evaluated) after the backward pass.
+        info: optional dict, filled in with what the solve cost (docs/usage.md explains
+            each key): ``forward_nfe`` after the forward pass; ``backward`` (the pass that
+            ran), ``backward_nfe`` and ``nodes`` after the backward pass, and
+            ``checkpoint_steps`` and ``checkpoint_bytes`` where that pass read the
+            forward's recorded steps.
 
     Returns:
         Tensor of shape ``(len(t), *y0.shape)``, or a tuple of such tensors for a tuple
