@@ -30,7 +30,7 @@ def make_setup(args):
 def build_parser():
     parser = runner.build_parser(
         'python -m experiments.nested_spheres',
-        __doc__.split('\n')[0],
+        __doc__.split('\n\n')[0],
         width=20,
         lr=0.01,
         nepochs=100,

@@ -38,7 +38,7 @@ def make_setup(args):
 def build_parser():
     parser = runner.build_parser(
         'python -m experiments.ornstein_uhlenbeck',
-        __doc__.split('\n')[0],
+        __doc__.split('\n\n')[0],
         width=5,
         lr=1e-3,
         nepochs=100,

@@ -389,8 +389,8 @@ def _run_locked(args, spec, make_setup, folder):
             f'{_kept(folder, saved)}. Choose a smaller --width or --batchsize.',
             1,
         ) from error
-    if not args.quiet:
-        _report(args, spec, history, folder)
+    # One line even with --quiet (which silences only the progress bar): where the run is.
+    _report(args, spec, history, folder)
     return folder
 
 
@@ -442,7 +442,8 @@ def _interrupted_message(folder, args, epoch):
     if epoch is None:
         return f'interrupted before epoch 0 was written; nothing is saved in {folder}'
     if args.save_model:
-        resume = f'rerun the same command with --load_model 1 to resume after epoch {epoch}'
+        how = 'the same command' if args.load_model else 'the same command with --load_model 1'
+        resume = f'rerun {how} to resume after epoch {epoch}'
     else:
         resume = (
             'there is no checkpoint (--save_model 0), so rerunning starts again from '

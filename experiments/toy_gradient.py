@@ -81,7 +81,7 @@ def computed(method, end, rtol, atol, gtol):
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
-        prog='python -m experiments.toy_gradient', description=__doc__.split('\n')[0]
+        prog='python -m experiments.toy_gradient', description=__doc__.split('\n\n')[0]
     )
     parser.add_argument(
         '--method',

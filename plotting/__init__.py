@@ -3,5 +3,10 @@
 
 import pathlib
 
+from common import interrupts
+
+# Ctrl-C while the command imports torch: one line, not a traceback.
+interrupts.install()
+
 #: Default folder of the figures (kept empty in git).
 PLOTS_DIR = pathlib.Path(__file__).resolve().parent / 'plots'

@@ -52,7 +52,7 @@ _OWN_FLAGS = {
 
 def main(argv=None):
     parser = argparse.ArgumentParser(
-        prog='python -m plotting.plot_ode_times', description=__doc__.split('\n')[0]
+        prog='python -m plotting.plot_ode_times', description=__doc__.split('\n\n')[0]
     )
     parser.add_argument('--experiment', required=True, choices=FIGURES)
     parser.add_argument(

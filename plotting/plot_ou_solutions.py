@@ -23,7 +23,7 @@ INITIAL_CONDITIONS = 3
 
 def main(argv=None):
     parser = argparse.ArgumentParser(
-        prog='python -m plotting.plot_ou_solutions', description=__doc__.split('\n')[0]
+        prog='python -m plotting.plot_ou_solutions', description=__doc__.split('\n\n')[0]
     )
     parser.add_argument(
         '--adjoint_option', default='adjoint_gq', choices=SDE_OPTIONS, help='default adjoint_gq'

@@ -14,7 +14,7 @@ from plotting.plot_ode_times import plot_timing
 
 def main(argv=None):
     parser = argparse.ArgumentParser(
-        prog='python -m plotting.plot_sde_times', description=__doc__.split('\n')[0]
+        prog='python -m plotting.plot_sde_times', description=__doc__.split('\n\n')[0]
     )
     parser.add_argument(
         '--ncosines', type=non_negative_int, default=10, help='ablation (default 10)'

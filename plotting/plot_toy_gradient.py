@@ -16,7 +16,7 @@ TITLES = {'loss': 'loss $L$', 'z0': r'$dL/dz_0$', 'a': r'$dL/da$', 'T': r'$dL/dT
 
 def main(argv=None):
     parser = argparse.ArgumentParser(
-        prog='python -m plotting.plot_toy_gradient', description=__doc__.split('\n')[0]
+        prog='python -m plotting.plot_toy_gradient', description=__doc__.split('\n\n')[0]
     )
     parser.add_argument(
         '--results_dir', default=str(results.RESULTS_DIR), help=f'default {results.RESULTS_DIR}'

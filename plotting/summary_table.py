@@ -132,7 +132,7 @@ def found_ablations(results_dir, experiment):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(
-        prog='python -m plotting.summary_table', description=__doc__.split('\n')[0]
+        prog='python -m plotting.summary_table', description=__doc__.split('\n\n')[0]
     )
     parser.add_argument('--results_dir', default=str(results.RESULTS_DIR))
     parser.add_argument(

@@ -177,3 +177,41 @@ def test_gpu_check_refuses_an_unknown_flag():
     )
     assert result.returncode == 2
     assert "unknown argument '--nosuch'" in result.stderr
+
+
+HELPED = (
+    'experiments.g1d',
+    'experiments.sines',
+    'experiments.images',
+    'experiments.nested_spheres',
+    'experiments.ornstein_uhlenbeck',
+    'experiments.toy_gradient',
+    'experiments.lr_probe',
+    'experiments.grids',
+    'plotting.figures',
+    'plotting.plot_ode_times',
+    'plotting.plot_sde_times',
+    'plotting.plot_speedup',
+    'plotting.plot_toy_gradient',
+    'plotting.plot_ou_solutions',
+    'plotting.plot_ou_cosines',
+    'plotting.summary_table',
+    'benchmarks.clients',
+    'benchmarks.gradient_speed',
+    'benchmarks.gradient_accuracy',
+    'benchmarks.compiled',
+    'gradient_tests.__main__',
+)
+
+
+@pytest.mark.parametrize('module', HELPED)
+def test_help_describes_the_command_in_whole_sentences(module, capsys):
+    import importlib
+
+    with pytest.raises(SystemExit) as raised:
+        importlib.import_module(module).main(['--help'])
+    assert raised.value.code == 0
+    lines = capsys.readouterr().out.split('\n\n')
+    description = ' '.join(lines[1].split())
+    assert description[-1] in '.)', description
+    assert description.count('(') == description.count(')'), description

@@ -134,8 +134,29 @@ def test_interrupt_says_what_was_saved_and_how_to_resume(tmp_path, capsys, monke
     code, message = _exit(capsys, _g1d, tmp_path)
     assert code == 130
     assert 'interrupted: epochs 0 to 0 are saved in' in message
-    assert 'rerun the same command with --load_model 1' in message
+    assert 'rerun the same command with --load_model 1 to resume after epoch 0' in message
     assert 'Traceback' not in message
+    # Asked with --load_model 1 already: the same command resumes, and says so.
+    calls.clear()
+    folder = tmp_path / 'again'
+    code, message = _exit(
+        capsys,
+        g1d.main,
+        [
+            '--width',
+            '8',
+            '--nepochs',
+            '3',
+            '--quiet',
+            '--save_model',
+            '1',
+            '--load_model',
+            '1',
+            '--results_dir',
+            str(folder),
+        ],
+    )
+    assert code == 130 and 'rerun the same command to resume after epoch 0' in message
 
 
 @pytest.mark.slow
@@ -655,3 +676,20 @@ def test_reproduce_refuses_a_bad_flag_before_any_step(tmp_path, flags, words):
 def test_negative_numbers_and_empty_folders_are_checked_as_values(capsys, flags, words):
     code, message = _exit(capsys, g1d.main, ['--quiet', *flags])
     assert code == 2 and words in message
+
+
+@pytest.mark.parametrize('module', ['experiments.g1d', 'plotting.figures'])
+def test_ctrl_c_while_a_command_starts_prints_one_line(module):
+    started = subprocess.Popen(
+        [sys.executable, '-m', module],
+        cwd=REPOSITORY,
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+    )
+    time.sleep(0.5)  # still importing torch
+    started.send_signal(signal.SIGINT)
+    _, error = started.communicate(timeout=60)
+    # Python ends an interrupted program by SIGINT itself: the shell sees 130.
+    assert started.returncode == -signal.SIGINT
+    assert error == 'interrupted while starting; nothing was run\n'
