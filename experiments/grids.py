@@ -422,7 +422,7 @@ def _blocks(spec, chosen, flags):
     return chosen.blocks(spec.ablation_of([*flags, *chosen.flags]))
 
 
-def runs(experiment, grid='paper', flags=(), results_dir=results.RESULTS_DIR, log_dir='logs'):
+def runs(experiment, grid='paper', flags=(), results_dir=results.RUNS_DIR, log_dir='logs'):
     """Every run of ``experiment``'s ``grid``, with the study's ``flags`` on top.
 
     Each run's arguments are checked by the experiment's own parser here, so a bad flag
@@ -474,7 +474,7 @@ def main(argv=None):
     lister.add_argument(
         '--grid', choices=GRID_NAMES, default='paper', help='which grid (default paper)'
     )
-    lister.add_argument('--results_dir', default=str(results.RESULTS_DIR))
+    lister.add_argument('--results_dir', default=str(results.RUNS_DIR))
     lister.add_argument('--log_dir', default='logs')
     lister_studies = commands.add_parser(
         'studies',

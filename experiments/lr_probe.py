@@ -246,7 +246,12 @@ def main(argv=None):
         help='probe only these widths and add them to the recorded probe '
         '(default: every width of the grid, replacing the record)',
     )
-    parser.add_argument('--results_dir', default=str(results.RESULTS_DIR))
+    parser.add_argument(
+        '--results_dir',
+        default=str(results.RUNS_DIR),
+        help=f'where the probe is written (default {results.RUNS_DIR}; the committed probes, '
+        'which the grids use, are under results/)',
+    )
     argv = list(sys.argv[1:] if argv is None else argv)
     # Everything after "--" is the study's flags (e.g. --ntimes 50), as for the sweeps.
     flags = argv[argv.index('--') + 1 :] if '--' in argv else []

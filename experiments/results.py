@@ -25,10 +25,14 @@ import torch
 
 from common.atomic import save_json, save_npy, save_npz, save_torch, write_bytes
 
-#: Default results folder (the committed runs of the reproduction live here).
+#: The committed runs of the reproduction: what the figures, tables and report read by
+#: default. Commands write here only when asked (``--results_dir results``).
 RESULTS_DIR = pathlib.Path(__file__).resolve().parents[1] / 'results'
 #: The repository's root: paths under it are recorded relative to it (:func:`portable`).
 REPOSITORY = RESULTS_DIR.parent
+#: Where commands write by default (ignored by git): a user's runs never mix into the
+#: committed ones, nor make the tests of those fail.
+RUNS_DIR = REPOSITORY / 'runs'
 
 #: Per-epoch series (epoch 0 = before training) and the parameter count.
 SERIES = (

@@ -107,8 +107,9 @@ def build_parser(
     parser.add_argument(
         '--results_dir',
         type=folder,
-        default=str(results.RESULTS_DIR),
-        help=f'where results go (default {results.RESULTS_DIR})',
+        default=str(results.RUNS_DIR),
+        help=f'where results go (default {results.RUNS_DIR}, ignored by git; the committed '
+        'runs are under results/)',
     )
     parser.add_argument(
         '--data_dir',

@@ -98,7 +98,7 @@ def parse_args(argv=None):
     parser.add_argument('--atol', type=positive_float, default=1e-7, help='default 1e-7')
     parser.add_argument('--gtol', type=positive_float, default=0.4, help='GQ gtol (default 0.4)')
     parser.add_argument(
-        '--results_dir', default=str(results.RESULTS_DIR), help=f'default {results.RESULTS_DIR}'
+        '--results_dir', default=str(results.RUNS_DIR), help=f'default {results.RUNS_DIR}'
     )
     parser.add_argument('--quiet', action='store_true', help='no progress bar')
     args = parser.parse_args(argv)

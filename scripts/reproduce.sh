@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # Every study of a grid, then every figure. Flags are passed to each sweep (--quick,
-# --reduced, --grid G, --jobs N, --results_dir DIR, --log_dir DIR); the studies are those
-# of experiments/grids.py (python -m experiments.grids studies --grid G lists them).
+# --reduced, --grid G, --jobs N, --results_dir DIR (default runs; results extends the
+# committed runs), --log_dir DIR); the studies are those of experiments/grids.py
+# (python -m experiments.grids studies --grid G lists them).
 # Except on the paper grid the toy gradient uses T from 19 to 29 in steps of 0.5
 # instead of 0.02. Figures land in plotting/plots/ (python -m plotting.figures
 # --plots_dir docs/figures rebuilds the report's).
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 PYTHON="${PYTHON:-python}"
-results_dir=results; grid=paper; arguments=("$@")
-usage() { sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'; }
+results_dir=runs; grid=paper; arguments=("$@")
+usage() { sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'; }
 refuse() { echo "reproduce: $1 (see --help); nothing was run" >&2; exit 2; }
 # Every flag is checked here, before any step: a flag a sweep would refuse must not let
 # the steps after it (the toy gradient, the figures) run into --results_dir.

@@ -5,23 +5,26 @@
 # then calls: run_sweep "$@"
 #
 # Flags: --grid paper|reduced|quick (default paper; --quick and --reduced are short for
-# the last two), --jobs N (runs at once, default 1), --slurm (write a job array and
-# submit it with sbatch; --no-submit only writes it), --results_dir DIR (default
-# results), --log_dir DIR (default logs); everything after -- is added to STUDY_FLAGS
-# (e.g. -- --nepochs 60) and wins over the grid's own flags. The runs come from
-# 'python -m experiments.grids runs'; a run that experiments.results reports complete
-# with the same settings and epochs is skipped; every run saves a checkpoint each epoch
-# and resumes from it, so a half-finished run continues where it stopped. SIGTERM or
-# SIGINT stops the runs too. One log per run; a summary line at the end. Runs use
-# $PYTHON (default: python, so activate the project's environment first) from the
-# repository root; relative --results_dir and --log_dir are taken from there.
+# the last two), --jobs N (runs at once, default 1; with --slurm, array tasks at once,
+# default no limit), --results_dir DIR (default runs, ignored by git; results to extend
+# the committed runs), --log_dir DIR (default logs); --slurm writes a job array (one task
+# per run) and a figures job that waits for it, and submits both with sbatch (--no-submit
+# only writes them); --time T, --cpus N, --mem M set each task's resources (default
+# 04:00:00, 1, 8G). Everything after -- is added to STUDY_FLAGS (e.g. -- --nepochs 60)
+# and wins over the grid's own flags. The runs come from 'python -m experiments.grids
+# runs'; a run that experiments.results reports complete with the same settings and
+# epochs is skipped; every run saves a checkpoint each epoch and resumes from it, so a
+# half-finished run continues where it stopped. SIGTERM or SIGINT stops the runs too.
+# One log per run; a summary line at the end. Runs use $PYTHON (default: python, so
+# activate the project's environment first) from the repository root; relative
+# --results_dir and --log_dir are taken from there.
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 1
 PYTHON="${PYTHON:-python}"
 export PYTHON
 
 sweep_usage() {
-    sed -n '2,16p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+    sed -n '2,19p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
 }
 
 _run_one() {
@@ -44,7 +47,8 @@ _run_one() {
 export -f _run_one
 
 run_sweep() {
-    local grid=paper jobs=1 slurm=0 submit=1 results_dir=results log_dir=logs stopped=
+    local grid=paper jobs= slurm=0 submit=1 results_dir=runs log_dir=logs stopped=
+    local time_limit=04:00:00 cpus=1 memory=8G
     # From the first moment: a signal while the runs are being listed must stop the sweep
     # before any run starts, not be lost while Python answers.
     trap 'stopped=TERM' TERM
@@ -57,6 +61,9 @@ run_sweep() {
             --jobs) jobs="${2:-}"; shift ;;
             --slurm) slurm=1 ;;
             --no-submit) submit=0 ;;
+            --time) time_limit="${2:-}"; shift ;;
+            --cpus) cpus="${2:-}"; shift ;;
+            --mem) memory="${2:-}"; shift ;;
             --results_dir) results_dir="${2:-}"; shift ;;
             --log_dir) log_dir="${2:-}"; shift ;;
             -h|--help) sweep_usage; return 0 ;;
@@ -65,8 +72,16 @@ run_sweep() {
         esac
         shift
     done
-    if ! [[ "$jobs" =~ ^[1-9][0-9]*$ ]]; then
+    if [ -n "$jobs" ] && ! [[ "$jobs" =~ ^[1-9][0-9]*$ ]]; then
         echo "$0: --jobs must be a positive integer; got '$jobs'" >&2
+        return 2
+    fi
+    if ! [[ "$cpus" =~ ^[1-9][0-9]*$ ]]; then
+        echo "$0: --cpus must be a positive integer; got '$cpus'" >&2
+        return 2
+    fi
+    if ! [[ "$time_limit" =~ ^[0-9:-]+$ ]] || ! [[ "$memory" =~ ^[0-9]+[KMGT]?$ ]]; then
+        echo "$0: --time takes sbatch's form (e.g. 04:00:00) and --mem a size (e.g. 8G); got '$time_limit' and '$memory'" >&2
         return 2
     fi
     mkdir -p "$log_dir/$EXPERIMENT"
@@ -84,28 +99,51 @@ run_sweep() {
     fi
 
     if [ "$slurm" = 1 ]; then
-        local batch="$log_dir/$EXPERIMENT/array.sbatch"
+        local batch="$log_dir/$EXPERIMENT/array.sbatch" figures="$log_dir/$EXPERIMENT/figures.sbatch"
+        # The environment active now is the one the tasks activate; the tasks run where
+        # the job was submitted from (this repository's root).
+        local activate=""
+        [ -n "${VIRTUAL_ENV:-}" ] && activate="source \"$VIRTUAL_ENV/bin/activate\""
         cat > "$batch" <<SBATCH
 #!/usr/bin/env bash
 #SBATCH --job-name=$EXPERIMENT
-#SBATCH --array=1-$total%$jobs
+#SBATCH --array=1-$total${jobs:+%$jobs}
 #SBATCH --output=$log_dir/$EXPERIMENT/slurm_%a.log
+#SBATCH --time=$time_limit
+#SBATCH --cpus-per-task=$cpus
+#SBATCH --mem=$memory
 # One array task per run of $runs_file; complete runs are skipped, others resume.
-cd "$(pwd)"
+cd "\$SLURM_SUBMIT_DIR"
+$activate
+export OMP_NUM_THREADS=\$SLURM_CPUS_PER_TASK
 IFS=\$'\\t' read -r -a fields <<< "\$(sed -n "\${SLURM_ARRAY_TASK_ID}p" "$runs_file")"
 if "$PYTHON" -m experiments.results complete "\${fields[0]}" -- "\${fields[@]:2}"; then
     echo "skipped \${fields[0]}"; exit 0
 fi
 exec "$PYTHON" "\${fields[@]:2}"
 SBATCH
-        echo "wrote $batch ($total array tasks, at most $jobs at once)"
+        cat > "$figures" <<SBATCH
+#!/usr/bin/env bash
+#SBATCH --job-name=${EXPERIMENT}_figures
+#SBATCH --output=$log_dir/$EXPERIMENT/slurm_figures.log
+#SBATCH --time=00:30:00
+#SBATCH --cpus-per-task=1
+#SBATCH --mem=4G
+# Submitted to start once every task of array.sbatch has ended: the figures of whatever
+# finished (missing runs are named in the log).
+cd "\$SLURM_SUBMIT_DIR"
+$activate
+"$PYTHON" -m plotting.figures --results_dir "$results_dir" --plots_dir plotting/plots
+SBATCH
+        echo "wrote $batch ($total array tasks${jobs:+, at most $jobs at once}) and $figures"
         if [ "$submit" = 1 ]; then
-            if command -v sbatch > /dev/null; then
-                sbatch "$batch"
-            else
-                echo "$0: sbatch not found; submit $batch on the cluster" >&2
+            if ! command -v sbatch > /dev/null; then
+                echo "$0: sbatch not found; submit $batch, then $figures with --dependency=afterany:<its job id>, on the cluster" >&2
                 return 1
             fi
+            local array_id
+            array_id=$(sbatch --parsable "$batch") || return 1
+            sbatch --dependency="afterany:${array_id%%;*}" "$figures" || return 1
         fi
         return 0
     fi
@@ -117,7 +155,7 @@ SBATCH
     local queue="$log_dir/$EXPERIMENT/runs.queue"
     tr '\n' '\0' < "$runs_file" > "$queue"
     set -m
-    xargs -0 -a "$queue" -P "$jobs" -I{} bash -c '_run_one "$1"' _ {} &
+    xargs -0 -a "$queue" -P "${jobs:-1}" -I{} bash -c '_run_one "$1"' _ {} &
     local group=$!
     set +m
     while kill -0 "$group" 2> /dev/null; do

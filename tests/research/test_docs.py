@@ -145,3 +145,33 @@ def test_the_rule_of_auto_quotes_the_constants_of_the_code():
     assert f'{2 * choice.STEP_EVALUATIONS} per interval with `gtol=None`' in rule
     assert f'`{choice.RIDING_COST:g} · max(' in rule
     assert choice.MARGIN == 2 and 'less than half the cheapest quadrature' in rule
+
+
+def test_the_readme_main_command_is_a_committed_study_and_writes_elsewhere():
+    from experiments import results
+
+    readme = (REPOSITORY / 'README.md').read_text()
+    block = readme[readme.index('## Install') :].split('```bash\n')[1].split('\n```')[0]
+    command = next(line for line in block.splitlines() if 'experiments.' in line).split()
+    assert command[:3] == ['python', '-m', 'experiments.nested_spheres']
+    folder = 'results/nested_spheres/gtol0.003/2000/adjoint_gq/1'
+    assert folder in readme
+    # The committed run was made with exactly these settings ...
+    assert (
+        results.main(
+            [
+                'complete',
+                str(REPOSITORY / folder),
+                '--',
+                *command[1:],
+                '--results_dir',
+                str(results.RESULTS_DIR),
+            ]
+        )
+        == 0
+    )
+    # ... and the command itself writes outside the committed results.
+    from experiments import nested_spheres
+
+    args = nested_spheres.build_parser().parse_args(command[3:])
+    assert pathlib.Path(args.results_dir).resolve() == results.RUNS_DIR

@@ -86,6 +86,79 @@ def test_slurm_mode_writes_a_job_array(tmp_path):
     # The sweep's runs are exactly the table's.
     table = grids.runs('nested_spheres', 'paper', (), tmp_path / 'results', tmp_path / 'logs')
     assert [run.split('\t')[0] for run in runs] == [str(entry.folder) for entry in table]
+    # A job a cluster user submits as is: resources, one thread per CPU, started where it
+    # was submitted from, and a figures job.
+    for line in (
+        '#SBATCH --time=04:00:00',
+        '#SBATCH --cpus-per-task=1',
+        '#SBATCH --mem=8G',
+        'cd "$SLURM_SUBMIT_DIR"',
+        'export OMP_NUM_THREADS=$SLURM_CPUS_PER_TASK',
+    ):
+        assert line in batch, line
+    figures = (tmp_path / 'logs' / 'nested_spheres' / 'figures.sbatch').read_text()
+    assert f'-m plotting.figures --results_dir "{tmp_path / "results"}"' in figures
+
+
+def test_slurm_submits_the_figures_after_the_array(tmp_path):
+    # A stand-in for sbatch that records its arguments and answers a job id.
+    fake = tmp_path / 'bin' / 'sbatch'
+    fake.parent.mkdir()
+    fake.write_text('#!/usr/bin/env bash\necho "$@" >> "$(dirname "$0")/calls"\necho 4242\n')
+    fake.chmod(0o755)
+    environment = dict(
+        os.environ,
+        PYTHON=sys.executable,
+        PATH=f'{fake.parent}:{os.environ["PATH"]}',
+        VIRTUAL_ENV='/opt/venv',
+    )
+    finished = subprocess.run(
+        [
+            'bash',
+            str(REPOSITORY / 'scripts' / 'g1d.sh'),
+            '--quick',
+            '--slurm',
+            '--time',
+            '01:00:00',
+            '--cpus',
+            '2',
+            '--mem',
+            '4G',
+            '--results_dir',
+            str(tmp_path / 'r'),
+            '--log_dir',
+            str(tmp_path / 'l'),
+        ],
+        capture_output=True,
+        text=True,
+        env=environment,
+        timeout=120,
+    )
+    assert finished.returncode == 0, finished.stderr
+    calls = (fake.parent / 'calls').read_text().splitlines()
+    batch = tmp_path / 'l' / 'g1d' / 'array.sbatch'
+    assert calls == [
+        f'--parsable {batch}',
+        f'--dependency=afterany:4242 {tmp_path / "l" / "g1d" / "figures.sbatch"}',
+    ]
+    text = batch.read_text()
+    assert '#SBATCH --array=1-8\n' in text  # no limit on tasks at once unless --jobs
+    assert '#SBATCH --time=01:00:00' in text and '#SBATCH --cpus-per-task=2' in text
+    assert 'source "/opt/venv/bin/activate"' in text
+
+
+@pytest.mark.parametrize(
+    'flags, words',
+    [
+        (('--cpus', '0'), '--cpus must be a positive integer'),
+        (('--mem', 'lots'), '--time takes sbatch'),
+    ],
+)
+def test_slurm_resources_are_checked(tmp_path, flags, words):
+    finished = _sweep(
+        'g1d.sh', '--quick', '--slurm', '--no-submit', '--log_dir', str(tmp_path / 'l'), *flags
+    )
+    assert finished.returncode == 2 and words in finished.stderr
 
 
 def test_flags_after_a_double_dash_reach_every_run(tmp_path):
