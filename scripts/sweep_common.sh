@@ -84,7 +84,14 @@ run_sweep() {
         echo "$0: --time takes sbatch's form (e.g. 04:00:00) and --mem a size (e.g. 8G); got '$time_limit' and '$memory'" >&2
         return 2
     fi
-    mkdir -p "$log_dir/$EXPERIMENT"
+    mkdir -p "$log_dir/$EXPERIMENT" || { echo "$0: cannot create --log_dir $log_dir" >&2; return 2; }
+    # One sweep per log folder at a time: two would share runs.tsv, the queue and the
+    # status file, and run each other's runs. The lock goes when this shell exits.
+    local lock_fd
+    if ! exec {lock_fd}>> "$log_dir/$EXPERIMENT/.sweep.lock" || ! flock -n "$lock_fd"; then
+        echo "$0: another sweep of $EXPERIMENT is using --log_dir $log_dir right now; wait for it, or give this one another --log_dir" >&2
+        return 2
+    fi
     local runs_file="$log_dir/$EXPERIMENT/runs.tsv"
     "$PYTHON" -m experiments.grids runs "$EXPERIMENT" --grid "$grid" \
         --results_dir "$results_dir" --log_dir "$log_dir" -- "${STUDY_FLAGS[@]}" \

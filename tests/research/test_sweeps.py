@@ -386,3 +386,19 @@ def test_a_grid_part_adds_options_at_further_widths_and_short_timing_runs(tmp_pa
     assert {run.folder.parts[-3] for run in irregular} == {'20', '200'}
     regular = grids.runs('sines', 'reduced', ('--ntimes', '10'), tmp_path, tmp_path)
     assert '1000' in {run.folder.parts[-3] for run in regular}
+
+
+def test_a_second_sweep_on_the_same_log_folder_is_refused(tmp_path):
+    logs = tmp_path / 'logs'
+    (logs / 'g1d').mkdir(parents=True)
+    holder = subprocess.Popen(['flock', str(logs / 'g1d' / '.sweep.lock'), 'sleep', '30'])
+    try:
+        time.sleep(0.5)
+        finished = _sweep(
+            'g1d.sh', '--quick', '--results_dir', str(tmp_path / 'r'), '--log_dir', str(logs)
+        )
+    finally:
+        holder.kill()
+    assert finished.returncode == 2
+    assert 'another sweep of g1d is using --log_dir' in finished.stderr
+    assert not (tmp_path / 'r').exists() and not (logs / 'g1d' / 'runs.tsv').exists()
