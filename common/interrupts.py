@@ -7,7 +7,19 @@ machinery's traceback. :func:`install` replaces that with one line (the exit sta
 """
 
 import os
+import signal
 import sys
+
+
+def _interrupted(error):
+    """Whether ``error`` is a KeyboardInterrupt or was raised while handling one."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, KeyboardInterrupt):
+            return True
+        seen.add(id(error))
+        error = error.__context__
+    return False
 
 
 def install():
@@ -18,9 +30,14 @@ def install():
     previous = sys.excepthook
 
     def one_line(kind, value, trace):
-        if issubclass(kind, KeyboardInterrupt):
-            print('interrupted while starting; nothing was run', file=sys.stderr)
+        if not _interrupted(value):
+            previous(kind, value, trace)
             return
-        previous(kind, value, trace)
+        print('interrupted while starting; nothing was run', file=sys.stderr)
+        # End as an interrupted program does (status 130 to the shell), also where the
+        # interrupt broke a module half-imported and another error followed it.
+        sys.stderr.flush()
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGINT)
 
     sys.excepthook = one_line

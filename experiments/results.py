@@ -250,9 +250,16 @@ def read_run(folder):
             except (OSError, ValueError, EOFError) as error:
                 raise _unreadable(path, error, 'delete the run folder and run it again') from error
     summary = read_summary(folder)
+    for name, series in run.items():
+        _check_series(folder / f'{name}.npy', name, series)
     if summary is not None:
         run['summary'] = summary
         done = summary.get('epochs_done')
+        if done is not None and (isinstance(done, bool) or not isinstance(done, int) or done < 0):
+            raise ResultsError(
+                f'{folder / SUMMARY} records epochs_done {done!r}, not a non-negative whole '
+                'number; delete the run folder and run it again'
+            )
         if done is not None:
             for name in SERIES:
                 if name != 'nparams' and name in run:
@@ -266,18 +273,63 @@ def read_run(folder):
     return run
 
 
-def is_complete(folder, nepochs=None):
-    """Whether a run finished (to ``nepochs`` epochs, when given): its summary says so and
-    every series holds every epoch."""
+def _check_series(path, name, series):
+    """Refuse a series no run writes: not numbers, not one value per epoch (one in all
+    for ``nparams``), not finite, negative times or NFE, or epochs out of order."""
+    problem = None
+    if not np.issubdtype(series.dtype, np.number) or np.issubdtype(
+        series.dtype, np.complexfloating
+    ):
+        problem = f'holds {series.dtype} values, not numbers'
+    elif series.ndim != (0 if name == 'nparams' else 1):
+        problem = f'has shape {series.shape}'
+    elif not np.all(np.isfinite(series)):
+        problem = 'holds NaN or infinite values'
+    elif name != 'epoch_loss_history' and name != 'epoch_val_metric_history' and np.any(series < 0):
+        problem = 'holds negative values'
+    elif name == 'epochs' and not np.array_equal(series, np.arange(len(series))):
+        problem = 'does not count the epochs 0, 1, 2, ...'
+    if problem is not None:
+        raise ResultsError(f'{path} {problem}; delete the run folder and run it again')
+
+
+def finished_run(folder):
+    """The run in ``folder`` if its summary says it finished, else None (unfinished runs
+    are not an error).
+
+    Raises:
+        ResultsError: the run says it finished but a file is corrupt, a series is missing
+            or malformed, or a series does not hold every epoch the summary records.
+    """
+    folder = pathlib.Path(folder)
     run = read_run(folder)
     summary = run.get('summary', {})
-    required = [name for name in SERIES if name not in OPTIONAL_SERIES]
-    if not summary.get('complete', False) or not all(name in run for name in required):
-        return False
+    if not summary.get('complete', False):
+        return None
+    missing = [f'{name}.npy' for name in SERIES if name not in OPTIONAL_SERIES and name not in run]
     done = summary.get('epochs_done')
-    if done is None or len(run['epochs']) != done + 1:
-        return False
-    return nepochs is None or done >= nepochs
+    if missing:
+        problem = f'lacks {", ".join(missing)}'
+    elif done is None:
+        problem = f'has no epochs_done in {SUMMARY}'
+    elif len(run['epochs']) != done + 1:
+        problem = f'records {done + 1} epochs but epochs.npy holds {len(run["epochs"])}'
+    else:
+        return run
+    raise ResultsError(
+        f'{folder} says it finished but {problem}; delete the run folder and run it again'
+    )
+
+
+def is_complete(folder, nepochs=None):
+    """Whether a run finished (to ``nepochs`` epochs, when given): its summary says so and
+    every series holds every epoch.
+
+    Raises:
+        ResultsError: as :func:`finished_run`.
+    """
+    run = finished_run(folder)
+    return run is not None and (nepochs is None or run['summary']['epochs_done'] >= nepochs)
 
 
 #: Flags that do not change a run's results: resuming may change them.
@@ -368,14 +420,30 @@ def complete_runs(results_dir, experiment, ablation):
         if not (width.isdigit() and number.isdigit()):
             continue
         try:
-            if not is_complete(folder):
+            run = finished_run(folder)
+            if run is None:
                 continue
-            run = read_run(folder)
+            _check_naming(folder, run['summary'], int(width), option, int(number))
         except ResultsError as error:
-            print(f'unreadable: {error}; left out', file=sys.stderr)
+            print(f'left out: {error}', file=sys.stderr)
             continue
         groups.setdefault((int(width), option), []).append((int(number), folder, run))
     return {key: _consistent(found) for key, found in groups.items()}
+
+
+def _check_naming(folder, summary, width, option, number):
+    """Refuse a run whose recorded settings are not those its folder is named by."""
+    arguments = summary.get('arguments')
+    if not isinstance(arguments, dict):
+        raise ResultsError(
+            f'{folder / SUMMARY} records no arguments; delete the run folder and run it again'
+        )
+    for key, value in (('width', width), ('adjoint_option', option), ('experiment_no', number)):
+        if key in arguments and arguments[key] != value:
+            raise ResultsError(
+                f'{folder / SUMMARY} records {key} {arguments[key]!r} but the folder is named '
+                f'for {value!r}; delete the run folder and run it again'
+            )
 
 
 def _settings(run):

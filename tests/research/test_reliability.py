@@ -687,9 +687,58 @@ def test_ctrl_c_while_a_command_starts_prints_one_line(module):
         stdout=subprocess.DEVNULL,
         text=True,
     )
-    time.sleep(0.5)  # still importing torch
+    time.sleep(0.3)  # still importing torch (which takes a second or more)
     started.send_signal(signal.SIGINT)
     _, error = started.communicate(timeout=60)
     # Python ends an interrupted program by SIGINT itself: the shell sees 130.
     assert started.returncode == -signal.SIGINT
     assert error == 'interrupted while starting; nothing was run\n'
+
+
+def _break_summary(key, value):
+    def breaking(folder):
+        summary = json.loads((folder / results.SUMMARY).read_text())
+        if key == 'width':
+            summary['arguments']['width'] = value
+        else:
+            summary[key] = value
+        (folder / results.SUMMARY).write_text(json.dumps(summary))
+
+    return breaking
+
+
+def _break_series(name, make):
+    def breaking(folder):
+        path = folder / f'{name}.npy'
+        if make is None:
+            path.unlink()
+        else:
+            np.save(path, make(np.load(path)))
+
+    return breaking
+
+
+@pytest.mark.parametrize(
+    'breaking, words',
+    [
+        (_break_series('epoch_times', None), 'lacks epoch_times.npy'),
+        (_break_series('epoch_loss_history', lambda s: s.astype(str)), 'not numbers'),
+        (_break_series('epoch_loss_history', lambda s: np.stack([s, s], 1)), 'has shape'),
+        (_break_series('epoch_times', lambda s: s * np.nan), 'NaN or infinite'),
+        (_break_series('epoch_times', lambda s: -s - 1), 'negative values'),
+        (_break_series('epochs', lambda s: s[::-1].copy()), 'does not count the epochs'),
+        (_break_summary('epochs_done', -1), 'not a non-negative whole number'),
+        (_break_summary('epochs_done', '2'), 'not a non-negative whole number'),
+        (_break_summary('width', 99), 'records width 99 but the folder is named for 8'),
+    ],
+    ids=['missing', 'strings', 'shape', 'nan', 'negative', 'epochs', 'done-1', 'done-str', 'width'],
+)
+def test_a_broken_run_is_left_out_by_name_and_its_repeat_kept(tmp_path, capsys, breaking, words):
+    first = _g1d(tmp_path, '--nepochs', '2')
+    _g1d(tmp_path, '--nepochs', '2', '--experiment_no', '2')
+    breaking(first)
+    groups = results.complete_runs(tmp_path / 'results', 'g1d', 'aug3')
+    error = capsys.readouterr().err
+    assert f'left out: {first}' in error and words in error, error
+    kept = groups[(8, 'adjoint_gq')]
+    assert [run['summary']['arguments']['experiment_no'] for run in kept] == [2]
