@@ -200,3 +200,62 @@ def test_a_tuple_state_names_the_part_of_the_wrong_shape():
         r'\(part 1\)',
     ):
         odeint_adjoint_gq(func, (torch.ones(3, 2), torch.ones(3, 2)), torch.tensor([0.0, 1.0]))
+
+
+@pytest.mark.parametrize(
+    'overrides, error, words',
+    [
+        (dict(adjoint_params=5), TypeError, 'adjoint_params must be an iterable of tensors'),
+        (dict(adjoint_params=torch.ones(2)), TypeError, 'adjoint_params must be an iterable'),
+        (dict(y0=torch.ones(4, 0)), ValueError, 'y0 has no entries (shape (4, 0))'),
+        (dict(y0=torch.ones(0, 3)), ValueError, 'y0 has no entries (shape (0, 3))'),
+        (
+            dict(adjoint_params=(nn.Parameter(torch.ones(2, device='meta')),)),
+            ValueError,
+            'parameter 0 of func is on the meta device',
+        ),
+        (
+            dict(method='rk4', options=dict(step_size=0.1, grid_constructor=5)),
+            TypeError,
+            "options['grid_constructor'] must be callable",
+        ),
+        (dict(options=dict(norm='l3')), TypeError, "options['norm'] must be callable"),
+        (
+            dict(adjoint_options=dict(grid_constructor='fine')),
+            TypeError,
+            "adjoint_options['grid_constructor'] must be callable",
+        ),
+    ],
+)
+def test_odd_inputs_are_named_before_any_solve(overrides, error, words):
+    with pytest.raises(error) as raised:
+        _call(**overrides)
+    assert words in str(raised.value)
+
+
+def _linear(weight):
+    return lambda t, y: y @ weight.T
+
+
+@pytest.mark.parametrize(
+    'make, words',
+    [
+        (lambda: nn.Parameter(torch.full((2, 2), math.nan)), 'parameter 0 of func holds NaN'),
+        (lambda: nn.Parameter(torch.full((2, 2), math.inf)), 'parameter 0 of func holds NaN'),
+    ],
+)
+def test_non_finite_parameters_are_named(make, words):
+    weight = make()
+    with pytest.raises(FloatingPointError) as raised:
+        odeint_adjoint_gq(
+            _linear(weight), torch.ones(3, 2), torch.tensor([0.0, 1.0]), adjoint_params=(weight,)
+        )
+    assert words in str(raised.value)
+
+
+def test_a_func_returning_nan_is_named():
+    with pytest.raises(FloatingPointError) as raised:
+        odeint_adjoint_gq(
+            lambda t, y: y * math.nan, torch.ones(3, 2), torch.tensor([0.0, 1.0]), adjoint_params=()
+        )
+    assert 'func returned NaN or inf at t = 0 for the initial state' in str(raised.value)

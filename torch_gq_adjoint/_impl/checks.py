@@ -5,6 +5,7 @@ Everything here runs before any solve, so that a mistake costs nothing but the e
 
 import math
 import numbers
+from collections.abc import Iterable
 
 import torch
 from torch import nn
@@ -80,12 +81,24 @@ def check_func_and_params(func, adjoint_params):
             )
         adjoint_params = tuple(func.parameters())
     else:
+        if torch.is_tensor(adjoint_params) or not isinstance(adjoint_params, Iterable):
+            raise TypeError(
+                'adjoint_params must be an iterable of tensors (e.g. tuple(model.parameters()), '
+                f'or () for none); got {type(adjoint_params).__name__}.'
+            )
         adjoint_params = tuple(adjoint_params)
         for index, param in enumerate(adjoint_params):
             if not torch.is_tensor(param):
                 raise TypeError(
                     f'adjoint_params[{index}] must be a torch.Tensor; got {type(param).__name__}.'
                 )
+    for index, param in enumerate(adjoint_params):
+        if param.device.type == 'meta':
+            raise ValueError(
+                f'parameter {index} of func is on the meta device (it holds no values); '
+                'materialise the model first, e.g. model.to_empty(device="cpu") and load '
+                'its weights.'
+            )
     # Parameters that do not require grad need no integral at all.
     return tuple(param for param in adjoint_params if param.requires_grad)
 
@@ -118,6 +131,13 @@ def check_state(y0):
             raise ValueError(
                 f'{name} is a meta tensor (no data); give a tensor on a real '
                 'device, e.g. cpu or cuda.'
+            )
+    for index, part in enumerate(parts):
+        if part.numel() == 0:
+            name = f'y0[{index}]' if is_tuple else 'y0'
+            raise ValueError(
+                f'{name} has no entries (shape {tuple(part.shape)}); the state must hold at '
+                'least one number.'
             )
     first = parts[0]
     for index, part in enumerate(parts[1:], start=1):
@@ -280,4 +300,10 @@ def check_options(name, options):
                 f"{name}['step_size'] must be a positive finite number (the "
                 f'length of a fixed-grid step); got {step_size!r}.'
             )
+    # (adjoint_options' norm may also be 'seminorm'; backward_options checks it.)
+    for key in ('grid_constructor',) if name == 'adjoint_options' else ('grid_constructor', 'norm'):
+        value = options.get(key)
+        if value is not None and not callable(value):
+            what = 'func(func, y0, t) -> grid' if key == 'grid_constructor' else 'norm(tensor)'
+            raise TypeError(f"{name}['{key}'] must be callable as {what}; got {value!r}.")
     return dict(options)

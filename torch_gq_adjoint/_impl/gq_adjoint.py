@@ -25,7 +25,7 @@ from .checkpoint import DEFAULT_CHECKPOINT_MEMORY, ForwardTape
 from .choice import BACKWARDS, choose, records
 from .dynamics import CountedField
 from .notices import call_site
-from .record import ForwardRecord, check_finite, time_gradients
+from .record import ForwardRecord, check_finite, explain_non_finite, time_gradients
 from .second_order import differentiable_backward
 from .state import FlatField, StateLayout
 
@@ -80,16 +80,23 @@ class _GaussQuadratureAdjoint(torch.autograd.Function):
             )
         counted = CountedField(settings.func, adaptive, tape, settings.layout)
         with torch.no_grad():
-            result = torchdiffeq.odeint(
-                counted,
-                y0,
-                t,
-                rtol=settings.rtol,
-                atol=settings.atol,
-                method=settings.method,
-                options=settings.options,
-                event_fn=settings.event_fn,
-            )
+            try:
+                result = torchdiffeq.odeint(
+                    counted,
+                    y0,
+                    t,
+                    rtol=settings.rtol,
+                    atol=settings.atol,
+                    method=settings.method,
+                    options=settings.options,
+                    event_fn=settings.event_fn,
+                )
+            except AssertionError as error:
+                # torchdiffeq's "underflow in dt": name a non-finite value where there is one.
+                if 'underflow' not in str(error):
+                    raise
+                explain_non_finite(settings.func, t[0], y0, params)
+                raise
         event_t = None
         if settings.event_fn is not None:
             event_t, result = result

@@ -160,3 +160,26 @@ def check_finite(result: BackwardResult) -> None:
                 f'odeint_adjoint_gq: non-finite values met in the '
                 f'backward pass ({what} holds NaN or inf).'
             )
+
+
+def explain_non_finite(
+    func: Callable, t0: torch.Tensor, y0: object, params: tuple[torch.Tensor, ...]
+) -> None:
+    """After the forward solve's step size underflowed: raise ``FloatingPointError`` naming
+    a non-finite value where one explains it (a parameter, or ``func``'s value at the
+    start); return if none does (the dynamics are then too stiff for the tolerances)."""
+    for index, param in enumerate(params):
+        if not torch.isfinite(param.detach()).all():
+            raise FloatingPointError(
+                f'odeint_adjoint_gq: parameter {index} of func holds NaN or inf, so the solve '
+                'cannot proceed (torchdiffeq reported "underflow in dt").'
+            )
+    with torch.no_grad():
+        value = func(t0, y0)
+    parts = value if isinstance(value, (tuple, list)) else (value,)
+    if not all(torch.isfinite(part).all() for part in parts):
+        raise FloatingPointError(
+            f'odeint_adjoint_gq: func returned NaN or inf at t = {float(t0):g} for the '
+            'initial state (which is finite), so the solve cannot proceed (torchdiffeq '
+            'reported "underflow in dt").'
+        )
