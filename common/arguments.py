@@ -118,3 +118,27 @@ class ArgumentParser(argparse.ArgumentParser):
     def parse_known_args(self, args=None, namespace=None):
         args = sys.argv[1:] if args is None else list(args)
         return super().parse_known_args(numbers_as_values(args), namespace)
+
+
+def require_writable(parser, flag, folder):
+    """Before any work: create ``folder`` if needed and check that a file can be written
+    there; otherwise end the command through ``parser`` (one line naming ``flag``, exit
+    status 2)."""
+    import pathlib
+    import tempfile
+
+    blocking = next(
+        (path for path in (pathlib.Path(folder), *pathlib.Path(folder).parents) if path.exists()),
+        None,
+    )
+    if blocking is not None and not blocking.is_dir():
+        parser.error(f'argument {flag}: {blocking} is a file, not a folder; choose a folder')
+    try:
+        pathlib.Path(folder).mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix='.write-check.', suffix='.tmp'):
+            pass
+    except OSError as error:
+        parser.error(
+            f'argument {flag}: cannot write into {folder} ({error.strerror or error}); '
+            'choose a writable folder'
+        )

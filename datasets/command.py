@@ -2,6 +2,7 @@
 
 import argparse
 
+from common.arguments import require_writable
 from datasets import DATA_DIR
 
 
@@ -20,5 +21,6 @@ def make_data(prog, description, generate, written, add_arguments=None, argv=Non
     if add_arguments is not None:
         add_arguments(parser)
     args = parser.parse_args(argv)
+    require_writable(parser, '--data_dir', args.data_dir)
     generate(args)
     print(f'wrote {written(args)}')

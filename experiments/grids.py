@@ -23,6 +23,7 @@ import argparse
 import dataclasses
 import importlib
 import pathlib
+import signal
 import sys
 from dataclasses import dataclass, field
 from typing import Optional
@@ -517,9 +518,12 @@ def main(argv=None):
         )
         return total
     if args.command == 'studies':
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
         for _, study in studies_of(args.grid):
             sys.stdout.write('\t'.join((study.experiment, *study.flags_of(args.grid))) + '\n')
         return None
+    # Piped into head or a pager that stops reading: end quietly, as other listings do.
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     for run in runs(args.experiment, args.grid, flags, args.results_dir, args.log_dir):
         fields = (str(run.folder), str(run.log), *run.argv)
         if any('\t' in value or '\n' in value for value in fields):

@@ -25,7 +25,7 @@ import tempfile
 
 import numpy as np
 
-from common.arguments import positive_float, positive_int
+from common.arguments import positive_float, positive_int, require_writable
 from common.atomic import save_json
 from experiments import results
 from experiments.grids import EXPERIMENTS, GRID_NAMES
@@ -43,9 +43,29 @@ def probe_file(experiment, flags=(), results_dir=results.RESULTS_DIR):
 
 
 def read_probe(experiment, flags=(), results_dir=results.RESULTS_DIR):
-    """The recorded probe (a dict), or None where there is none."""
+    """The recorded probe (a dict), or None where there is none.
+
+    Raises:
+        results.ResultsError: the file is not a probe's record (corrupt, empty, not an
+            object, a folder, or missing its entries).
+    """
     path = probe_file(experiment, flags, results_dir)
-    return json.loads(path.read_text()) if path.exists() else None
+    if not path.exists():
+        return None
+    try:
+        record = json.loads(path.read_text())
+        if not isinstance(record, dict):
+            raise ValueError(f'a JSON {type(record).__name__}, not an object')
+        missing = [
+            key for key in (*SHARED_SETTINGS, 'lrs', 'losses', 'chosen') if key not in record
+        ]
+        if missing:
+            raise ValueError(f'it lacks {", ".join(missing)}')
+    except (OSError, ValueError) as error:
+        raise results.ResultsError(
+            f'{path} cannot be read as a probe ({error}); delete it and probe again'
+        ) from error
+    return record
 
 
 def _final_loss(folder):
@@ -256,7 +276,12 @@ def main(argv=None):
     # Everything after "--" is the study's flags (e.g. --ntimes 50), as for the sweeps.
     flags = argv[argv.index('--') + 1 :] if '--' in argv else []
     args = parser.parse_args(argv[: argv.index('--')] if '--' in argv else argv)
-    recorded = read_probe(args.experiment, flags, args.results_dir) if args.widths else None
+    require_writable(parser, '--results_dir', args.results_dir)
+    try:
+        recorded = read_probe(args.experiment, flags, args.results_dir) if args.widths else None
+    except results.ResultsError as error:
+        print(f'{parser.prog}: {error}', file=sys.stderr)
+        raise SystemExit(1) from None
     try:
         if recorded is not None:  # checked before any training
             check_addable(

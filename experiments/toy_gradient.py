@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from common.arguments import positive_float
+from common.arguments import positive_float, require_writable
 from experiments import results
 from models.backprop import integrate
 
@@ -113,6 +113,7 @@ def parse_args(argv=None):
             f'--t_start to --t_end; at most {MAX_END_TIMES} (choose a larger --t_step)'
         )
     args.method = list(dict.fromkeys(args.method or METHODS))
+    require_writable(parser, '--results_dir', args.results_dir)
     return args
 
 

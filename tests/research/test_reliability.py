@@ -742,3 +742,63 @@ def test_a_broken_run_is_left_out_by_name_and_its_repeat_kept(tmp_path, capsys, 
     assert f'left out: {first}' in error and words in error, error
     kept = groups[(8, 'adjoint_gq')]
     assert [run['summary']['arguments']['experiment_no'] for run in kept] == [2]
+
+
+@pytest.mark.parametrize(
+    'command',
+    [
+        ['-m', 'experiments.toy_gradient', '--t_step', '5', '--results_dir'],
+        ['-m', 'datasets.make_ou_data', '--data_dir'],
+        ['-m', 'experiments.lr_probe', 'g1d', '--results_dir'],
+    ],
+)
+def test_a_file_where_a_folder_is_wanted_is_named_before_any_work(tmp_path, command):
+    blocking = tmp_path / 'a file'
+    blocking.write_text('')
+    finished = subprocess.run(
+        [sys.executable, *command, str(blocking / 'below')],
+        capture_output=True,
+        text=True,
+        cwd=REPOSITORY,
+        timeout=120,
+    )
+    assert finished.returncode == 2 and 'Traceback' not in finished.stderr
+    assert f'{blocking} is a file, not a folder' in finished.stderr
+
+
+@pytest.mark.parametrize(
+    'content, words',
+    [
+        ('[1, 2]', 'a JSON list, not an object'),
+        ('', 'Expecting value'),
+        ('{"experiment": "g1d"}', 'it lacks grid'),
+        (None, 'Is a directory'),
+    ],
+)
+def test_a_broken_probe_record_is_named(tmp_path, capsys, content, words):
+    from experiments import lr_probe
+
+    path = lr_probe.probe_file('g1d', (), tmp_path)
+    path.parent.mkdir(parents=True)
+    if content is None:
+        path.mkdir()
+    else:
+        path.write_text(content)
+    with pytest.raises(SystemExit) as raised:
+        lr_probe.main(['g1d', '--widths', '5', '--results_dir', str(tmp_path)])
+    error = capsys.readouterr().err
+    assert raised.value.code == 1 and f'{path} cannot be read as a probe' in error
+    assert words in error
+
+
+def test_a_listing_piped_into_head_ends_quietly():
+    finished = subprocess.run(
+        f'{sys.executable} -m experiments.grids runs nested_spheres --grid paper | head -1',
+        shell=True,
+        capture_output=True,
+        text=True,
+        cwd=REPOSITORY,
+        timeout=120,
+    )
+    assert finished.returncode == 0 and finished.stdout.count('\n') == 1
+    assert finished.stderr == ''
