@@ -1,4 +1,5 @@
-"""Ctrl-C while a command is still importing: one line, not a traceback.
+"""Ctrl-C in a command outside its own handlers (while it imports, or in a command
+without them): one line, not a traceback.
 
 A command's own handlers (:mod:`experiments.runner`) take over once it runs; before that,
 torch and the other imports take seconds, and an interrupt there would print the import
@@ -28,12 +29,21 @@ def install():
     if sys.argv[:1] != ['-m'] or os.environ.get('TORCH_GQ_DEBUG') == '1':
         return
     previous = sys.excepthook
+    received = []
+
+    def note_and_interrupt(number, frame):
+        # Remembered: an interrupt that breaks a module half-imported can surface later
+        # as another error (numpy's RecursionError), with no trace of the interrupt.
+        received.append(number)
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, note_and_interrupt)
 
     def one_line(kind, value, trace):
-        if not _interrupted(value):
+        if not received and not _interrupted(value):
             previous(kind, value, trace)
             return
-        print('interrupted while starting; nothing was run', file=sys.stderr)
+        print('interrupted; no file is left half-written', file=sys.stderr)
         # End as an interrupted program does (status 130 to the shell), also where the
         # interrupt broke a module half-imported and another error followed it.
         sys.stderr.flush()
