@@ -389,17 +389,40 @@ def write_toy_gradient(results_dir, method, end_times, errors, summary):
 
 
 def read_toy_gradient(results_dir, method):
-    """``(end_times, {quantity: errors})`` of one method, or None if it has not run."""
+    """``(end_times, {quantity: errors})`` of one method, or None if it has not run.
+
+    Raises:
+        ResultsError: a file is corrupt, missing beside the others, not a series of finite
+            numbers, or of another length than the end times.
+    """
     folder = toy_gradient_dir(results_dir, method)
     if not (folder / 'end_times.npy').exists():
         return None
-    return (
-        np.load(folder / 'end_times.npy'),
-        {
-            quantity: np.load(folder / f'{quantity}_relative_error.npy')
-            for quantity in TOY_QUANTITIES
-        },
-    )
+    advice = 'delete the folder and run experiments.toy_gradient again'
+
+    def load(name):
+        path = folder / f'{name}.npy'
+        try:
+            series = np.load(path)
+        except (OSError, ValueError, EOFError) as error:
+            raise _unreadable(path, error, advice) from error
+        if (
+            series.ndim != 1
+            or not np.issubdtype(series.dtype, np.floating)
+            or not np.all(np.isfinite(series))
+        ):
+            raise ResultsError(f'{path} is not a series of finite numbers; {advice}')
+        return series
+
+    ends = load('end_times')
+    errors = {quantity: load(f'{quantity}_relative_error') for quantity in TOY_QUANTITIES}
+    for quantity, series in errors.items():
+        if len(series) != len(ends):
+            raise ResultsError(
+                f'{folder / (quantity + "_relative_error.npy")} holds {len(series)} values for '
+                f'{len(ends)} end times; {advice}'
+            )
+    return ends, errors
 
 
 def complete_runs(results_dir, experiment, ablation):

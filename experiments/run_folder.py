@@ -124,7 +124,14 @@ class FolderLock:
         self.handle = None
 
     def __enter__(self):
-        self.handle = open(self.path, 'a')
+        try:
+            self.handle = open(self.path, 'a')
+        except OSError as error:
+            raise RunError(
+                f"{self.path} cannot be opened as the run folder's lock ({error.strerror}); "
+                'delete it (no run writes into the folder while it is missing)',
+                2,
+            ) from error
         try:
             fcntl.flock(self.handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:

@@ -70,7 +70,17 @@ def main(argv=None):
         return None
     times, initial, paths = ornstein_uhlenbeck.load(args.data_dir, 'val')
     model = OUModel(args.width, args.adjoint_option, times, paths.shape[-1], ncosines=args.ncosines)
-    model.load_state_dict(weights)
+    try:
+        model.load_state_dict(weights)
+    except (RuntimeError, KeyError, TypeError) as error:
+        reason = str(error).strip().splitlines()
+        print(
+            f'unreadable: {folder / results.WEIGHTS} does not fit the model of width '
+            f'{args.width} ({reason[1].strip() if len(reason) > 1 else reason[0]}); delete '
+            'the run folder and run it again; no figure written',
+            file=sys.stderr,
+        )
+        return None
     torch.manual_seed(0)
     chosen = slice(0, INITIAL_CONDITIONS)
     learned = sample_paths(model, initial[chosen]).numpy()

@@ -26,7 +26,11 @@ def main(argv=None):
     figure, axes = plt.subplots(1, 4, figsize=(16, 3.6), sharex=True)
     drawn = 0
     for method in METHODS:
-        found = results.read_toy_gradient(args.results_dir, method)
+        try:
+            found = results.read_toy_gradient(args.results_dir, method)
+        except results.ResultsError as error:
+            print(f'left out: {error}', file=sys.stderr)
+            continue
         if found is None:
             print(
                 f'missing: toy_gradient results of {method} in '

@@ -815,3 +815,46 @@ def test_a_listing_piped_into_head_ends_quietly():
     )
     assert finished.returncode == 0 and finished.stdout.count('\n') == 1
     assert finished.stderr == ''
+
+
+def test_a_lock_that_is_a_folder_is_named(tmp_path, capsys):
+    folder = _g1d(tmp_path, '--nepochs', '1')
+    (folder / '.lock').unlink()
+    (folder / '.lock').mkdir()
+    code, message = _exit(capsys, _g1d, tmp_path, '--nepochs', '2', '--load_model', '1')
+    assert code == 2 and f'{folder / ".lock"} cannot be opened as the run folder' in message
+
+
+def test_broken_toy_gradient_series_are_left_out_by_name(tmp_path, capsys):
+    from plotting import plot_toy_gradient
+
+    for method, truncate in (('adjoint_gq', False), ('direct', True)):
+        errors = np.full((5, len(results.TOY_QUANTITIES)), 1e-6)
+        folder = results.write_toy_gradient(tmp_path, method, np.arange(5.0), errors, {})
+        if truncate:
+            np.save(folder / 'loss_relative_error.npy', np.arange(3.0))
+    paths = plot_toy_gradient.main(
+        ['--results_dir', str(tmp_path), '--plots_dir', str(tmp_path / 'plots')]
+    )
+    error = capsys.readouterr().err
+    assert paths is not None and 'Traceback' not in error
+    assert 'left out: ' in error and 'holds 3 values for 5 end times' in error
+
+
+def test_weights_that_do_not_fit_are_named(tmp_path, capsys):
+    import shutil
+
+    from plotting import plot_ou_solutions
+
+    source = results.RESULTS_DIR / 'ornstein_uhlenbeck' / '10' / '5' / 'adjoint_gq' / '1'
+    folder = tmp_path / 'ornstein_uhlenbeck' / '10' / '5' / 'adjoint_gq' / '1'
+    shutil.copytree(source, folder)
+    np.savez(folder / results.WEIGHTS, nonsense=np.ones(3))
+    assert (
+        plot_ou_solutions.main(
+            ['--results_dir', str(tmp_path), '--plots_dir', str(tmp_path / 'plots')]
+        )
+        is None
+    )
+    error = capsys.readouterr().err
+    assert f'{folder / results.WEIGHTS} does not fit the model of width 5' in error
