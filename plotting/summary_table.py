@@ -49,9 +49,10 @@ def _time_to_cell(found, target):
 def table(results_dir, experiment, ablation, title=''):
     """One markdown table, or '' when there are no finished runs.
 
-    Per width and option, mean ± std over repeats of: seconds per training epoch; the
-    forward and backward evaluations per training step (means over epochs and repeats);
-    total training time, its ratio to the reference option's (adjoint_ode, or sde_adjoint for
+    Per width and option, mean ± std over repeats of: seconds per training epoch (and,
+    where the runs recorded it, the process's CPU seconds per epoch); the forward and
+    backward evaluations per training step (means over epochs and repeats); total training
+    time, its ratio to the reference option's (adjoint_ode, or sde_adjoint for
     SDEs) and to direct backprop's (direct, or sde_direct) at that width, final validation
     loss and metric, and the training time until the validation loss first reaches the
     width's target (:func:`target_loss`). ``title`` is added to the table's heading.
@@ -64,13 +65,18 @@ def table(results_dir, experiment, ablation, title=''):
 def _table_of(runs, experiment, ablation, title=''):
     if not runs:
         return ''
+    # The process's CPU seconds per epoch, where the runs recorded them: they move less
+    # than wall time when other work shares the machine.
+    cpu = any('epoch_cpu_times' in run for found in runs.values() for run in found)
     lines = [
         f'**{experiment} / {ablation}**{title}',
         '',
-        '| width | option | repeats | s / epoch | NFE / step fwd, bwd | training time (s) | '
+        '| width | option | repeats | s / epoch | '
+        + ('CPU s / epoch | ' if cpu else '')
+        + 'NFE / step fwd, bwd | training time (s) | '
         'time ÷ reference | time ÷ direct | final val loss | final val metric | '
         'target loss | time to target (s) |',
-        '|---|---|---|---|---|---|---|---|---|---|---|---|',
+        '|---|---|---|---|---|---|---|---|---|---|---|---|' + ('---|' if cpu else ''),
     ]
     for width in sorted({width for width, _ in runs}):
         groups = {option: found for (at, option), found in runs.items() if at == width}
@@ -91,8 +97,14 @@ def _table_of(runs, experiment, ablation, title=''):
                 f'{np.mean([run[name][1:].mean() for run in found]):.0f}'
                 for name in ('epoch_fnfe_history', 'epoch_bnfe_history')
             )
+            cpu_cell = ''
+            if cpu:
+                seconds = [
+                    run['epoch_cpu_times'][1:].mean() for run in found if 'epoch_cpu_times' in run
+                ]
+                cpu_cell = f'{_cell(seconds, 3) if len(seconds) == len(found) else "—"} | '
             lines.append(
-                f'| {width} | {option} | {len(found)} | {_cell(per_epoch, 3)} | {nfe} | '
+                f'| {width} | {option} | {len(found)} | {_cell(per_epoch, 3)} | {cpu_cell}{nfe} | '
                 f'{_cell([run["epoch_times"].sum() for run in found], 3)} | '
                 f'{" | ".join(ratios)} | '
                 f'{_cell([run["epoch_loss_history"][-1] for run in found], 3)} | '
