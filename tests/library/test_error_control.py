@@ -5,6 +5,7 @@ torchdiffeq's adjoint at the same tolerances or step size; the paper's rule
 (``gtol=C``) stays available unchanged.
 """
 
+import math
 import warnings
 
 import pytest
@@ -113,3 +114,29 @@ def test_rougher_integrands_get_more_nodes(monkeypatch):
     (smooth_count,) = _chosen_counts(monkeypatch, smooth)
     (rough_count,) = _chosen_counts(monkeypatch, rough)
     assert rough_count >= 2 * smooth_count
+
+
+class _FloatTime(nn.Module):
+    """A field that reads ``t`` as a Python number, as many users' fields do."""
+
+    def __init__(self):
+        super().__init__()
+        self.rate = nn.Parameter(torch.tensor([-0.5, 0.3], dtype=torch.float64))
+
+    def forward(self, t, z):
+        return self.rate * z * (1.0 + 0.1 * math.sin(float(t)))
+
+
+def test_float_t_in_func_gets_one_warning_that_says_what_it_means():
+    func = _FloatTime()
+    y0 = torch.tensor([[1.0, 0.5]], dtype=torch.float64)
+    t = torch.linspace(0, 1, 3, dtype=torch.float64)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter('always')
+        for _ in range(2):
+            loss = odeint_adjoint_gq(func, y0, t, backward='restart').sum()
+            torch.autograd.grad(loss, list(func.parameters()))
+    messages = [str(warning.message) for warning in caught]
+    assert not any('requires_grad=True to a scalar' in message for message in messages)
+    ours = [w for w in caught if 'func turns t into a Python number' in str(w.message)]
+    assert len(ours) == 1 and ours[0].filename == __file__

@@ -15,6 +15,7 @@ and a warning that points at the offending line of ``func``.
 
 import os
 import traceback
+import warnings
 
 import torch
 from torch.func import vmap
@@ -132,12 +133,39 @@ class NodeEvaluator:
         location = _user_frame(error) or self.call_site
         warn_once(message, location, key='vmap')
 
+    def _time_differentiated(self, function, times, states):
+        """``function(times, states)`` where ``times`` requires grad (the error-controlled
+        rule's time check). A ``func`` that turns ``t`` into a Python number there makes
+        torch warn about "a tensor with requires_grad=True", which the user's own ``t``
+        never had: say instead what it means here, once per place in ``func``."""
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter('always')
+            outputs = function(times, states)
+        for warning in caught:
+            if 'requires_grad=True to a scalar' in str(warning.message):
+                warn_once(
+                    'odeint_adjoint_gq: func turns t into a Python number (float(t), '
+                    't.item()): the error-controlled quadrature differentiates f with '
+                    'respect to t to check itself, and cannot see through that. Use t as '
+                    "a tensor (t * w, torch.sin(t)), or pass gtol=C for the paper's rule.",
+                    (warning.filename, warning.lineno),
+                    key='float(t)',
+                )
+            else:
+                warnings.warn_explicit(
+                    warning.message, warning.category, warning.filename, warning.lineno
+                )
+        return outputs
+
     def _backward(self, function, times, states, cotangents, params, state_grads, time_grads):
         self.calls += 1
         with torch.enable_grad():
             times = times.detach().requires_grad_(time_grads)
             states = states.detach().requires_grad_(state_grads)
-            outputs = function(times, states)
+            if time_grads:
+                outputs = self._time_differentiated(function, times, states)
+            else:
+                outputs = function(times, states)
             inputs = list(self.params) if params else []
             if state_grads:
                 inputs.append(states)
