@@ -309,7 +309,6 @@ EXPERIMENTS = {
                 budget='about 355 min with --jobs 2, the cosines ablation included '
                 '(estimated from the measurements above)',
                 pending=(
-                    'ornstein_uhlenbeck/10/5/',
                     'ornstein_uhlenbeck/10/20',
                     'ornstein_uhlenbeck/10/50',
                     'ornstein_uhlenbeck/10/100',
