@@ -5,7 +5,9 @@ thread each, in a fresh folder), and scales them to the grid's epochs and repeat
 measurement to write beside a grid in :mod:`experiments.grids` as its ``budget``.
 """
 
+import contextlib
 import importlib
+import io
 import pathlib
 import subprocess
 import sys
@@ -15,6 +17,16 @@ import time
 import torch
 
 from experiments.grids import EXPERIMENTS, _blocks
+
+
+def _quietly(main):
+    """``main`` with its one-line report kept out of the budget's table."""
+
+    def run(argv):
+        with contextlib.redirect_stdout(io.StringIO()):
+            return main(argv)
+
+    return run
 
 
 def estimate(experiment, grid='reduced', flags=(), epochs=2, jobs=2):
@@ -41,7 +53,7 @@ def estimate(experiment, grid='reduced', flags=(), epochs=2, jobs=2):
     total = 0.0
     try:
         with tempfile.TemporaryDirectory() as folder:
-            module.main(
+            _quietly(module.main)(
                 [
                     '--adjoint_option',
                     chosen.options[0],
@@ -63,7 +75,7 @@ def estimate(experiment, grid='reduced', flags=(), epochs=2, jobs=2):
                 for option in block.options:
                     for width in block.widths:
                         start = time.perf_counter()
-                        module.main(
+                        _quietly(module.main)(
                             [
                                 '--adjoint_option',
                                 option,

@@ -49,4 +49,5 @@ def test_the_compile_benchmark_prints_both_modes(capsys):
     for row in rows:
         plain, compiled_seconds, ratio = map(float, row[-4:-1])
         assert plain > 0 and compiled_seconds > 0
-        assert ratio == pytest.approx(compiled_seconds / plain, abs=0.01)
+        # The printed seconds are rounded: the ratio (of the unrounded ones) agrees to 5 %.
+        assert ratio == pytest.approx(compiled_seconds / plain, rel=0.05, abs=0.01)
