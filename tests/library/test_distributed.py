@@ -50,7 +50,8 @@ def _loss(solution):
 
 
 def _worker(rank, port, folder):
-    os.environ.update(MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port))
+    # The loopback interface: gloo would otherwise pick the host's first interface.
+    os.environ.update(MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port), GLOO_SOCKET_IFNAME='lo')
     torch.set_num_threads(1)
     dist.init_process_group('gloo', rank=rank, world_size=WORLD)
     try:
@@ -61,6 +62,8 @@ def _worker(rank, port, folder):
             grads = [param.grad.clone() for param in model.parameters()]
             if rank == 0:
                 torch.save(grads, os.path.join(folder, f'{backward}.pt'))
+        # Both ranks done before either tears the group down.
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 
