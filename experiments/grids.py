@@ -192,13 +192,20 @@ EXPERIMENTS = {
                 3,
                 ('--gtol', '0.003'),
                 lr={5: 0.01, 20: 0.01, 100: 0.001, 500: 0.001, 1000: 0.0001, 2000: 0.0001},
+                # Width 2000 has a third repeat of direct and GQ: their time ratio is the
+                # one "faster than direct" verdict, and two repeats did not settle it.
                 parts=(
-                    Block(('direct', 'adjoint_gq'), (1000, 2000), 2),
+                    Block(('direct', 'adjoint_gq'), (1000,), 2),
+                    Block(('direct', 'adjoint_gq'), (2000,), 3),
                     Block(ODE_OPTIONS, (1000, 2000), 2, epochs=3),
                 ),
                 budget='about 35 min for 2 repeats, the third about 20 min; '
                 'width 5 about 4 min; widths 1000 and 2000: about 102 '
-                'min (the committed sweeps)',
+                'min (the committed sweeps), the third repeat at 2000 about 40 min',
+                pending=(
+                    'nested_spheres/gtol0.003/2000/direct/3',
+                    'nested_spheres/gtol0.003/2000/adjoint_gq/3',
+                ),
             ),
             'quick': Grid(ODE_OPTIONS, (5, 20, 100), 2, ('--gtol', '0.003', '--nepochs', '3')),
         },
