@@ -2,8 +2,11 @@
 that argparse prefixes with the flag's name, then exits with status 2."""
 
 import argparse
+import contextlib
 import math
+import os
 import sys
+import traceback
 
 
 def _integer_at_least(text, minimum, description):
@@ -142,3 +145,23 @@ def require_writable(parser, flag, folder):
             f'argument {flag}: cannot write into {folder} ({error.strerror or error}); '
             'choose a writable folder'
         )
+
+
+@contextlib.contextmanager
+def write_failures_named(prog, flag):
+    """During work: an OSError from writing (a full disk, a folder made read-only since
+    :func:`require_writable` checked it) ends the command with one line naming the error
+    and ``flag``, exit status 1; ``TORCH_GQ_DEBUG=1`` prints the traceback too. The atomic
+    writers (:mod:`common.atomic`) leave no half-written file behind."""
+    try:
+        yield
+    except OSError as error:
+        if os.environ.get('TORCH_GQ_DEBUG') == '1':
+            traceback.print_exc()
+        where = f' {error.filename}' if error.filename else ''
+        print(
+            f'{prog}: cannot write{where} ({error.strerror or error}); what was written '
+            f'before is kept. Free space or choose another {flag}, then run the command again',
+            file=sys.stderr,
+        )
+        raise SystemExit(1) from None

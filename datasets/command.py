@@ -2,7 +2,7 @@
 
 import argparse
 
-from common.arguments import require_writable
+from common.arguments import require_writable, write_failures_named
 from datasets import DATA_DIR
 
 
@@ -22,5 +22,6 @@ def make_data(prog, description, generate, written, add_arguments=None, argv=Non
         add_arguments(parser)
     args = parser.parse_args(argv)
     require_writable(parser, '--data_dir', args.data_dir)
-    generate(args)
+    with write_failures_named(prog, '--data_dir'):
+        generate(args)
     print(f'wrote {written(args)}')

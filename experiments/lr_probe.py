@@ -25,7 +25,12 @@ import tempfile
 
 import numpy as np
 
-from common.arguments import positive_float, positive_int, require_writable
+from common.arguments import (
+    positive_float,
+    positive_int,
+    require_writable,
+    write_failures_named,
+)
 from common.atomic import save_json
 from experiments import results
 from experiments.grids import EXPERIMENTS, GRID_NAMES
@@ -311,8 +316,9 @@ def main(argv=None):
     if recorded is not None:
         found = merge(recorded, found)
     path = probe_file(args.experiment, flags, args.results_dir)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_json(path, found)
+    with write_failures_named(parser.prog, '--results_dir'):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_json(path, found)
     for width, lr in found['chosen'].items():
         print(f'width {width}: lr {lr:g}')
     print(f'written to {path}')

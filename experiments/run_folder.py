@@ -20,7 +20,7 @@ class RunError(Exception):
 
     Attributes:
         code: the exit status of the command line (2: a flag or folder to change,
-            1: a failure during training, 130: interrupted).
+            1: a failure during training, 130 or 143: interrupted by SIGINT or SIGTERM).
     """
 
     def __init__(self, message, code):

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 import torchdiffeq
 
+from common import interrupts
 from common.arguments import (
     ArgumentParser,
     experiment_number,
@@ -207,10 +208,7 @@ def _terminate_as_interrupt():
     if threading.current_thread() is not threading.main_thread():
         return None
 
-    def interrupt(number, frame):
-        raise KeyboardInterrupt
-
-    return signal.signal(signal.SIGTERM, interrupt)
+    return signal.signal(signal.SIGTERM, interrupts.raise_interrupt)
 
 
 def train(spec, make_setup, settings):
@@ -286,10 +284,10 @@ def _run_locked(args, spec, make_setup, folder):
         seed_everything(seed)
         setup = make_setup(args)
         model = setup.model.to(args.device)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as error:
         raise RunError(
             f'interrupted while preparing the data and the model; no epoch was written in {folder}',
-            130,
+            interrupts.exit_status(error),
         ) from None
     except DataError as error:
         raise RunError(str(error), 2) from error
@@ -360,8 +358,10 @@ def _run_locked(args, spec, make_setup, folder):
             folder, {**training.checkpoint(history), 'arguments': results.identity(args)}
         )
         results.write_summary(folder, _summary(args, spec, history, True))
-    except KeyboardInterrupt:
-        raise RunError(_interrupted_message(folder, args, saved['epoch']), 130) from None
+    except KeyboardInterrupt as error:
+        raise RunError(
+            _interrupted_message(folder, args, saved['epoch']), interrupts.exit_status(error)
+        ) from None
     except DivergenceError as error:
         raise RunError(
             f'{error}; {_kept(folder, saved)}. Try a smaller --lr, or a smaller --tol.', 1
@@ -396,8 +396,8 @@ def _run_locked(args, spec, make_setup, folder):
 
 
 class _deferred_interrupts:  # noqa: N801 (used as a statement, like a function)
-    """Hold SIGINT and SIGTERM while a block runs; raise KeyboardInterrupt after it if
-    either came (main thread only: signals are delivered there)."""
+    """Hold SIGINT and SIGTERM while a block runs; raise the interrupt after it if either
+    came (main thread only: signals are delivered there)."""
 
     def __enter__(self):
         self.received = None
@@ -417,7 +417,7 @@ class _deferred_interrupts:  # noqa: N801 (used as a statement, like a function)
             for number, handler in self.previous.items():
                 signal.signal(number, handler)
         if self.received is not None and kind is None:
-            raise KeyboardInterrupt
+            interrupts.raise_interrupt(self.received, None)
 
 
 def _kept(folder, saved):

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from common.arguments import positive_float, require_writable
+from common.arguments import positive_float, require_writable, write_failures_named
 from experiments import results
 from models.backprop import integrate
 
@@ -79,10 +79,11 @@ def computed(method, end, rtol, atol, gtol):
     return np.array([loss.item(), grad_z0.item(), grad_rate.item(), grad_end.item()])
 
 
+PROG = 'python -m experiments.toy_gradient'
+
+
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(
-        prog='python -m experiments.toy_gradient', description=__doc__.split('\n\n')[0]
-    )
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split('\n\n')[0])
     parser.add_argument(
         '--method',
         action='append',
@@ -133,22 +134,23 @@ def main(argv=None):
             errors[index] = np.abs(
                 computed(method, end, args.rtol, args.atol, args.gtol) - truth
             ) / np.abs(truth)
-        folder = results.write_toy_gradient(
-            args.results_dir,
-            method,
-            ends,
-            errors,
-            {
-                'rtol': args.rtol,
-                'atol': args.atol,
-                'gtol': args.gtol,
-                'end_times': [float(ends[0]), float(ends[-1]), len(ends)],
-                'median_relative_error': {
-                    quantity: float(np.median(errors[:, column]))
-                    for column, quantity in enumerate(QUANTITIES)
+        with write_failures_named(PROG, '--results_dir'):
+            folder = results.write_toy_gradient(
+                args.results_dir,
+                method,
+                ends,
+                errors,
+                {
+                    'rtol': args.rtol,
+                    'atol': args.atol,
+                    'gtol': args.gtol,
+                    'end_times': [float(ends[0]), float(ends[-1]), len(ends)],
+                    'median_relative_error': {
+                        quantity: float(np.median(errors[:, column]))
+                        for column, quantity in enumerate(QUANTITIES)
+                    },
                 },
-            },
-        )
+            )
         if not args.quiet:
             medians = ', '.join(
                 f'{q} {np.median(errors[:, c]):.1e}' for c, q in enumerate(QUANTITIES)

@@ -182,7 +182,7 @@ def test_sigterm_stops_a_run_with_the_same_message(tmp_path):
         time.sleep(0.2)
     process.send_signal(signal.SIGTERM)
     _, error = process.communicate(timeout=60)
-    assert process.returncode == 130
+    assert process.returncode == 143
     assert 'interrupted: epochs 0 to' in error and 'Traceback' not in error
 
 
@@ -590,6 +590,19 @@ def test_a_data_file_of_the_wrong_dtype_is_generated_again(tmp_path):
     assert torch.equal(again, points)
 
 
+def test_a_data_file_holding_nan_is_generated_again(tmp_path):
+    from datasets import nested_spheres as data
+
+    points, labels = data.load(tmp_path, 'train')
+    spoiled = points.numpy().copy()
+    spoiled[0, 1] = np.nan
+    spoiled[5, 0] = np.inf
+    np.savez(data.folder(tmp_path) / 'train.npz', points=spoiled, labels=labels.numpy())
+    with pytest.warns(RuntimeWarning, match='points holds 2 NaN or infinite values'):
+        again, _ = data.load(tmp_path, 'train')
+    assert torch.equal(again, points)
+
+
 def test_a_summary_that_is_not_an_object_is_named(tmp_path):
     folder = tmp_path / 'run'
     folder.mkdir()
@@ -679,15 +692,20 @@ def test_negative_numbers_and_empty_folders_are_checked_as_values(capsys, flags,
 
 
 @pytest.mark.parametrize(
-    'command, delay',
+    'command, delay, number',
     [
-        (['experiments.g1d'], 1.0),  # still importing torch (which takes a few seconds)
-        (['plotting.figures'], 1.0),
-        # In the middle of its work: the toy gradient has no handler of its own.
-        (['experiments.toy_gradient', '--method', 'mali', '--results_dir'], 6.0),
+        # Still importing torch (which takes a few seconds).
+        (['experiments.g1d'], 1.0, signal.SIGINT),
+        (['experiments.g1d'], 1.0, signal.SIGTERM),
+        (['plotting.figures'], 1.0, signal.SIGINT),
+        # In the middle of their work: neither has a handler of its own.
+        (['experiments.toy_gradient', '--method', 'mali', '--results_dir'], 6.0, signal.SIGINT),
+        (['experiments.toy_gradient', '--method', 'mali', '--results_dir'], 6.0, signal.SIGTERM),
+        # While one of its probe runs trains in a child process.
+        (['experiments.lr_probe', 'g1d', '--widths', '5', '--results_dir'], 8.0, signal.SIGTERM),
     ],
 )
-def test_ctrl_c_in_a_command_prints_one_line(tmp_path, command, delay):
+def test_a_signal_to_a_command_prints_one_line(tmp_path, command, delay, number):
     arguments = [*command, str(tmp_path)] if command[-1] == '--results_dir' else command
     started = subprocess.Popen(
         [sys.executable, '-m', *arguments],
@@ -697,15 +715,17 @@ def test_ctrl_c_in_a_command_prints_one_line(tmp_path, command, delay):
         text=True,
     )
     time.sleep(delay)
-    started.send_signal(signal.SIGINT)
+    started.send_signal(number)
     _, error = started.communicate(timeout=60)
-    # Python ends an interrupted program by SIGINT itself (the shell sees 130); past its
-    # imports the experiment's own handler says what was saved and exits 130.
-    assert started.returncode in (-signal.SIGINT, 130), error
+    # The command ends as the signal would end it (the shell sees 130 or 143): by the
+    # signal itself, or past its imports by the experiment's own handler, which says what
+    # was saved.
+    assert started.returncode in (-number, 128 + number), error
     assert 'Traceback' not in error
     assert error.splitlines()[-1] == 'interrupted; no file is left half-written' or (
-        started.returncode == 130 and 'interrupted' in error.splitlines()[-1]
+        started.returncode == 128 + number and 'interrupted' in error.splitlines()[-1]
     )
+    assert not [path for path in tmp_path.rglob('*') if path.name.endswith('.tmp')]
 
 
 def _break_summary(key, value):
@@ -777,6 +797,62 @@ def test_a_file_where_a_folder_is_wanted_is_named_before_any_work(tmp_path, comm
     )
     assert finished.returncode == 2 and 'Traceback' not in finished.stderr
     assert f'{blocking} is a file, not a folder' in finished.stderr
+
+
+def _full_disk(monkeypatch):
+    """Every atomic write fails as on a full disk (after its temporary file was opened)."""
+    import errno
+
+    from common import atomic
+
+    def no_space(descriptor):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(atomic.os, 'fsync', no_space)
+
+
+def _make_toy_gradient(folder):
+    from experiments import toy_gradient
+
+    toy_gradient.main(['--t_step', '5', '--quiet', '--results_dir', str(folder)])
+
+
+def _make_data(folder):
+    from datasets import make_nested_spheres_data
+
+    make_nested_spheres_data.main(['--data_dir', str(folder)])
+
+
+def _make_probe(folder):
+    from experiments import lr_probe
+
+    lr_probe.main(['g1d', '--widths', '5', '--results_dir', str(folder)])
+
+
+@pytest.mark.parametrize(
+    'command, flag',
+    [
+        (_make_toy_gradient, '--results_dir'),
+        (_make_data, '--data_dir'),
+        (_make_probe, '--results_dir'),
+    ],
+)
+def test_a_full_disk_during_work_is_named_in_one_line(tmp_path, capsys, monkeypatch, command, flag):
+    from experiments import lr_probe
+
+    # The probe's training is not what is tested: it finds one rate at once.
+    monkeypatch.setattr(
+        lr_probe, 'probe', lambda *arguments, **keywords: {'chosen': {'5': 0.01}, 'widths': {}}
+    )
+    _full_disk(monkeypatch)
+    with pytest.raises(SystemExit) as raised:
+        command(tmp_path)
+    error = capsys.readouterr().err
+    assert raised.value.code == 1, error
+    assert 'No space left on device' in error and f'choose another {flag}' in error
+    assert len(error.strip().splitlines()) == 1 and 'Traceback' not in error
+    # Nothing half-written: the atomic writer removed its temporary file.
+    assert not [path for path in tmp_path.rglob('*') if path.is_file()]
 
 
 @pytest.mark.parametrize(
