@@ -77,10 +77,23 @@ def experiment_number(text):
 
 
 def folder(text):
-    """A folder path: any non-empty text (an empty one would mean the current folder)."""
+    """A folder path: non-empty text (an empty one would mean the current folder) that
+    names no file, nor a place below one; refused also by commands that never read it."""
     if not text.strip():
         raise argparse.ArgumentTypeError(f'must name a folder; got {text!r}')
+    blocking = _blocking_file(text)
+    if blocking is not None:
+        raise argparse.ArgumentTypeError(f'{blocking} is a file, not a folder; choose a folder')
     return text
+
+
+def _blocking_file(folder):
+    """The existing file at ``folder`` or above it, which stops it being a folder; or None."""
+    import pathlib
+
+    path = pathlib.Path(folder)
+    existing = next((place for place in (path, *path.parents) if place.exists()), None)
+    return existing if existing is not None and not existing.is_dir() else None
 
 
 def numbers_as_values(argv):
@@ -130,11 +143,8 @@ def require_writable(parser, flag, folder):
     import pathlib
     import tempfile
 
-    blocking = next(
-        (path for path in (pathlib.Path(folder), *pathlib.Path(folder).parents) if path.exists()),
-        None,
-    )
-    if blocking is not None and not blocking.is_dir():
+    blocking = _blocking_file(folder)
+    if blocking is not None:
         parser.error(f'argument {flag}: {blocking} is a file, not a folder; choose a folder')
     try:
         pathlib.Path(folder).mkdir(parents=True, exist_ok=True)

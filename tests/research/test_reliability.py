@@ -558,11 +558,20 @@ def test_data_dir_problems_are_named(tmp_path):
     )
     afile = tmp_path / 'afile'
     afile.write_text('')
-    result = _command(*common, '--data_dir', str(afile))
+    # Refused as it is read, also by an experiment that never reads data.
+    for experiment in ('experiments.nested_spheres', 'experiments.g1d'):
+        result = _command('-m', experiment, *common[2:], '--data_dir', str(afile))
+        assert result.returncode == 2
+        assert f'argument --data_dir: {afile} is a file, not a folder' in _one_line(result)
+    # A file where the generator writes its folder: named when the data are generated.
+    blocked = tmp_path / 'blocked'
+    blocked.mkdir()
+    (blocked / 'nested_spheres').write_text('')
+    result = _command(*common, '--data_dir', str(blocked))
     assert result.returncode == 2 and 'choose a writable folder as --data_dir' in _one_line(result)
     # The traceback is there on request.
     debug = _command(
-        *common, '--data_dir', str(afile), environment=dict(os.environ, TORCH_GQ_DEBUG='1')
+        *common, '--data_dir', str(blocked), environment=dict(os.environ, TORCH_GQ_DEBUG='1')
     )
     assert debug.returncode == 2 and 'Traceback' in debug.stderr
 
