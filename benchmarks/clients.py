@@ -38,6 +38,7 @@ MODES = {
     'gq restart': (odeint_adjoint_gq, dict(backward='restart')),
     'gq propagator': (odeint_adjoint_gq, dict(backward='propagator')),
     'gq checkpoint': (odeint_adjoint_gq, dict(backward='checkpoint')),
+    'gq direct': (odeint_adjoint_gq, dict(backward='direct')),
     'gq interpolated': (odeint_adjoint_gq, dict(backward='interpolated')),
     'gq gtol=0.1': (odeint_adjoint_gq, dict(gtol=0.1, backward='restart')),
 }

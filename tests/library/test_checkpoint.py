@@ -254,24 +254,32 @@ def _default_gradients(func, y0, t, **kwargs):
     return grads, info
 
 
-def test_auto_choice_is_deterministic_and_takes_the_checkpoint_with_many_times():
+def test_auto_choice_is_deterministic_and_keeps_the_states_where_the_graph_does_not_fit():
     func, y0, t = _latent_problem()
-    first, info = _default_gradients(func, y0, t)
-    second, again = _default_gradients(func, y0, t)
+    _, kept = _default_gradients(func, y0, t)
+    assert kept['backward'] == 'direct'  # the graph fits the default budget
+    # The steps and their stages (what 'auto' records for the passes that read them)
+    # fit, the graph does not.
+    _, forced = _default_gradients(func, y0, t, backward='interpolated')
+    budget = 2 * forced['checkpoint_bytes']
+    assert budget < kept['graph_bytes']
+    first, info = _default_gradients(func, y0, t, checkpoint_memory=budget)
+    second, again = _default_gradients(func, y0, t, checkpoint_memory=budget)
     assert info['backward'] == again['backward'] == 'checkpoint'
     assert all(torch.equal(a, b) for a, b in zip(first, second))
 
 
 def test_auto_stays_inside_the_memory_budget():
     func, y0, t = _latent_problem()
-    _, unlimited = _default_gradients(func, y0, t)
-    budget = unlimited['checkpoint_bytes'] // 2
+    _, forced = _default_gradients(func, y0, t, backward='checkpoint')
+    budget = forced['checkpoint_bytes'] // 2
     with warnings.catch_warnings():
         warnings.simplefilter('error')
         _, limited = _default_gradients(func, y0, t, checkpoint_memory=budget)
-    assert limited['backward'] not in ('checkpoint', 'interpolated')
+    assert limited['backward'] not in ('direct', 'checkpoint', 'interpolated')
     # The tape was dropped once over budget, and info reports only what ran.
     assert 'checkpoint_bytes' not in limited and 'checkpoint_steps' not in limited
+    assert 'graph_bytes' not in limited
 
 
 def test_forced_checkpoint_over_budget_or_uncovered_falls_back_with_one_warning():

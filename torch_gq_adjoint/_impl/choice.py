@@ -22,6 +22,7 @@ from typing import Callable
 from .checkpoint import CheckpointBackward
 from .checks import tight_enough
 from .interpolated import InterpolatedBackward
+from .kept_graph import DirectBackward
 from .notices import warn_once
 from .propagator import PropagatorBackward, SampleLayout
 from .record import BackwardPass, ForwardRecord
@@ -37,9 +38,10 @@ CHECKPOINT_COST = 1.2
 #: parameter integral rides along (measured on the CNFs of ``benchmarks.clients``).
 RIDING_COST = 1.5
 
-#: The checkpoint is taken only when it is expected to cost less than 1/MARGIN of the
-#: cheapest quadrature pass: where the two cost about the same, the quadrature passes'
-#: accuracy (that of torchdiffeq's adjoint) is worth keeping.
+#: The passes that return the forward discretisation's gradient (the checkpoint and the
+#: kept graph) are taken only when expected to cost less than 1/MARGIN of the cheapest
+#: quadrature pass: where the two cost about the same, the quadrature passes' accuracy
+#: (that of torchdiffeq's adjoint) is worth keeping.
 MARGIN = 2.0
 
 #: Evaluations of one backward solver step at least (one dopri5 step and its first
@@ -63,6 +65,13 @@ def node_cost(record, vectorised):
     if vectorised:
         return 0.0
     return CHECKPOINT_COST * record.forward_nfe * (1.5 if _controlled(record) else 0.1)
+
+
+def direct_cost(record, vectorised):
+    """Priced as the checkpoint it replaces (the same gradient's accuracy, so the choice
+    between the discretisation's gradient and the adjoint's stays where it was); it is
+    cheaper in fact, and wins their tie."""
+    return CHECKPOINT_COST * record.graph.step_evaluations
 
 
 def checkpoint_cost(record, vectorised):
@@ -117,6 +126,7 @@ class Entry:
 
 #: Every backward pass, in the order ``'auto'`` prefers them at equal cost.
 REGISTRY = (
+    Entry(DirectBackward, direct_cost),
     Entry(CheckpointBackward, checkpoint_cost),
     Entry(InterpolatedBackward, interpolated_cost),
     Entry(PropagatorBackward, propagator_cost),
@@ -129,20 +139,24 @@ _BY_NAME = {entry.backward.name: entry for entry in REGISTRY}
 BACKWARDS = ('auto',) + tuple(reversed(tuple(_BY_NAME)))
 
 
+#: The passes whose gradient is the forward discretisation's (see MARGIN).
+DISCRETE_GRADIENT = (DirectBackward, CheckpointBackward)
+
+
 def _automatic_candidate(entry, settings):
     """Whether ``'auto'`` may take this pass at these settings (accuracy, not cost)."""
-    return entry.backward is not CheckpointBackward or tight_enough(settings.rtol)
+    return entry.backward not in DISCRETE_GRADIENT or tight_enough(settings.rtol)
 
 
 def records(settings):
-    """``(steps, stages)``: what the forward pass records, for the pass asked for or
-    every pass ``'auto'`` may take."""
+    """What the forward pass records (a set of ``'steps'``, ``'stages'``, ``'graph'``),
+    for the pass asked for or every pass ``'auto'`` may take. Where the graph is kept,
+    the steps are recorded only if it does not fit."""
     if settings.backward == 'auto':
         entries = [entry for entry in REGISTRY if _automatic_candidate(entry, settings)]
     else:
         entries = [_BY_NAME[settings.backward]]
-    needs = {need for entry in entries for need in entry.backward.records(settings)}
-    return 'steps' in needs, 'stages' in needs
+    return {need for entry in entries for need in entry.backward.records(settings)}
 
 
 def choose(record):
@@ -191,10 +205,11 @@ def choose(record):
 
 
 def _ranked(offers, record, vectorised):
-    """The offers from the cheapest; the checkpoint's cost counts :data:`MARGIN` times."""
+    """The offers from the cheapest; the discretisation's gradients cost :data:`MARGIN`
+    times theirs."""
 
     def cost(entry):
-        weight = MARGIN if entry.backward is CheckpointBackward else 1.0
+        weight = MARGIN if entry.backward in DISCRETE_GRADIENT else 1.0
         return weight * entry.cost(record, vectorised)
 
     return sorted(offers, key=cost)  # stable: the table's order breaks ties

@@ -4,8 +4,11 @@ bottom.
 Forward: :func:`torchdiffeq.odeint` itself, on the user's ``func`` and state structure,
 without a graph; the evaluations are counted and, where a backward pass that reads them
 may run, the accepted steps (and their stages) recorded (:class:`~.checkpoint.ForwardTape`).
+Where the pass through the forward's own graph may run (:mod:`.kept_graph`), the solve
+first keeps its graph, within ``checkpoint_memory``.
 Backward: :func:`~.choice.choose` picks a backward pass from its table
-(:mod:`.restart`, :mod:`.interpolated`, :mod:`.propagator`, :mod:`.checkpoint`), which
+(:mod:`.restart`, :mod:`.interpolated`, :mod:`.propagator`, :mod:`.checkpoint`,
+:mod:`.kept_graph`), which
 returns the cotangents of ``y0`` and the parameters; the time gradients follow in closed
 form from ``f`` at the output times (:func:`~.record.time_gradients`).
 """
@@ -21,9 +24,19 @@ import torchdiffeq
 
 from . import checks
 from .backward_options import backward_norm
-from .checkpoint import DEFAULT_CHECKPOINT_MEMORY, ForwardTape
+from .checkpoint import DEFAULT_CHECKPOINT_MEMORY, CheckpointBackward, ForwardTape
 from .choice import BACKWARDS, choose, records
 from .dynamics import CountedField
+from .kept_graph import (
+    DirectBackward,
+    GraphGuard,
+    GraphTooLargeError,
+    KeptGraph,
+    StepCounter,
+    remember,
+    site_key,
+    worth_keeping,
+)
 from .notices import call_site
 from .record import ForwardRecord, check_finite, explain_non_finite, time_gradients
 from .second_order import differentiable_backward
@@ -71,32 +84,32 @@ class _GaussQuadratureAdjoint(torch.autograd.Function):
         parts, params = inputs[: len(layout.shapes)], inputs[len(layout.shapes) :]
         y0 = tuple(parts) if layout.is_tuple else parts[0]
         adaptive = settings.method in checks.ADAPTIVE_METHODS
-        tape = None
-        steps, stages = records(settings)
-        if steps:
-            reversed_time = len(t) > 1 and bool(t[0] > t[1])
-            tape = ForwardTape(
-                adaptive, reversed_time, settings.checkpoint_memory, keep_stages=stages
+        needs = records(settings)
+        reversed_time = len(t) > 1 and bool(t[0] > t[1])
+
+        def new_tape():
+            if 'steps' not in needs:
+                return None
+            return ForwardTape(
+                adaptive,
+                reversed_time,
+                settings.checkpoint_memory,
+                keep_stages='stages' in needs,
             )
-        counted = CountedField(settings.func, adaptive, tape, settings.layout)
-        with torch.no_grad():
+
+        graph, tape = None, None
+        key = site_key(settings, sum(layout.numels))
+        if 'graph' in needs and worth_keeping(key, settings.backward == 'direct'):
+            tape = new_tape()
             try:
-                result = torchdiffeq.odeint(
-                    counted,
-                    y0,
-                    t,
-                    rtol=settings.rtol,
-                    atol=settings.atol,
-                    method=settings.method,
-                    options=settings.options,
-                    event_fn=settings.event_fn,
-                )
-            except AssertionError as error:
-                # torchdiffeq's "underflow in dt": name a non-finite value where there is one.
-                if 'underflow' not in str(error):
-                    raise
-                explain_non_finite(settings.func, t[0], y0, params)
-                raise
+                graph, result, counted = _solve_keeping_graph(settings, t, parts, params, tape)
+            except GraphTooLargeError:
+                remember(key, too_large=True)
+        if graph is None:
+            tape = new_tape()
+            counted = CountedField(settings.func, adaptive, tape, settings.layout)
+            with torch.no_grad():
+                result = _solve(settings, counted, y0, t, params)
         event_t = None
         if settings.event_fn is not None:
             event_t, result = result
@@ -105,6 +118,7 @@ class _GaussQuadratureAdjoint(torch.autograd.Function):
         ctx.forward_nfe = counted.nfe
         ctx.forward_step = counted.last_step
         ctx.tape = tape
+        ctx.graph = graph
         _report(
             settings.info,
             forward_nfe=counted.nfe,
@@ -150,6 +164,68 @@ class _GaussQuadratureAdjoint(torch.autograd.Function):
         )
 
 
+def _solve(settings, field, y0, t, params):
+    """:func:`torchdiffeq.odeint` with the settings' tolerances, method and events."""
+    try:
+        return torchdiffeq.odeint(
+            field,
+            y0,
+            t,
+            rtol=settings.rtol,
+            atol=settings.atol,
+            method=settings.method,
+            options=settings.options,
+            event_fn=settings.event_fn,
+        )
+    except AssertionError as error:
+        # torchdiffeq's "underflow in dt": name a non-finite value where there is one.
+        if 'underflow' not in str(error):
+            raise
+        explain_non_finite(settings.func, t[0], y0, params)
+        raise
+
+
+def _solve_keeping_graph(settings, t, parts, params, tape):
+    """The forward solve with grad mode on, from detached copies of ``y0``'s parts:
+    ``(KeptGraph, result, counted field)``; ``tape`` (or None) records the steps beside
+    it, for the passes ``'auto'`` may prefer.
+
+    Raises:
+        GraphTooLargeError: the graph would pass ``checkpoint_memory`` (the solve stopped).
+    """
+    layout = settings.layout
+    adaptive = settings.method in checks.ADAPTIVE_METHODS
+    leaves = tuple(part.detach().requires_grad_(True) for part in parts)
+    steps = StepCounter(adaptive) if tape is None else tape
+    counted = CountedField(settings.func, adaptive, steps, layout)
+    state_bytes = sum(part.numel() * part.element_size() for part in parts)
+    guard = GraphGuard(counted, params, state_bytes, settings.checkpoint_memory)
+    with torch.enable_grad():
+        result = _solve(
+            settings, guard, tuple(leaves) if layout.is_tuple else leaves[0], t.detach(), params
+        )
+    solution = result[1] if settings.event_fn is not None else result
+    kept = KeptGraph(
+        leaves,
+        tuple(solution) if layout.is_tuple else (solution,),
+        guard.nbytes,
+        steps.step_evaluations if adaptive else counted.nfe,
+    )
+    # What the Function returns carries no graph of its own (autograd gives it this one).
+    if settings.event_fn is not None:
+        event_t, solution = result
+        result = (event_t.detach(), _detached(solution))
+    else:
+        result = _detached(result)
+    return kept, result, counted
+
+
+def _detached(value):
+    if isinstance(value, (tuple, list)):
+        return tuple(part.detach() for part in value)
+    return value.detach()
+
+
 def _backward(ctx, settings, t, event_t, solution_parts, params, grad_outputs):
     """The backward pass without a graph of its own: the chosen pass's cotangents."""
     layout = settings.layout
@@ -176,8 +252,14 @@ def _backward(ctx, settings, t, event_t, solution_parts, params, grad_outputs):
             ctx.forward_nfe,
             ctx.forward_step,
             ctx.tape,
+            ctx.graph,
         )
-        result = choose(record)(grad_solution)
+        backward = choose(record)
+        if settings.backward == 'auto' and 'graph' in records(settings):
+            # Whether the next solve from this line keeps its graph (kept_graph).
+            discrete = isinstance(backward, (DirectBackward, CheckpointBackward))
+            remember(site_key(settings, solution.shape[-1]), discrete=discrete)
+        result = backward(grad_solution)
         check_finite(result)
         _report(settings.info, **result.costs)
         if settings.info is not None and result.costs.get('backward') not in TAPE_READERS:
@@ -225,8 +307,9 @@ def odeint_adjoint_gq(
 ) -> Any:
     """Solve ``dy/dt = func(t, y)`` like :func:`torchdiffeq.odeint`; gradients by the GQ adjoint.
 
-    The forward pass is :func:`torchdiffeq.odeint` itself without a graph (memory
-    O(state)): same steps, same values. The backward pass solves only the state and its
+    The forward pass is :func:`torchdiffeq.odeint` itself, without a graph (memory
+    O(state)) or, where the graph is small and the discretisation's gradient is wanted,
+    with it: same steps, same values. The backward pass solves only the state and its
     adjoint ``[z, a]`` backwards and computes the parameter gradient ``∫ aᵀ ∂f/∂θ dt``
     with Gauss–Legendre quadrature on each interval ``[t[i-1], t[i]]``.
 
@@ -284,8 +367,10 @@ def odeint_adjoint_gq(
             each and gives the rule of ``'auto'``; docs/benchmarks.md measures them).
 
             - ``'auto'`` (default): the cheapest pass that serves the solve, priced by a
-              deterministic count of evaluations (never timings: the same call always
-              takes the same path); the checkpoint only where the forward solve is tight.
+              deterministic count of evaluations (never timings); the discretisation's
+              gradient (kept graph, checkpoint) only where the forward solve is tight.
+              Whether the forward keeps its graph depends on the calls made before from
+              the same line (docs/backward.md): the same script takes the same paths.
             - ``'restart'``: the paper's, one ``[z, a]`` solve per interval, restarted at
               every observation time, the parameter gradient by Gauss–Legendre quadrature.
             - ``'interpolated'``: ``a`` alone, solved once over the whole horizon, ``z``
@@ -307,20 +392,29 @@ def odeint_adjoint_gq(
               it: direct backprop's derivatives of every order, at direct backprop's
               memory; ``'auto'`` then takes it, and the other passes raise
               (docs/usage.md).
+            - ``'direct'``: the forward solve keeps its autograd graph (from detached
+              copies of ``y0``) while its estimated size stays within
+              ``checkpoint_memory``, and the backward pass backpropagates through it:
+              exactly direct backpropagation's gradient, nothing evaluated again, at
+              direct backprop's memory. Past the budget the forward stops, solves again
+              without a graph, and another pass runs (``func`` and its callbacks see
+              the stopped attempt too). Every torch method, events included.
 
             A pass that cannot serve the solve (docs/backward.md says which) gives way to
             ``'restart'`` with a warning, shown once per call site and process.
         batch_dim: 0 (default): the samples are along the first dimension of ``y0`` (of
             every part of a tuple ``y0``); None: no per-sample structure (no propagator).
-        checkpoint_memory: bytes the record of the forward steps (checkpoint and
-            interpolating passes) may hold (default 2**28, 256 MiB). Under ``'auto'`` a
-            solve whose steps pass it uses the passes with memory O(state); 0 rules both
-            out.
+        checkpoint_memory: bytes the forward may keep for the backward pass: its graph
+            (``'direct'``) or the record of its steps (checkpoint and interpolating
+            passes) (default 2**28, 256 MiB). Under ``'auto'`` a solve whose graph
+            passes it records its steps instead, and one whose steps pass it too uses
+            the passes with memory O(state); 0 rules all three out.
         info: optional dict, filled in with what the solve cost (docs/usage.md explains
             each key): ``forward_nfe`` after the forward pass; ``backward`` (the pass that
-            ran), ``backward_nfe`` and ``nodes`` after the backward pass, and
+            ran), ``backward_nfe`` and ``nodes`` after the backward pass,
             ``checkpoint_steps`` and ``checkpoint_bytes`` where that pass read the
-            forward's recorded steps.
+            forward's recorded steps, and ``graph_bytes`` (the estimate of the kept
+            graph's size) where it went through the forward's graph.
 
     Returns:
         Tensor of shape ``(len(t), *y0.shape)``, or a tuple of such tensors for a tuple

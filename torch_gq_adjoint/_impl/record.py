@@ -20,6 +20,7 @@ from torch.func import vmap
 if TYPE_CHECKING:  # only for the annotations: these modules import this one
     from .checkpoint import ForwardTape
     from .gq_adjoint import Settings
+    from .kept_graph import KeptGraph
 
 
 @dataclass
@@ -37,6 +38,8 @@ class ForwardRecord:
         forward_step: last accepted forward step (adaptive methods) or None.
         tape: :class:`~torch_gq_adjoint._impl.checkpoint.ForwardTape` or None: the
             accepted steps (and their stages), where a pass that reads them may run.
+        graph: :class:`~torch_gq_adjoint._impl.kept_graph.KeptGraph` or None: the
+            forward solve with its autograd graph, where it was kept.
         field_values: :class:`FieldValues` at the output times (made here).
     """
 
@@ -48,6 +51,7 @@ class ForwardRecord:
     forward_nfe: int
     forward_step: torch.Tensor | None = None
     tape: ForwardTape | None = None
+    graph: KeptGraph | None = None
     field_values: FieldValues = field(init=False)
     _vectorisable: bool | None = field(init=False, default=None)
 
@@ -96,7 +100,8 @@ class BackwardPass(Protocol):
 
     @staticmethod
     def records(settings: Settings) -> tuple[str, ...]:
-        """What the forward must record for this pass (``'steps'``, ``'stages'``)."""
+        """What the forward must record for this pass (``'steps'``, ``'stages'``,
+        ``'graph'``)."""
         ...
 
     @staticmethod

@@ -1,0 +1,268 @@
+"""The backward pass through the forward's kept graph (``backward='direct'``): direct
+backprop's gradient exactly, within ``checkpoint_memory``, and 'auto''s choice where the
+discretisation's gradient may be taken."""
+
+import warnings
+from functools import partial
+
+import pytest
+import torch
+import torchdiffeq
+from torch import nn
+
+from torch_gq_adjoint import odeint_adjoint_gq
+from torch_gq_adjoint._impl import checks, kept_graph, notices
+from torch_gq_adjoint._impl.checkpoint import CHECKPOINT_METHODS
+
+ADAPTIVE = sorted(checks.ADAPTIVE_METHODS)
+GRID = sorted(CHECKPOINT_METHODS - checks.ADAPTIVE_METHODS)
+
+
+class _Field(nn.Module):
+    """A small network whose evaluations are counted (as torchdiffeq's examples do)."""
+
+    def __init__(self, dim=3, width=16):
+        super().__init__()
+        torch.manual_seed(0)
+        self.net = nn.Sequential(nn.Linear(dim, width), nn.Tanh(), nn.Linear(width, dim)).double()
+        self.nfe = 0
+
+    def forward(self, t, y):
+        self.nfe += 1
+        return self.net(y) * torch.cos(t)
+
+
+class _TupleField(nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(1)
+        self.first = nn.Linear(2, 2).double()
+        self.second = nn.Linear(3, 1).double()
+
+    def forward(self, t, state):
+        x, y = state
+        return torch.tanh(self.first(x)) * y, self.second(torch.cat([x, y], -1)) * t
+
+
+def _gradients(solve, func, y0, t, **kwargs):
+    parts = y0 if isinstance(y0, tuple) else (y0,)
+    solution = solve(func, y0, t, **kwargs)
+    solution = solution if isinstance(solution, tuple) else (solution,)
+    weights = torch.Generator().manual_seed(3)
+    loss = sum(
+        (part * torch.randn(part.shape, dtype=part.dtype, generator=weights)).sum()
+        for part in solution
+    )
+    inputs = [*parts, *func.parameters()] + ([t] if t.requires_grad else [])
+    return solution, torch.autograd.grad(loss, inputs)
+
+
+def _relative(got, expected):
+    return max(((a - b).norm() / b.norm().clamp_min(1e-300)).item() for a, b in zip(got, expected))
+
+
+def _state(*shape, seed=2):
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randn(*shape, dtype=torch.float64, generator=generator).requires_grad_(True)
+
+
+def _many_times():
+    """A latent-ODE-like solve (40 output times) where 'auto' takes the kept graph."""
+    return _Field(dim=4, width=20), _state(64, 4), torch.linspace(0, 3, 40, dtype=torch.float64)
+
+
+@pytest.mark.parametrize('method', ADAPTIVE + GRID)
+@pytest.mark.parametrize('increasing', [True, False])
+def test_the_gradient_is_direct_backprops_exactly(method, increasing):
+    func, y0 = _Field(), _state(4, 3)
+    t = torch.linspace(0.0, 2.0, 7, dtype=torch.float64)
+    t = t if increasing else t.flip(0)
+    kwargs = dict(method=method, rtol=1e-6, atol=1e-8)
+    if method not in checks.ADAPTIVE_METHODS:
+        kwargs['options'] = dict(step_size=0.13)
+    info = {}
+    mine, got = _gradients(
+        partial(odeint_adjoint_gq, backward='direct', info=info), func, y0, t, **kwargs
+    )
+    theirs, expected = _gradients(torchdiffeq.odeint, func, y0, t, **kwargs)
+    assert all(torch.equal(a, b) for a, b in zip(mine, theirs))  # the same forward
+    assert info['backward'] == 'direct' and info['backward_nfe'] == 0
+    assert info['graph_bytes'] > 0 and 'checkpoint_bytes' not in info
+    assert _relative(got, expected) < 1e-13, _relative(got, expected)
+
+
+def test_tuple_states_and_time_gradients():
+    func = _TupleField()
+    y0 = (_state(5, 2), _state(5, 1, seed=4))
+    t = torch.tensor([0.0, 0.4, 1.1, 2.0], dtype=torch.float64, requires_grad=True)
+    _, got = _gradients(
+        partial(odeint_adjoint_gq, backward='direct'), func, y0, t, rtol=1e-10, atol=1e-12
+    )
+    _, expected = _gradients(torchdiffeq.odeint, func, y0, t, rtol=1e-10, atol=1e-12)
+    assert _relative(got[:-1], expected[:-1]) < 1e-13
+    # The time gradients come in closed form from f at the output times (every pass's
+    # way); direct backprop also differentiates the step sizes' dependence on t.
+    assert torch.allclose(got[-1], expected[-1], rtol=1e-7, atol=1e-9)
+
+
+class _Ball(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.gravity = nn.Parameter(torch.tensor(9.8, dtype=torch.float64))
+        self.drag = nn.Parameter(torch.tensor(0.1, dtype=torch.float64))
+
+    def forward(self, t, state):
+        return torch.stack([state[1], -self.gravity - self.drag * state[1]])
+
+
+def test_events_through_odeint_event():
+    def run(interface):
+        ball = _Ball()
+        height = torch.tensor(10.0, dtype=torch.float64, requires_grad=True)
+        state = torch.stack([height, torch.zeros_like(height)])
+        event_t, solution = torchdiffeq.odeint_event(
+            ball,
+            state,
+            torch.tensor(0.0, dtype=torch.float64),
+            event_fn=lambda t, y: y[0],
+            odeint_interface=interface,
+            rtol=1e-8,
+            atol=1e-10,
+        )
+        loss = event_t + 0.3 * solution[-1, 1]
+        return loss, torch.autograd.grad(loss, [height, *ball.parameters()])
+
+    info = {}
+    loss, got = run(partial(odeint_adjoint_gq, backward='direct', info=info))
+    reference_loss, expected = run(torchdiffeq.odeint)
+    assert info['backward'] == 'direct'
+    assert loss.item() == reference_loss.item()
+    assert _relative(got, expected) < 1e-12
+
+
+def test_auto_keeps_the_graph_only_at_tight_tolerances():
+    func, y0, t = _many_times()
+    tight, loose = {}, {}
+    _gradients(partial(odeint_adjoint_gq, info=tight), func, y0, t, rtol=1e-7, atol=1e-9)
+    _gradients(partial(odeint_adjoint_gq, info=loose), func, y0, t, rtol=1e-3, atol=1e-3)
+    assert tight['backward'] == 'direct'
+    assert loose['backward'] not in ('direct', 'checkpoint') and 'graph_bytes' not in loose
+
+
+def test_auto_keeps_the_graph_while_it_chooses_it_at_that_line():
+    # Few output times: the adjoint's quadrature is cheap enough to keep its accuracy, so
+    # after the first call the forward no longer keeps a graph there.
+    func, y0 = _Field(), _state(4, 3)
+    t = torch.linspace(0.0, 2.0, 3, dtype=torch.float64)
+    counts = []
+    for _ in range(2):
+        info = {}
+        func.nfe = 0
+        _gradients(partial(odeint_adjoint_gq, info=info), func, y0, t, rtol=1e-7, atol=1e-9)
+        assert info['backward'] == 'interpolated'
+        counts.append(func.nfe - info['backward_nfe'] - info['forward_nfe'])
+    # The interpolating pass's evaluations outside its solve (its refined dense output
+    # and the node checks) are the same both times: only the forward's mode changed.
+    assert counts[0] == counts[1]
+
+
+def test_a_graph_over_budget_is_given_up_once_per_call_site():
+    func, y0, t = _many_times()
+    unlimited = {}
+    _gradients(partial(odeint_adjoint_gq, info=unlimited), func, y0, t, rtol=1e-7, atol=1e-9)
+    assert unlimited['backward'] == 'direct'
+    budget = unlimited['graph_bytes'] // 2  # the recorded steps and stages still fit
+    calls = []
+    for _ in range(2):
+        info = {}
+        func.nfe = 0
+        with warnings.catch_warnings():
+            warnings.simplefilter('error')
+            _gradients(
+                partial(odeint_adjoint_gq, info=info, checkpoint_memory=budget),
+                func,
+                y0,
+                t,
+                rtol=1e-7,
+                atol=1e-9,
+            )
+        calls.append((info, func.nfe))
+    (first, first_nfe), (second, second_nfe) = calls
+    assert first['backward'] == second['backward'] == 'checkpoint'
+    # The first call stopped its graph about half-way and solved again; the second did
+    # not try (beside the two solves, both made the same probe evaluations).
+    first_extra = first_nfe - first['forward_nfe'] - first['backward_nfe']
+    second_extra = second_nfe - second['forward_nfe'] - second['backward_nfe']
+    assert first_extra > second_extra + first['forward_nfe'] // 4
+
+
+def test_forced_direct_without_its_graph_falls_back_with_one_warning():
+    notices.forget()
+    func, y0 = _Field(), _state(4, 3)
+    t = torch.linspace(0.0, 2.0, 5, dtype=torch.float64)
+    caught = []
+    for _ in range(2):
+        info = {}
+        with warnings.catch_warnings(record=True) as record:
+            warnings.simplefilter('always')
+            _, got = _gradients(
+                partial(odeint_adjoint_gq, backward='direct', checkpoint_memory=0, info=info),
+                func,
+                y0,
+                t,
+                rtol=1e-8,
+                atol=1e-10,
+            )
+        caught += [str(item.message) for item in record]
+        assert info['backward'] == 'restart'
+    assert len(caught) == 1 and 'did not keep its graph' in caught[0]
+    _, expected = _gradients(torchdiffeq.odeint, func, y0, t, rtol=1e-8, atol=1e-10)
+    assert _relative(got, expected) < 1e-6
+
+
+def test_a_second_backward_through_the_same_solve_takes_another_pass():
+    notices.forget()
+    func, y0, t = _many_times()
+    info = {}
+    solution = odeint_adjoint_gq(func, y0, t, rtol=1e-7, atol=1e-9, info=info)
+    loss = solution.pow(2).sum()
+    first = torch.autograd.grad(loss, [y0, *func.parameters()], retain_graph=True)
+    assert info['backward'] == 'direct'
+    second = torch.autograd.grad(loss, [y0, *func.parameters()])
+    assert info['backward'] == 'checkpoint'  # its steps were recorded beside the graph
+    assert _relative(second, first) < 1e-6
+
+
+def test_second_derivatives_through_forced_direct():
+    func, y0 = _Field(), _state(4, 3)
+    t = torch.linspace(0.0, 1.0, 4, dtype=torch.float64)
+
+    def penalty(solve, **kwargs):
+        solution = solve(func, y0, t, rtol=1e-8, atol=1e-10, **kwargs)
+        grads = torch.autograd.grad(solution.pow(2).sum(), func.parameters(), create_graph=True)
+        norm = sum(grad.pow(2).sum() for grad in grads)
+        return torch.autograd.grad(norm, func.parameters())
+
+    got = penalty(odeint_adjoint_gq, backward='direct')
+    expected = penalty(torchdiffeq.odeint)
+    assert _relative(got, expected) < 1e-8
+
+
+def test_the_guard_prices_every_evaluation_like_the_first():
+    layer = nn.Linear(8, 8).double()
+    y = torch.randn(5, 8, dtype=torch.float64, requires_grad=True)
+    guard = kept_graph.GraphGuard(
+        lambda t, state: torch.tanh(layer(state)), list(layer.parameters()), 5 * 8 * 8, 10**9
+    )
+    with torch.enable_grad():
+        guard(0.0, y)
+        guard(0.0, y)
+    # tanh saves its output and the product its input (y), 40 numbers each; the weights
+    # are the parameters' own storage and are left out.
+    assert guard.per_evaluation == 2 * 5 * 8 * 8
+    assert guard.nbytes == 2 * (guard.per_evaluation + 2 * 5 * 8 * 8)
+    small = kept_graph.GraphGuard(
+        lambda t, state: torch.tanh(layer(state)), list(layer.parameters()), 320, 100
+    )
+    with torch.enable_grad(), pytest.raises(kept_graph.GraphTooLargeError):
+        small(0.0, y)
