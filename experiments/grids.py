@@ -201,11 +201,7 @@ EXPERIMENTS = {
                 ),
                 budget='about 35 min for 2 repeats, the third about 20 min; '
                 'width 5 about 4 min; widths 1000 and 2000: about 102 '
-                'min (the committed sweeps), the third repeat at 2000 about 40 min',
-                pending=(
-                    'nested_spheres/gtol0.003/2000/direct/3',
-                    'nested_spheres/gtol0.003/2000/adjoint_gq/3',
-                ),
+                'min (the committed sweeps), the third repeat at 2000 about 47 min',
             ),
             'quick': Grid(ODE_OPTIONS, (5, 20, 100), 2, ('--gtol', '0.003', '--nepochs', '3')),
         },
