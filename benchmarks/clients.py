@@ -7,7 +7,9 @@ side in one run (and with torchode, a parallel ODE solver a user might pick inst
 where it is installed: :mod:`benchmarks.torchode_mode`). A mode that fails shows as
 failed in its row, with the reason. It prints, per workload and mode: the median seconds
 of one training step (forward, loss, backward) over ``--repeats`` steps after a warm-up,
-the modes taking turns; its ratio to the adjoint's and to direct backpropagation's; the
+the modes taking turns; its ratio to the adjoint's and to direct backpropagation's
+(and, for the default, the ratio to direct's step in each turn: its median and
+quartiles, the spread a single ratio hides); the
 extra peak memory of one step; the relative error of the parameter gradient against a
 tight reference (direct backpropagation in float64 at rtol = atol = 1e-10); and, for the
 library's modes, what ran (the ``info`` argument): the backward pass the default chose,
@@ -25,7 +27,7 @@ import torchdiffeq
 
 from benchmarks import torchode_mode
 from benchmarks.memory import peak_memory_bytes
-from benchmarks.timing import add_machine_flags, time_in_turns
+from benchmarks.timing import add_machine_flags, paired_ratios, time_in_turns
 from benchmarks.workloads import WORKLOADS, build
 from common.arguments import positive_int
 from torch_gq_adjoint import odeint_adjoint_gq
@@ -38,7 +40,6 @@ MODES = {
     'gq restart': (odeint_adjoint_gq, dict(backward='restart')),
     'gq propagator': (odeint_adjoint_gq, dict(backward='propagator')),
     'gq checkpoint': (odeint_adjoint_gq, dict(backward='checkpoint')),
-    'gq direct': (odeint_adjoint_gq, dict(backward='direct')),
     'gq interpolated': (odeint_adjoint_gq, dict(backward='interpolated')),
     'gq gtol=0.1': (odeint_adjoint_gq, dict(gtol=0.1, backward='restart')),
 }
@@ -97,12 +98,15 @@ def measure(name, modes, repeats, device):
             failed[mode] = dict(failed=f'{type(error).__name__}: {str(error).splitlines()[0]}')
             continue
         runners[mode] = runner
-    timed = time_in_turns(runners, repeats, device)
+    turns = {}
+    timed = time_in_turns(runners, repeats, device, turns)
     results = {
         mode: dict(
             seconds=seconds,
             gradient=gradient,
             info=None if runners[mode].info is None else dict(runners[mode].info),
+            # Each turn's ratio to direct backprop's step in the same turn.
+            paired=paired_ratios(turns, mode, 'direct') if 'direct' in turns else None,
         )
         for mode, (seconds, gradient) in timed.items()
     }
@@ -225,6 +229,14 @@ def _print(name, results):
             f'{name:<15} {mode:<14} {result["seconds"]:>8.4f} '
             f'{result["seconds"] / adjoint:>9.2f} {result["seconds"] / direct:>8.2f} '
             f'{memory:>8} {result["error"]:>8.1e}  {_what_ran(result["info"])}',
+            flush=True,
+        )
+    default = results.get('gq default', {})
+    if default.get('paired') is not None:
+        middle, lower, upper = default['paired']
+        print(
+            f'{name:<15} gq default ÷ direct, turn by turn: median {middle:.2f}, '
+            f'quartiles {lower:.2f}–{upper:.2f}',
             flush=True,
         )
 

@@ -20,7 +20,6 @@ STYLE = {
     'gq restart': ('o', 'tab:red'),
     'gq propagator': ('v', 'tab:pink'),
     'gq checkpoint': ('^', 'tab:orange'),
-    'gq direct': ('<', 'tab:cyan'),
     'gq interpolated': ('P', 'tab:purple'),
     'gq gtol=0.1': ('x', 'tab:brown'),
     'torchode': ('h', 'tab:gray'),

@@ -25,12 +25,13 @@ def add_machine_flags(parser):
     )
 
 
-def time_in_turns(calls, repeats, device):
+def time_in_turns(calls, repeats, device, turns=None):
     """``{name: (median seconds, result of the warm-up call)}`` for ``calls``
     (``{name: callable with no arguments}``).
 
     One warm-up call each first; then the calls take turns, repeat by repeat, so that
-    drifts of the machine (other load, allocator state) touch all of them alike.
+    drifts of the machine (other load, allocator state) touch all of them alike. Pass a
+    dict as ``turns`` to receive every call's seconds, turn by turn (``{name: list}``).
     """
     results = {name: call() for name, call in calls.items()}
     seconds = {name: [] for name in calls}
@@ -41,4 +42,17 @@ def time_in_turns(calls, repeats, device):
             call()
             synchronise(device)
             seconds[name].append(time.perf_counter() - start)
+    if turns is not None:
+        turns.update(seconds)
     return {name: (statistics.median(seconds[name]), results[name]) for name in calls}
+
+
+def paired_ratios(turns, name, reference):
+    """``(median, lower quartile, upper quartile)`` of ``name``'s seconds over
+    ``reference``'s in the same turn (from :func:`time_in_turns`'s ``turns``): the spread
+    of a ratio measured side by side, which the ratio of two medians does not show."""
+    ratios = sorted(mine / theirs for mine, theirs in zip(turns[name], turns[reference]))
+    if len(ratios) < 2:
+        return (ratios[0],) * 3
+    lower, _, upper = statistics.quantiles(ratios, n=4, method='inclusive')
+    return statistics.median(ratios), lower, upper

@@ -15,11 +15,18 @@ import torchdiffeq
 from torch import nn
 
 from torch_gq_adjoint import odeint_adjoint_gq
-from torch_gq_adjoint._impl import checks, notices
+from torch_gq_adjoint._impl import checks, gq_adjoint, notices
 from torch_gq_adjoint._impl.checkpoint import CHECKPOINT_METHODS
 
 ADAPTIVE = sorted(checks.ADAPTIVE_METHODS)
 GRID = sorted(CHECKPOINT_METHODS - checks.ADAPTIVE_METHODS)
+
+
+@pytest.fixture(autouse=True)
+def _recomputing(monkeypatch):
+    """These tests are of the checkpoint that recomputes its steps: the forward keeps no
+    graph here (tests/library/test_kept_graph.py tests the other way)."""
+    monkeypatch.setattr(gq_adjoint, 'worth_keeping', lambda key, forced: False)
 
 
 class _Field(nn.Module):
@@ -254,29 +261,22 @@ def _default_gradients(func, y0, t, **kwargs):
     return grads, info
 
 
-def test_auto_choice_is_deterministic_and_keeps_the_states_where_the_graph_does_not_fit():
+def test_auto_choice_is_deterministic_and_takes_the_checkpoint_with_many_times():
     func, y0, t = _latent_problem()
-    _, kept = _default_gradients(func, y0, t)
-    assert kept['backward'] == 'direct'  # the graph fits the default budget
-    # The steps and their stages (what 'auto' records for the passes that read them)
-    # fit, the graph does not.
-    _, forced = _default_gradients(func, y0, t, backward='interpolated')
-    budget = 2 * forced['checkpoint_bytes']
-    assert budget < kept['graph_bytes']
-    first, info = _default_gradients(func, y0, t, checkpoint_memory=budget)
-    second, again = _default_gradients(func, y0, t, checkpoint_memory=budget)
+    first, info = _default_gradients(func, y0, t)
+    second, again = _default_gradients(func, y0, t)
     assert info['backward'] == again['backward'] == 'checkpoint'
     assert all(torch.equal(a, b) for a, b in zip(first, second))
 
 
 def test_auto_stays_inside_the_memory_budget():
     func, y0, t = _latent_problem()
-    _, forced = _default_gradients(func, y0, t, backward='checkpoint')
-    budget = forced['checkpoint_bytes'] // 2
+    _, unlimited = _default_gradients(func, y0, t)
+    budget = unlimited['checkpoint_bytes'] // 2
     with warnings.catch_warnings():
         warnings.simplefilter('error')
         _, limited = _default_gradients(func, y0, t, checkpoint_memory=budget)
-    assert limited['backward'] not in ('direct', 'checkpoint', 'interpolated')
+    assert limited['backward'] not in ('checkpoint', 'interpolated')
     # The tape was dropped once over budget, and info reports only what ran.
     assert 'checkpoint_bytes' not in limited and 'checkpoint_steps' not in limited
     assert 'graph_bytes' not in limited

@@ -287,12 +287,11 @@ def test_auto_takes_it_at_loose_tolerances_with_many_times():
     solution = odeint_adjoint_gq(func, y0, t, rtol=1e-3, atol=1e-3, info=info)
     solution.pow(2).mean().backward()
     assert info['backward'] == 'interpolated'
-    # At a tight tolerance the discretisation's gradient costs less than half as much, and
-    # is as accurate: the kept graph.
+    # At a tight tolerance the checkpoint costs less than half as much, and is as accurate.
     info = {}
     solution = odeint_adjoint_gq(func, y0, t, rtol=1e-7, atol=1e-7, info=info)
     solution.pow(2).mean().backward()
-    assert info['backward'] == 'direct'
+    assert info['backward'] == 'checkpoint'
 
 
 def test_forced_past_the_memory_budget_it_restarts_with_one_warning():

@@ -30,6 +30,31 @@ def test_a_failing_mode_is_reported_in_its_row(monkeypatch, capsys):
     assert lines[0].split()[1] == 'direct' and float(lines[0].split()[4]) == 1.0
 
 
+def test_paired_ratios_are_taken_turn_by_turn():
+    from benchmarks.timing import paired_ratios
+
+    # The machine slowed down in the middle turn for both: the paired ratio does not move.
+    turns = {'direct': [1.0, 3.0, 1.0, 1.0, 1.0], 'gq default': [1.1, 3.3, 1.2, 0.9, 1.0]}
+    middle, lower, upper = paired_ratios(turns, 'gq default', 'direct')
+    assert middle == pytest.approx(1.1)
+    assert (lower, upper) == (pytest.approx(1.0), pytest.approx(1.1))
+    assert paired_ratios({'a': [2.0], 'b': [4.0]}, 'a', 'b') == (0.5, 0.5, 0.5)
+
+
+def test_the_default_gets_its_turn_by_turn_ratio_line(capsys):
+    results, _ = clients.measure(
+        'spiral', ['direct', 'adjoint', 'gq default'], 3, torch.device('cpu')
+    )
+    middle, lower, upper = results['gq default']['paired']
+    assert 0 < lower <= middle <= upper
+    for result in results.values():
+        result.update(memory=None, error=0.0)
+    clients._print('spiral', results)
+    last = capsys.readouterr().out.splitlines()[-1]
+    assert last.startswith('spiral          gq default ÷ direct, turn by turn: median ')
+    assert f'quartiles {lower:.2f}–{upper:.2f}' in last
+
+
 def test_the_bouncing_ball_trains_through_every_reference():
     # torchdiffeq's adjoint once failed here: the third bounce restarted below the ground.
     results, _ = clients.measure(

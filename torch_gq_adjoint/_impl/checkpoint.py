@@ -13,6 +13,10 @@ same dense-output polynomial; then one vector–Jacobian product carries the cot
 ``(y, f)`` at the step's end, plus the loss gradients of its outputs, back to its start
 and into the parameters. One step's graph is alive at a time.
 
+Where the forward's graph is small, the forward keeps it instead and the backward pass
+backpropagates through it, with the step-size controller's norm detached: the same
+gradient, nothing recomputed (:mod:`.kept_graph`).
+
 The result is the exact gradient of the forward discretisation with the step sizes held
 fixed, as the ACA method (Zhuang et al., 2020) computes it. Direct backpropagation
 through :func:`torchdiffeq.odeint` also differentiates the step-size controller (the
@@ -37,6 +41,7 @@ from torchdiffeq._impl.odeint import SOLVERS
 from torchdiffeq._impl.rk_common import _runge_kutta_step
 
 from .checks import ADAPTIVE_METHODS
+from .kept_graph import backpropagate
 from .record import BackwardResult
 
 #: Fixed-grid methods whose steps depend only on the state at their start (the Adams
@@ -73,6 +78,19 @@ def tape_problem(record, stages):
             f'the recorded steps passed checkpoint_memory={record.settings.checkpoint_memory} bytes'
         )
     return None
+
+
+def _usable(graph):
+    """Whether the forward kept its graph, and no backward pass has used it yet."""
+    return graph is not None and not graph.used
+
+
+def step_evaluations(record):
+    """Evaluations the recomputing checkpoint repeats: those of the accepted steps
+    (adaptive methods), all of the forward's otherwise."""
+    counted = record.tape if record.tape is not None else record.graph
+    adaptive = record.settings.method in ADAPTIVE_METHODS
+    return counted.step_evaluations if adaptive and counted is not None else record.forward_nfe
 
 
 def _nbytes(tensors):
@@ -209,24 +227,28 @@ class CheckpointBackward:
 
     @staticmethod
     def records(settings):
-        """What the forward pass must record for this pass: its accepted steps (where
-        the method is covered)."""
+        """What the forward pass must record for this pass (where the method is covered):
+        its graph where it fits (:mod:`.kept_graph`), and its accepted steps."""
         if checkpoint_problem(settings.method, settings.event_fn is not None) is not None:
             return ()
-        return ('steps',)
+        return ('graph', 'steps')
 
     @staticmethod
     def problem(record):
         """Why this pass cannot serve the solve (None if it can)."""
         settings = record.settings
-        return checkpoint_problem(settings.method, settings.event_fn is not None) or tape_problem(
-            record, stages=False
-        )
+        covered = checkpoint_problem(settings.method, settings.event_fn is not None)
+        if covered is not None or _usable(record.graph):
+            return covered
+        return tape_problem(record, stages=False)
 
     def __init__(self, record):
         settings, tape = record.settings, record.tape
         self.settings, self.tape, self.params = settings, tape, record.params
         self.nfe = 0
+        self.graph = record.graph if _usable(record.graph) else None
+        if self.graph is not None:
+            return  # nothing is recomputed
         with warnings.catch_warnings():
             # The forward solve already warned about anything in the options.
             warnings.simplefilter('ignore')
@@ -266,6 +288,16 @@ class CheckpointBackward:
 
     def __call__(self, grad_solution):
         """:class:`~.record.BackwardResult` for output cotangents ``(T, n)``."""
+        if self.graph is not None:
+            layout = self.settings.layout
+            grad_y0, grads = backpropagate(self.graph, layout, self.params, grad_solution)
+            return BackwardResult(
+                grad_y0,
+                # a(t0+): what reaches t0 from later times, less the loss gradient at t0.
+                grad_y0 - grad_solution[0],
+                grads,
+                dict(backward=self.name, backward_nfe=0, nodes=0, graph_bytes=self.graph.nbytes),
+            )
         tape = self.tape
         steps = len(tape.starts)
         starts = [self.sign * float(start[0]) for start in tape.starts]

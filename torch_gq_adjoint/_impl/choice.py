@@ -19,10 +19,9 @@ are defined here, and ``tests/research/test_docs.py`` checks that the two agree.
 from dataclasses import dataclass
 from typing import Callable
 
-from .checkpoint import CheckpointBackward
+from .checkpoint import CheckpointBackward, step_evaluations
 from .checks import tight_enough
 from .interpolated import InterpolatedBackward
-from .kept_graph import DirectBackward
 from .notices import warn_once
 from .propagator import PropagatorBackward, SampleLayout
 from .record import BackwardPass, ForwardRecord
@@ -38,10 +37,9 @@ CHECKPOINT_COST = 1.2
 #: parameter integral rides along (measured on the CNFs of ``benchmarks.clients``).
 RIDING_COST = 1.5
 
-#: The passes that return the forward discretisation's gradient (the checkpoint and the
-#: kept graph) are taken only when expected to cost less than 1/MARGIN of the cheapest
-#: quadrature pass: where the two cost about the same, the quadrature passes' accuracy
-#: (that of torchdiffeq's adjoint) is worth keeping.
+#: The checkpoint is taken only when it is expected to cost less than 1/MARGIN of the
+#: cheapest quadrature pass: where the two cost about the same, the quadrature passes'
+#: accuracy (that of torchdiffeq's adjoint) is worth keeping.
 MARGIN = 2.0
 
 #: Evaluations of one backward solver step at least (one dopri5 step and its first
@@ -67,18 +65,11 @@ def node_cost(record, vectorised):
     return CHECKPOINT_COST * record.forward_nfe * (1.5 if _controlled(record) else 0.1)
 
 
-def direct_cost(record, vectorised):
-    """Priced as the checkpoint it replaces (the same gradient's accuracy, so the choice
-    between the discretisation's gradient and the adjoint's stays where it was); it is
-    cheaper in fact, and wins their tie."""
-    return CHECKPOINT_COST * record.graph.step_evaluations
-
-
 def checkpoint_cost(record, vectorised):
-    """The accepted steps' evaluations again, each with a full product."""
-    tape = record.tape
-    steps = tape.step_evaluations if tape.adaptive else record.forward_nfe
-    return CHECKPOINT_COST * steps
+    """The accepted steps' evaluations again, each with a full product. (Where the forward
+    kept its graph nothing is evaluated again; the price stays the same, so that the
+    choice between the discretisation's gradient and the adjoint's does not move.)"""
+    return CHECKPOINT_COST * step_evaluations(record)
 
 
 def interpolated_cost(record, vectorised):
@@ -126,7 +117,6 @@ class Entry:
 
 #: Every backward pass, in the order ``'auto'`` prefers them at equal cost.
 REGISTRY = (
-    Entry(DirectBackward, direct_cost),
     Entry(CheckpointBackward, checkpoint_cost),
     Entry(InterpolatedBackward, interpolated_cost),
     Entry(PropagatorBackward, propagator_cost),
@@ -139,19 +129,14 @@ _BY_NAME = {entry.backward.name: entry for entry in REGISTRY}
 BACKWARDS = ('auto',) + tuple(reversed(tuple(_BY_NAME)))
 
 
-#: The passes whose gradient is the forward discretisation's (see MARGIN).
-DISCRETE_GRADIENT = (DirectBackward, CheckpointBackward)
-
-
 def _automatic_candidate(entry, settings):
     """Whether ``'auto'`` may take this pass at these settings (accuracy, not cost)."""
-    return entry.backward not in DISCRETE_GRADIENT or tight_enough(settings.rtol)
+    return entry.backward is not CheckpointBackward or tight_enough(settings.rtol)
 
 
 def records(settings):
     """What the forward pass records (a set of ``'steps'``, ``'stages'``, ``'graph'``),
-    for the pass asked for or every pass ``'auto'`` may take. Where the graph is kept,
-    the steps are recorded only if it does not fit."""
+    for the pass asked for or every pass ``'auto'`` may take."""
     if settings.backward == 'auto':
         entries = [entry for entry in REGISTRY if _automatic_candidate(entry, settings)]
     else:
@@ -185,13 +170,22 @@ def choose(record):
         for entry in REGISTRY
         if _automatic_candidate(entry, settings) and entry.backward.problem(record) is None
     ]
+    reasons = {}
+
+    def confirmed(entry):  # each pass's check made once
+        if entry.backward not in reasons:
+            reasons[entry.backward] = _confirm(entry.backward, record)
+        return reasons[entry.backward]
+
     ranked = _ranked(offers, record, vectorised=True)
-    if [entry.backward for entry in ranked] != [
-        entry.backward for entry in _ranked(offers, record, vectorised=False)
-    ]:
+    unbatched = _ranked(offers, record, vectorised=False)
+    if ranked and ranked[0] is unbatched[0] and confirmed(ranked[0]) is None:
+        # The cheapest whether vmap batches func or not, and it serves: no probe needed.
+        return ranked[0].backward(record)
+    if ranked != unbatched:
         ranked = _ranked(offers, record, record.vectorisable())
     for number, entry in enumerate(ranked):
-        reason = _confirm(entry.backward, record)
+        reason = confirmed(entry)
         if reason is None:
             return entry.backward(record)
         following = ranked[number + 1].backward.name if number + 1 < len(ranked) else 'restart'
@@ -205,11 +199,10 @@ def choose(record):
 
 
 def _ranked(offers, record, vectorised):
-    """The offers from the cheapest; the discretisation's gradients cost :data:`MARGIN`
-    times theirs."""
+    """The offers from the cheapest; the checkpoint's cost counts :data:`MARGIN` times."""
 
     def cost(entry):
-        weight = MARGIN if entry.backward in DISCRETE_GRADIENT else 1.0
+        weight = MARGIN if entry.backward is CheckpointBackward else 1.0
         return weight * entry.cost(record, vectorised)
 
     return sorted(offers, key=cost)  # stable: the table's order breaks ties

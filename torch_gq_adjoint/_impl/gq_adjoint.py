@@ -4,17 +4,17 @@ bottom.
 Forward: :func:`torchdiffeq.odeint` itself, on the user's ``func`` and state structure,
 without a graph; the evaluations are counted and, where a backward pass that reads them
 may run, the accepted steps (and their stages) recorded (:class:`~.checkpoint.ForwardTape`).
-Where the pass through the forward's own graph may run (:mod:`.kept_graph`), the solve
-first keeps its graph, within ``checkpoint_memory``.
+Where the checkpoint may run, the solve first keeps its graph within
+``checkpoint_memory`` (:mod:`.kept_graph`), the steps recorded beside it.
 Backward: :func:`~.choice.choose` picks a backward pass from its table
-(:mod:`.restart`, :mod:`.interpolated`, :mod:`.propagator`, :mod:`.checkpoint`,
-:mod:`.kept_graph`), which
+(:mod:`.restart`, :mod:`.interpolated`, :mod:`.propagator`, :mod:`.checkpoint`), which
 returns the cotangents of ``y0`` and the parameters; the time gradients follow in closed
 form from ``f`` at the output times (:func:`~.record.time_gradients`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import numbers
 from dataclasses import dataclass
 from typing import Any, Callable, Union
@@ -28,11 +28,11 @@ from .checkpoint import DEFAULT_CHECKPOINT_MEMORY, CheckpointBackward, ForwardTa
 from .choice import BACKWARDS, choose, records
 from .dynamics import CountedField
 from .kept_graph import (
-    DirectBackward,
     GraphGuard,
     GraphTooLargeError,
     KeptGraph,
     StepCounter,
+    frozen_norm,
     remember,
     site_key,
     worth_keeping,
@@ -99,7 +99,7 @@ class _GaussQuadratureAdjoint(torch.autograd.Function):
 
         graph, tape = None, None
         key = site_key(settings, sum(layout.numels))
-        if 'graph' in needs and worth_keeping(key, settings.backward == 'direct'):
+        if 'graph' in needs and worth_keeping(key, settings.backward == 'checkpoint'):
             tape = new_tape()
             try:
                 graph, result, counted = _solve_keeping_graph(settings, t, parts, params, tape)
@@ -200,9 +200,19 @@ def _solve_keeping_graph(settings, t, parts, params, tape):
     counted = CountedField(settings.func, adaptive, steps, layout)
     state_bytes = sum(part.numel() * part.element_size() for part in parts)
     guard = GraphGuard(counted, params, state_bytes, settings.checkpoint_memory)
+    options = dict(settings.options)
+    if adaptive:
+        # The same steps, with no graph through the step-size controller: the
+        # checkpoint's gradient (step sizes held fixed).
+        options['norm'] = frozen_norm(options.get('norm'), layout.is_tuple)
+    kept_settings = dataclasses.replace(settings, options=options)
     with torch.enable_grad():
         result = _solve(
-            settings, guard, tuple(leaves) if layout.is_tuple else leaves[0], t.detach(), params
+            kept_settings,
+            guard,
+            tuple(leaves) if layout.is_tuple else leaves[0],
+            t.detach(),
+            params,
         )
     solution = result[1] if settings.event_fn is not None else result
     kept = KeptGraph(
@@ -257,12 +267,15 @@ def _backward(ctx, settings, t, event_t, solution_parts, params, grad_outputs):
         backward = choose(record)
         if settings.backward == 'auto' and 'graph' in records(settings):
             # Whether the next solve from this line keeps its graph (kept_graph).
-            discrete = isinstance(backward, (DirectBackward, CheckpointBackward))
-            remember(site_key(settings, solution.shape[-1]), discrete=discrete)
+            remember(
+                site_key(settings, solution.shape[-1]),
+                chosen=isinstance(backward, CheckpointBackward),
+            )
         result = backward(grad_solution)
         check_finite(result)
         _report(settings.info, **result.costs)
-        if settings.info is not None and result.costs.get('backward') not in TAPE_READERS:
+        read_tape = result.costs.get('backward') in TAPE_READERS
+        if settings.info is not None and (not read_tape or 'graph_bytes' in result.costs):
             # Recorded for a pass that did not run: report only what ran.
             for key in ('checkpoint_steps', 'checkpoint_bytes'):
                 settings.info.pop(key, None)
@@ -308,8 +321,8 @@ def odeint_adjoint_gq(
     """Solve ``dy/dt = func(t, y)`` like :func:`torchdiffeq.odeint`; gradients by the GQ adjoint.
 
     The forward pass is :func:`torchdiffeq.odeint` itself, without a graph (memory
-    O(state)) or, where the graph is small and the discretisation's gradient is wanted,
-    with it: same steps, same values. The backward pass solves only the state and its
+    O(state)) or, where the graph is small and the checkpoint may run, with it: same
+    steps, same values. The backward pass solves only the state and its
     adjoint ``[z, a]`` backwards and computes the parameter gradient ``∫ aᵀ ∂f/∂θ dt``
     with Gauss–Legendre quadrature on each interval ``[t[i-1], t[i]]``.
 
@@ -367,10 +380,9 @@ def odeint_adjoint_gq(
             each and gives the rule of ``'auto'``; docs/benchmarks.md measures them).
 
             - ``'auto'`` (default): the cheapest pass that serves the solve, priced by a
-              deterministic count of evaluations (never timings); the discretisation's
-              gradient (kept graph, checkpoint) only where the forward solve is tight.
-              Whether the forward keeps its graph depends on the calls made before from
-              the same line (docs/backward.md): the same script takes the same paths.
+              deterministic count of evaluations (never timings: the same call always
+              takes the same path); the checkpoint only where the forward solve is
+              tight.
             - ``'restart'``: the paper's, one ``[z, a]`` solve per interval, restarted at
               every observation time, the parameter gradient by Gauss–Legendre quadrature.
             - ``'interpolated'``: ``a`` alone, solved once over the whole horizon, ``z``
@@ -386,35 +398,34 @@ def odeint_adjoint_gq(
               forward step is kept (memory O(steps × state)); the backward pass
               recomputes one step at a time with torchdiffeq's own step function and
               backpropagates through it: direct backpropagation's gradient less the
-              derivative of the step-size controller. ``adjoint_*`` arguments and the
+              derivative of the step-size controller. Where the forward's graph fits
+              ``checkpoint_memory`` (estimated as it grows) the forward keeps it, with
+              the controller's norm detached, and the backward pass goes through it
+              instead: the same gradient, nothing evaluated again, direct backprop's
+              memory (under ``'auto'`` while the checkpoint is what it takes at that
+              line). ``adjoint_*`` arguments and the
               ``*_adjoint`` callbacks are not used by it. With ``create_graph=True``
               (second derivatives) it solves again with a graph and backpropagates through
               it: direct backprop's derivatives of every order, at direct backprop's
               memory; ``'auto'`` then takes it, and the other passes raise
               (docs/usage.md).
-            - ``'direct'``: the forward solve keeps its autograd graph (from detached
-              copies of ``y0``) while its estimated size stays within
-              ``checkpoint_memory``, and the backward pass backpropagates through it:
-              exactly direct backpropagation's gradient, nothing evaluated again, at
-              direct backprop's memory. Past the budget the forward stops, solves again
-              without a graph, and another pass runs (``func`` and its callbacks see
-              the stopped attempt too). Every torch method, events included.
 
             A pass that cannot serve the solve (docs/backward.md says which) gives way to
             ``'restart'`` with a warning, shown once per call site and process.
         batch_dim: 0 (default): the samples are along the first dimension of ``y0`` (of
             every part of a tuple ``y0``); None: no per-sample structure (no propagator).
         checkpoint_memory: bytes the forward may keep for the backward pass: its graph
-            (``'direct'``) or the record of its steps (checkpoint and interpolating
-            passes) (default 2**28, 256 MiB). Under ``'auto'`` a solve whose graph
-            passes it records its steps instead, and one whose steps pass it too uses
-            the passes with memory O(state); 0 rules all three out.
+            (checkpoint) or the record of its steps (checkpoint and interpolating
+            passes) (default 2**28, 256 MiB). A graph that would pass it is not kept
+            (the steps are recorded instead, and the call site remembered); under
+            ``'auto'`` a solve whose steps pass it uses the passes with memory O(state);
+            0 rules them out.
         info: optional dict, filled in with what the solve cost (docs/usage.md explains
             each key): ``forward_nfe`` after the forward pass; ``backward`` (the pass that
             ran), ``backward_nfe`` and ``nodes`` after the backward pass,
             ``checkpoint_steps`` and ``checkpoint_bytes`` where that pass read the
             forward's recorded steps, and ``graph_bytes`` (the estimate of the kept
-            graph's size) where it went through the forward's graph.
+            graph's size) where the checkpoint went through the forward's graph.
 
     Returns:
         Tensor of shape ``(len(t), *y0.shape)``, or a tuple of such tensors for a tuple

@@ -1,24 +1,28 @@
-"""The backward pass through the forward solve's own graph (``backward='direct'``).
+"""The checkpoint's other way: backpropagate through the forward solve's own graph.
 
-Where the forward's autograd graph is small, keeping it is the cheapest backward pass
-there is: nothing is solved or evaluated again, and the gradient is exactly that of direct
-backpropagation through :func:`torchdiffeq.odeint` (the forward discretisation's, step
-sizes and their controller included). The checkpoint (:mod:`.checkpoint`) pays one more
-forward solve to keep only the states; on small, overhead-bound models that solve is a
-quarter to a third of a training step.
+The checkpointed pass (:mod:`.checkpoint`) returns the gradient of the forward
+discretisation with the step sizes held fixed. Where the forward's autograd graph is
+small, keeping it gives that same gradient without solving or evaluating anything again:
+the forward runs :func:`torchdiffeq.odeint` with grad mode on, from detached copies of
+``y0``'s parts, with the norm of its step-size control detached (:func:`frozen_norm`: the
+same values, so the same steps, bit for bit, and no graph through the controller), and
+the backward pass is one :func:`torch.autograd.grad` through it. On small,
+overhead-bound models the recomputation it saves is a quarter to a third of a training
+step; leaving the controller out of the graph also makes the backward cheaper than
+direct backprop's.
 
-So the forward runs :func:`torchdiffeq.odeint` with grad mode on, from detached copies of
-``y0``'s parts, while :class:`GraphGuard` watches its size: the first evaluation of
+:class:`GraphGuard` watches the graph's size as it grows: the first evaluation of
 ``func`` is measured (the bytes of the tensors autograd saves, parameters left out), and
 every later one is priced the same, plus the solver's own combinations of the state.
-Past ``checkpoint_memory`` bytes the solve stops (:class:`GraphTooLargeError`) and the forward
-runs again without a graph, as for the other passes; the call site is remembered, so that
-a training loop pays for that attempt once. The user's ``func`` and step callbacks see
-the stopped attempt's evaluations too.
+Past ``checkpoint_memory`` bytes the solve stops (:class:`GraphTooLargeError`) and the
+forward runs again without a graph, recording its steps instead; the call site is
+remembered, so that a training loop pays for that attempt once. The user's ``func`` and
+step callbacks see the stopped attempt's evaluations too. Since a graph slows the forward
+solve a little and serves only the checkpoint, ``'auto'`` keeps it at a call site only
+while its last choice there was the checkpoint (and on the first call).
 
-The backward is one :func:`torch.autograd.grad` through the kept graph, which frees it. A
-second backward through the same solve (``retain_graph=True`` outside) finds it used and
-takes another pass.
+The backward through the graph frees it. A second backward through the same solve
+(``retain_graph=True`` outside) recomputes the steps from the record kept beside it.
 """
 
 from __future__ import annotations
@@ -27,14 +31,11 @@ from typing import Any, Callable
 
 import torch
 
-from .record import BackwardResult
-
-#: Methods whose steps are not torch code: no graph to keep.
-NO_GRAPH_METHODS = frozenset({'scipy_solver'})
+from .backward_options import _rms_norm
 
 #: What was learnt at each call site (with its state size, method and budget), keyed by
-#: :func:`site_key`: ``'too_large'`` (a kept graph did not fit), ``'discrete'`` (whether
-#: ``'auto'`` last took a pass that returns the discretisation's gradient).
+#: :func:`site_key`: ``'too_large'`` (a kept graph did not fit), ``'chosen'`` (whether
+#: ``'auto'`` last took the checkpoint there).
 _SITES: dict[tuple[Any, ...], dict[str, bool]] = {}
 
 
@@ -49,18 +50,35 @@ def site_key(settings, numel):
 
 
 def remember(key, **facts):
-    """Note ``too_large=True`` or ``discrete=...`` for the call site ``key``."""
+    """Note ``too_large=True`` or ``chosen=...`` for the call site ``key``."""
     _SITES.setdefault(key, {}).update(facts)
 
 
 def worth_keeping(key, forced):
     """Whether the forward should keep its graph at this call site: never once it did not
-    fit; under ``'auto'`` (not ``forced``) only while the last choice there was a pass
-    returning the discretisation's gradient (or on the first call)."""
+    fit; under ``'auto'`` (not ``forced``) only while the last choice there was the
+    checkpoint (or on the first call)."""
     facts = _SITES.get(key, {})
     if facts.get('too_large'):
         return False
-    return forced or facts.get('discrete', True)
+    return forced or facts.get('chosen', True)
+
+
+def frozen_norm(norm, is_tuple):
+    """The forward solve's step-size norm with its value detached: the user's ``norm``,
+    or torchdiffeq's default (RMS; its maximum over the parts of a tuple state, which
+    torchdiffeq hands the norm as a tuple). The values, hence the steps, are unchanged."""
+
+    def frozen(value):
+        if norm is not None:
+            found = norm(value)
+        elif is_tuple:
+            found = max([_rms_norm(part) for part in value]) if len(value) else 0.0
+        else:
+            found = _rms_norm(value)
+        return found.detach() if torch.is_tensor(found) else found
+
+    return frozen
 
 
 def forget():
@@ -86,13 +104,6 @@ class StepCounter:
 
     def on_accept(self, t0, y0, dt):
         self.step_evaluations += self._attempt
-
-
-def graph_problem(method):
-    """Why no graph can be kept for this method (None if one can)."""
-    if method in NO_GRAPH_METHODS:
-        return "scipy's solvers are not torch code"
-    return None
 
 
 class GraphGuard:
@@ -149,7 +160,7 @@ def _unpack(tensor):
 
 
 class KeptGraph:
-    """The forward solve with its graph: what :class:`DirectBackward` reads.
+    """The forward solve with its graph: what the checkpoint reads where it was kept.
 
     Attributes:
         leaves: tuple, the detached copies of ``y0``'s parts the solve started from.
@@ -168,70 +179,27 @@ class KeptGraph:
         self.used = False
 
 
-class DirectBackward:
-    """Backpropagation through the forward's kept graph (``backward='direct'``).
-
-    Args:
-        record: :class:`~.record.ForwardRecord` whose ``graph`` holds the kept solve.
-    """
-
-    name = 'direct'
-
-    @staticmethod
-    def records(settings):
-        """What the forward pass must keep for this pass: its graph (where the method is
-        torch code)."""
-        return () if graph_problem(settings.method) is not None else ('graph',)
-
-    @staticmethod
-    def problem(record):
-        """Why this pass cannot serve the solve (None if it can)."""
-        reason = graph_problem(record.settings.method)
-        if reason is not None:
-            return reason
-        graph = record.graph
-        if graph is None:
-            return (
-                'the forward pass did not keep its graph (it passes '
-                f'checkpoint_memory={record.settings.checkpoint_memory} bytes, or another '
-                'pass was asked for)'
+def backpropagate(graph, layout, params, grad_solution):
+    """The cotangents of ``y0`` (flat) and ``params`` through the kept ``graph``, for the
+    output cotangents ``(T, n)``; the graph is freed (``graph.used`` is set)."""
+    grads = layout.unflatten(grad_solution)
+    grads = grads if layout.is_tuple else (grads,)
+    pairs = [(part, grad) for part, grad in zip(graph.solution, grads) if part.requires_grad]
+    inputs = list(graph.leaves) + list(params)
+    found: Any = [None] * len(inputs)
+    if pairs:
+        with torch.enable_grad():
+            found = torch.autograd.grad(
+                [part for part, _ in pairs],
+                inputs,
+                [grad for _, grad in pairs],
+                allow_unused=True,
             )
-        if graph.used:
-            return 'an earlier backward pass through this solve used its graph'
-        return None
-
-    def __init__(self, record):
-        self.graph = record.graph
-        self.layout = record.settings.layout
-        self.params = record.params
-
-    def __call__(self, grad_solution):
-        """:class:`~.record.BackwardResult` for output cotangents ``(T, n)``."""
-        graph, layout = self.graph, self.layout
-        grads = layout.unflatten(grad_solution)
-        grads = grads if layout.is_tuple else (grads,)
-        pairs = [(part, grad) for part, grad in zip(graph.solution, grads) if part.requires_grad]
-        inputs = list(graph.leaves) + list(self.params)
-        found: Any = [None] * len(inputs)
-        if pairs:
-            with torch.enable_grad():
-                found = torch.autograd.grad(
-                    [part for part, _ in pairs],
-                    inputs,
-                    [grad for _, grad in pairs],
-                    allow_unused=True,
-                )
-        graph.used = True
-        graph.solution = ()  # the graph's buffers are freed; nothing else holds it
-        found = [
-            torch.zeros_like(value) if grad is None else grad for value, grad in zip(inputs, found)
-        ]
-        parts = len(graph.leaves)
-        grad_y0 = layout.flatten(tuple(found[:parts]) if layout.is_tuple else found[0])
-        return BackwardResult(
-            grad_y0,
-            # a(t0+): what reaches t0 from later times, without the loss gradient at t0.
-            grad_y0 - grad_solution[0],
-            found[parts:],
-            dict(backward=self.name, backward_nfe=0, nodes=0, graph_bytes=graph.nbytes),
-        )
+    graph.used = True
+    graph.solution = ()  # nothing else holds the graph: its memory goes now
+    found = [
+        torch.zeros_like(value) if grad is None else grad for value, grad in zip(inputs, found)
+    ]
+    parts = len(graph.leaves)
+    grad_y0 = layout.flatten(tuple(found[:parts]) if layout.is_tuple else found[0])
+    return grad_y0, found[parts:]

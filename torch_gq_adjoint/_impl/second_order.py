@@ -15,7 +15,7 @@ import torchdiffeq
 from .checkpoint import checkpoint_problem
 
 #: The passes that may run when the backward pass records its graph.
-TWICE_DIFFERENTIABLE = ('auto', 'checkpoint', 'direct')
+TWICE_DIFFERENTIABLE = ('auto', 'checkpoint')
 
 
 def second_order_problem(settings):
@@ -50,8 +50,7 @@ def differentiable_backward(settings, t, y0_parts, params, grad_outputs, needs_t
     if problem is not None:
         raise RuntimeError(
             'create_graph=True (second derivatives) needs the backward pass to record its '
-            "own graph, which only backward='checkpoint' and 'direct' do (and 'auto', which "
-            'takes them); '
+            "own graph, which only backward='checkpoint' does (and 'auto', which takes it); "
             f"here {problem}. Use backward='checkpoint' with a one-step method "
             '(dopri5, bosh3, rk4, ...) and no event_fn.'
         )

@@ -1,6 +1,6 @@
-"""The backward pass through the forward's kept graph (``backward='direct'``): direct
-backprop's gradient exactly, within ``checkpoint_memory``, and 'auto''s choice where the
-discretisation's gradient may be taken."""
+"""The checkpoint through the forward's kept graph: the checkpoint's gradient (direct
+backprop's with the step-size controller frozen) without recomputing anything, within
+``checkpoint_memory``; where the graph is not kept, the steps are recomputed as before."""
 
 import warnings
 from functools import partial
@@ -11,7 +11,7 @@ import torchdiffeq
 from torch import nn
 
 from torch_gq_adjoint import odeint_adjoint_gq
-from torch_gq_adjoint._impl import checks, kept_graph, notices
+from torch_gq_adjoint._impl import checks, kept_graph
 from torch_gq_adjoint._impl.checkpoint import CHECKPOINT_METHODS
 
 ADAPTIVE = sorted(checks.ADAPTIVE_METHODS)
@@ -57,6 +57,17 @@ def _gradients(solve, func, y0, t, **kwargs):
     return solution, torch.autograd.grad(loss, inputs)
 
 
+def _frozen_norm(tensor):
+    return tensor.pow(2).mean().sqrt().detach()
+
+
+def _frozen_options(method, options=None):
+    options = dict(options or {})
+    if method in checks.ADAPTIVE_METHODS:
+        options['norm'] = _frozen_norm
+    return options
+
+
 def _relative(got, expected):
     return max(((a - b).norm() / b.norm().clamp_min(1e-300)).item() for a, b in zip(got, expected))
 
@@ -67,42 +78,105 @@ def _state(*shape, seed=2):
 
 
 def _many_times():
-    """A latent-ODE-like solve (40 output times) where 'auto' takes the kept graph."""
+    """A latent-ODE-like solve (40 output times) where 'auto' takes the checkpoint."""
     return _Field(dim=4, width=20), _state(64, 4), torch.linspace(0, 3, 40, dtype=torch.float64)
 
 
 @pytest.mark.parametrize('method', ADAPTIVE + GRID)
 @pytest.mark.parametrize('increasing', [True, False])
-def test_the_gradient_is_direct_backprops_exactly(method, increasing):
+def test_the_gradient_is_the_checkpoints_without_recomputing(method, increasing):
     func, y0 = _Field(), _state(4, 3)
     t = torch.linspace(0.0, 2.0, 7, dtype=torch.float64)
     t = t if increasing else t.flip(0)
     kwargs = dict(method=method, rtol=1e-6, atol=1e-8)
-    if method not in checks.ADAPTIVE_METHODS:
-        kwargs['options'] = dict(step_size=0.13)
-    info = {}
+    options = {} if method in checks.ADAPTIVE_METHODS else dict(step_size=0.13)
+    kept, recomputed = {}, {}
     mine, got = _gradients(
-        partial(odeint_adjoint_gq, backward='direct', info=info), func, y0, t, **kwargs
+        partial(odeint_adjoint_gq, backward='checkpoint', info=kept),
+        func,
+        y0,
+        t,
+        options=options,
+        **kwargs,
     )
-    theirs, expected = _gradients(torchdiffeq.odeint, func, y0, t, **kwargs)
+    # Half the graph's size: the graph is not kept, the recorded steps fit.
+    budget = kept['graph_bytes'] // 2
+    _, again = _gradients(
+        partial(
+            odeint_adjoint_gq, backward='checkpoint', info=recomputed, checkpoint_memory=budget
+        ),
+        func,
+        y0,
+        t,
+        options=options,
+        **kwargs,
+    )
+    theirs, expected = _gradients(
+        torchdiffeq.odeint, func, y0, t, options=_frozen_options(method, options), **kwargs
+    )
     assert all(torch.equal(a, b) for a, b in zip(mine, theirs))  # the same forward
-    assert info['backward'] == 'direct' and info['backward_nfe'] == 0
-    assert info['graph_bytes'] > 0 and 'checkpoint_bytes' not in info
+    assert kept['backward'] == 'checkpoint' and kept['backward_nfe'] == 0
+    assert kept['graph_bytes'] > 0 and 'checkpoint_bytes' not in kept
+    assert recomputed['backward_nfe'] > 0 and 'graph_bytes' not in recomputed
+    assert recomputed['checkpoint_bytes'] <= budget
+    # Direct backprop with the controller frozen, and the recomputing checkpoint.
     assert _relative(got, expected) < 1e-13, _relative(got, expected)
+    assert _relative(got, again) < 1e-12, _relative(got, again)
 
 
 def test_tuple_states_and_time_gradients():
     func = _TupleField()
     y0 = (_state(5, 2), _state(5, 1, seed=4))
     t = torch.tensor([0.0, 0.4, 1.1, 2.0], dtype=torch.float64, requires_grad=True)
+    info = {}
     _, got = _gradients(
-        partial(odeint_adjoint_gq, backward='direct'), func, y0, t, rtol=1e-10, atol=1e-12
+        partial(odeint_adjoint_gq, backward='checkpoint', info=info),
+        func,
+        y0,
+        t,
+        rtol=1e-10,
+        atol=1e-12,
     )
-    _, expected = _gradients(torchdiffeq.odeint, func, y0, t, rtol=1e-10, atol=1e-12)
+    frozen = dict(norm=lambda parts: max(part.pow(2).mean().sqrt() for part in parts).detach())
+    _, expected = _gradients(
+        torchdiffeq.odeint, func, y0, t, rtol=1e-10, atol=1e-12, options=frozen
+    )
+    assert info['backward_nfe'] == 0
     assert _relative(got[:-1], expected[:-1]) < 1e-13
     # The time gradients come in closed form from f at the output times (every pass's
     # way); direct backprop also differentiates the step sizes' dependence on t.
     assert torch.allclose(got[-1], expected[-1], rtol=1e-7, atol=1e-9)
+
+
+def test_a_users_norm_is_kept_and_detached():
+    func, y0 = _Field(), _state(4, 3)
+    t = torch.linspace(0.0, 2.0, 5, dtype=torch.float64)
+
+    def linf(tensor):
+        return tensor.abs().max()
+
+    info = {}
+    mine, got = _gradients(
+        partial(odeint_adjoint_gq, backward='checkpoint', info=info),
+        func,
+        y0,
+        t,
+        rtol=1e-6,
+        atol=1e-8,
+        options=dict(norm=linf),
+    )
+    theirs, expected = _gradients(
+        torchdiffeq.odeint,
+        func,
+        y0,
+        t,
+        rtol=1e-6,
+        atol=1e-8,
+        options=dict(norm=lambda tensor: linf(tensor).detach()),
+    )
+    assert info['backward_nfe'] == 0
+    assert all(torch.equal(a, b) for a, b in zip(mine, theirs))
+    assert _relative(got, expected) < 1e-13
 
 
 class _Ball(nn.Module):
@@ -133,44 +207,51 @@ def test_events_through_odeint_event():
         return loss, torch.autograd.grad(loss, [height, *ball.parameters()])
 
     info = {}
-    loss, got = run(partial(odeint_adjoint_gq, backward='direct', info=info))
-    reference_loss, expected = run(torchdiffeq.odeint)
-    assert info['backward'] == 'direct'
+    loss, got = run(partial(odeint_adjoint_gq, backward='checkpoint', info=info))
+    reference_loss, expected = run(partial(torchdiffeq.odeint, options=_frozen_options('dopri5')))
+    assert info['backward'] == 'checkpoint' and info['backward_nfe'] == 0
     assert loss.item() == reference_loss.item()
     assert _relative(got, expected) < 1e-12
 
 
-def test_auto_keeps_the_graph_only_at_tight_tolerances():
+def test_auto_keeps_the_graph_where_it_takes_the_checkpoint():
     func, y0, t = _many_times()
     tight, loose = {}, {}
     _gradients(partial(odeint_adjoint_gq, info=tight), func, y0, t, rtol=1e-7, atol=1e-9)
     _gradients(partial(odeint_adjoint_gq, info=loose), func, y0, t, rtol=1e-3, atol=1e-3)
-    assert tight['backward'] == 'direct'
-    assert loose['backward'] not in ('direct', 'checkpoint') and 'graph_bytes' not in loose
+    assert tight['backward'] == 'checkpoint' and tight['backward_nfe'] == 0
+    assert 'graph_bytes' in tight and 'checkpoint_bytes' not in tight
+    assert loose['backward'] != 'checkpoint' and 'graph_bytes' not in loose
 
 
-def test_auto_keeps_the_graph_while_it_chooses_it_at_that_line():
+def test_auto_keeps_the_graph_while_it_chooses_the_checkpoint_at_that_line():
     # Few output times: the adjoint's quadrature is cheap enough to keep its accuracy, so
     # after the first call the forward no longer keeps a graph there.
     func, y0 = _Field(), _state(4, 3)
     t = torch.linspace(0.0, 2.0, 3, dtype=torch.float64)
-    counts = []
-    for _ in range(2):
-        info = {}
-        func.nfe = 0
-        _gradients(partial(odeint_adjoint_gq, info=info), func, y0, t, rtol=1e-7, atol=1e-9)
-        assert info['backward'] == 'interpolated'
-        counts.append(func.nfe - info['backward_nfe'] - info['forward_nfe'])
-    # The interpolating pass's evaluations outside its solve (its refined dense output
-    # and the node checks) are the same both times: only the forward's mode changed.
-    assert counts[0] == counts[1]
+    seen = []
+    original = kept_graph.GraphGuard.__init__
+
+    def counting(self, *arguments, **keywords):
+        seen.append(True)
+        original(self, *arguments, **keywords)
+
+    kept_graph.GraphGuard.__init__ = counting
+    try:
+        for _ in range(3):
+            info = {}
+            _gradients(partial(odeint_adjoint_gq, info=info), func, y0, t, rtol=1e-7, atol=1e-9)
+            assert info['backward'] == 'interpolated'
+    finally:
+        kept_graph.GraphGuard.__init__ = original
+    assert len(seen) == 1  # the first call only
 
 
 def test_a_graph_over_budget_is_given_up_once_per_call_site():
     func, y0, t = _many_times()
     unlimited = {}
     _gradients(partial(odeint_adjoint_gq, info=unlimited), func, y0, t, rtol=1e-7, atol=1e-9)
-    assert unlimited['backward'] == 'direct'
+    assert unlimited['backward'] == 'checkpoint'
     budget = unlimited['graph_bytes'] // 2  # the recorded steps and stages still fit
     calls = []
     for _ in range(2):
@@ -189,6 +270,7 @@ def test_a_graph_over_budget_is_given_up_once_per_call_site():
         calls.append((info, func.nfe))
     (first, first_nfe), (second, second_nfe) = calls
     assert first['backward'] == second['backward'] == 'checkpoint'
+    assert first['backward_nfe'] > 0 and 'graph_bytes' not in first  # recomputed
     # The first call stopped its graph about half-way and solved again; the second did
     # not try (beside the two solves, both made the same probe evaluations).
     first_extra = first_nfe - first['forward_nfe'] - first['backward_nfe']
@@ -196,56 +278,16 @@ def test_a_graph_over_budget_is_given_up_once_per_call_site():
     assert first_extra > second_extra + first['forward_nfe'] // 4
 
 
-def test_forced_direct_without_its_graph_falls_back_with_one_warning():
-    notices.forget()
-    func, y0 = _Field(), _state(4, 3)
-    t = torch.linspace(0.0, 2.0, 5, dtype=torch.float64)
-    caught = []
-    for _ in range(2):
-        info = {}
-        with warnings.catch_warnings(record=True) as record:
-            warnings.simplefilter('always')
-            _, got = _gradients(
-                partial(odeint_adjoint_gq, backward='direct', checkpoint_memory=0, info=info),
-                func,
-                y0,
-                t,
-                rtol=1e-8,
-                atol=1e-10,
-            )
-        caught += [str(item.message) for item in record]
-        assert info['backward'] == 'restart'
-    assert len(caught) == 1 and 'did not keep its graph' in caught[0]
-    _, expected = _gradients(torchdiffeq.odeint, func, y0, t, rtol=1e-8, atol=1e-10)
-    assert _relative(got, expected) < 1e-6
-
-
-def test_a_second_backward_through_the_same_solve_takes_another_pass():
-    notices.forget()
+def test_a_second_backward_through_the_same_solve_recomputes_the_steps():
     func, y0, t = _many_times()
     info = {}
     solution = odeint_adjoint_gq(func, y0, t, rtol=1e-7, atol=1e-9, info=info)
     loss = solution.pow(2).sum()
     first = torch.autograd.grad(loss, [y0, *func.parameters()], retain_graph=True)
-    assert info['backward'] == 'direct'
+    assert info['backward'] == 'checkpoint' and info['backward_nfe'] == 0
     second = torch.autograd.grad(loss, [y0, *func.parameters()])
-    assert info['backward'] == 'checkpoint'  # its steps were recorded beside the graph
-    assert _relative(second, first) < 1e-6
-
-
-def test_second_derivatives_through_forced_direct():
-    func, y0 = _Field(), _state(4, 3)
-    t = torch.linspace(0.0, 1.0, 4, dtype=torch.float64)
-
-    def penalty(solve, **kwargs):
-        solution = solve(func, y0, t, rtol=1e-8, atol=1e-10, **kwargs)
-        grads = torch.autograd.grad(solution.pow(2).sum(), func.parameters(), create_graph=True)
-        norm = sum(grad.pow(2).sum() for grad in grads)
-        return torch.autograd.grad(norm, func.parameters())
-
-    got = penalty(odeint_adjoint_gq, backward='direct')
-    expected = penalty(torchdiffeq.odeint)
-    assert _relative(got, expected) < 1e-8
+    assert info['backward'] == 'checkpoint' and info['backward_nfe'] > 0
+    assert _relative(second, first) < 1e-12
 
 
 def test_the_guard_prices_every_evaluation_like_the_first():
