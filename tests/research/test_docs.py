@@ -99,6 +99,9 @@ def _benchmark_rows():
         if match:
             workload, mode, *fields = match.groups()
             found.setdefault(workload, {})[mode] = fields
+        paired = re.match(r'(\w+)\s+gq default ÷ direct, turn by turn: median (.+)$', line)
+        if paired:
+            found[paired.group(1)]['turns'] = paired.group(2).replace('quartiles ', '')
     return found
 
 
@@ -107,9 +110,10 @@ def test_the_readme_speed_table_is_the_benchmark_run():
     benchmark = _benchmark_rows()
     assert len(readme) == len(benchmark) == 7
     for row, (workload, modes) in zip(readme, benchmark.items()):
-        _, ran, versus_adjoint, versus_direct, errors = row
+        _, ran, versus_adjoint, versus_direct, turns, errors = row
         _, adjoint_ratio, direct_ratio, _, error, what = modes['gq default']
         assert (ran, versus_adjoint, versus_direct) == (what, adjoint_ratio, direct_ratio), workload
+        assert turns == modes['turns'], workload
         assert errors == f'{error} / {modes["adjoint"][4]}', workload
 
 
