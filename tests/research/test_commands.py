@@ -120,15 +120,19 @@ def test_client_benchmark_prints_every_mode_and_what_ran():
         '1',
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    rows = [line.split() for line in result.stdout.splitlines() if line.startswith('spiral')]
+    lines = [line for line in result.stdout.splitlines() if line.startswith('spiral')]
+    # The last line is the default's turn-by-turn ratio to direct backprop.
+    assert lines[-1].startswith('spiral          gq default ÷ direct, turn by turn: median')
+    rows = [line.split() for line in lines[:-1]]
     assert [' '.join(row[1:3]) if row[1] == 'gq' else row[1] for row in rows] == [
         'direct',
         'adjoint',
         'gq default',
         'gq restart',
     ]
-    # 10 output times at tolerance 1e-7: the default takes the checkpoint.
-    assert 'checkpoint nfe' in result.stdout and 'restart nfe' in result.stdout
+    # 10 output times at tolerance 1e-7: the default takes the checkpoint, through the
+    # forward's kept graph (nothing evaluated again).
+    assert 'checkpoint nfe 20+0' in result.stdout and 'restart nfe' in result.stdout
     errors = [float(row[7 if row[1] == 'gq' else 6]) for row in rows]
     assert all(0 < error < 1e-4 for error in errors), errors
 
@@ -160,7 +164,9 @@ def test_gpu_check_dry_run_prints_both_tables_on_the_cpu():
     out = result.stdout
     assert '== client workloads (device cpu) ==' in out
     assert "== the paper's models (device cpu) ==" in out
-    modes = [line[16:31].strip() for line in out.splitlines() if line.startswith('spiral ')]
+    spiral = [line for line in out.splitlines() if line.startswith('spiral ')]
+    assert 'gq default ÷ direct, turn by turn' in spiral[-1]
+    modes = [line[16:31].strip() for line in spiral[:-1]]
     assert modes == ['direct', 'adjoint', 'gq default', 'gq interpolated']
     assert 'failed' not in out
     paper = [line.split()[1] for line in out.splitlines() if line.startswith('spheres20 ')]
