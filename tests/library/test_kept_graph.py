@@ -14,6 +14,8 @@ from torch_gq_adjoint import odeint_adjoint_gq
 from torch_gq_adjoint._impl import checks, kept_graph
 from torch_gq_adjoint._impl.checkpoint import CHECKPOINT_METHODS
 
+from .test_checkpoint import _Ball  # the same falling ball, with the kept graph here
+
 ADAPTIVE = sorted(checks.ADAPTIVE_METHODS)
 GRID = sorted(CHECKPOINT_METHODS - checks.ADAPTIVE_METHODS)
 
@@ -177,16 +179,6 @@ def test_a_users_norm_is_kept_and_detached():
     assert info['backward_nfe'] == 0
     assert all(torch.equal(a, b) for a, b in zip(mine, theirs))
     assert _relative(got, expected) < 1e-13
-
-
-class _Ball(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.gravity = nn.Parameter(torch.tensor(9.8, dtype=torch.float64))
-        self.drag = nn.Parameter(torch.tensor(0.1, dtype=torch.float64))
-
-    def forward(self, t, state):
-        return torch.stack([state[1], -self.gravity - self.drag * state[1]])
 
 
 def test_events_through_odeint_event():
