@@ -315,7 +315,6 @@ EXPERIMENTS = {
                     'ornstein_uhlenbeck/10/20',
                     'ornstein_uhlenbeck/10/50',
                     'ornstein_uhlenbeck/10/100',
-                    *(f'ornstein_uhlenbeck/{number}/' for number in OU_COSINE_WIDTHS),
                     'epoch_times/ornstein_uhlenbeck/',
                 ),
             ),
