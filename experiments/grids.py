@@ -315,7 +315,6 @@ EXPERIMENTS = {
                     'ornstein_uhlenbeck/10/20',
                     'ornstein_uhlenbeck/10/50',
                     'ornstein_uhlenbeck/10/100',
-                    'epoch_times/ornstein_uhlenbeck/',
                 ),
             ),
             'quick': Grid(SDE_OPTIONS, (5,), 1, ('--nepochs', '2')),
