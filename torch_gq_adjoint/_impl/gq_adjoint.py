@@ -119,6 +119,7 @@ class _GaussQuadratureAdjoint(torch.autograd.Function):
         ctx.forward_step = counted.last_step
         ctx.tape = tape
         ctx.graph = graph
+        ctx.site = key
         _report(
             settings.info,
             forward_nfe=counted.nfe,
@@ -267,10 +268,7 @@ def _backward(ctx, settings, t, event_t, solution_parts, params, grad_outputs):
         backward = choose(record)
         if settings.backward == 'auto' and 'graph' in records(settings):
             # Whether the next solve from this line keeps its graph (kept_graph).
-            remember(
-                site_key(settings, solution.shape[-1]),
-                chosen=isinstance(backward, CheckpointBackward),
-            )
+            remember(ctx.site, chosen=isinstance(backward, CheckpointBackward))
         result = backward(grad_solution)
         check_finite(result)
         _report(settings.info, **result.costs)
