@@ -196,7 +196,7 @@ EXPERIMENTS = {
                 # one "faster than direct" verdict, and two repeats did not settle it.
                 parts=(
                     Block(('direct', 'adjoint_gq'), (1000,), 2),
-                    Block(('direct', 'adjoint_gq'), (2000,), 5),
+                    Block(('direct', 'adjoint_gq'), (2000,), 3),
                     Block(ODE_OPTIONS, (1000, 2000), 2, epochs=3),
                 ),
                 budget='about 35 min for 2 repeats, the third about 20 min; '
