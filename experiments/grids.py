@@ -323,7 +323,6 @@ EXPERIMENTS = {
                 budget='about 355 min with --jobs 2, the cosines ablation included '
                 '(estimated from the measurements above)',
                 pending=(
-                    'ornstein_uhlenbeck/10/50',
                     'ornstein_uhlenbeck/10/100',
                 ),
             ),
