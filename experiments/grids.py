@@ -322,9 +322,6 @@ EXPERIMENTS = {
                 ),
                 budget='about 355 min with --jobs 2, the cosines ablation included '
                 '(estimated from the measurements above)',
-                pending=(
-                    'ornstein_uhlenbeck/10/100',
-                ),
             ),
             'quick': Grid(SDE_OPTIONS, (5,), 1, ('--nepochs', '2')),
         },

@@ -1,6 +1,10 @@
 """Figure 3 (timing): Ornstein–Uhlenbeck training time and validation KL against width for
 sde_direct, sde_adjoint and the GQ adjoint, and the KL curves at one width
-(``python -m plotting.plot_sde_times``)."""
+(``python -m plotting.plot_sde_times``).
+
+The curves are drawn by default at the largest width where every option trained in full
+(torchsde's adjoint is only timed by short runs at the larger widths, and a panel with GQ
+alone compares nothing), else at the largest width found."""
 
 import argparse
 import sys
@@ -10,6 +14,12 @@ from experiments import results
 from experiments.grids import EXPERIMENTS, SDE_OPTIONS
 from plotting import PLOTS_DIR
 from plotting.plot_ode_times import plot_timing
+
+
+def shared_width(runs, options=SDE_OPTIONS):
+    """The largest width at which every one of ``options`` has finished runs in ``runs``
+    (a dict keyed by ``(width, option)``), or None where no width has them all."""
+    return max((w for w, _ in runs if all((w, option) in runs for option in options)), default=None)
 
 
 def main(argv=None):
@@ -23,20 +33,24 @@ def main(argv=None):
         '--width',
         type=positive_int,
         default=None,
-        help='width of the loss curves (default: the largest found)',
+        help='width of the loss curves (default: the largest trained by every option)',
     )
     parser.add_argument('--results_dir', default=str(results.RESULTS_DIR))
     parser.add_argument('--plots_dir', default=str(PLOTS_DIR))
     args = parser.parse_args(argv)
     spec = EXPERIMENTS['ornstein_uhlenbeck']
+    ablation = spec.ablation_of(['--ncosines', str(args.ncosines)])
+    width = args.width
+    if width is None:
+        width = shared_width(results.complete_runs(args.results_dir, spec.name, ablation))
     return plot_timing(
         results_dir=args.results_dir,
         plots_dir=args.plots_dir,
         experiment=spec.name,
-        ablation=spec.ablation_of(['--ncosines', str(args.ncosines)]),
+        ablation=ablation,
         options=SDE_OPTIONS,
         final_series=('epoch_loss_history', 'validation KL'),
-        curve_width=args.width,
+        curve_width=width,
         name='sde_times',
         title='Ornstein–Uhlenbeck',
     )

@@ -106,6 +106,14 @@ def test_sde_times_figure(tmp_path, capsys):
     assert png.name == 'sde_times.png' and png.stat().st_size > 10_000
     captured = capsys.readouterr()
     assert captured.err.count('missing:') == 1 and 'sde_adjoint' in captured.err
+    # The KL curves go to the largest width that every option trained, not to a width
+    # where GQ alone trained in full.
+    runs = {(5, option): [{}] for option in plot_sde_times.SDE_OPTIONS}
+    runs.update({(100, 'adjoint_gq'): [{}], (50, 'sde_direct'): [{}]})
+    assert plot_sde_times.shared_width(runs) == 5
+    runs.update({(50, option): [{}] for option in plot_sde_times.SDE_OPTIONS})
+    assert plot_sde_times.shared_width(runs) == 50
+    assert plot_sde_times.shared_width({(100, 'adjoint_gq'): [{}]}) is None
 
 
 @pytest.mark.slow
