@@ -94,6 +94,15 @@ def test_ode_times_figure_reports_missing_runs(tmp_path, capsys):
         is None
     )
     assert 'at width 7' in capsys.readouterr().err and not plots.exists()
+    # The images grid runs no direct backprop (as the paper): nothing is reported missing.
+    for option in ('adjoint_ode', 'adjoint_seminorm', 'adjoint_gq'):
+        _fake_run(base, 'images', 'digits/32', 50, option, 1, 1.0)
+    png, _ = plot_ode_times.main(
+        ['--experiment', 'digits', '--results_dir', str(base), '--plots_dir', str(plots)]
+    )
+    captured = capsys.readouterr()
+    assert png.name == 'ode_times_digits.png' and 'missing:' not in captured.err
+    assert '3 methods, widths [50]' in captured.out
 
 
 def test_sde_times_figure(tmp_path, capsys):
