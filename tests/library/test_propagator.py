@@ -336,3 +336,49 @@ def test_a_state_without_batch_dimension_restarts():
     with pytest.warns(RuntimeWarning, match='batch dimension'):
         solution[-1].backward()
     assert scale.grad.item() == pytest.approx(2.0 * math.exp(-0.5), rel=1e-6)
+
+
+class _OldStyleTanh(torch.autograd.Function):
+    """tanh whose backward branches on its cotangent's values: vmap cannot batch
+    through it (neither over quadrature nodes nor over the propagator's columns)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        y = torch.tanh(x)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad):
+        (y,) = ctx.saved_tensors
+        if bool(grad.isnan().any()):  # data-dependent control flow
+            raise FloatingPointError('NaN cotangent')
+        return grad * (1 - y * y)
+
+
+class _Unbatchable(nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.first = nn.Linear(2, 16).double()
+        self.second = nn.Linear(16, 2).double()
+
+    def forward(self, t, z):
+        return self.second(_OldStyleTanh.apply(self.first(z)))
+
+
+def test_the_propagator_takes_products_one_column_at_a_time_where_vmap_cannot():
+    """A func vmap cannot batch: the products column by column give direct backprop's
+    gradient (the fall-back's multi-element products)."""
+    func = _Unbatchable()
+    y0 = torch.randn(4, 2, dtype=torch.float64)
+    t = torch.linspace(0, 1, 6, dtype=torch.float64)
+
+    def grads(solve, **kwargs):
+        loss = solve(func, y0, t, rtol=1e-9, atol=1e-9, **kwargs).pow(2).sum()
+        return torch.autograd.grad(loss, list(func.parameters()))
+
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        found = grads(odeint_adjoint_gq, backward='propagator')
+    assert _relative(found, grads(odeint)) < 1e-6

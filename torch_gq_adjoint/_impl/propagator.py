@@ -139,6 +139,8 @@ class PropagatorDynamics:
         self.field, self.samples, self.direction = field, samples, direction
         self.size = samples.batch * samples.dim
         self.nfe = 0
+        # Whether one batched backward computes the d products (False once it failed).
+        self.batched = True
 
     def split(self, state):
         """``z`` ``(..., n)`` and ``Ψ`` ``(..., B, d, d)`` of flat states."""
@@ -158,19 +160,23 @@ class PropagatorDynamics:
             z = z.detach().requires_grad_(True)
             derivative = self.field(t, z)
             if derivative.requires_grad:
-                try:
-                    (vjps,) = torch.autograd.grad(
-                        derivative, z, cotangents, is_grads_batched=True, allow_unused=True
-                    )
-                except RuntimeError:  # a backward vmap cannot batch: one column at a time
+                vjps = None
+                if self.batched:
+                    try:
+                        # The graph is kept: a failed attempt must leave it for the columns.
+                        (vjps,) = torch.autograd.grad(
+                            derivative,
+                            z,
+                            cotangents,
+                            is_grads_batched=True,
+                            allow_unused=True,
+                            retain_graph=True,
+                        )
+                    except RuntimeError:  # a backward vmap cannot batch: one column at a time
+                        self.batched = False
+                if not self.batched:
                     vjps = torch.stack(
-                        [
-                            torch.autograd.grad(
-                                derivative, z, column, retain_graph=True, allow_unused=True
-                            )[0]
-                            or torch.zeros_like(z)
-                            for column in cotangents
-                        ]
+                        [_vjp_or_zeros(derivative, z, column) for column in cotangents]
                     )
             else:
                 vjps = None
@@ -402,3 +408,9 @@ def _last_good(backward, indices, offsets, psi_obs):
         if ill[number] and number < len(indices) - 1:
             return indices[number]
     return indices[-1]
+
+
+def _vjp_or_zeros(output, inputs, cotangent):
+    """``cotangentᵀ ∂output/∂inputs``, zeros where ``output`` does not reach ``inputs``."""
+    (found,) = torch.autograd.grad(output, inputs, cotangent, retain_graph=True, allow_unused=True)
+    return torch.zeros_like(inputs) if found is None else found

@@ -70,13 +70,21 @@ def differentiable_backward(settings, t, y0_parts, params, grad_outputs, needs_t
         solution = solution if settings.layout.is_tuple else (solution,)
         pairs = [(part, grad) for part, grad in zip(solution, grad_outputs) if grad is not None]
         inputs = ([t] if needs_t else []) + list(y0_parts) + list(params)
-        found = torch.autograd.grad(
-            [part for part, _ in pairs],
-            inputs,
-            [grad for _, grad in pairs],
-            create_graph=create_graph,
-            allow_unused=True,
+        # Only what requires grad can be differentiated (y0 is often a data batch); the
+        # rest gets zeros, as autograd would give an unused input.
+        wanted = [value for value in inputs if value.requires_grad]
+        grads = iter(
+            torch.autograd.grad(
+                [part for part, _ in pairs],
+                wanted,
+                [grad for _, grad in pairs],
+                create_graph=create_graph,
+                allow_unused=True,
+            )
+            if wanted and pairs
+            else [None] * len(wanted)
         )
+        found = [next(grads) if value.requires_grad else None for value in inputs]
     found = [
         torch.zeros_like(value) if grad is None else grad for value, grad in zip(inputs, found)
     ]
