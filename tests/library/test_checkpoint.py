@@ -15,8 +15,9 @@ import torchdiffeq
 from torch import nn
 
 from torch_gq_adjoint import odeint_adjoint_gq
-from torch_gq_adjoint._impl import checks, gq_adjoint, notices
+from torch_gq_adjoint._impl import checks, notices
 from torch_gq_adjoint._impl.checkpoint import CHECKPOINT_METHODS
+from torch_gq_adjoint._impl.graph_recorder import GraphRecorder
 
 ADAPTIVE = sorted(checks.ADAPTIVE_METHODS)
 GRID = sorted(CHECKPOINT_METHODS - checks.ADAPTIVE_METHODS)
@@ -26,7 +27,7 @@ GRID = sorted(CHECKPOINT_METHODS - checks.ADAPTIVE_METHODS)
 def _recomputing(monkeypatch):
     """These tests are of the checkpoint that recomputes its steps: the forward keeps no
     graph here (tests/library/test_kept_graph.py tests the other way)."""
-    monkeypatch.setattr(gq_adjoint, 'worth_keeping', lambda key, forced: False)
+    monkeypatch.setattr(GraphRecorder, 'wanted', staticmethod(lambda needs: False))
 
 
 class _Field(nn.Module):

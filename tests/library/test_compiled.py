@@ -28,7 +28,7 @@ def fields():
 
 
 @pytest.mark.parametrize('backward', BACKWARDS)
-def test_compiled_func_gives_the_plain_gradient(fields, backward):
+def test_compiled_func_gives_the_plain_gradient(fields, backward, estimate_planning):
     y0 = torch.tensor([[0.5, -0.3], [0.1, 0.8], [-1.0, 0.2]], dtype=torch.float64)
     t = torch.linspace(0, 1, 4, dtype=torch.float64)
     found = []

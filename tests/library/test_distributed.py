@@ -14,6 +14,9 @@ from torch import nn
 from torch_gq_adjoint import odeint_adjoint_gq
 from torch_gq_adjoint._impl.choice import BACKWARDS
 
+# Calls repeat at one line here: the passes 'auto' takes must not depend on timings.
+pytestmark = pytest.mark.usefixtures('estimate_planning')
+
 WORLD = 2
 
 

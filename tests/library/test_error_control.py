@@ -18,6 +18,9 @@ from torch_gq_adjoint import odeint, odeint_adjoint_gq
 from torch_gq_adjoint._impl import checks, error_control
 from torch_gq_adjoint._impl.interpolation import hermite
 
+# Calls repeat at one line here: the passes 'auto' takes must not depend on timings.
+pytestmark = pytest.mark.usefixtures('estimate_planning')
+
 
 def test_hermite_interpolation_is_exact_for_cubics():
     grid = torch.tensor([0.0, 0.3, 0.7, 1.0], dtype=torch.float64)

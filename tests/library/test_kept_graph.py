@@ -16,6 +16,9 @@ from torch_gq_adjoint._impl.checkpoint import CHECKPOINT_METHODS
 
 from .test_checkpoint import _Ball  # the same falling ball, with the kept graph here
 
+# Calls repeat at one line here: the passes 'auto' takes must not depend on timings.
+pytestmark = pytest.mark.usefixtures('estimate_planning')
+
 ADAPTIVE = sorted(checks.ADAPTIVE_METHODS)
 GRID = sorted(CHECKPOINT_METHODS - checks.ADAPTIVE_METHODS)
 

@@ -22,6 +22,9 @@ from torch_gq_adjoint import odeint, odeint_adjoint_gq
 from torch_gq_adjoint._impl import dynamics, parameter_integral
 from torch_gq_adjoint._impl.quadrature import gauss_legendre, node_count
 
+# Calls repeat at one line here: the passes 'auto' takes must not depend on timings.
+pytestmark = pytest.mark.usefixtures('estimate_planning')
+
 
 def test_public_face():
     import torchdiffeq

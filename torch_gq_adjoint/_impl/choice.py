@@ -16,6 +16,7 @@ model have one home, docs/backward.md ("'auto': the default"); the constants it 
 are defined here, and ``tests/research/test_docs.py`` checks that the two agree.
 """
 
+import math
 from dataclasses import dataclass
 from typing import Callable
 
@@ -134,14 +135,51 @@ def _automatic_candidate(entry, settings):
     return entry.backward is not CheckpointBackward or tight_enough(settings.rtol)
 
 
-def records(settings):
-    """What the forward pass records (a set of ``'steps'``, ``'stages'``, ``'graph'``),
-    for the pass asked for or every pass ``'auto'`` may take."""
-    if settings.backward == 'auto':
+#: The passes, by name (the values of ``backward`` other than ``'auto'``).
+PASSES = tuple(_BY_NAME)
+
+
+def records(settings, name=None):
+    """What the forward pass records (a set of ``'steps'``, ``'stages'``, ``'graph'``):
+    for the pass ``name`` if given, else for the pass asked for or every pass ``'auto'``
+    may take."""
+    if name is not None:
+        entries = [_BY_NAME[name]]
+    elif settings.backward == 'auto':
         entries = [entry for entry in REGISTRY if _automatic_candidate(entry, settings)]
     else:
         entries = [_BY_NAME[settings.backward]]
     return {need for entry in entries for need in entry.backward.records(settings)}
+
+
+def accepted_steps(record):
+    """The forward solve's accepted steps (its evaluations for fixed-grid methods)."""
+    return record.forward_steps
+
+
+def admissible_estimates(record):
+    """``{name: (estimated cost, why it may not serve or None)}`` of every pass
+    ``'auto'`` may take at these settings, from a record of everything they need: what
+    the planner (:mod:`.planner`) measures. The costs are in restart evaluations, the
+    checkpoint's without :data:`MARGIN` (a preference of the estimate's, not a cost)."""
+    settings = record.settings
+    vectorised = record.vectorisable()
+    found = {}
+    for entry in REGISTRY:
+        if not _automatic_candidate(entry, settings):
+            continue
+        problem = entry.backward.problem(record) or _confirm(entry.backward, record)
+        cost = math.inf if problem is not None else entry.cost(record, vectorised)
+        found[entry.backward.name] = (cost, problem)
+    return found
+
+
+def take(name, record):
+    """The pass ``name`` built from ``record``, or None where it cannot serve it."""
+    backward = _BY_NAME[name].backward
+    if backward.problem(record) is None and _confirm(backward, record) is None:
+        return backward(record)
+    return None
 
 
 def choose(record):

@@ -16,14 +16,17 @@ CALLBACKS = ('callback_step', 'callback_accept_step', 'callback_reject_step')
 
 
 class StepRecorder:
-    """Counts evaluations; optionally records the last accepted step size."""
+    """Counts evaluations; optionally records the last accepted step size and counts the
+    accepted steps (:attr:`accepted`)."""
 
     def __init__(self, record_steps):
         self.nfe = 0
+        self.accepted = 0
         self.last_step = None
         self._record_steps = record_steps
 
     def _record_step(self, t0, y0, dt):
+        self.accepted += 1
         self.last_step = dt.detach().abs()
 
     def _install_callbacks(self, user_callbacks, wrap):

@@ -14,31 +14,20 @@ form from ``f`` at the output times (:func:`~.record.time_gradients`).
 
 from __future__ import annotations
 
-import dataclasses
 import numbers
 from dataclasses import dataclass
 from typing import Any, Callable, Union
 
 import torch
-import torchdiffeq
 
 from . import checks
 from .backward_options import backward_norm
-from .checkpoint import DEFAULT_CHECKPOINT_MEMORY, CheckpointBackward, ForwardTape
-from .choice import BACKWARDS, choose, records
-from .dynamics import CountedField
-from .kept_graph import (
-    GraphGuard,
-    GraphTooLargeError,
-    KeptGraph,
-    StepCounter,
-    frozen_norm,
-    remember,
-    site_key,
-    worth_keeping,
-)
+from .checkpoint import DEFAULT_CHECKPOINT_MEMORY
+from .choice import BACKWARDS, choose, records, take
 from .notices import call_site
-from .record import ForwardRecord, check_finite, explain_non_finite, time_gradients
+from .planner import PLANNER, CallSitePlan, Ticket
+from .record import ForwardRecord, check_finite, time_gradients
+from .recorders import record_forward
 from .second_order import differentiable_backward
 from .state import FlatField, StateLayout
 
@@ -75,6 +64,11 @@ class Settings:
     info: dict[str, Any] | None
     call_site: tuple[str, int]
     per_sample: bool
+    #: Whether a backward pass may follow (grad mode on and an input requiring grad):
+    #: without one the forward records nothing.
+    expects_backward: bool = True
+    #: What was learnt at this call site (:mod:`.planner`); None without a backward.
+    plan: CallSitePlan | None = None
 
 
 class _GaussQuadratureAdjoint(torch.autograd.Function):
@@ -82,47 +76,28 @@ class _GaussQuadratureAdjoint(torch.autograd.Function):
     def forward(ctx, settings, t, *inputs):
         layout = settings.layout
         parts, params = inputs[: len(layout.shapes)], inputs[len(layout.shapes) :]
-        y0 = tuple(parts) if layout.is_tuple else parts[0]
-        adaptive = settings.method in checks.ADAPTIVE_METHODS
-        needs = records(settings)
-        reversed_time = len(t) > 1 and bool(t[0] > t[1])
-
-        def new_tape():
-            if 'steps' not in needs:
-                return None
-            return ForwardTape(
-                adaptive,
-                reversed_time,
-                settings.checkpoint_memory,
-                keep_stages='stages' in needs,
-            )
-
-        graph, tape = None, None
-        key = site_key(settings, sum(layout.numels))
-        if 'graph' in needs and worth_keeping(key, settings.backward == 'checkpoint'):
-            tape = new_tape()
-            try:
-                graph, result, counted = _solve_keeping_graph(settings, t, parts, params, tape)
-            except GraphTooLargeError:
-                remember(key, too_large=True)
-        if graph is None:
-            tape = new_tape()
-            counted = CountedField(settings.func, adaptive, tape, settings.layout)
-            with torch.no_grad():
-                result = _solve(settings, counted, y0, t, params)
+        plan = settings.plan
+        ticket = _ticket(settings, plan)
+        needs = _needs(settings, plan, ticket)
+        device = parts[0].device
+        if ticket is not None:
+            ticket.start(device)
+        recording = record_forward(
+            settings, t, parts, params, needs, on_overflow=lambda: _too_large(plan)
+        )
+        if ticket is not None:
+            ticket.stop(device)
+        result, tape = recording.result, recording.tape
         event_t = None
         if settings.event_fn is not None:
             event_t, result = result
         solution = tuple(result) if layout.is_tuple else (result,)
         ctx.settings = settings
-        ctx.forward_nfe = counted.nfe
-        ctx.forward_step = counted.last_step
-        ctx.tape = tape
-        ctx.graph = graph
-        ctx.site = key
+        ctx.recording = recording
+        ctx.ticket = ticket
         _report(
             settings.info,
-            forward_nfe=counted.nfe,
+            forward_nfe=recording.nfe,
             checkpoint_bytes=0 if tape is None else tape.nbytes,
             checkpoint_steps=0 if tape is None else len(tape.starts),
         )
@@ -165,76 +140,32 @@ class _GaussQuadratureAdjoint(torch.autograd.Function):
         )
 
 
-def _solve(settings, field, y0, t, params):
-    """:func:`torchdiffeq.odeint` with the settings' tolerances, method and events."""
-    try:
-        return torchdiffeq.odeint(
-            field,
-            y0,
-            t,
-            rtol=settings.rtol,
-            atol=settings.atol,
-            method=settings.method,
-            options=settings.options,
-            event_fn=settings.event_fn,
-        )
-    except AssertionError as error:
-        # torchdiffeq's "underflow in dt": name a non-finite value where there is one.
-        if 'underflow' not in str(error):
-            raise
-        explain_non_finite(settings.func, t[0], y0, params)
-        raise
+def _ticket(settings: Settings, plan: CallSitePlan | None) -> Ticket | None:
+    """This call's part in the call site's plan (``'auto'`` with a backward to come)."""
+    if plan is None or settings.backward != 'auto':
+        return None
+    return plan.ticket()
 
 
-def _solve_keeping_graph(settings, t, parts, params, tape):
-    """The forward solve with grad mode on, from detached copies of ``y0``'s parts:
-    ``(KeptGraph, result, counted field)``; ``tape`` (or None) records the steps beside
-    it, for the passes ``'auto'`` may prefer.
-
-    Raises:
-        GraphTooLargeError: the graph would pass ``checkpoint_memory`` (the solve stopped).
-    """
-    layout = settings.layout
-    adaptive = settings.method in checks.ADAPTIVE_METHODS
-    leaves = tuple(part.detach().requires_grad_(True) for part in parts)
-    steps = StepCounter(adaptive) if tape is None else tape
-    counted = CountedField(settings.func, adaptive, steps, layout)
-    state_bytes = sum(part.numel() * part.element_size() for part in parts)
-    guard = GraphGuard(counted, params, state_bytes, settings.checkpoint_memory)
-    options = dict(settings.options)
-    if adaptive:
-        # The same steps, with no graph through the step-size controller: the
-        # checkpoint's gradient (step sizes held fixed).
-        options['norm'] = frozen_norm(options.get('norm'), layout.is_tuple)
-    kept_settings = dataclasses.replace(settings, options=options)
-    with torch.enable_grad():
-        result = _solve(
-            kept_settings,
-            guard,
-            tuple(leaves) if layout.is_tuple else leaves[0],
-            t.detach(),
-            params,
-        )
-    solution = result[1] if settings.event_fn is not None else result
-    kept = KeptGraph(
-        leaves,
-        tuple(solution) if layout.is_tuple else (solution,),
-        guard.nbytes,
-        steps.step_evaluations if adaptive else counted.nfe,
-    )
-    # What the Function returns carries no graph of its own (autograd gives it this one).
-    if settings.event_fn is not None:
-        event_t, solution = result
-        result = (event_t.detach(), _detached(solution))
-    else:
-        result = _detached(result)
-    return kept, result, counted
+def _needs(settings: Settings, plan: CallSitePlan | None, ticket: Ticket | None) -> set[str]:
+    """What the forward records: for the pass to run (the ticket's candidate or the pass
+    forced), or for every pass the estimate may choose; the graph only where it may
+    serve (not after it did not fit here; under the estimate, on a call site's first call
+    and while the estimate last chose the checkpoint there)."""
+    if not settings.expects_backward:
+        return set()
+    candidate = None if ticket is None else ticket.candidate
+    needs = records(settings, candidate)
+    if 'graph' in needs and plan is not None:
+        estimated = settings.backward == 'auto' and candidate is None
+        if plan.graph_too_large or (estimated and plan.last_estimate not in (None, 'checkpoint')):
+            needs.discard('graph')
+    return needs
 
 
-def _detached(value):
-    if isinstance(value, (tuple, list)):
-        return tuple(part.detach() for part in value)
-    return value.detach()
+def _too_large(plan: CallSitePlan | None) -> None:
+    if plan is not None:
+        plan.graph_too_large = True
 
 
 def _backward(ctx, settings, t, event_t, solution_parts, params, grad_outputs):
@@ -254,21 +185,28 @@ def _backward(ctx, settings, t, event_t, solution_parts, params, grad_outputs):
         if event_mode:
             times = torch.cat([times[:1], event_t.detach().reshape(1).to(times)])
 
+        recording = ctx.recording
         record = ForwardRecord(
             settings,
             t.detach(),
             times,
             solution,
             tuple(params),
-            ctx.forward_nfe,
-            ctx.forward_step,
-            ctx.tape,
-            ctx.graph,
+            recording.nfe,
+            recording.last_step,
+            recording.tape,
+            recording.graph,
+            forward_steps=recording.accepted,
         )
-        backward = choose(record)
-        if settings.backward == 'auto' and 'graph' in records(settings):
-            # Whether the next solve from this line keeps its graph (kept_graph).
-            remember(ctx.site, chosen=isinstance(backward, CheckpointBackward))
+        ticket = ctx.ticket
+        device = solution.device
+        if ticket is not None:
+            ticket.start(device)
+        backward = None
+        if ticket is not None and ticket.candidate is not None:
+            backward = take(ticket.candidate, record)
+        if backward is None:
+            backward = choose(record)
         result = backward(grad_solution)
         check_finite(result)
         _report(settings.info, **result.costs)
@@ -286,6 +224,12 @@ def _backward(ctx, settings, t, event_t, solution_parts, params, grad_outputs):
             grad_times = torch.cat([grad_times[:1], torch.zeros_like(t[1:])])
         grad_y0 = layout.unflatten(adjoint)
         grad_y0 = grad_y0 if layout.is_tuple else (grad_y0,)
+        if ticket is not None:
+            ticket.stop(device)
+            ticket.plan.learn(
+                ticket, record, backward.name, ticket.seconds if ticket.timed else None
+            )
+            _report(settings.info, plan=ticket.plan.state)
         return (None, grad_times, *grad_y0, *param_grads)
 
 
@@ -514,9 +458,54 @@ def odeint_adjoint_gq(
         info=info,
         call_site=call_site(),
         per_sample=batch_dim is not None,
+        expects_backward=torch.is_grad_enabled()
+        and any(tensor.requires_grad for tensor in (t, *parts, *params)),
     )
+    if settings.expects_backward:
+        settings.plan = PLANNER.plan(*_plan_key(settings, t, parts[0]), site=settings.call_site)
     outputs = _GaussQuadratureAdjoint.apply(settings, t, *parts, *params)
     if event_fn is not None:
         event_t, outputs = outputs[0], outputs[1:]
     solution = tuple(outputs) if is_tuple else outputs[0]
     return solution if event_fn is None else (event_t, solution)
+
+
+def _plan_key(
+    settings: Settings, t: torch.Tensor, like: torch.Tensor
+) -> tuple[tuple[Any, ...], str]:
+    """What a call site's plan is kept by (the call site and every setting that changes
+    which pass is fastest), and a short description of it."""
+    layout = settings.layout
+    description = (
+        f'state {sum(layout.numels)} {str(like.dtype).replace("torch.", "")} {like.device}, '
+        f'{settings.method}, rtol {_short(settings.rtol)}, atol {_short(settings.atol)}, '
+        f'{len(t)} times'
+    )
+    key = (
+        settings.call_site,
+        tuple(layout.shapes),
+        like.dtype,
+        like.device,
+        settings.method,
+        settings.adjoint_method,
+        _hashable(settings.rtol),
+        _hashable(settings.atol),
+        settings.gtol,
+        len(t),
+        settings.event_fn is not None,
+        settings.backward,
+        settings.checkpoint_memory,
+    )
+    return key, description
+
+
+def _hashable(value: Any) -> Any:
+    if torch.is_tensor(value):
+        return ('tensor', tuple(value.shape), float(value.detach().double().sum()))
+    if isinstance(value, (tuple, list)):
+        return tuple(_hashable(entry) for entry in value)
+    return float(value)
+
+
+def _short(value: Any) -> str:
+    return f'{value:g}' if isinstance(value, numbers.Real) else type(value).__name__

@@ -15,11 +15,12 @@ direct backprop's.
 ``func`` is measured (the bytes of the tensors autograd saves, parameters left out), and
 every later one is priced the same, plus the solver's own combinations of the state.
 Past ``checkpoint_memory`` bytes the solve stops (:class:`GraphTooLargeError`) and the
-forward runs again without a graph, recording its steps instead; the call site is
-remembered, so that a training loop pays for that attempt once. The user's ``func`` and
-step callbacks see the stopped attempt's evaluations too. Since a graph slows the forward
-solve a little and serves only the checkpoint, ``'auto'`` keeps it at a call site only
-while its last choice there was the checkpoint (and on the first call).
+forward runs again without a graph, recording its steps instead; the call site's plan
+remembers it (:mod:`.planner`), so that a training loop pays for that attempt once. The
+user's ``func`` and step callbacks see the stopped attempt's evaluations too. The
+recorder that keeps the graph is :mod:`.graph_recorder`; a graph is kept where the
+checkpoint is the pass to run (forced, or the plan's choice or candidate) and on a
+call site's first call, which records for every pass.
 
 The backward through the graph frees it. A second backward through the same solve
 (``retain_graph=True`` outside) recomputes the steps from the record kept beside it.
@@ -33,35 +34,9 @@ import torch
 
 from .backward_options import _rms_norm
 
-#: What was learnt at each call site (with its state size, method and budget), keyed by
-#: :func:`site_key`: ``'too_large'`` (a kept graph did not fit), ``'chosen'`` (whether
-#: ``'auto'`` last took the checkpoint there).
-_SITES: dict[tuple[Any, ...], dict[str, bool]] = {}
-
 
 class GraphTooLargeError(Exception):
     """The forward solve's graph would pass ``checkpoint_memory``."""
-
-
-def site_key(settings, numel):
-    """What :data:`_SITES` remembers a solve by: its call site, state size, method and
-    budget."""
-    return (settings.call_site, numel, settings.method, settings.checkpoint_memory)
-
-
-def remember(key, **facts):
-    """Note ``too_large=True`` or ``chosen=...`` for the call site ``key``."""
-    _SITES.setdefault(key, {}).update(facts)
-
-
-def worth_keeping(key, forced):
-    """Whether the forward should keep its graph at this call site: never once it did not
-    fit; under ``'auto'`` (not ``forced``) only while the last choice there was the
-    checkpoint (or on the first call)."""
-    facts = _SITES.get(key, {})
-    if facts.get('too_large'):
-        return False
-    return forced or facts.get('chosen', True)
 
 
 def frozen_norm(norm, is_tuple):
@@ -79,11 +54,6 @@ def frozen_norm(norm, is_tuple):
         return found.detach() if torch.is_tensor(found) else found
 
     return frozen
-
-
-def forget():
-    """Forget every call site (tests)."""
-    _SITES.clear()
 
 
 class StepCounter:

@@ -40,6 +40,7 @@ class ForwardRecord:
             accepted steps (and their stages), where a pass that reads them may run.
         graph: :class:`~torch_gq_adjoint._impl.kept_graph.KeptGraph` or None: the
             forward solve with its autograd graph, where it was kept.
+        forward_steps: int, accepted steps of the forward solve (adaptive methods).
         field_values: :class:`FieldValues` at the output times (made here).
     """
 
@@ -52,6 +53,7 @@ class ForwardRecord:
     forward_step: torch.Tensor | None = None
     tape: ForwardTape | None = None
     graph: KeptGraph | None = None
+    forward_steps: int = 0
     field_values: FieldValues = field(init=False)
     _vectorisable: bool | None = field(init=False, default=None)
 

@@ -1,0 +1,401 @@
+"""The plan of ``backward='auto'`` at each call site: estimate first, then measure.
+
+A training loop calls :func:`~torch_gq_adjoint.odeint_adjoint_gq` thousands of times from
+the same line with the same shapes and settings. Which backward pass is fastest there
+depends on what a count of evaluations cannot see (per-evaluation overhead that differs
+by pass, the shapes of the products, the graph autograd builds), so the planner measures
+it, as FFTW's planner (MEASURE against ESTIMATE) and cuDNN's benchmark mode do:
+
+1. The first call at a call site records everything any admissible pass needs and takes
+   the estimate's choice (:func:`~.choice.choose`, the count of evaluations). From that
+   record it learns which passes may serve the solve (the accuracy rule and each pass's
+   own conditions) and what the estimate thinks each costs.
+2. The next calls run the admissible passes in turn, each recording only what it needs,
+   and time each call's forward and backward (every admissible pass gives a usable
+   gradient, so no training step is wasted). Passes estimated at more than
+   :data:`PRUNE_ESTIMATE` times the cheapest estimate are not measured; a pass measured
+   at more than :data:`PRUNE_MEASURED` times the best first measurement is not measured
+   again. Each is measured :data:`ROUNDS` times; the fastest (least of its times) wins.
+3. The plan holds while the solve stays within :data:`BAND` of the forward evaluations
+   and accepted steps it was measured at. Beyond the band the call site plans again from
+   step 1, if its exploration budget allows: after the first plan, calls spent exploring
+   stay within :data:`EXPLORE_SHARE` of all its calls.
+
+So exploring costs at most ``1 + ROUNDS × passes`` calls (9 with the four passes) at
+first and 2 % of the calls after that. Under ``torch.use_deterministic_algorithms(True)``
+or ``set_planning('estimate')``, nothing is timed: every call takes the estimate's choice
+from its own record, and two runs of a script take the same passes and give bit-identical
+gradients. A plan can be read (:func:`plans`, ``str(plan)``), pinned to a pass
+(:meth:`CallSitePlan.pin`) and forgotten (:func:`reset_plans`).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+#: Times each admissible pass is measured before the plan is made.
+ROUNDS = 2
+#: A pass estimated at more than this many times the cheapest estimate is not measured
+#: (the estimate is wrong by up to about 3 times; a pass off by more is not worth a step).
+PRUNE_ESTIMATE = 5.0
+#: A pass measured at more than this many times the best first measurement is not
+#: measured again (timings on a busy machine move by 20–50 %, not by 2 times).
+PRUNE_MEASURED = 2.0
+#: The plan holds while the forward's evaluations and accepted steps stay within this
+#: factor of those it was measured at.
+BAND = 1.25
+#: After the first plan, the share of a call site's calls that may be spent exploring.
+EXPLORE_SHARE = 0.02
+#: The ways of planning: ``'measure'`` (time the admissible passes; the default) and
+#: ``'estimate'`` (the count of evaluations alone; deterministic).
+PLANNING_MODES = ('measure', 'estimate')
+
+_planning: str | None = None
+
+
+def set_planning(mode: str | None) -> None:
+    """Choose how ``backward='auto'`` plans, for every call site of this process.
+
+    Args:
+        mode: ``'measure'`` (time the admissible passes on the first calls of each call
+            site and take the fastest), ``'estimate'`` (the count of evaluations alone:
+            no timing, the same choices and gradients on every run), or None (default:
+            ``'estimate'`` under ``torch.use_deterministic_algorithms(True)``, else
+            ``'measure'``).
+
+    Raises:
+        ValueError: ``mode`` is none of these.
+    """
+    global _planning
+    if mode is not None and mode not in PLANNING_MODES:
+        raise ValueError(f"planning mode must be 'measure', 'estimate' or None; got {mode!r}.")
+    _planning = mode
+
+
+def planning() -> str:
+    """The way ``backward='auto'`` plans now: ``'measure'`` or ``'estimate'``."""
+    if _planning is not None:
+        return _planning
+    return 'estimate' if torch.are_deterministic_algorithms_enabled() else 'measure'
+
+
+@dataclass
+class Candidate:
+    """One pass a call site's plan may take.
+
+    Attributes:
+        name: the pass (a value of ``backward``).
+        estimate: its cost by the count of evaluations (restart evaluations), from the
+            first call's record.
+        seconds: the measured seconds of each call it served (forward and backward).
+        excluded: why it is not measured (None while it is).
+    """
+
+    name: str
+    estimate: float
+    seconds: list[float] = field(default_factory=list)
+    excluded: str | None = None
+
+    @property
+    def best(self) -> float | None:
+        """The least of its measured seconds (None before any)."""
+        return min(self.seconds) if self.seconds else None
+
+
+class CallSitePlan:
+    """What ``backward='auto'`` has learnt at one call site (a line of the user's code,
+    with its state size, dtype, device, method, tolerances and number of output times).
+
+    Read it with ``str(plan)`` or its attributes; change it with :meth:`pin`,
+    :meth:`unpin` and :meth:`reset`. Safe to use from several threads.
+
+    Attributes:
+        site: ``(filename, line)`` of the call.
+        settings: a short description of the solve (state, method, tolerances, times).
+        state: ``'new'`` (the next call records for every pass and estimates),
+            ``'exploring'`` (calls run the candidates in turn), ``'settled'`` (calls run
+            :attr:`choice`), ``'pinned'`` (calls run :attr:`choice`, never re-planned),
+            or ``'estimated'`` (planning by estimate: each call chooses for itself).
+        choice: the pass calls run (None before a plan).
+        reason: why :attr:`choice` was taken.
+        candidates: ``{name: Candidate}`` of the last plan.
+        calls: backward passes completed here.
+        explored: calls spent exploring.
+        plans_made: plans made here (the first and every re-plan).
+        reference: ``(forward evaluations, accepted steps)`` the plan was made at.
+        graph_too_large: a kept forward graph did not fit ``checkpoint_memory`` here
+            (the forward no longer tries).
+        last_estimate: the estimate's last choice here (under ``'estimate'`` the forward
+            keeps its graph only while it is the checkpoint).
+    """
+
+    def __init__(self, site: tuple[str, int], settings: str) -> None:
+        self.site = site
+        self.settings = settings
+        self.state = 'new'
+        self.choice: str | None = None
+        self.reason = 'no call yet'
+        self.candidates: dict[str, Candidate] = {}
+        self.calls = 0
+        self.explored = 0
+        self.plans_made = 0
+        self.first_exploration = 0
+        self.reference: tuple[int, int] | None = None
+        self.graph_too_large = False
+        self.last_estimate: str | None = None
+        self._lock = threading.RLock()
+
+    # What the user may change.
+
+    def pin(self, name: str | None = None) -> None:
+        """Run ``name`` (default: the current choice) at this call site from now on,
+        without measuring or re-planning.
+
+        Raises:
+            ValueError: no name given and nothing chosen yet, or an unknown pass.
+        """
+        from .choice import PASSES  # the table imports this module
+
+        with self._lock:
+            name = self.choice if name is None else name
+            if name not in PASSES:
+                raise ValueError(
+                    f'pin: name must be one of {", ".join(map(repr, PASSES))}'
+                    + (' (nothing is chosen yet here)' if self.choice is None else '')
+                    + f'; got {name!r}.'
+                )
+            self.state, self.choice, self.reason = 'pinned', name, 'pinned by the user'
+
+    def unpin(self) -> None:
+        """Plan this call site again from its next call."""
+        with self._lock:
+            if self.state == 'pinned':
+                self._restart('unpinned')
+
+    def reset(self) -> None:
+        """Forget what was learnt here (the next call plans anew)."""
+        with self._lock:
+            self.__init__(self.site, self.settings)  # type: ignore[misc]
+
+    # What the Function asks.
+
+    def ticket(self, timed_allowed: bool = True) -> Ticket:
+        """What the next call at this site runs: a pass (or None: record for every pass
+        and take the estimate's choice), and whether it is timed."""
+        with self._lock:
+            if planning() == 'estimate' and self.state != 'pinned':
+                self.state, self.reason = 'estimated', 'planning by estimate'
+                return Ticket(self, None, timed=False)
+            if self.state in ('new', 'estimated'):
+                self.state = 'new'
+                return Ticket(self, None, timed=False)
+            if self.state == 'exploring':
+                return Ticket(self, self._next_candidate(), timed=timed_allowed)
+            return Ticket(self, self.choice, timed=False)
+
+    def _next_candidate(self) -> str:
+        measured = [c for c in self.candidates.values() if c.excluded is None]
+        return min(measured, key=lambda c: len(c.seconds)).name
+
+    def learn(self, ticket: Ticket, record: Any, ran: str, seconds: float | None) -> None:
+        """After a backward pass: what ``ticket``'s call ran (``ran``, a pass name), in
+        how many ``seconds`` (None: not timed), on a solve described by ``record``."""
+        from . import choice  # the table imports this module
+
+        with self._lock:
+            self.calls += 1
+            size = (record.forward_nfe, choice.accepted_steps(record))
+            if ticket.candidate is None:
+                self.last_estimate = ran
+                if self.state == 'new':
+                    self._plan(record, ran, size)
+                return
+            if self.state == 'exploring':
+                self.explored += 1
+                candidate = self.candidates.get(ticket.candidate)
+                if candidate is None or candidate.excluded is not None:
+                    return
+                if ran != candidate.name:
+                    candidate.excluded = f'could not serve a call (ran {ran} instead)'
+                elif seconds is not None:
+                    candidate.seconds.append(seconds)
+                    self._prune_measured()
+                if all(c.excluded is not None or len(c.seconds) >= ROUNDS for c in self._live()):
+                    self._settle(size)
+                return
+            if self.state == 'settled':
+                if ran != self.choice:
+                    self._restart(f'{self.choice} could not serve a call (ran {ran})')
+                elif self.reference is not None and _outside(size, self.reference):
+                    allowed = self.first_exploration + EXPLORE_SHARE * self.calls
+                    if self.explored + 1 + ROUNDS * len(self.candidates) <= allowed:
+                        self._restart(
+                            f'the solve moved from {self.reference[0]} evaluations and '
+                            f'{self.reference[1]} steps to {size[0]} and {size[1]}'
+                        )
+
+    def _live(self) -> list[Candidate]:
+        return [c for c in self.candidates.values() if c.excluded is None]
+
+    def _plan(self, record: Any, ran: str, size: tuple[int, int]) -> None:
+        """The first call's record: which passes may serve, and their estimates."""
+        from . import choice
+
+        self.plans_made += 1
+        self.explored += 1
+        estimates = choice.admissible_estimates(record)
+        self.candidates = {
+            name: Candidate(name, cost, excluded=problem)
+            for name, (cost, problem) in estimates.items()
+        }
+        costs = [c.estimate for c in self._live()]
+        cheapest = min(costs) if costs else 0.0
+        for candidate in self._live():
+            if cheapest > 0 and candidate.estimate > PRUNE_ESTIMATE * cheapest:
+                candidate.excluded = (
+                    f'estimated at {candidate.estimate / cheapest:.1f} times the cheapest'
+                )
+        live = self._live()
+        if len(live) <= 1:
+            self.choice = live[0].name if live else ran
+            self.state, self.reference = 'settled', size
+            self.reason = 'the only pass that may serve' if live else 'the estimate'
+            self._close_first_plan()
+            return
+        self.state = 'exploring'
+        self.reason = 'measuring ' + ', '.join(c.name for c in live)
+
+    def _prune_measured(self) -> None:
+        firsts = [c.seconds[0] for c in self._live() if c.seconds]
+        for candidate in self._live():
+            if candidate.seconds and candidate.seconds[0] > PRUNE_MEASURED * min(firsts):
+                candidate.excluded = (
+                    f'measured at {candidate.seconds[0] / min(firsts):.1f} times the fastest'
+                )
+
+    def _settle(self, size: tuple[int, int]) -> None:
+        live = [c for c in self._live() if c.seconds]
+        if not live:
+            self._restart('no pass could be measured')
+            return
+        fastest = min(live, key=lambda c: c.best or 0.0)
+        self.choice, self.state, self.reference = fastest.name, 'settled', size
+        self.reason = f'fastest measured ({1000 * (fastest.best or 0.0):.3g} ms a call)'
+        self._close_first_plan()
+
+    def _close_first_plan(self) -> None:
+        if self.plans_made == 1:
+            self.first_exploration = self.explored
+
+    def _restart(self, why: str) -> None:
+        self.state, self.reason = 'new', f'planning again: {why}'
+
+    def __str__(self) -> str:
+        with self._lock:
+            lines = [
+                f'call site {self.site[0]}:{self.site[1]} ({self.settings})',
+                f'  {self.state}: {self.choice or "nothing chosen"} ({self.reason}); '
+                f'{self.calls} calls, {self.explored} exploring, {self.plans_made} plans',
+            ]
+            if self.reference is not None:
+                lines.append(
+                    f'  planned at {self.reference[0]} forward evaluations, '
+                    f'{self.reference[1]} accepted steps'
+                )
+            for candidate in self.candidates.values():
+                if candidate.seconds:
+                    measured = ', '.join(f'{1000 * s:.3g}' for s in candidate.seconds)
+                    what = f'measured {measured} ms'
+                else:
+                    what = 'not measured'
+                why = f' ({candidate.excluded})' if candidate.excluded else ''
+                lines.append(
+                    f'  {candidate.name:<13} estimate {candidate.estimate:8.1f}  {what}{why}'
+                )
+            return '\n'.join(lines)
+
+    __repr__ = __str__
+
+
+def _outside(size: tuple[int, int], reference: tuple[int, int]) -> bool:
+    return any(
+        not (ref / BAND <= value <= ref * BAND) for value, ref in zip(size, reference) if ref
+    )
+
+
+@dataclass
+class Ticket:
+    """One call's part in its call site's plan: the pass it runs (None: the estimate's
+    choice from a record of everything) and its clock."""
+
+    plan: CallSitePlan
+    candidate: str | None
+    timed: bool
+    seconds: float = 0.0
+    _start: float = 0.0
+
+    def start(self, device: torch.device) -> None:
+        """Start (or resume) the clock."""
+        if self.timed:
+            _synchronise(device)
+            self._start = time.perf_counter()
+
+    def stop(self, device: torch.device) -> None:
+        """Stop the clock, adding the time since :meth:`start`."""
+        if self.timed:
+            _synchronise(device)
+            self.seconds += time.perf_counter() - self._start
+
+
+def _synchronise(device: torch.device) -> None:
+    if device.type == 'cuda':
+        torch.cuda.synchronize(device)
+
+
+class Planner:
+    """Every call site's plan, keyed by the call site and the solve's settings."""
+
+    def __init__(self) -> None:
+        self._plans: dict[tuple[Any, ...], CallSitePlan] = {}
+        self._lock = threading.Lock()
+
+    def plan(self, key: tuple[Any, ...], settings: str, site: tuple[str, int]) -> CallSitePlan:
+        """The plan for ``key`` (made on first use)."""
+        with self._lock:
+            found = self._plans.get(key)
+            if found is None:
+                found = self._plans[key] = CallSitePlan(site, settings)
+            return found
+
+    def plans(self) -> list[CallSitePlan]:
+        """Every call site's plan, in the order of their first calls."""
+        with self._lock:
+            return list(self._plans.values())
+
+    def reset(self) -> None:
+        """Forget every plan."""
+        with self._lock:
+            self._plans.clear()
+
+
+#: The process's planner.
+PLANNER = Planner()
+
+
+def plans() -> list[CallSitePlan]:
+    """Every call site's plan of this process (``print(plan)`` shows what ran and why).
+
+    Returns:
+        list of :class:`CallSitePlan`, in the order of their first calls.
+    """
+    return PLANNER.plans()
+
+
+def reset_plans() -> None:
+    """Forget every call site's plan: the next calls plan anew."""
+    PLANNER.reset()
