@@ -14,23 +14,38 @@ extra peak memory of one step; the relative error of the parameter gradient agai
 tight reference (direct backpropagation in float64 at rtol = atol = 1e-10); and, for the
 library's modes, what ran (the ``info`` argument): the backward pass the default chose,
 the forward and backward evaluations, and the quadrature nodes.
+
+With ``--train``, each workload then trains for a whole run (its ``train_steps``, or
+``--steps``) under direct backprop, the default and every forced pass of the adjoint's
+accuracy (those ``'auto'`` may take) that the one-step timings put within
+:data:`TRAIN_WITHIN` of the fastest of them, the modes taking turns
+(:mod:`benchmarks.training`): the mean step over the run, its ratio to direct backprop
+(chunk by chunk: median and quartiles), the default's ratio to the fastest single pass,
+which passes served the default's calls and how many calls its planner spent exploring.
+``--output`` writes every measured second, with the machine and versions, as JSON.
 """
 
 import argparse
+import json
 import math
+import os
 import pathlib
+import platform
+import subprocess
 import sys
 import warnings
 
 import torch
 import torchdiffeq
 
-from benchmarks import torchode_mode
+import torch_gq_adjoint
+from benchmarks import torchode_mode, training
 from benchmarks.memory import peak_memory_bytes
 from benchmarks.timing import add_machine_flags, paired_ratios, time_in_turns
 from benchmarks.workloads import WORKLOADS, build
 from common.arguments import positive_int
 from torch_gq_adjoint import odeint_adjoint_gq
+from torch_gq_adjoint._impl.checks import tight_enough
 
 #: ``{mode: (solver, keyword arguments)}``; ``gq gtol=0.1`` is the paper's rule.
 MODES = {
@@ -47,6 +62,12 @@ if torchode_mode.available():
     MODES['torchode'] = (torchode_mode.odeint, {})
 REFERENCE_TOLERANCE = 1e-10
 QUICK = ('spiral', 'bouncing_ball')
+#: The forced passes a training run includes: those within this factor of the fastest
+#: (adjoint-level) forced pass in the one-step timings.
+TRAIN_WITHIN = 1.5
+#: The most calls the default's warm-up makes while its planner explores.
+SETTLE_CALLS = 30
+FORCED = ('gq checkpoint', 'gq interpolated', 'gq propagator', 'gq restart')
 
 
 class _Runner:
@@ -90,10 +111,13 @@ def measure(name, modes, repeats, device):
     rest of the table."""
     workload = build(name, torch.float32, device)
     runners, failed = {}, {}
+    torch_gq_adjoint.reset_plans()
     for mode in modes:
         runner = _Runner(workload, mode)
         try:
             runner()
+            if mode == 'gq default':
+                _settle(runner)
         except Exception as error:  # noqa: BLE001 - reported in the table, not raised
             failed[mode] = dict(failed=f'{type(error).__name__}: {str(error).splitlines()[0]}')
             continue
@@ -107,11 +131,23 @@ def measure(name, modes, repeats, device):
             info=None if runners[mode].info is None else dict(runners[mode].info),
             # Each turn's ratio to direct backprop's step in the same turn.
             paired=paired_ratios(turns, mode, 'direct') if 'direct' in turns else None,
+            turns=turns[mode],
         )
         for mode, (seconds, gradient) in timed.items()
     }
     results.update(failed)
     return {mode: results[mode] for mode in modes}, runners
+
+
+def _settle(runner, limit=SETTLE_CALLS):
+    """Warm the default up until its planner has settled at every call site (at most
+    ``limit`` calls): the one-step timings are of the plan, the training runs show what
+    planning costs."""
+    for _ in range(limit):
+        plans = torch_gq_adjoint.plans()
+        if plans and all(plan.state in ('settled', 'pinned') for plan in plans):
+            return
+        runner()
 
 
 def _what_ran(info):
@@ -158,8 +194,30 @@ def parse_args(argv=None):
         help='also draw peak memory against seconds per step, one panel '
         'per workload, into this PNG file',
     )
+    parser.add_argument(
+        '--train',
+        action='store_true',
+        help='also train each workload for a whole run per mode (see the module docstring)',
+    )
+    parser.add_argument(
+        '--steps',
+        type=positive_int,
+        default=None,
+        help="training steps per mode with --train (default: each workload's own)",
+    )
+    parser.add_argument(
+        '--output',
+        type=pathlib.Path,
+        default=None,
+        help='also write every measured second, machine and versions to this JSON file',
+    )
     add_machine_flags(parser)
     args = parser.parse_args(argv)
+    if args.steps is not None and not args.train:
+        parser.error('--steps: only with --train')
+    for flag, path in (('--output', args.output),):
+        if path is not None and not path.parent.is_dir():
+            parser.error(f'{flag}: the folder {path.parent} does not exist')
     if args.figure is not None and not args.figure.parent.is_dir():
         parser.error(f'--figure: the folder {args.figure.parent} does not exist')
     if args.quick:
@@ -180,8 +238,9 @@ def main(argv=None):
     warnings.simplefilter('ignore')  # fall-back notices; what ran is printed instead
     print(
         f'device {args.device}, torch {torch.__version__}, threads '
-        f'{torch.get_num_threads()}, median of {args.repeats} steps; error against direct '
-        f'backprop in float64 at tolerance {REFERENCE_TOLERANCE:g}'
+        f'{torch.get_num_threads()}, median of {args.repeats} steps (the default after its '
+        f'planner settled); error against direct backprop in float64 at tolerance '
+        f'{REFERENCE_TOLERANCE:g}'
     )
     header = (
         f'{"workload":<15} {"mode":<14} {"s/step":>8} {"÷ adjoint":>9} {"÷ direct":>8} '
@@ -189,7 +248,7 @@ def main(argv=None):
     )
     print(header)
     print('-' * (len(header) + 24))
-    all_results = {}
+    all_results, all_trained = {}, {}
     for name in args.workload:
         print(f'timing {name} ...', file=sys.stderr, flush=True)
         try:
@@ -208,6 +267,17 @@ def main(argv=None):
             result['error'] = ((gradient - reference).norm() / reference.norm()).item()
         _print(name, results)
         all_results[name] = results
+        if args.train:
+            workload = build(name, torch.float32, 'cpu')
+            steps = args.steps or workload.train_steps
+            modes = training_modes(results, tight_enough(workload.solver_kwargs['rtol']))
+            print(f'training {name}: {steps} steps of {", ".join(modes)} ...', file=sys.stderr)
+            trained = training.train_in_turns(name, modes, _Runner, steps, args.device)
+            _print_training(name, trained, results)
+            all_trained[name] = trained
+    if args.output is not None:
+        _write_output(args, all_results, all_trained)
+        print(f'raw output: {args.output}', file=sys.stderr)
     if args.figure is not None:
         from benchmarks.memory_time import draw
 
@@ -239,6 +309,124 @@ def _print(name, results):
             f'quartiles {lower:.2f}–{upper:.2f}',
             flush=True,
         )
+
+
+def training_modes(results, checkpoint_admissible):
+    """Direct backprop, the default, and the forced passes of the adjoint's accuracy
+    within :data:`TRAIN_WITHIN` of the fastest of them in the one-step ``results``."""
+    forced = {
+        mode: results[mode]['seconds']
+        for mode in FORCED
+        if mode in results
+        and 'failed' not in results[mode]
+        and (mode != 'gq checkpoint' or checkpoint_admissible)
+    }
+    fastest = min(forced.values(), default=math.inf)
+    chosen = [mode for mode, seconds in forced.items() if seconds <= TRAIN_WITHIN * fastest]
+    return ['direct', 'gq default'] + chosen
+
+
+def _print_training(name, trained, results):
+    direct = trained.get('direct', {}).get('seconds')
+    means = {
+        mode: sum(run['seconds']) / len(run['seconds'])
+        for mode, run in trained.items()
+        if 'failed' not in run
+    }
+    for mode, run in trained.items():
+        if 'failed' in run:
+            print(f'{name:<15} {mode:<15} training failed: {run["failed"]}', flush=True)
+            continue
+        ratio = '' if direct is None else _ratio_text(training.chunk_ratios(run['seconds'], direct))
+        print(
+            f'{name:<15} {mode:<15} {len(run["seconds"]):>5} steps {means[mode]:>8.4f} s/step '
+            f'÷ direct {means[mode] / means.get("direct", math.nan):5.2f} ({ratio}) '
+            f'loss {run["losses"][0]:.3g} → {run["losses"][1]:.3g}',
+            flush=True,
+        )
+    default = trained.get('gq default', {})
+    if 'failed' in default or not default:
+        return
+    forced = {mode: seconds for mode, seconds in means.items() if mode in FORCED}
+    if forced:
+        fastest = min(forced, key=forced.get)
+        print(
+            f'{name:<15} gq default ÷ the fastest single pass ({fastest[3:]}): '
+            f'{means["gq default"] / forced[fastest]:.2f}',
+            flush=True,
+        )
+    explored, calls = training.exploration(default.get('plans', []))
+    passes = ', '.join(f'{what} {count}' for what, count in default['passes'].most_common())
+    chosen = ', '.join(plan.choice or '?' for plan in default.get('plans', []))
+    errors = ', '.join(
+        f'{plan.choice} {results["gq " + plan.choice]["error"]:.1e}'
+        for plan in default.get('plans', [])
+        if plan.choice and 'error' in results.get('gq ' + plan.choice, {})
+    )
+    print(
+        f'{name:<15} gq default ran: {passes}; planned {chosen or "nothing"}; explored '
+        f'{explored} of {calls} calls ({100 * explored / max(calls, 1):.1f} %); one-step '
+        f'gradient error of the plan: {errors or "n/a"} (adjoint '
+        f'{results["adjoint"].get("error", math.nan):.1e})',
+        flush=True,
+    )
+
+
+def _ratio_text(paired):
+    middle, lower, upper = paired
+    return f'chunks: median {middle:.2f}, quartiles {lower:.2f}–{upper:.2f}'
+
+
+def _write_output(args, results, trained):
+    """Every measured second, the machine and the versions, as JSON (``--output``)."""
+    try:
+        commit = subprocess.run(
+            ['git', 'rev-parse', 'HEAD'], capture_output=True, text=True, check=False
+        ).stdout.strip()
+    except OSError:
+        commit = ''
+    record = dict(
+        command=' '.join(['python -m benchmarks.clients'] + (sys.argv[1:] or [])),
+        machine=dict(
+            platform=platform.platform(),
+            processor=platform.processor(),
+            cpus=os.cpu_count(),
+            threads=torch.get_num_threads(),
+            device=str(args.device),
+        ),
+        versions=dict(python=platform.python_version(), torch=torch.__version__),
+        commit=commit,
+        one_step={
+            name: {
+                mode: {
+                    key: value
+                    for key, value in result.items()
+                    if key in ('failed', 'seconds', 'turns', 'memory', 'error', 'info', 'paired')
+                }
+                for mode, result in workload.items()
+            }
+            for name, workload in results.items()
+        },
+        training={
+            name: {
+                mode: dict(
+                    failed=run['failed'],
+                )
+                if 'failed' in run
+                else dict(
+                    seconds=run['seconds'],
+                    losses=run['losses'],
+                    passes=dict(run['passes']),
+                    plans=[str(plan) for plan in run.get('plans', [])],
+                )
+                for mode, run in workload.items()
+            }
+            for name, workload in trained.items()
+        },
+    )
+    temporary = args.output.with_suffix(args.output.suffix + '.partial')
+    temporary.write_text(json.dumps(record, indent=1, default=str))
+    os.replace(temporary, args.output)
 
 
 if __name__ == '__main__':

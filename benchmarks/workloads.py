@@ -55,9 +55,13 @@ class Workload:
         params: list of tensors, everything the step differentiates.
         solver_kwargs: dict of ``rtol``, ``atol``, ``method`` (and ``options``) the
             workload's script passes to the solver.
+        train_steps: int, the steps of a whole training run (``benchmarks.clients
+            --train``): the example's own count where it is affordable.
+        learning_rate: float, Adam's learning rate in that run.
     """
 
     name = None
+    train_steps, learning_rate = 100, 1e-3
 
     def __init__(self, dtype, device):
         self.dtype, self.device = dtype, device
@@ -78,6 +82,8 @@ class Workload:
 
 class Spiral(Workload):
     name = 'spiral'
+    # torchdiffeq's ode_demo: 2000 iterations of RMSprop at 1e-3 (Adam here).
+    train_steps, learning_rate = 2000, 1e-3
     solver_kwargs = dict(rtol=1e-7, atol=1e-9, method='dopri5')
 
     def __init__(self, dtype, device):
@@ -117,6 +123,8 @@ class _CubicMLP(nn.Module):
 
 class LatentODE(Workload):
     name = 'latent_ode'
+    # torchdiffeq's latent_ode trains 2000 iterations at Adam 1e-2; a tenth of them here.
+    train_steps, learning_rate = 200, 1e-2
     solver_kwargs = dict(rtol=1e-7, atol=1e-9, method='dopri5')
 
     def __init__(self, dtype, device, spirals=1000, observations=100, latent=4):
@@ -200,6 +208,8 @@ def _two_circles(count, rng):
 
 class ExactTraceCNF(Workload):
     name = 'cnf_exact'
+    # torchdiffeq's cnf example trains 1000 iterations at Adam 1e-3; a fifth here.
+    train_steps, learning_rate = 200, 1e-3
     solver_kwargs = dict(rtol=1e-5, atol=1e-5, method='dopri5')
 
     def __init__(self, dtype, device, samples=512):
@@ -253,6 +263,7 @@ class _HyperCNF(nn.Module):
 
 class HutchinsonCNF(Workload):
     name = 'cnf_hutchinson'
+    train_steps, learning_rate = 500, 1e-3
     solver_kwargs = dict(rtol=1e-5, atol=1e-5, method='dopri5')
 
     def __init__(self, dtype, device, batch=100):
@@ -300,6 +311,7 @@ class _HutchinsonField(nn.Module):
 
 class BouncingBall(Workload):
     name = 'bouncing_ball'
+    train_steps, learning_rate = 300, 1e-3
     solver_kwargs = dict(rtol=1e-7, atol=1e-9, method='dopri5')
     bounces = 3
 
@@ -364,10 +376,14 @@ class _PaperCase(Workload):
 
 class Spheres2000(_PaperCase):
     name = case_name = 'spheres2000'
+    # The paper's learning rate at width 2000; ten batches of an epoch at batch 200.
+    train_steps, learning_rate = 60, 1e-4
 
 
 class Sines10(_PaperCase):
     name = case_name = 'sines10'
+    # Full batch: the paper's 250 epochs are 250 steps, at its width-1000 rate.
+    train_steps, learning_rate = 250, 3e-5
 
 
 _CLASSES = {

@@ -6,6 +6,9 @@ Public face:
   user switches between the three ways of backpropagating by renaming one call;
 - :func:`odeint_adjoint_gq`: the same solve, gradients by the Gauss–Legendre
   quadrature adjoint;
+- the plans of its default ``backward='auto'``: :func:`plans` (what each call site
+  measured and chose), :func:`reset_plans`, :func:`set_planning` (``'measure'`` or
+  ``'estimate'``) and :func:`planning`;
 - the Wong–Zakai pieces for SDEs: :class:`CosineBrownian` (a smooth approximation of
   Brownian motion), :class:`WongZakaiODE` (the ODE an SDE becomes with it) and
   :class:`StratonovichSDE` (the same drift and diffusion handed to torchsde).
@@ -14,6 +17,7 @@ Public face:
 from torchdiffeq import odeint, odeint_adjoint
 
 from ._impl.gq_adjoint import odeint_adjoint_gq
+from ._impl.planner import CallSitePlan, planning, plans, reset_plans, set_planning
 from ._impl.quadrature import MAX_NODES
 from ._impl.wong_zakai import (
     CosineBrownian,
@@ -26,6 +30,11 @@ __all__ = [
     'odeint',
     'odeint_adjoint',
     'odeint_adjoint_gq',
+    'plans',
+    'reset_plans',
+    'set_planning',
+    'planning',
+    'CallSitePlan',
     'MAX_NODES',
     'CosineBrownian',
     'WongZakaiODE',

@@ -38,6 +38,11 @@ def test_public_face():
         'WongZakaiODE',
         'StratonovichSDE',
         'cosine_brownian_variance',
+        'plans',
+        'reset_plans',
+        'set_planning',
+        'planning',
+        'CallSitePlan',
     }
     for name in torch_gq_adjoint.__all__:
         value = getattr(torch_gq_adjoint, name)

@@ -219,9 +219,10 @@ def integrate_intervals(solves, found, grad_solution, name, backward_nfe):
     if integral is not None:
         param_grads = integral.result()
     else:
-        param_grads = ControlledQuadrature(
-            evaluator, *solves.tolerances, record.field_values
-        ).integrate(intervals)
+        rtol, atol = solves.tolerances
+        param_grads = ControlledQuadrature(evaluator, rtol, atol, record.field_values).integrate(
+            intervals
+        )
     return BackwardResult(
         adjoint_after_start + grad_solution[0],
         adjoint_after_start,

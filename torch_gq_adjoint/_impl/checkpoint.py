@@ -33,6 +33,7 @@ build the very solver object ``odeint`` builds, ``_runge_kutta_step`` with the s
 
 import bisect
 import warnings
+from typing import Sequence
 
 import torch
 from torchdiffeq._impl.interp import _interp_evaluate
@@ -304,7 +305,7 @@ class CheckpointBackward:
         # Each step ends where the next one starts; the last one where the grid ends, or
         # (adaptive) at t0 + dt unless jump_t/step_t clipped it.
         ends = starts[1:] + [self._last_end(starts[-1])] if steps else []
-        outputs = [[] for _ in range(steps)]
+        outputs: list[list[int]] = [[] for _ in range(steps)]
         grad_solution = grad_solution.reshape(len(grad_solution), *self.shape)
         for index, time in enumerate(self.solver_times.tolist()[1:], start=1):
             # torchdiffeq steps while the output time lies beyond the step's end.
@@ -396,7 +397,7 @@ class CheckpointBackward:
                 for output, cotangent in zip(outputs, cotangents)
                 if output.requires_grad
             ]
-            found = [None] * (len(inputs) + len(self.params))
+            found: Sequence[torch.Tensor | None] = [None] * (len(inputs) + len(self.params))
             if pairs:
                 found = torch.autograd.grad(
                     [pair[0] for pair in pairs],

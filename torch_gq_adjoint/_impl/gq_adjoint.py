@@ -1,15 +1,15 @@
 """The public function and one autograd Function whose forward and backward read top to
 bottom.
 
-Forward: :func:`torchdiffeq.odeint` itself, on the user's ``func`` and state structure,
-without a graph; the evaluations are counted and, where a backward pass that reads them
-may run, the accepted steps (and their stages) recorded (:class:`~.checkpoint.ForwardTape`).
-Where the checkpoint may run, the solve first keeps its graph within
-``checkpoint_memory`` (:mod:`.kept_graph`), the steps recorded beside it.
-Backward: :func:`~.choice.choose` picks a backward pass from its table
-(:mod:`.restart`, :mod:`.interpolated`, :mod:`.propagator`, :mod:`.checkpoint`), which
+Forward: the call site's plan (:mod:`.planner`) names the pass to run, or none (its
+first call, or planning by estimate); what that pass (or every pass) needs is recorded by
+the first recorder that serves it (:mod:`.recorders`: the graph, the steps' tape, or
+nothing), around :func:`torchdiffeq.odeint` itself on the user's ``func`` and state.
+Backward: that pass, or the estimate's choice (:func:`~.choice.choose`) from the table of
+passes (:mod:`.restart`, :mod:`.interpolated`, :mod:`.propagator`, :mod:`.checkpoint`),
 returns the cotangents of ``y0`` and the parameters; the time gradients follow in closed
-form from ``f`` at the output times (:func:`~.record.time_gradients`).
+form from ``f`` at the output times (:func:`~.record.time_gradients`); the plan learns
+what the call cost.
 """
 
 from __future__ import annotations
@@ -321,10 +321,15 @@ def odeint_adjoint_gq(
         backward: which backward pass computes the gradients (docs/backward.md derives
             each and gives the rule of ``'auto'``; docs/benchmarks.md measures them).
 
-            - ``'auto'`` (default): the cheapest pass that serves the solve, priced by a
-              deterministic count of evaluations (never timings: the same call always
-              takes the same path); the checkpoint only where the forward solve is
-              tight.
+            - ``'auto'`` (default): the fastest pass that serves the solve, planned per
+              call site (:func:`torch_gq_adjoint.plans`): the first call takes the
+              estimate (a count of evaluations), the next few time each admissible
+              pass on real calls and the fastest is kept, planned again when the solve
+              changes (at most 2 % of a site's calls spent exploring after the first
+              plan). The checkpoint only where the forward solve is tight. Under
+              ``torch.use_deterministic_algorithms(True)`` or
+              ``set_planning('estimate')`` every call takes the estimate: the same
+              passes and bit-identical gradients on every run.
             - ``'restart'``: the paper's, one ``[z, a]`` solve per interval, restarted at
               every observation time, the parameter gradient by Gauss–Legendre quadrature.
             - ``'interpolated'``: ``a`` alone, solved once over the whole horizon, ``z``
@@ -359,15 +364,17 @@ def odeint_adjoint_gq(
         checkpoint_memory: bytes the forward may keep for the backward pass: its graph
             (checkpoint) or the record of its steps (checkpoint and interpolating
             passes) (default 2**28, 256 MiB). A graph that would pass it is not kept
-            (the steps are recorded instead, and the call site remembered); under
+            (the steps are recorded instead, and the call site's plan remembers it); under
             ``'auto'`` a solve whose steps pass it uses the passes with memory O(state);
             0 rules them out.
         info: optional dict, filled in with what the solve cost (docs/usage.md explains
             each key): ``forward_nfe`` after the forward pass; ``backward`` (the pass that
             ran), ``backward_nfe`` and ``nodes`` after the backward pass,
             ``checkpoint_steps`` and ``checkpoint_bytes`` where that pass read the
-            forward's recorded steps, and ``graph_bytes`` (the estimate of the kept
-            graph's size) where the checkpoint went through the forward's graph.
+            forward's recorded steps, ``graph_bytes`` (the estimate of the kept
+            graph's size) where the checkpoint went through the forward's graph, and,
+            under ``'auto'``, ``plan`` (the call site's plan after this call: ``'new'``,
+            ``'exploring'``, ``'settled'``, ``'pinned'`` or ``'estimated'``).
 
     Returns:
         Tensor of shape ``(len(t), *y0.shape)``, or a tuple of such tensors for a tuple

@@ -34,6 +34,8 @@ What this relies on in torchdiffeq (private, pinned in requirements.txt and chec
 ``tableau.c_sol`` and ``torchdiffeq._impl.interp._interp_fit``.
 """
 
+from __future__ import annotations
+
 import bisect
 
 import torch
@@ -257,7 +259,7 @@ class JumpedAdjointDynamics(StepRecorder):
             z = self.dense.at_value(-value).detach().requires_grad_(True)
             derivative = self.field(t, z)
             inputs = (z,) + self.params
-            grads = (None,) * len(inputs)
+            grads: tuple[torch.Tensor | None, ...] = (None,) * len(inputs)
             if derivative.requires_grad:
                 grads = torch.autograd.grad(derivative, inputs, adjoint, allow_unused=True)
         result = torch.cat(
@@ -302,7 +304,7 @@ class InterpolatedBackward:
             self.dense.refine(settings.field)
         # The solve carries b alone: the forward's norm, as for the state.
         self.norm = flat_state_norm(settings.options.get('norm'), settings.layout)
-        self.dynamics = None
+        self.dynamics: JumpedAdjointDynamics | None = None
 
     def __call__(self, grad_solution):
         """:class:`~.record.BackwardResult` for output cotangents ``(T, n)``."""
@@ -329,10 +331,10 @@ class InterpolatedBackward:
         # Interior output times with a loss gradient are jumps; from the last one back.
         interior = grad_solution[1:-1].ne(0).any(dim=-1).tolist()
         jumps = [index for index in range(count - 2, 0, -1) if interior[index - 1]]
-        totals = [grad_solution[-1]]
+        running = [grad_solution[-1]]
         for index in jumps:
-            totals.append(totals[-1] + grad_solution[index])
-        totals = torch.stack(totals)
+            running.append(running[-1] + grad_solution[index])
+        totals = torch.stack(running)
         jump_times = (solver_times[jumps] if jumps else solver_times[:0]).contiguous()
         jump_values = jump_times.to(grad_solution.dtype).tolist()
         self.dynamics = JumpedAdjointDynamics(
@@ -394,11 +396,13 @@ class InterpolatedBackward:
             piece.reshape(param.shape).to(param.dtype)
             for piece, param in zip(torch.split(flat, [param.numel() for param in params]), params)
         ]
+        dynamics = self.dynamics
+        assert dynamics is not None  # set by the solve above
         return BackwardResult(
             after_start + grad_solution[0],
             after_start,
             param_grads,
-            dict(backward=self.name, backward_nfe=self.dynamics.nfe, nodes=0),
+            dict(backward=self.name, backward_nfe=dynamics.nfe, nodes=0),
         )
 
     def _intervals(self, grad_solution):

@@ -171,6 +171,7 @@ class NodeEvaluator:
                 inputs.append(states)
             if time_grads:
                 inputs.append(times)
+            grads: list[torch.Tensor | None]
             if inputs and outputs.requires_grad:
                 grads = list(torch.autograd.grad(outputs, inputs, cotangents, allow_unused=True))
             else:

@@ -42,7 +42,7 @@ import torch
 ROUNDS = 2
 #: A pass estimated at more than this many times the cheapest estimate is not measured
 #: (the estimate is wrong by up to about 3 times; a pass off by more is not worth a step).
-PRUNE_ESTIMATE = 5.0
+PRUNE_ESTIMATE = 4.0
 #: A pass measured at more than this many times the best first measurement is not
 #: measured again (timings on a busy machine move by 20–50 %, not by 2 times).
 PRUNE_MEASURED = 2.0
@@ -127,7 +127,8 @@ class CallSitePlan:
         calls: backward passes completed here.
         explored: calls spent exploring.
         plans_made: plans made here (the first and every re-plan).
-        reference: ``(forward evaluations, accepted steps)`` the plan was made at.
+        reference: ``((least, most) forward evaluations, (least, most) accepted steps)``
+            of the calls the plan was made from.
         graph_too_large: a kept forward graph did not fit ``checkpoint_memory`` here
             (the forward no longer tries).
         last_estimate: the estimate's last choice here (under ``'estimate'`` the forward
@@ -145,7 +146,8 @@ class CallSitePlan:
         self.explored = 0
         self.plans_made = 0
         self.first_exploration = 0
-        self.reference: tuple[int, int] | None = None
+        self.reference: tuple[tuple[int, int], tuple[int, int]] | None = None
+        self._seen: list[tuple[int, int]] = []
         self.graph_too_large = False
         self.last_estimate: str | None = None
         self._lock = threading.RLock()
@@ -195,8 +197,10 @@ class CallSitePlan:
                 self.state = 'new'
                 return Ticket(self, None, timed=False)
             if self.state == 'exploring':
-                return Ticket(self, self._next_candidate(), timed=timed_allowed)
-            return Ticket(self, self.choice, timed=False)
+                return Ticket(
+                    self, self._next_candidate(), timed_allowed, 'exploring', self.plans_made
+                )
+            return Ticket(self, self.choice, False, self.state, self.plans_made)
 
     def _next_candidate(self) -> str:
         measured = [c for c in self.candidates.values() if c.excluded is None]
@@ -215,29 +219,44 @@ class CallSitePlan:
                 if self.state == 'new':
                     self._plan(record, ran, size)
                 return
-            if self.state == 'exploring':
-                self.explored += 1
-                candidate = self.candidates.get(ticket.candidate)
-                if candidate is None or candidate.excluded is not None:
-                    return
-                if ran != candidate.name:
-                    candidate.excluded = f'could not serve a call (ran {ran} instead)'
-                elif seconds is not None:
-                    candidate.seconds.append(seconds)
-                    self._prune_measured()
-                if all(c.excluded is not None or len(c.seconds) >= ROUNDS for c in self._live()):
-                    self._settle(size)
+            if ticket.generation != self.plans_made or ticket.phase != self.state:
+                # Issued before the plan moved on (several solves per training step
+                # take their tickets before any backward pass): nothing to learn.
                 return
-            if self.state == 'settled':
-                if ran != self.choice:
-                    self._restart(f'{self.choice} could not serve a call (ran {ran})')
-                elif self.reference is not None and _outside(size, self.reference):
-                    allowed = self.first_exploration + EXPLORE_SHARE * self.calls
-                    if self.explored + 1 + ROUNDS * len(self.candidates) <= allowed:
-                        self._restart(
-                            f'the solve moved from {self.reference[0]} evaluations and '
-                            f'{self.reference[1]} steps to {size[0]} and {size[1]}'
-                        )
+            if self.state == 'exploring':
+                self._measured(ticket.candidate, ran, seconds, size)
+            elif self.state == 'settled':
+                self._check(ran, size)
+
+    def _measured(self, name: str, ran: str, seconds: float | None, size: tuple[int, int]) -> None:
+        self.explored += 1
+        self._seen.append(size)
+        candidate = self.candidates.get(name)
+        if candidate is None or candidate.excluded is not None:
+            return
+        if ran != candidate.name:
+            candidate.excluded = f'could not serve a call (ran {ran} instead)'
+        elif seconds is not None:
+            candidate.seconds.append(seconds)
+            self._prune_measured()
+        if all(c.excluded is not None or len(c.seconds) >= ROUNDS for c in self._live()):
+            self._settle()
+
+    def _check(self, ran: str, size: tuple[int, int]) -> None:
+        """A settled plan's call: plan again where its pass could not serve, or where the
+        solve left the band the plan was made in (within the exploring budget)."""
+        if ran != self.choice:
+            self._restart(f'{self.choice} could not serve a call (ran {ran})')
+            return
+        if self.reference is None or not _outside(size, self.reference):
+            return
+        allowed = self.first_exploration + EXPLORE_SHARE * self.calls
+        if self.explored + 1 + ROUNDS * len(self.candidates) <= allowed:
+            (low, high), (fewest, most) = self.reference
+            self._restart(
+                f'the solve moved from {low}-{high} evaluations and {fewest}-{most} steps '
+                f'to {size[0]} and {size[1]}'
+            )
 
     def _live(self) -> list[Candidate]:
         return [c for c in self.candidates.values() if c.excluded is None]
@@ -248,6 +267,7 @@ class CallSitePlan:
 
         self.plans_made += 1
         self.explored += 1
+        self._seen = [size]
         estimates = choice.admissible_estimates(record)
         self.candidates = {
             name: Candidate(name, cost, excluded=problem)
@@ -263,7 +283,7 @@ class CallSitePlan:
         live = self._live()
         if len(live) <= 1:
             self.choice = live[0].name if live else ran
-            self.state, self.reference = 'settled', size
+            self.state, self.reference = 'settled', _range(self._seen)
             self.reason = 'the only pass that may serve' if live else 'the estimate'
             self._close_first_plan()
             return
@@ -278,13 +298,14 @@ class CallSitePlan:
                     f'measured at {candidate.seconds[0] / min(firsts):.1f} times the fastest'
                 )
 
-    def _settle(self, size: tuple[int, int]) -> None:
+    def _settle(self) -> None:
         live = [c for c in self._live() if c.seconds]
         if not live:
             self._restart('no pass could be measured')
             return
         fastest = min(live, key=lambda c: c.best or 0.0)
-        self.choice, self.state, self.reference = fastest.name, 'settled', size
+        self.choice, self.state = fastest.name, 'settled'
+        self.reference = _range(self._seen)
         self.reason = f'fastest measured ({1000 * (fastest.best or 0.0):.3g} ms a call)'
         self._close_first_plan()
 
@@ -303,9 +324,9 @@ class CallSitePlan:
                 f'{self.calls} calls, {self.explored} exploring, {self.plans_made} plans',
             ]
             if self.reference is not None:
+                (low, high), (fewest, most) = self.reference
                 lines.append(
-                    f'  planned at {self.reference[0]} forward evaluations, '
-                    f'{self.reference[1]} accepted steps'
+                    f'  planned at {low}-{high} forward evaluations, {fewest}-{most} accepted steps'
                 )
             for candidate in self.candidates.values():
                 if candidate.seconds:
@@ -322,9 +343,18 @@ class CallSitePlan:
     __repr__ = __str__
 
 
-def _outside(size: tuple[int, int], reference: tuple[int, int]) -> bool:
+def _range(sizes: list[tuple[int, int]]) -> tuple[tuple[int, int], tuple[int, int]]:
+    """``((least, most) evaluations, (least, most) steps)`` of ``sizes``."""
+    evaluations, steps = zip(*sizes)
+    return (min(evaluations), max(evaluations)), (min(steps), max(steps))
+
+
+def _outside(size: tuple[int, int], reference: tuple[tuple[int, int], ...]) -> bool:
+    """Whether ``size`` left the band around the ``(least, most)`` ranges."""
     return any(
-        not (ref / BAND <= value <= ref * BAND) for value, ref in zip(size, reference) if ref
+        not (low / BAND <= value <= high * BAND)
+        for value, (low, high) in zip(size, reference)
+        if high
     )
 
 
@@ -336,6 +366,9 @@ class Ticket:
     plan: CallSitePlan
     candidate: str | None
     timed: bool
+    #: The plan's state and number of plans when the ticket was issued.
+    phase: str = 'new'
+    generation: int = 0
     seconds: float = 0.0
     _start: float = 0.0
 

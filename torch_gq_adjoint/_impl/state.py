@@ -72,7 +72,7 @@ class StateLayout:
         leading = tuple(flat.shape[:-1])
         if not self.is_tuple:
             return flat.reshape(leading + tuple(self.shapes[0]))
-        pieces = torch.split(flat, self.numels, dim=-1)
+        pieces = torch.split(flat, list(self.numels), dim=-1)
         return tuple(
             piece.reshape(leading + tuple(shape)) for piece, shape in zip(pieces, self.shapes)
         )

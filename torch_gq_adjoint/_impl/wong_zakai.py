@@ -33,6 +33,10 @@ class CosineBrownian(nn.Module):
     The coefficients ``ε`` (shape ``(N, *shape)``) are a buffer: fixed until :meth:`redraw`.
     """
 
+    # Buffers (registered in __init__), declared for the type checker.
+    frequencies: torch.Tensor
+    coefficients: torch.Tensor
+
     def __init__(self, t0, t1, ncosines, shape, generator=None, device=None, dtype=torch.float32):
         super().__init__()
         if not (isinstance(ncosines, int) and ncosines >= 0):

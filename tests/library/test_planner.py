@@ -1,0 +1,235 @@
+"""The planner of ``backward='auto'``: it measures the admissible passes on real calls and
+takes the fastest, re-plans when the solve changes, explores within its bound, and plans
+by estimate alone (bit-identical gradients) under the deterministic switch."""
+
+import threading
+import time
+
+import pytest
+import torch
+from torch import nn
+
+import torch_gq_adjoint
+from torch_gq_adjoint import odeint, odeint_adjoint_gq
+from torch_gq_adjoint._impl import choice, planner
+
+
+class _Field(nn.Module):
+    def __init__(self, dim=2, width=16):
+        super().__init__()
+        torch.manual_seed(0)
+        self.net = nn.Sequential(nn.Linear(dim, width), nn.Tanh(), nn.Linear(width, dim)).double()
+
+    def forward(self, t, z):
+        return self.net(z)
+
+
+def _step(func, y0, t, **kwargs):
+    """One training step's gradient from one call site; ``(gradients, info)``."""
+    info = {}
+    solution = odeint_adjoint_gq(func, y0, t, rtol=1e-7, atol=1e-9, info=info, **kwargs)
+    loss = (solution**2).sum()
+    return torch.autograd.grad(loss, list(func.parameters())), info
+
+
+def _problem():
+    y0 = torch.tensor([[0.5, -0.3], [0.1, 0.8], [-1.0, 0.2]], dtype=torch.float64)
+    return _Field(), y0, torch.linspace(0, 1, 6, dtype=torch.float64)
+
+
+def _slowed(monkeypatch, names, seconds=0.15):
+    """Make the passes ``names`` slower by ``seconds`` per backward pass."""
+    for name in names:
+        cls = choice._BY_NAME[name].backward
+        original = cls.__call__
+
+        def slow(self, grad_solution, original=original):
+            time.sleep(seconds)
+            return original(self, grad_solution)
+
+        monkeypatch.setattr(cls, '__call__', slow)
+
+
+def _site_plan():
+    (plan,) = torch_gq_adjoint.plans()
+    return plan
+
+
+def _exploring_calls():
+    return 1 + planner.ROUNDS * len(choice.PASSES)
+
+
+@pytest.mark.parametrize('fast', ['checkpoint', 'interpolated', 'restart'])
+def test_the_plan_takes_the_pass_that_is_fastest(monkeypatch, fast):
+    func, y0, t = _problem()
+    _slowed(monkeypatch, [name for name in choice.PASSES if name != fast])
+    ran = []
+    for _ in range(_exploring_calls() + 3):
+        _, info = _step(func, y0, t)
+        ran.append(info['backward'])
+    plan = _site_plan()
+    assert plan.state == 'settled' and plan.choice == fast, str(plan)
+    assert ran[-3:] == [fast] * 3
+    # Every candidate that was measured served a call with its own pass.
+    measured = [c for c in plan.candidates.values() if c.seconds]
+    assert len(measured) >= 2
+    assert 'fastest measured' in plan.reason and fast in str(plan)
+
+
+def test_every_explored_call_gives_direct_backprops_gradient():
+    func, y0, t = _problem()
+    solution = odeint(func, y0, t, rtol=1e-10, atol=1e-10)
+    wanted = torch.autograd.grad((solution**2).sum(), list(func.parameters()))
+    ran = set()
+    for _ in range(_exploring_calls()):
+        grads, info = _step(func, y0, t)
+        ran.add(info['backward'])
+        for mine, reference in zip(grads, wanted):
+            assert ((mine - reference).norm() / reference.norm()).item() < 1e-5
+    assert len(ran) >= 3  # the calls served by different passes
+
+
+def test_it_plans_again_when_the_solve_changes(monkeypatch):
+    monkeypatch.setattr(planner, 'EXPLORE_SHARE', 1.0)  # no budget limit in this test
+    func, y0, t = _problem()
+    for _ in range(_exploring_calls() + 1):
+        _step(func, y0, t)
+    plan = _site_plan()
+    assert plan.state == 'settled' and plan.plans_made == 1
+    reference = plan.reference
+    with torch.no_grad():  # stiffer dynamics: many more steps
+        for param in func.parameters():
+            param.mul_(6.0)
+    _, info = _step(func, y0, t)
+    assert plan.state == 'new' and 'moved from' in plan.reason
+    for _ in range(_exploring_calls() + 1):
+        _step(func, y0, t)
+    assert plan.plans_made == 2 and plan.reference[0][0] > planner.BAND * reference[0][1]
+
+
+def test_exploring_stays_within_its_bound_over_a_long_run():
+    """A solve that keeps changing (its dynamics grow every call) would re-plan at every
+    call; the budget keeps the calls spent exploring within 9 + 2 % of all calls."""
+    func, y0, t = _problem()
+    calls = 500
+    for _ in range(calls):
+        with torch.no_grad():
+            for param in func.parameters():
+                param.mul_(1.002)
+        _step(func, y0, t)
+    plan = _site_plan()
+    assert plan.calls == calls
+    assert plan.plans_made >= 2  # it did re-plan
+    assert plan.explored <= plan.first_exploration + planner.EXPLORE_SHARE * calls
+
+
+def test_the_deterministic_switch_plans_by_estimate_with_identical_gradients(monkeypatch):
+    timed = []
+    original = planner.Ticket.start
+
+    def start(self, device):
+        timed.append(self.timed)
+        original(self, device)
+
+    monkeypatch.setattr(planner.Ticket, 'start', start)
+    runs = []
+    torch.use_deterministic_algorithms(True)
+    try:
+        assert torch_gq_adjoint.planning() == 'estimate'
+        for _ in range(2):
+            torch_gq_adjoint.reset_plans()
+            func, y0, t = _problem()
+            runs.append([_step(func, y0, t) for _ in range(_exploring_calls() + 2)])
+    finally:
+        torch.use_deterministic_algorithms(False)
+    assert not any(timed)
+    for (first, first_info), (second, second_info) in zip(*runs):
+        assert first_info['backward'] == second_info['backward']
+        assert first_info['plan'] == 'estimated'
+        assert all(torch.equal(a, b) for a, b in zip(first, second))
+    assert torch_gq_adjoint.planning() == 'measure'
+
+
+def test_set_planning_is_the_explicit_switch():
+    torch_gq_adjoint.set_planning('estimate')
+    assert torch_gq_adjoint.planning() == 'estimate'
+    torch_gq_adjoint.set_planning('measure')
+    assert torch_gq_adjoint.planning() == 'measure'
+    with pytest.raises(ValueError, match="'measure', 'estimate' or None; got 'fast'"):
+        torch_gq_adjoint.set_planning('fast')
+
+
+def test_a_plan_can_be_pinned_read_and_reset():
+    func, y0, t = _problem()
+    _step(func, y0, t)
+    plan = _site_plan()
+    with pytest.raises(ValueError, match="pin: name must be one of .*got 'fastest'"):
+        plan.pin('fastest')
+    plan.pin('restart')
+    for _ in range(_exploring_calls()):
+        _, info = _step(func, y0, t)
+        assert info['backward'] == 'restart' and info['plan'] == 'pinned'
+    assert 'pinned' in str(plan) and 'test_planner.py' in str(plan)
+    plan.unpin()
+    assert plan.state == 'new'
+    torch_gq_adjoint.reset_plans()
+    assert torch_gq_adjoint.plans() == []
+
+
+def test_call_sites_and_settings_get_plans_of_their_own():
+    func, y0, t = _problem()
+    _step(func, y0, t)
+    _step(func, y0[:2], t)  # another state size
+    _step(func, y0, t[:3])  # other output times
+    odeint_adjoint_gq(func, y0, t)[-1].sum().backward()  # another line
+    assert len(torch_gq_adjoint.plans()) == 4
+
+
+def test_a_solve_without_backward_records_and_plans_nothing():
+    func, y0, t = _problem()
+    info = {}
+    with torch.no_grad():
+        odeint_adjoint_gq(func, y0, t, info=info)
+    assert torch_gq_adjoint.plans() == []
+    assert info['checkpoint_steps'] == 0 and info['checkpoint_bytes'] == 0
+
+
+def test_two_threads_share_a_plan_safely():
+    func, y0, t = _problem()
+    solution = odeint(func, y0, t, rtol=1e-10, atol=1e-10)
+    wanted = torch.autograd.grad((solution**2).sum(), list(func.parameters()))
+    errors = []
+
+    def train():
+        try:
+            for _ in range(8):
+                grads, _ = _step(func, y0, t)
+                for mine, reference in zip(grads, wanted):
+                    assert ((mine - reference).norm() / reference.norm()).item() < 1e-5
+        except Exception as error:  # noqa: BLE001 - reported by the main thread
+            errors.append(error)
+
+    threads = [threading.Thread(target=train) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert _site_plan().calls == 16
+
+
+def test_several_solves_per_step_from_one_line_settle_once():
+    """Three solves of different lengths per training step from one line (as the
+    bouncing ball's bounces): their tickets are taken before any backward pass, and the
+    plan's band spans all three, so it settles once and stays."""
+    func, y0, _ = _problem()
+    horizons = [1.0, 2.0, 0.5]
+    for _ in range(40):
+        loss = 0.0
+        for horizon in horizons:
+            t = torch.linspace(0, horizon, 4, dtype=torch.float64)
+            loss = loss + (odeint_adjoint_gq(func, y0, t, rtol=1e-7, atol=1e-9) ** 2).sum()
+        loss.backward()
+    plan = _site_plan()
+    assert plan.state == 'settled' and plan.plans_made == 1, str(plan)
+    assert plan.calls == 120 and plan.explored <= _exploring_calls() + 2
