@@ -38,10 +38,9 @@ import warnings
 import torch
 import torchdiffeq
 
-import torch_gq_adjoint
 from benchmarks import torchode_mode, training
 from benchmarks.memory import peak_memory_bytes
-from benchmarks.timing import add_machine_flags, paired_ratios, time_in_turns
+from benchmarks.timing import add_machine_flags, paired_ratios, settle_plans, time_in_turns
 from benchmarks.workloads import WORKLOADS, build
 from common.arguments import positive_int
 from torch_gq_adjoint import odeint_adjoint_gq
@@ -65,9 +64,7 @@ QUICK = ('spiral', 'bouncing_ball')
 #: The forced passes a training run includes: those within this factor of the fastest
 #: (adjoint-level) forced pass in the one-step timings.
 TRAIN_WITHIN = 1.5
-#: The most calls the default's warm-up makes while its planner explores.
-SETTLE_CALLS = 30
-FORCED = ('gq checkpoint', 'gq interpolated', 'gq propagator', 'gq restart')
+FORCED = training.FORCED
 
 
 class _Runner:
@@ -111,13 +108,12 @@ def measure(name, modes, repeats, device):
     rest of the table."""
     workload = build(name, torch.float32, device)
     runners, failed = {}, {}
-    torch_gq_adjoint.reset_plans()
     for mode in modes:
         runner = _Runner(workload, mode)
         try:
             runner()
             if mode == 'gq default':
-                _settle(runner)
+                settle_plans(runner)
         except Exception as error:  # noqa: BLE001 - reported in the table, not raised
             failed[mode] = dict(failed=f'{type(error).__name__}: {str(error).splitlines()[0]}')
             continue
@@ -137,17 +133,6 @@ def measure(name, modes, repeats, device):
     }
     results.update(failed)
     return {mode: results[mode] for mode in modes}, runners
-
-
-def _settle(runner, limit=SETTLE_CALLS):
-    """Warm the default up until its planner has settled at every call site (at most
-    ``limit`` calls): the one-step timings are of the plan, the training runs show what
-    planning costs."""
-    for _ in range(limit):
-        plans = torch_gq_adjoint.plans()
-        if plans and all(plan.state in ('settled', 'pinned') for plan in plans):
-            return
-        runner()
 
 
 def _what_ran(info):
@@ -275,8 +260,9 @@ def main(argv=None):
             trained = training.train_in_turns(name, modes, _Runner, steps, args.device)
             _print_training(name, trained, results)
             all_trained[name] = trained
+        if args.output is not None:  # after every workload: an interrupted run keeps them
+            _write_output(args, all_results, all_trained)
     if args.output is not None:
-        _write_output(args, all_results, all_trained)
         print(f'raw output: {args.output}', file=sys.stderr)
     if args.figure is not None:
         from benchmarks.memory_time import draw

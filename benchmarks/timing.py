@@ -5,6 +5,7 @@ import time
 
 import torch
 
+import torch_gq_adjoint
 from common.arguments import positive_int
 from common.devices import device_name, synchronise
 
@@ -56,3 +57,20 @@ def paired_ratios(turns, name, reference):
         return (ratios[0],) * 3
     lower, _, upper = statistics.quantiles(ratios, n=4, method='inclusive')
     return statistics.median(ratios), lower, upper
+
+
+#: The most calls a warm-up makes while the default's planner explores.
+SETTLE_CALLS = 30
+
+
+def settle_plans(call, limit=SETTLE_CALLS):
+    """Call ``call`` until every call site's plan of ``backward='auto'`` has settled (at
+    most ``limit`` calls), after forgetting the plans: one-step timings of the default are
+    then of its plan (the training runs of ``benchmarks.clients --train`` show what
+    planning costs)."""
+    torch_gq_adjoint.reset_plans()
+    for _ in range(limit):
+        call()
+        plans = torch_gq_adjoint.plans()
+        if plans and all(plan.state in ('settled', 'pinned') for plan in plans):
+            return

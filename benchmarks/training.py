@@ -5,10 +5,12 @@ evaluations grow as a model trains, and ``backward='auto'`` plans at each call s
 the run goes (``torch_gq_adjoint.plans()``). Here each mode trains its own copy of a
 workload (the same initial parameters and data) with Adam for the workload's
 ``train_steps``; the modes take turns in chunks of steps, so that drifts of the machine
-touch all of them alike. Reported per mode: the mean seconds of a step over the whole
-run (forward, loss, backward, optimiser step); the ratio of each chunk's mean to direct
-backprop's in the same turn (median and quartiles); and, for the default, which passes
-served its calls and how many of them the planner spent exploring.
+touch all of them alike; each step draws its batch as the workload's script does
+(``Workload.next_batch``, the same sequence for every mode). Reported per mode: the mean
+seconds of a step over the whole run (forward, loss, backward, optimiser step); the
+ratio of each chunk's mean to direct backprop's in the same turn (median and quartiles);
+and, for the default, which passes served its calls and how many of them the planner
+spent exploring.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ from common.devices import synchronise
 
 #: Steps each mode trains before the next takes its turn.
 CHUNK = 20
+#: The modes of ``benchmarks.clients`` that force one backward pass of the library.
+FORCED = ('gq checkpoint', 'gq interpolated', 'gq propagator', 'gq restart')
 
 
 def train_in_turns(name, modes, runner_factory, steps, device, chunk=CHUNK):
@@ -90,6 +94,7 @@ def train_in_turns(name, modes, runner_factory, steps, device, chunk=CHUNK):
 
 def _step(run, device):
     workload, runner, optimiser = run['workload'], run['runner'], run['optimiser']
+    workload.next_batch()  # before the clock: data loading is no mode's cost
     synchronise(device)
     start = time.perf_counter()
     optimiser.zero_grad(set_to_none=True)

@@ -19,7 +19,8 @@ gradient with tight tolerances is the reference the others are measured against.
   ``torch.autograd.grad`` inside ``f``, 512 samples of two circles solved from t = 10 to
   0, rtol = atol = 1e-5, negative log-likelihood.
 - ``cnf_hutchinson``: an FFJORD-style CNF: MLP 64-64-64 (softplus) on ``[z, t]``, the
-  divergence by Hutchinson's estimator with one fixed Gaussian probe, batch 100,
+  divergence by Hutchinson's estimator with one Gaussian probe (drawn anew, with the
+  samples, at every training step), batch 100,
   t from 0 to 1, rtol = atol = 1e-5, negative log-likelihood.
 - ``bouncing_ball``: a ball with learnable gravity, drag, restitution and initial
   height, three bounces found by ``torchdiffeq.odeint_event``; the loss is the sum of
@@ -79,6 +80,11 @@ class Workload:
         """The step's loss, with ``solve(func, y0, t, **solver_kwargs)`` as the solver."""
         raise NotImplementedError
 
+    def next_batch(self):
+        """Draw the next training step's batch, as the workload's script does between
+        steps (from the workload's own seeded generator: every copy draws the same
+        sequence). The default keeps the batch: full-batch training."""
+
 
 class Spiral(Workload):
     name = 'spiral'
@@ -98,14 +104,19 @@ class Spiral(Workload):
                 rtol=1e-10,
                 atol=1e-10,
             )
-        rng = np.random.default_rng(0)
-        starts = rng.choice(np.arange(1000 - 10), size=20, replace=False)
-        self.y0 = self._tensor(truth[starts])  # (20, 1, 2)
+        self._truth = truth
+        self._rng = np.random.default_rng(0)
         self.t = self._tensor(times[:10])
-        self.targets = self._tensor(torch.stack([truth[starts + i] for i in range(10)]))
+        self.next_batch()
         torch.manual_seed(0)
         self.func = _CubicMLP()
         self._finish(self.func)
+
+    def next_batch(self):
+        """20 random stretches of 10 consecutive times, as ode_demo's ``get_batch``."""
+        starts = self._rng.choice(np.arange(1000 - 10), size=20, replace=False)
+        self.y0 = self._tensor(self._truth[starts])  # (20, 1, 2)
+        self.targets = self._tensor(torch.stack([self._truth[starts + i] for i in range(10)]))
 
     def loss(self, solve):
         prediction = solve(self.func, self.y0, self.t, **self.solver_kwargs)
@@ -214,11 +225,16 @@ class ExactTraceCNF(Workload):
 
     def __init__(self, dtype, device, samples=512):
         super().__init__(dtype, device)
-        self.x = self._tensor(_two_circles(samples, np.random.default_rng(0)))
+        self._rng, self._samples = np.random.default_rng(0), samples
+        self.next_batch()
         self.t = self._tensor([10.0, 0.0])
         torch.manual_seed(0)
         self.func = _HyperCNF(2, 32, 64)
         self._finish(self.func)
+
+    def next_batch(self):
+        """512 new samples of the two circles, as torchdiffeq's cnf example draws them."""
+        self.x = self._tensor(_two_circles(self._samples, self._rng))
 
     def loss(self, solve):
         logp = torch.zeros(len(self.x), 1, dtype=self.dtype, device=self.device)
@@ -268,13 +284,18 @@ class HutchinsonCNF(Workload):
 
     def __init__(self, dtype, device, batch=100):
         super().__init__(dtype, device)
-        rng = np.random.default_rng(1)
-        self.x = self._tensor(_two_circles(batch, rng))
-        self.probe = self._tensor(rng.standard_normal((batch, 2)))
+        self._rng, self._batch = np.random.default_rng(1), batch
         self.t = self._tensor([0.0, 1.0])
         torch.manual_seed(0)
-        self.func = _HutchinsonField(2, 64, self.probe)
+        self.func = _HutchinsonField(2, 64, None)
         self._finish(self.func)
+        self.next_batch()
+
+    def next_batch(self):
+        """New samples and a new Gaussian probe, as FFJORD draws them every step (a probe
+        held fixed over a training run is one the model learns to fool)."""
+        self.x = self._tensor(_two_circles(self._batch, self._rng))
+        self.probe = self._tensor(self._rng.standard_normal((self._batch, 2)))
         self.func.probe = self.probe
 
     def loss(self, solve):
@@ -282,7 +303,8 @@ class HutchinsonCNF(Workload):
         z, delta = solve(self.func, (self.x, logp), self.t, **self.solver_kwargs)
         z1, delta1 = z[-1], delta[-1]
         log_base = -0.5 * (z1**2 + math.log(2 * math.pi)).sum(-1, keepdim=True)
-        return -(log_base + delta1).mean()
+        # delta1 = -∫ div f dt, so log p(x) = log p(z1) + ∫ div f dt = log_base - delta1.
+        return -(log_base - delta1).mean()
 
 
 class _HutchinsonField(nn.Module):

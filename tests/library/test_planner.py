@@ -4,6 +4,7 @@ by estimate alone (bit-identical gradients) under the deterministic switch."""
 
 import threading
 import time
+import warnings
 
 import pytest
 import torch
@@ -233,3 +234,48 @@ def test_several_solves_per_step_from_one_line_settle_once():
     plan = _site_plan()
     assert plan.state == 'settled' and plan.plans_made == 1, str(plan)
     assert plan.calls == 120 and plan.explored <= _exploring_calls() + 2
+
+
+class _Noisy(nn.Module):
+    """A field that draws from the global generator at every evaluation (dropout)."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.net = nn.Sequential(nn.Linear(2, 16), nn.Tanh(), nn.Linear(16, 2)).double()
+        self.dropout = nn.Dropout(0.1)
+
+    def forward(self, t, z):
+        return self.net(self.dropout(z))
+
+
+@pytest.mark.parametrize(
+    'kwargs',
+    [
+        dict(),
+        dict(backward='restart'),
+        dict(backward='interpolated'),
+        dict(backward='propagator'),
+        dict(backward='checkpoint'),
+        dict(backward='checkpoint', checkpoint_memory=2000),  # the kept graph gives way
+    ],
+    ids=['auto', 'restart', 'interpolated', 'propagator', 'checkpoint', 'graph over budget'],
+)
+def test_the_generator_moves_as_under_direct_backprop(kwargs):
+    """A seeded step draws exactly what direct backprop's draws: the backward passes'
+    evaluations, the probes and a second forward attempt leave the generator alone."""
+    y0 = torch.tensor([[0.5, -0.3], [0.1, 0.8], [-1.0, 0.2]], dtype=torch.float64)
+    t = torch.linspace(0, 1, 6, dtype=torch.float64)
+
+    def after_a_step(solve, **options):
+        func = _Noisy()
+        torch.manual_seed(5)
+        solution = solve(func, y0, t, rtol=1e-6, atol=1e-8, **options)
+        (solution**2).sum().backward()
+        return torch.rand(4)
+
+    wanted = after_a_step(odeint)
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        for _ in range(3):  # first call, then the planner's exploring calls
+            assert torch.equal(after_a_step(odeint_adjoint_gq, **kwargs), wanted)

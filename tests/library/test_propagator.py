@@ -382,3 +382,76 @@ def test_the_propagator_takes_products_one_column_at_a_time_where_vmap_cannot():
         warnings.simplefilter('ignore')
         found = grads(odeint_adjoint_gq, backward='propagator')
     assert _relative(found, grads(odeint)) < 1e-6
+
+
+class _Coupled(nn.Module):
+    """Fields whose samples depend on one another in ways one probe on sample 0 missed."""
+
+    def __init__(self, kind, dim=2):
+        super().__init__()
+        torch.manual_seed(3)
+        self.kind = kind
+        self.weight = nn.Parameter(0.5 * torch.randn(dim, dim, dtype=torch.float64))
+
+    def forward(self, t, z):
+        if self.kind == 'previous':  # sample i driven by sample i - 1
+            previous = torch.cat([torch.zeros_like(z[:1]), z[:-1]])
+            return torch.tanh(z @ self.weight) + 0.5 * previous
+        if self.kind == 'cumsum':
+            return torch.tanh(z @ self.weight) - 0.3 * torch.cumsum(z, dim=0)
+        if self.kind == 'late':  # a coupling that vanishes in the second half of the solve
+            return torch.tanh(z @ self.weight) + torch.relu(0.6 - t) * z.roll(1, 0)
+        raise ValueError(self.kind)
+
+
+class _Cascade(nn.Module):
+    """A linear cascade on a 1-D state: dz_i = k_{i-1} z_{i-1} - k_i z_i."""
+
+    def __init__(self, size=6):
+        super().__init__()
+        self.rates = nn.Parameter(torch.linspace(0.5, 1.5, size, dtype=torch.float64))
+
+    def forward(self, t, z):
+        inflow = torch.cat([torch.zeros_like(z[:1]), (self.rates * z)[:-1]])
+        return inflow - self.rates * z
+
+
+def _coupled_problem(kind):
+    if kind == 'cascade':
+        return _Cascade(), torch.linspace(1.0, 0.2, 6, dtype=torch.float64)
+    rows = 5 if kind == 'cumsum' else 6
+    return _Coupled(kind), torch.linspace(-1, 1, rows * 2, dtype=torch.float64).reshape(rows, 2)
+
+
+@pytest.mark.parametrize('kind', ['previous', 'cumsum', 'late', 'cascade'])
+@pytest.mark.parametrize('backward', ['propagator', 'auto'])
+def test_functions_that_couple_samples_never_get_the_propagator(kind, backward):
+    """Against direct backprop in float64: couplings that a single probe on sample 0 did
+    not see (19 %, 34 %, 5 % and 13 % errors before) are detected, and another pass gives
+    the gradient (a forced propagator says why it refuses)."""
+    func, y0 = _coupled_problem(kind)
+    t = torch.linspace(0, 1, 50, dtype=torch.float64)
+    params = list(func.parameters())
+    wanted = torch.autograd.grad((odeint(func, y0, t, rtol=1e-10, atol=1e-10) ** 2).sum(), params)
+    for _ in range(4 if backward == 'auto' else 1):  # the planner's exploring calls too
+        info = {}
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter('always')
+            solution = odeint_adjoint_gq(
+                func, y0, t, rtol=1e-6, atol=1e-8, backward=backward, info=info
+            )
+            found = torch.autograd.grad((solution**2).sum(), params)
+        assert info['backward'] != 'propagator'
+        assert _relative(found, wanted) < 1e-3
+        if backward == 'propagator' and kind != 'cascade':
+            assert any('mixes the samples' in str(w.message) for w in caught)
+
+
+def test_the_coupling_check_leaves_the_random_number_generator_alone():
+    func, y0 = _PerSample(2), torch.randn(8, 2, dtype=torch.float64)
+    t = torch.linspace(0, 1, 6, dtype=torch.float64)
+    torch.manual_seed(11)
+    odeint_adjoint_gq(func, y0, t, backward='propagator')[-1].sum().backward()
+    after = torch.rand(3)
+    torch.manual_seed(11)
+    assert torch.equal(after, torch.rand(3))

@@ -85,36 +85,31 @@ def _readme_speed_rows():
     return [[cell.strip() for cell in row.strip('|').split('|')] for row in rows]
 
 
-def _benchmark_rows():
-    """``{workload: {mode: fields}}`` of the first run printed in docs/benchmarks.md."""
-    text = (REPOSITORY / 'docs' / 'benchmarks.md').read_text()
-    block = text.split('```')[1]
-    found = {}
-    for line in block.splitlines():
-        match = re.match(
-            r'(\w+)\s+(gq default|adjoint)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+'
-            r'([\d.]+)\s+([\d.e+-]+)\s*(\w*)',
-            line,
-        )
-        if match:
-            workload, mode, *fields = match.groups()
-            found.setdefault(workload, {})[mode] = fields
-        paired = re.match(r'(\w+)\s+gq default ÷ direct, turn by turn: median (.+)$', line)
-        if paired:
-            found[paired.group(1)]['turns'] = paired.group(2).replace('quartiles ', '')
-    return found
+def test_the_readme_speed_table_is_the_committed_benchmark_run():
+    from benchmarks import report
 
-
-def test_the_readme_speed_table_is_the_benchmark_run():
     readme = _readme_speed_rows()
-    benchmark = _benchmark_rows()
-    assert len(readme) == len(benchmark) == 7
-    for row, (workload, modes) in zip(readme, benchmark.items()):
-        _, ran, versus_adjoint, versus_direct, turns, errors = row
-        _, adjoint_ratio, direct_ratio, _, error, what = modes['gq default']
-        assert (ran, versus_adjoint, versus_direct) == (what, adjoint_ratio, direct_ratio), workload
-        assert turns == modes['turns'], workload
-        assert errors == f'{error} / {modes["adjoint"][4]}', workload
+    expected = report.rows(report.load())
+    assert len(expected) == 7
+    assert ['| ' + ' | '.join(row) + ' |' for row in readme] == expected
+
+
+def test_the_report_reads_the_plans_as_the_library_prints_them():
+    import torch
+
+    import torch_gq_adjoint
+    from benchmarks import report
+
+    func = torch.nn.Linear(2, 2).double()
+    y0 = torch.ones(3, 2, dtype=torch.float64)
+    t = torch.linspace(0, 1, 4, dtype=torch.float64)
+    for _ in range(3):
+        torch_gq_adjoint.odeint_adjoint_gq(
+            lambda t, z: func(z), y0, t, adjoint_params=tuple(func.parameters())
+        )[-1].sum().backward()
+    (plan,) = torch_gq_adjoint.plans()
+    assert plan.calls == 3 and plan.explored >= 1
+    assert report.exploring([str(plan)]) == (plan.explored, plan.calls)
 
 
 def test_the_version_is_written_once():

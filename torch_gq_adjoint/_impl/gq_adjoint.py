@@ -20,7 +20,7 @@ from typing import Any, Callable, Union
 
 import torch
 
-from . import checks
+from . import checks, generators
 from .backward_options import backward_norm
 from .checkpoint import DEFAULT_CHECKPOINT_MEMORY
 from .choice import BACKWARDS, choose, records, take
@@ -202,12 +202,16 @@ def _backward(ctx, settings, t, event_t, solution_parts, params, grad_outputs):
         device = solution.device
         if ticket is not None:
             ticket.start(device)
-        backward = None
-        if ticket is not None and ticket.candidate is not None:
-            backward = take(ticket.candidate, record)
-        if backward is None:
-            backward = choose(record)
-        result = backward(grad_solution)
+        with generators.untouched(device):
+            backward = None
+            if ticket is not None and ticket.candidate is not None:
+                backward = take(ticket.candidate, record)
+            if backward is None:
+                backward = choose(record)
+            result = backward(grad_solution)
+            grad_times = None
+            if ctx.needs_input_grad[1]:
+                grad_times = time_gradients(record, grad_solution, result.adjoint_after_start)
         check_finite(result)
         _report(settings.info, **result.costs)
         read_tape = result.costs.get('backward') in TAPE_READERS
@@ -216,9 +220,6 @@ def _backward(ctx, settings, t, event_t, solution_parts, params, grad_outputs):
             for key in ('checkpoint_steps', 'checkpoint_bytes'):
                 settings.info.pop(key, None)
         adjoint, param_grads = result.grad_y0, result.param_grads
-        grad_times = None
-        if ctx.needs_input_grad[1]:
-            grad_times = time_gradients(record, grad_solution, result.adjoint_after_start)
         if grad_times is not None and event_mode:
             # Only t[0] reaches the solution in event mode, as in torchdiffeq.
             grad_times = torch.cat([grad_times[:1], torch.zeros_like(t[1:])])
@@ -226,9 +227,10 @@ def _backward(ctx, settings, t, event_t, solution_parts, params, grad_outputs):
         grad_y0 = grad_y0 if layout.is_tuple else (grad_y0,)
         if ticket is not None:
             ticket.stop(device)
-            ticket.plan.learn(
-                ticket, record, backward.name, ticket.seconds if ticket.timed else None
-            )
+            with generators.untouched(device):  # a first plan probes func
+                ticket.plan.learn(
+                    ticket, record, backward.name, ticket.seconds if ticket.timed else None
+                )
             _report(settings.info, plan=ticket.plan.state)
         return (None, grad_times, *grad_y0, *param_grads)
 

@@ -177,7 +177,7 @@ class CallSitePlan:
         """Plan this call site again from its next call."""
         with self._lock:
             if self.state == 'pinned':
-                self._restart('unpinned')
+                self._restart('unpinned')  # the user's request: outside the budget
 
     def reset(self) -> None:
         """Forget what was learnt here (the next call plans anew)."""
@@ -246,17 +246,27 @@ class CallSitePlan:
         """A settled plan's call: plan again where its pass could not serve, or where the
         solve left the band the plan was made in (within the exploring budget)."""
         if ran != self.choice:
-            self._restart(f'{self.choice} could not serve a call (ran {ran})')
+            self._replan(f'{self.choice} could not serve a call (ran {ran})', fallback=ran)
             return
-        if self.reference is None or not _outside(size, self.reference):
-            return
-        allowed = self.first_exploration + EXPLORE_SHARE * self.calls
-        if self.explored + 1 + ROUNDS * len(self.candidates) <= allowed:
+        if self.reference is not None and _outside(size, self.reference):
             (low, high), (fewest, most) = self.reference
-            self._restart(
+            self._replan(
                 f'the solve moved from {low}-{high} evaluations and {fewest}-{most} steps '
-                f'to {size[0]} and {size[1]}'
+                f'to {size[0]} and {size[1]}',
+                fallback=None,
             )
+
+    def _replan(self, why: str, fallback: str | None) -> None:
+        """Plan again from the next call where the exploring budget allows it (the calls
+        spent exploring stay within the first plan's and :data:`EXPLORE_SHARE` of all
+        calls); else settle on ``fallback`` (None: keep the plan)."""
+        allowed = self.first_exploration + EXPLORE_SHARE * self.calls
+        if self.explored + 1 + ROUNDS * max(len(self.candidates), 1) <= allowed:
+            self._restart(why)
+        elif fallback is not None:
+            self.state, self.choice = 'settled', fallback
+            self.reason = f'{why}; the exploring budget is spent'
+            self._close_first_plan()
 
     def _live(self) -> list[Candidate]:
         return [c for c in self.candidates.values() if c.excluded is None]
@@ -301,7 +311,7 @@ class CallSitePlan:
     def _settle(self) -> None:
         live = [c for c in self._live() if c.seconds]
         if not live:
-            self._restart('no pass could be measured')
+            self._replan('no pass could be measured', fallback=self.last_estimate or 'restart')
             return
         fastest = min(live, key=lambda c: c.best or 0.0)
         self.choice, self.state = fastest.name, 'settled'

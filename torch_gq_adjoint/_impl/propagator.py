@@ -16,9 +16,11 @@ times and quadrature nodes come off the dense output, ``a`` at the nodes in clos
 
 Guards, each checked before its result is used:
 
-- independence: one vector–Jacobian product with a cotangent on sample 0 only must leave
-  every other sample's gradient exactly zero, else the function mixes samples (batch
-  norm, attention over the batch) and another pass is used, with a warning;
+- independence: at the first, a middle and the last output time, cotangents on the
+  samples with bit b of their index set (and on the others), for every bit b, must leave
+  every other sample's gradient exactly zero, else the function couples samples (batch
+  norm, attention over the batch, a cascade along a 1-D state) and another pass is used,
+  with a warning for a batched state (:func:`mixes_samples`);
 - conditioning: ``Ψ(s_k)⁻¹`` amplifies the solver's relative error by the condition
   number of ``Ψ(s_k)``; where it passes :data:`COND_LIMIT`, the propagator is anchored
   anew at that time (``Ψ = I``, ``z`` from the forward pass), and only the rest of the
@@ -107,23 +109,60 @@ class SampleLayout:
         return torch.cat([piece.reshape(*leading, -1) for piece in pieces], dim=-1)
 
 
-def mixes_samples(field, time, state, samples):
-    """Whether ``field`` lets a cotangent on sample 0 reach any other sample (one VJP)."""
-    if samples.batch == 1:
+def mixes_samples(field, times, states, samples):
+    """Whether ``field`` lets any sample's output depend on another sample's state, at any
+    of the points ``(times[k], states[k])``: the premise of the propagator, established
+    rather than guessed.
+
+    For each bit ``b`` of the sample index, a cotangent on the samples whose bit ``b`` is
+    set (and one on the others) must not reach the rest: any two samples differ in some
+    bit, so a coupling between any two is caught by one of these ``2·⌈log₂ B⌉``
+    vector–Jacobian products (batched into one per point). The cotangents' values are
+    fixed and irregular (no draw from the random number generator, and no accidental
+    cancellation of a structural dependence); a zero in autograd's result is exact.
+    """
+    batch = samples.batch
+    if batch == 1:
         return False
-    with torch.enable_grad():
-        state = state.detach().requires_grad_(True)
-        output = field(time, state)
-        if not output.requires_grad:
-            return False
-        cotangent = torch.zeros_like(samples.to_samples(output))
-        cotangent[0] = torch.randn_like(cotangent[0])
-        (grad,) = torch.autograd.grad(
-            output, state, samples.from_samples(cotangent), allow_unused=True
+    bits = max(1, (batch - 1).bit_length())
+    index = torch.arange(batch)
+    members = []
+    for bit in range(bits):
+        member = (index >> bit) & 1 == 1
+        members += [member, ~member]
+    masks = torch.stack(members)  # (P, B): the samples each probe starts from
+    # Irregular positive values (the fractional parts of multiples of the golden ratio).
+    counter = torch.arange(batch * samples.dim, dtype=torch.float64).reshape(batch, samples.dim)
+    weights = 1.0 + torch.remainder(counter * 0.6180339887498949, 1.0)
+    for time, state in zip(times, states):
+        with torch.enable_grad():
+            state = state.detach().requires_grad_(True)
+            output = field(time, state)
+            if not output.requires_grad:
+                continue
+            cotangents = samples.from_samples(
+                (masks[:, :, None] * weights).to(dtype=output.dtype, device=output.device)
+            )
+            grads = _batched_vjps(output, state, cotangents)
+        if grads is None:
+            continue
+        reached = samples.to_samples(grads).abs().sum(dim=-1) != 0  # (P, B)
+        if bool((reached & ~masks.to(reached.device)).any()):
+            return True
+    return False
+
+
+def _batched_vjps(output, inputs, cotangents):
+    """``cotangents (P, n)`` pulled back through ``output``: ``(P, n)``, or None where
+    ``output`` does not reach ``inputs``; one batched product where ``vmap`` allows."""
+    try:
+        (found,) = torch.autograd.grad(
+            output, inputs, cotangents, is_grads_batched=True, allow_unused=True, retain_graph=True
         )
-    if grad is None:
-        return False
-    return bool((samples.to_samples(grad)[1:] != 0).any())
+        return found
+    except RuntimeError:  # a backward vmap cannot batch: one cotangent at a time
+        columns = [_vjp_or_zeros(output, inputs, cotangent) for cotangent in cotangents]
+        return torch.stack(columns)
 
 
 class PropagatorDynamics:
@@ -220,13 +259,18 @@ class PropagatorBackward:
 
     @staticmethod
     def confirm(record):
-        """Why this pass cannot serve the solve, checked with one evaluation of ``f``: a
-        function that mixes the samples of the batch (None if it does not)."""
+        """Why this pass cannot serve the solve, checked with an evaluation of ``f`` and
+        one batched product at each of up to three output times: a function that lets
+        one sample depend on another (None if it does not; :func:`mixes_samples`)."""
         samples = SampleLayout(record.settings.layout)
-        if mixes_samples(record.settings.field, record.times[-1], record.solution[-1], samples):
+        # At the first, a middle and the last output time: a coupling that vanishes in
+        # part of the solve is still seen.
+        picks = sorted({0, len(record.times) // 2, len(record.times) - 1})
+        times, states = record.times[picks], record.solution[picks]
+        if mixes_samples(record.settings.field, times, states, samples):
             return (
-                'func mixes the samples of the batch (a cotangent on sample 0 reached '
-                'other samples), so the adjoint is not per sample'
+                'func mixes the samples of the batch (a cotangent on some samples reached '
+                'others), so the adjoint is not per sample'
             )
         return None
 

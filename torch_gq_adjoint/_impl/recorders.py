@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 
 import torch
 
-from . import checks
+from . import checks, generators
 from .checkpoint import ForwardTape
 from .dynamics import CountedField
 from .forward_solve import solve
@@ -129,12 +129,17 @@ def record_forward(
         on_overflow: called when a recorder gave way because what it keeps would pass
             ``checkpoint_memory`` (the kept graph).
     """
+    device = parts[0].device
     for recorder in RECORDERS:
         if not recorder.wanted(needs):
             continue
+        saved = generators.states(device)
         recording = recorder.record(settings, t, parts, params, needs)
         if recording is not None:
             return recording
+        # The attempt gave way: the solve that follows draws what it drew (a func with
+        # dropout), so that the user's generator moves as under direct backprop.
+        generators.restore(device, saved)
         if on_overflow is not None:
             on_overflow()
     raise AssertionError('PlainRecorder always records')  # pragma: no cover

@@ -1,0 +1,122 @@
+"""The README's speed table, computed from a committed run of ``benchmarks.clients``.
+
+``python -m benchmarks.report`` prints the table's rows from
+``results/benchmarks/clients.json`` (``--record`` for another file; ``--figure`` also
+draws the one-step timings' memory against seconds), so that every figure the README
+quotes is one this run measured; ``tests/research/test_docs.py`` checks
+that the README holds exactly these rows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import re
+import statistics
+
+from benchmarks.training import FORCED, chunk_ratios
+
+RECORD = pathlib.Path(__file__).resolve().parent.parent / 'results' / 'benchmarks' / 'clients.json'
+HEADER = (
+    '| workload | steps | the default ran | ÷ direct over the run: mean (chunks: median, '
+    'quartiles) | ÷ the fastest single pass | one step ÷ adjoint | gradient error: plan / '
+    'adjoint |'
+)
+LABELS = {
+    'spiral': "spiral fit (torchdiffeq's ode_demo), 10 times",
+    'latent_ode': 'latent ODE, 100 times, batch 1000',
+    'cnf_exact': 'CNF, exact trace by autograd',
+    'cnf_hutchinson': 'FFJORD-style CNF, Hutchinson trace',
+    'bouncing_ball': 'bouncing ball, 3 events (`odeint_event`)',
+    'spheres2000': "nested spheres, width 2000 (the paper's)",
+    'sines10': "sines, width 1000, 10 times (the paper's)",
+}
+
+
+def load(path=RECORD):
+    """The JSON record ``benchmarks.clients --train --output`` wrote."""
+    return json.loads(pathlib.Path(path).read_text())
+
+
+def exploring(plans):
+    """``(calls spent exploring, calls)`` from the default's plans as printed."""
+    explored = calls = 0
+    for text in plans:
+        match = re.search(r'(\d+) calls, (\d+) exploring', text)
+        if match:
+            calls += int(match.group(1))
+            explored += int(match.group(2))
+    return explored, calls
+
+
+def summary(record, name):
+    """The figures of one workload's row (a dict), or None where a mode it needs failed."""
+    one_step, trained = record['one_step'].get(name, {}), record['training'].get(name, {})
+    default, direct = trained.get('gq default', {}), trained.get('direct', {})
+    if 'seconds' not in default or 'seconds' not in direct:
+        return None
+    means = {
+        mode: statistics.fmean(run['seconds']) for mode, run in trained.items() if 'seconds' in run
+    }
+    forced = {mode: means[mode] for mode in FORCED if mode in means}
+    fastest = min(forced, key=forced.get) if forced else None
+    plan = max(default['passes'], key=default['passes'].get)
+    explored, calls = exploring(default.get('plans', []))
+    return dict(
+        steps=len(default['seconds']),
+        plan=plan,
+        explored=explored,
+        calls=calls,
+        versus_direct=means['gq default'] / means['direct'],
+        chunks=chunk_ratios(default['seconds'], direct['seconds']),
+        fastest=fastest,
+        versus_fastest=None if fastest is None else means['gq default'] / forced[fastest],
+        versus_adjoint=one_step['gq default']['seconds'] / one_step['adjoint']['seconds'],
+        plan_error=one_step.get('gq ' + plan, {}).get('error'),
+        adjoint_error=one_step['adjoint']['error'],
+    )
+
+
+def rows(record):
+    """The README table's rows, one per workload of the record."""
+    found = []
+    for name in record['training']:
+        figures = summary(record, name)
+        if figures is None:
+            continue
+        middle, lower, upper = figures['chunks']
+        share = 100 * figures['explored'] / max(figures['calls'], 1)
+        versus_fastest = (
+            'n/a'
+            if figures['fastest'] is None
+            else f'{figures["versus_fastest"]:.2f} ({figures["fastest"][3:]})'
+        )
+        error = 'n/a' if figures['plan_error'] is None else f'{figures["plan_error"]:.1e}'
+        found.append(
+            f'| {LABELS.get(name, name)} | {figures["steps"]} | {figures["plan"]} '
+            f'(exploring {share:.1f} % of calls) | {figures["versus_direct"]:.2f} '
+            f'({middle:.2f}, {lower:.2f}–{upper:.2f}) | {versus_fastest} | '
+            f'{figures["versus_adjoint"]:.2f} | {error} / {figures["adjoint_error"]:.1e} |'
+        )
+    return found
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(
+        prog='python -m benchmarks.report', description=__doc__.split('\n\n')[0]
+    )
+    parser.add_argument('--record', type=pathlib.Path, default=RECORD, help='the JSON record')
+    args = parser.parse_args(argv)
+    if not args.record.is_file():
+        parser.error(
+            f'--record: no file {args.record} (write one with benchmarks.clients --output)'
+        )
+    print(HEADER)
+    print('|' + '---|' * HEADER.count(' |'))
+    for row in rows(load(args.record)):
+        print(row)
+
+
+if __name__ == '__main__':
+    main()
