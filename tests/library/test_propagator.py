@@ -384,7 +384,7 @@ def test_the_propagator_takes_products_one_column_at_a_time_where_vmap_cannot():
     assert _relative(found, grads(odeint)) < 1e-6
 
 
-class _Coupled(nn.Module):
+class _CoupledBatch(nn.Module):
     """Fields whose samples depend on one another in ways one probe on sample 0 missed."""
 
     def __init__(self, kind, dim=2):
@@ -420,7 +420,9 @@ def _coupled_problem(kind):
     if kind == 'cascade':
         return _Cascade(), torch.linspace(1.0, 0.2, 6, dtype=torch.float64)
     rows = 5 if kind == 'cumsum' else 6
-    return _Coupled(kind), torch.linspace(-1, 1, rows * 2, dtype=torch.float64).reshape(rows, 2)
+    return _CoupledBatch(kind), torch.linspace(-1, 1, rows * 2, dtype=torch.float64).reshape(
+        rows, 2
+    )
 
 
 @pytest.mark.parametrize('kind', ['previous', 'cumsum', 'late', 'cascade'])

@@ -174,6 +174,12 @@ def admissible_estimates(record):
     return found
 
 
+def estimate(name, record):
+    """The estimate's price of the pass ``name`` for ``record``'s solve (restart
+    evaluations), whatever the record holds: the counts alone."""
+    return _BY_NAME[name].cost(record, record.vectorisable())
+
+
 def take(name, record):
     """The pass ``name`` built from ``record``, or None where it cannot serve it."""
     backward = _BY_NAME[name].backward

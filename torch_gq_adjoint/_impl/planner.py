@@ -31,6 +31,8 @@ gradients. A plan can be read (:func:`plans`, ``str(plan)``), pinned to a pass
 
 from __future__ import annotations
 
+import collections
+import statistics
 import threading
 import time
 from dataclasses import dataclass, field
@@ -46,14 +48,18 @@ PRUNE_ESTIMATE = 4.0
 #: A pass measured at more than this many times the best first measurement is not
 #: measured again (timings on a busy machine move by 20–50 %, not by 2 times).
 PRUNE_MEASURED = 2.0
-#: The plan holds while the forward's evaluations and accepted steps stay within this
-#: factor of those it was measured at.
+#: The plan holds while the forward's evaluations and accepted steps (their median over
+#: the last :data:`WINDOW` calls: one batch's outlier is not a change of the solve) stay
+#: within this factor of those it was measured at.
 BAND = 1.25
+WINDOW = 9
 #: After the first plan, the share of a call site's calls that may be spent exploring.
 EXPLORE_SHARE = 0.02
 #: The ways of planning: ``'measure'`` (time the admissible passes; the default) and
 #: ``'estimate'`` (the count of evaluations alone; deterministic).
 PLANNING_MODES = ('measure', 'estimate')
+# How a pass left out for its first measurement is described (it is still re-priced).
+_SLOWER = 'measured at'
 
 _planning: str | None = None
 
@@ -147,7 +153,9 @@ class CallSitePlan:
         self.plans_made = 0
         self.first_exploration = 0
         self.reference: tuple[tuple[int, int], tuple[int, int]] | None = None
+        self.calibration: dict[str, float] = {}
         self._seen: list[tuple[int, int]] = []
+        self._recent: collections.deque[tuple[int, int]] = collections.deque(maxlen=WINDOW)
         self.graph_too_large = False
         self.last_estimate: str | None = None
         self._lock = threading.RLock()
@@ -226,7 +234,7 @@ class CallSitePlan:
             if self.state == 'exploring':
                 self._measured(ticket.candidate, ran, seconds, size)
             elif self.state == 'settled':
-                self._check(ran, size)
+                self._check(ran, size, record)
 
     def _measured(self, name: str, ran: str, seconds: float | None, size: tuple[int, int]) -> None:
         self.explored += 1
@@ -242,19 +250,69 @@ class CallSitePlan:
         if all(c.excluded is not None or len(c.seconds) >= ROUNDS for c in self._live()):
             self._settle()
 
-    def _check(self, ran: str, size: tuple[int, int]) -> None:
-        """A settled plan's call: plan again where its pass could not serve, or where the
-        solve left the band the plan was made in (within the exploring budget)."""
+    def _check(self, ran: str, size: tuple[int, int], record: Any) -> None:
+        """A settled plan's call: plan again where its pass could not serve; where the
+        solve (its running average) left the band the plan was made in, re-price the
+        measured passes (:meth:`_recalibrate`)."""
         if ran != self.choice:
             self._replan(f'{self.choice} could not serve a call (ran {ran})', fallback=ran)
             return
-        if self.reference is not None and _outside(size, self.reference):
+        if self.reference is None:
+            return
+        self._recent.append(size)
+        if len(self._recent) < WINDOW // 2 + 1:
+            return
+        typical = (
+            int(statistics.median(value[0] for value in self._recent)),
+            int(statistics.median(value[1] for value in self._recent)),
+        )
+        if _outside(typical, self.reference):
             (low, high), (fewest, most) = self.reference
-            self._replan(
+            self._recalibrate(
+                record,
+                typical,
                 f'the solve moved from {low}-{high} evaluations and {fewest}-{most} steps '
-                f'to {size[0]} and {size[1]}',
-                fallback=None,
+                f'to about {typical[0]} and {typical[1]}',
             )
+
+    def _recalibrate(self, record: Any, typical: tuple[int, int], why: str) -> None:
+        """Re-price the passes measured before: each one's estimate from this call's
+        record times its measured-over-estimated ratio of the last plan. Those within
+        :data:`PRUNE_MEASURED` of the best are measured again (within the exploring
+        budget); where that is the current choice alone, the plan just moves its band."""
+        from . import choice
+
+        estimates = {name: choice.estimate(name, record) for name in self.calibration}
+        predicted = {
+            name: self.calibration[name] * cost
+            for name, cost in estimates.items()
+            if cost < float('inf')
+        }
+        best = min(predicted.values(), default=0.0)
+        again = [name for name, cost in predicted.items() if cost <= PRUNE_MEASURED * best]
+        allowed = self.first_exploration + EXPLORE_SHARE * self.calls
+        if again in ([], [self.choice]) or self.explored + ROUNDS * len(again) > allowed:
+            kept = (
+                'the calibrated estimates keep it'
+                if again in ([], [self.choice])
+                else ('the exploring budget is spent')
+            )
+            self.reference = ((typical[0], typical[0]), (typical[1], typical[1]))
+            self.reason = f'{why}; {kept}'
+            self._recent.clear()
+            return
+        self.plans_made += 1
+        self.candidates = {name: Candidate(name, estimates[name]) for name in again}
+        for name, cost in predicted.items():
+            if name not in again:
+                self.candidates[name] = Candidate(
+                    name,
+                    estimates[name],
+                    excluded=f're-priced at {cost / best:.1f} times the fastest',
+                )
+        self._seen = []
+        self.state = 'exploring'
+        self.reason = f'{why}: measuring ' + ', '.join(again)
 
     def _replan(self, why: str, fallback: str | None) -> None:
         """Plan again from the next call where the exploring budget allows it (the calls
@@ -277,7 +335,7 @@ class CallSitePlan:
 
         self.plans_made += 1
         self.explored += 1
-        self._seen = [size]
+        self._seen, self.calibration = [size], {}
         estimates = choice.admissible_estimates(record)
         self.candidates = {
             name: Candidate(name, cost, excluded=problem)
@@ -294,6 +352,7 @@ class CallSitePlan:
         if len(live) <= 1:
             self.choice = live[0].name if live else ran
             self.state, self.reference = 'settled', _range(self._seen)
+            self._recent.clear()
             self.reason = 'the only pass that may serve' if live else 'the estimate'
             self._close_first_plan()
             return
@@ -305,7 +364,7 @@ class CallSitePlan:
         for candidate in self._live():
             if candidate.seconds and candidate.seconds[0] > PRUNE_MEASURED * min(firsts):
                 candidate.excluded = (
-                    f'measured at {candidate.seconds[0] / min(firsts):.1f} times the fastest'
+                    f'{_SLOWER} {candidate.seconds[0] / min(firsts):.1f} times the fastest'
                 )
 
     def _settle(self) -> None:
@@ -316,6 +375,17 @@ class CallSitePlan:
         fastest = min(live, key=lambda c: c.best or 0.0)
         self.choice, self.state = fastest.name, 'settled'
         self.reference = _range(self._seen)
+        self._recent.clear()
+        # Measured over estimated, per pass: what a re-plan prices the passes with.
+        self.calibration.update(
+            {
+                c.name: (c.best or 0.0) / c.estimate
+                for c in self.candidates.values()
+                if c.seconds
+                and 0 < c.estimate < float('inf')
+                and (c.excluded is None or c.excluded.startswith(_SLOWER))
+            }
+        )
         self.reason = f'fastest measured ({1000 * (fastest.best or 0.0):.3g} ms a call)'
         self._close_first_plan()
 
