@@ -107,15 +107,28 @@ def main(argv=None):
         prog='python -m benchmarks.report', description=__doc__.split('\n\n')[0]
     )
     parser.add_argument('--record', type=pathlib.Path, default=RECORD, help='the JSON record')
+    parser.add_argument(
+        '--figure',
+        type=pathlib.Path,
+        default=None,
+        help="also draw the single steps' peak memory against seconds into this PNG file",
+    )
     args = parser.parse_args(argv)
     if not args.record.is_file():
         parser.error(
             f'--record: no file {args.record} (write one with benchmarks.clients --output)'
         )
+    if args.figure is not None and not args.figure.parent.is_dir():
+        parser.error(f'--figure: the folder {args.figure.parent} does not exist')
+    record = load(args.record)
     print(HEADER)
     print('|' + '---|' * HEADER.count(' |'))
-    for row in rows(load(args.record)):
+    for row in rows(record):
         print(row)
+    if args.figure is not None:
+        from benchmarks.memory_time import draw
+
+        draw(record['one_step'], args.figure)
 
 
 if __name__ == '__main__':

@@ -109,8 +109,9 @@ def test_a_solve_that_changes_moves_the_band_where_the_prices_keep_the_plan():
         _step(func, y0, t)
     assert 'moved from' in plan.reason
     assert plan.reference[0][0] > planner.BAND * reference[0][1]
-    if plan.state == 'settled':  # the calibrated estimates kept the choice
-        assert plan.plans_made == 1 and 'keep it' in plan.reason
+    if plan.state == 'settled':  # the re-priced passes kept the choice, or no budget
+        assert plan.plans_made == 1
+        assert 'keep it' in plan.reason or 'budget is spent' in plan.reason
 
 
 def test_it_measures_again_where_the_re_priced_passes_compete(monkeypatch):

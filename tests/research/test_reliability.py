@@ -715,7 +715,11 @@ def test_negative_numbers_and_empty_folders_are_checked_as_values(capsys, flags,
         (['experiments.toy_gradient', '--method', 'mali', '--results_dir'], 6.0, signal.SIGINT),
         (['experiments.toy_gradient', '--method', 'mali', '--results_dir'], 6.0, signal.SIGTERM),
         # While one of its probe runs trains in a child process.
-        (['experiments.lr_probe', 'g1d', '--widths', '5', '--results_dir'], 8.0, signal.SIGTERM),
+        (
+            ['experiments.lr_probe', 'g1d', '--widths', '5', '20', '--results_dir'],
+            8.0,
+            signal.SIGTERM,
+        ),
     ],
 )
 def test_a_signal_to_a_command_prints_one_line(tmp_path, command, delay, number):

@@ -17,9 +17,14 @@ it, as FFTW's planner (MEASURE against ESTIMATE) and cuDNN's benchmark mode do:
    at more than :data:`PRUNE_MEASURED` times the best first measurement is not measured
    again. Each is measured :data:`ROUNDS` times; the fastest (least of its times) wins.
 3. The plan holds while the solve stays within :data:`BAND` of the forward evaluations
-   and accepted steps it was measured at. Beyond the band the call site plans again from
-   step 1, if its exploration budget allows: after the first plan, calls spent exploring
-   stay within :data:`EXPLORE_SHARE` of all its calls.
+   and accepted steps it was measured at (their median over the last :data:`WINDOW`
+   calls, so that one batch's outlier changes nothing). Beyond the band the passes
+   measured before are re-priced: each one's estimate for the new solve times its
+   measured-over-estimated ratio. Those within :data:`PRUNE_MEASURED` of the best are
+   measured again, if the exploring budget allows: after the first plan, calls spent
+   exploring stay within :data:`EXPLORE_SHARE` of all its calls. Where the current
+   choice alone stays within it, the band moves and nothing is measured. A pass that
+   cannot serve a call makes the call site plan again from step 1 (within the budget).
 
 So exploring costs at most ``1 + ROUNDS × passes`` calls (9 with the four passes) at
 first and 2 % of the calls after that. Under ``torch.use_deterministic_algorithms(True)``
