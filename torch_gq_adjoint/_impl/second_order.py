@@ -10,9 +10,9 @@ direct backprop keeps it.
 """
 
 import torch
-import torchdiffeq
 
 from .checkpoint import checkpoint_problem
+from .forward_solve import solve
 
 #: The passes that may run when the backward pass records its graph.
 TWICE_DIFFERENTIABLE = ('auto', 'checkpoint')
@@ -58,15 +58,8 @@ def differentiable_backward(settings, t, y0_parts, params, grad_outputs, needs_t
     create_graph = torch.is_grad_enabled()
     with torch.enable_grad():
         y0 = tuple(y0_parts) if settings.layout.is_tuple else y0_parts[0]
-        solution = torchdiffeq.odeint(
-            counter,
-            y0,
-            t,
-            rtol=settings.rtol,
-            atol=settings.atol,
-            method=settings.method,
-            options=settings.options,
-        )
+        # The forward's own solve (event_fn is None here: second_order_problem).
+        solution = solve(settings, counter, y0, t, tuple(params))
         solution = solution if settings.layout.is_tuple else (solution,)
         pairs = [(part, grad) for part, grad in zip(solution, grad_outputs) if grad is not None]
         inputs = ([t] if needs_t else []) + list(y0_parts) + list(params)
