@@ -152,11 +152,6 @@ def records(settings, name=None):
     return {need for entry in entries for need in entry.backward.records(settings)}
 
 
-def accepted_steps(record):
-    """The forward solve's accepted steps (its evaluations for fixed-grid methods)."""
-    return record.forward_steps
-
-
 def admissible_estimates(record):
     """``{name: (estimated cost, why it may not serve or None)}`` of every pass
     ``'auto'`` may take at these settings, from a record of everything they need: what

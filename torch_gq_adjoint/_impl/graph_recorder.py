@@ -22,6 +22,8 @@ class GraphRecorder:
     kept within ``checkpoint_memory``; the steps on a tape beside it where needed."""
 
     name = 'graph'
+    #: Returns None where the graph would not fit (the next recorder solves instead).
+    may_give_way = True
 
     @staticmethod
     def wanted(needs: set[str]) -> bool:

@@ -199,7 +199,7 @@ class CallSitePlan:
 
     # What the Function asks.
 
-    def ticket(self, timed_allowed: bool = True) -> Ticket:
+    def ticket(self) -> Ticket:
         """What the next call at this site runs: a pass (or None: record for every pass
         and take the estimate's choice), and whether it is timed."""
         with self._lock:
@@ -210,9 +210,7 @@ class CallSitePlan:
                 self.state = 'new'
                 return Ticket(self, None, timed=False)
             if self.state == 'exploring':
-                return Ticket(
-                    self, self._next_candidate(), timed_allowed, 'exploring', self.plans_made
-                )
+                return Ticket(self, self._next_candidate(), True, 'exploring', self.plans_made)
             return Ticket(self, self.choice, False, self.state, self.plans_made)
 
     def _next_candidate(self) -> str:
@@ -222,11 +220,9 @@ class CallSitePlan:
     def learn(self, ticket: Ticket, record: Any, ran: str, seconds: float | None) -> None:
         """After a backward pass: what ``ticket``'s call ran (``ran``, a pass name), in
         how many ``seconds`` (None: not timed), on a solve described by ``record``."""
-        from . import choice  # the table imports this module
-
         with self._lock:
             self.calls += 1
-            size = (record.forward_nfe, choice.accepted_steps(record))
+            size = (record.forward_nfe, record.forward_steps)
             if ticket.candidate is None:
                 self.last_estimate = ran
                 if self.state == 'new':

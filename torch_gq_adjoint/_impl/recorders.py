@@ -71,6 +71,7 @@ class PlainRecorder:
     """The solve without a graph, its evaluations counted; records nothing else."""
 
     name = 'nothing'
+    may_give_way = False
 
     @staticmethod
     def wanted(needs: set[str]) -> bool:
@@ -133,10 +134,12 @@ def record_forward(
     for recorder in RECORDERS:
         if not recorder.wanted(needs):
             continue
-        saved = generators.states(device)
+        # Only a recorder that may give way needs the generators' states (a hot path).
+        saved = generators.states(device) if recorder.may_give_way else None
         recording = recorder.record(settings, t, parts, params, needs)
         if recording is not None:
             return recording
+        assert saved is not None
         # The attempt gave way: the solve that follows draws what it drew (a func with
         # dropout), so that the user's generator moves as under direct backprop.
         generators.restore(device, saved)
