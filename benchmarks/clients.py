@@ -26,12 +26,8 @@ which passes served the default's calls and how many calls its planner spent exp
 """
 
 import argparse
-import json
 import math
-import os
 import pathlib
-import platform
-import subprocess
 import sys
 import warnings
 
@@ -40,7 +36,14 @@ import torchdiffeq
 
 from benchmarks import torchode_mode, training
 from benchmarks.memory import peak_memory_bytes
-from benchmarks.timing import add_machine_flags, paired_ratios, settle_plans, time_in_turns
+from benchmarks.timing import (
+    add_machine_flags,
+    paired_ratios,
+    record_header,
+    settle_plans,
+    time_in_turns,
+    write_record,
+)
 from benchmarks.workloads import WORKLOADS, build
 from common.arguments import positive_int
 from torch_gq_adjoint import odeint_adjoint_gq
@@ -365,23 +368,8 @@ def _ratio_text(paired):
 
 def _write_output(args, results, trained):
     """Every measured second, the machine and the versions, as JSON (``--output``)."""
-    try:
-        commit = subprocess.run(
-            ['git', 'rev-parse', 'HEAD'], capture_output=True, text=True, check=False
-        ).stdout.strip()
-    except OSError:
-        commit = ''
     record = dict(
-        command=' '.join(['python -m benchmarks.clients'] + (sys.argv[1:] or [])),
-        machine=dict(
-            platform=platform.platform(),
-            processor=platform.processor(),
-            cpus=os.cpu_count(),
-            threads=torch.get_num_threads(),
-            device=str(args.device),
-        ),
-        versions=dict(python=platform.python_version(), torch=torch.__version__),
-        commit=commit,
+        **record_header('benchmarks.clients', args.device),
         one_step={
             name: {
                 mode: {
@@ -410,9 +398,7 @@ def _write_output(args, results, trained):
             for name, workload in trained.items()
         },
     )
-    temporary = args.output.with_suffix(args.output.suffix + '.partial')
-    temporary.write_text(json.dumps(record, indent=1, default=str))
-    os.replace(temporary, args.output)
+    write_record(args.output, record)
 
 
 if __name__ == '__main__':

@@ -24,10 +24,13 @@ lasts until its planner settled), the options taking turns; memory is the extra 
 one step, measured after all timings; the error is ``‖g - g_direct‖ / ‖g_direct‖`` over
 all parameter gradients (``direct`` at the same tolerance, not a tight reference: see
 ``benchmarks.gradient_accuracy``). Ratios are
-against ``adjoint_ode`` and ``direct`` of the same case and run.
+against ``adjoint_ode`` and ``direct`` of the same case and run. ``--output FILE`` also
+writes every timed step (turn by turn), the memory, the errors, the machine, the versions
+and the commit as JSON; the committed record is ``results/benchmarks/gradient_speed.json``.
 """
 
 import argparse
+import pathlib
 import sys
 from functools import partial
 
@@ -35,7 +38,13 @@ import torch
 from torch import nn
 
 from benchmarks.memory import peak_memory_bytes
-from benchmarks.timing import add_machine_flags, settle_plans, time_in_turns
+from benchmarks.timing import (
+    add_machine_flags,
+    record_header,
+    settle_plans,
+    time_in_turns,
+    write_record,
+)
 from common.arguments import positive_int
 from datasets import nested_spheres, sines
 from models.backprop import ADJOINT_OPTIONS, integrate
@@ -136,13 +145,13 @@ class _Case:
         return torch.cat([grad.reshape(-1) for grad in grads])
 
 
-def time_steps(case, options, repeats, device):
+def time_steps(case, options, repeats, device, turns=None):
     """Median seconds per step of each option, and each option's gradient
     (:func:`benchmarks.timing.time_in_turns`), the default timed once its plans settled."""
     if 'adjoint_gq_default' in options:
         settle_plans(partial(case.step, 'adjoint_gq_default'))
     return time_in_turns(
-        {option: partial(case.step, option) for option in options}, repeats, device
+        {option: partial(case.step, option) for option in options}, repeats, device, turns
     )
 
 
@@ -177,8 +186,16 @@ def parse_args(argv=None):
         action='store_true',
         help=f'cases {", ".join(QUICK_CASES)} with 1 repeat (well under a minute)',
     )
+    parser.add_argument(
+        '--output',
+        type=pathlib.Path,
+        default=None,
+        help='also write every timed step, memory, error, machine and versions to this JSON file',
+    )
     add_machine_flags(parser)
     args = parser.parse_args(argv)
+    if args.output is not None and (args.output.is_dir() or not args.output.parent.is_dir()):
+        parser.error(f'--output {args.output} must be a file in an existing folder')
     if args.quick:
         args.case = args.case or list(QUICK_CASES)
         args.repeats = 1
@@ -215,10 +232,12 @@ def main(argv=None):
         ]
         for name in cases
     }
-    timings = {}
+    timings, turns = {}, {}
     for name, case in cases.items():
         print(f'timing {name} ...', file=sys.stderr, flush=True)
-        timings[name] = time_steps(case, options[name], args.repeats, args.device)
+        turns[name] = {}
+        timings[name] = time_steps(case, options[name], args.repeats, args.device, turns[name])
+    recorded = {}
     # Memory only after every timing: on CPU its measurement changes how glibc hands
     # out memory for the rest of the process, which would slow the steps being timed.
     for name, case in cases.items():
@@ -227,6 +246,31 @@ def main(argv=None):
             for option in options[name]
         }
         _print_case(name, case, timings[name], memories)
+        recorded[name] = _case_record(case, timings[name], turns[name], memories)
+        if args.output is not None:
+            # After each case: an interrupted run keeps the cases it finished.
+            write_record(
+                args.output,
+                dict(**record_header('benchmarks.gradient_speed', args.device), cases=recorded),
+            )
+
+
+def _case_record(case, timings, turns, memories):
+    """One case of the JSON record: per option its seconds turn by turn, median, peak
+    memory (bytes) and gradient error against direct backprop."""
+    reference = timings['direct'][1]
+    return dict(
+        parameters=case.parameter_count(),
+        options={
+            option: dict(
+                seconds=seconds,
+                turns=turns[option],
+                memory=memories[option],
+                error=((gradient - reference).norm() / reference.norm()).item(),
+            )
+            for option, (seconds, gradient) in timings.items()
+        },
+    )
 
 
 def _print_case(name, case, timings, memories):

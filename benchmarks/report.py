@@ -102,6 +102,54 @@ def rows(record):
     return found
 
 
+def _span(values, digits=2):
+    low, high = min(values), max(values)
+    return (
+        f'{low:.{digits}f}'
+        if f'{low:.{digits}f}' == f'{high:.{digits}f}'
+        else (f'{low:.{digits}f}–{high:.{digits}f}')
+    )
+
+
+def paragraph(record):
+    """The README's sentences under the table, every figure from the record."""
+    found = {name: summary(record, name) for name in record['training']}
+    found = {name: figures for name, figures in found.items() if figures is not None}
+    shares = [100 * f['explored'] / max(f['calls'], 1) for f in found.values()]
+    fastest = [f['versus_fastest'] for f in found.values() if f['versus_fastest'] is not None]
+    by_plan = {}
+    for name, figures in found.items():
+        by_plan.setdefault(figures['plan'], []).append(name)
+    parts = [
+        f'Over whole runs the default takes {_span(fastest)} × the fastest single pass '
+        f'forced for the whole run, exploring {_span(shares, 1)} % of the calls.'
+    ]
+    for plan, names in sorted(by_plan.items(), key=lambda item: -len(item[1])):
+        ratios = [found[name]['versus_direct'] for name in names]
+        medians = [found[name]['chunks'][0] for name in names]
+        labels = ', '.join(LABELS.get(name, name).split(',')[0] for name in names)
+        plural = 's' if len(names) > 1 else ''
+        parts.append(
+            f'It settles on the {plan} pass on {len(names)} workload{plural} ({labels}), '
+            f"at {_span(ratios)} × direct backprop's mean step (chunk medians {_span(medians)})."
+        )
+    extra = []
+    for name in found:
+        steps = record['one_step'][name]
+        plan = 'gq ' + found[name]['plan']
+        if plan in steps and steps[plan].get('memory') is not None:
+            extra.append((steps[plan]['memory'] - steps['direct']['memory']) / 2**20)
+    if extra:
+        above = [value for value in extra if value > 0]
+        parts.append(
+            "In one step its pass's peak memory is at or below direct backprop's on "
+            f'{len(extra) - len(above)} workloads'
+            + (f' and {_span(above, 1)} MiB above it on {len(above)}' if above else '')
+            + '.'
+        )
+    return ' '.join(parts)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(
         prog='python -m benchmarks.report', description=__doc__.split('\n\n')[0]

@@ -1,6 +1,12 @@
 """What the speed benchmarks share: the machine flags and timing calls in turns."""
 
+import json
+import os
+import pathlib
+import platform
 import statistics
+import subprocess
+import sys
 import time
 
 import torch
@@ -74,3 +80,34 @@ def settle_plans(call, limit=SETTLE_CALLS):
         plans = torch_gq_adjoint.plans()
         if plans and all(plan.state in ('settled', 'pinned') for plan in plans):
             return
+
+
+def record_header(module, device):
+    """What every benchmark record starts with: the command, the machine, the versions and
+    the commit measured (``''`` outside a git checkout)."""
+    try:
+        commit = subprocess.run(
+            ['git', 'rev-parse', 'HEAD'], capture_output=True, text=True, check=False
+        ).stdout.strip()
+    except OSError:
+        commit = ''
+    return dict(
+        command=' '.join([f'python -m {module}'] + sys.argv[1:]),
+        machine=dict(
+            platform=platform.platform(),
+            processor=platform.processor(),
+            cpus=os.cpu_count(),
+            threads=torch.get_num_threads(),
+            device=str(device),
+        ),
+        versions=dict(python=platform.python_version(), torch=torch.__version__),
+        commit=commit,
+    )
+
+
+def write_record(path, record):
+    """Write a benchmark's JSON record whole or not at all (renamed over ``path``)."""
+    path = pathlib.Path(path)
+    temporary = path.with_suffix(path.suffix + '.partial')
+    temporary.write_text(json.dumps(record, indent=1, default=str))
+    os.replace(temporary, path)

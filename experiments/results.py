@@ -175,7 +175,7 @@ def read_checkpoint(folder, device='cpu'):
             path,
             load,
             Exception,
-            'delete it and rerun without --load_model 1 to start the run afresh',
+            'delete it, or rerun with --load_model 0 to start the run afresh',
         )
         if checkpoint is not None:
             found.append((checkpoint['history']['epochs'][-1], checkpoint, path))

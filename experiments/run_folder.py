@@ -109,7 +109,11 @@ def start_afresh(folder, args):
         print(
             f'replacing the {state} run in {folder} ({summary.get("epochs_done")} epochs) '
             'with a fresh one'
-            + ('' if args.load_model else ' (--load_model 0; --load_model 1 would resume it)'),
+            + (
+                ' (--load_model 0; --load_model 1 would resume it)'
+                if not args.load_model and (folder / results.CHECKPOINT).exists()
+                else ''
+            ),
             file=sys.stderr,
         )
     for name in (results.CHECKPOINT, results.FINAL_STATE):

@@ -95,14 +95,20 @@ def build_parser(
         default=torch.device('cpu'),
         help="'cpu' (default), 'cuda', 'cuda:N' or a GPU index N",
     )
+    # A run is resumable by default: an interrupted command, rerun as it was, continues
+    # after its last finished epoch.
     parser.add_argument(
         '--load_model',
         type=flag,
-        default=0,
-        help="1: resume from this run's checkpoint if there is one (default 0)",
+        default=1,
+        help="1: resume from this run's checkpoint if there is one; 0: start afresh, "
+        'replacing the run in the folder (default 1)',
     )
     parser.add_argument(
-        '--save_model', type=flag, default=0, help='1: write a checkpoint every epoch (default 0)'
+        '--save_model',
+        type=flag,
+        default=1,
+        help='1: write a checkpoint every epoch, so that the run can resume (default 1)',
     )
     parser.add_argument('--quiet', action='store_true', help='no progress bar (for sweeps)')
     parser.add_argument(
@@ -323,6 +329,8 @@ def _run_locked(args, spec, make_setup, folder):
             print(f'resuming {folder} after epoch {history["epochs"][-1]}')
     else:
         start_afresh(folder, args)
+        if not args.quiet:
+            print(f'training {args.nepochs} epochs into {folder}')
     saved = {'epoch': None}
 
     def on_epoch_end(current):
@@ -378,8 +386,8 @@ def _run_locked(args, spec, make_setup, folder):
     except OSError as error:
         raise RunError(
             f'cannot write the results ({error}); {_kept(folder, saved)}. Free '
-            'space or fix the permissions, then rerun the same command (with '
-            '--load_model 1 it resumes).',
+            'space or fix the permissions, then rerun the same command (it resumes '
+            'from its last checkpoint unless given --save_model 0).',
             1,
         ) from error
     except (RuntimeError, MemoryError) as error:
@@ -506,8 +514,8 @@ class _TrainingState:
         except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as error:
             raise RunError(
                 f'{path} cannot be read ({type(error).__name__}: '
-                f'{_first_line(error)}); delete it and rerun without --load_model '
-                '1 to start the run afresh',
+                f'{_first_line(error)}); delete it, or rerun with --load_model 0 to '
+                'start the run afresh',
                 2,
             ) from error
         return checkpoint['history']

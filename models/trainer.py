@@ -140,6 +140,9 @@ class Trainer:
             unit='epoch',
             initial=first - 1,
             total=nepochs,
+            # The estimate of the time left averages every epoch of this process (later
+            # epochs of a neural ODE often cost more), not the last few.
+            smoothing=0,
         )
         for epoch in bar:
             try:

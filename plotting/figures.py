@@ -1,27 +1,27 @@
 """Every figure of the reproduction report, rebuilt from finished runs in one command.
 
-``python -m plotting.figures [--results_dir results] [--plots_dir docs/figures]`` draws
-each figure whose runs are there and names the ones it could not draw; it exits 1 if
-any figure is missing. REPRODUCTION.md shows the files this writes to docs/figures.
+``python -m plotting.figures [--results_dir results] [--plots_dir DIR]`` draws each figure
+whose runs are there into ``DIR`` (default ``<results_dir>/figures``) and names the ones
+it could not draw; it exits 1 if any figure is missing. REPRODUCTION.md shows the
+committed runs' figures, rebuilt with ``--results_dir results --plots_dir docs/figures``.
 """
 
 import argparse
-import pathlib
 import sys
 
 from experiments import results
 from experiments.grids import FIGURES as FIGURE_STUDIES
 from experiments.grids import STUDIES
 from plotting import (
+    add_plots_dir,
     plot_ode_times,
     plot_ou_cosines,
     plot_ou_solutions,
     plot_sde_times,
     plot_speedup,
     plot_toy_gradient,
+    plots_dir,
 )
-
-DOCS_FIGURES = pathlib.Path(__file__).resolve().parents[1] / 'docs' / 'figures'
 
 #: How each figure is drawn: file name -> (module, its arguments).
 _DRAWN_BY = {
@@ -49,8 +49,9 @@ def main(argv=None):
         prog='python -m plotting.figures', description=__doc__.split('\n\n')[0]
     )
     parser.add_argument('--results_dir', default=str(results.RESULTS_DIR))
-    parser.add_argument('--plots_dir', default=str(DOCS_FIGURES), help=f'default {DOCS_FIGURES}')
+    add_plots_dir(parser)
     args = parser.parse_args(argv)
+    args.plots_dir = plots_dir(args)
     folders = ['--results_dir', args.results_dir, '--plots_dir', args.plots_dir]
     written, missing = [], []
     for name, module, arguments, _ in FIGURES:

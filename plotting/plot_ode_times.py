@@ -13,7 +13,7 @@ from common.arguments import positive_float, positive_int
 from experiments import results
 from experiments.grids import EPOCH_TIMES_DIR, EXPERIMENTS, ODE_OPTIONS, STUDIES
 from models.backprop import EXTRA_OPTIONS
-from plotting import PLOTS_DIR
+from plotting import add_plots_dir, plots_dir
 from plotting.style import line_style, plt, readable_log_ticks, save, study_title
 
 #: figure name -> the study of experiments/grids.py it draws by default. The other image
@@ -80,8 +80,9 @@ def main(argv=None):
         help='width of the loss curves (default: the largest found)',
     )
     parser.add_argument('--results_dir', default=str(results.RESULTS_DIR))
-    parser.add_argument('--plots_dir', default=str(PLOTS_DIR))
+    add_plots_dir(parser)
     args = parser.parse_args(argv)
+    args.plots_dir = plots_dir(args)
     name, flags = _study_flags(args)
     spec = EXPERIMENTS[name]
     return plot_timing(

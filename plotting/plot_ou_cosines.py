@@ -16,7 +16,7 @@ import numpy as np
 from common.arguments import positive_int
 from experiments import results
 from experiments.grids import EXPERIMENTS, OU_COSINES
-from plotting import PLOTS_DIR
+from plotting import add_plots_dir, plots_dir
 from plotting.style import line_style, plt, save
 
 NAME = 'ou_cosines'
@@ -69,8 +69,9 @@ def main(argv=None):
         help="width of the runs (default 5, the ablation's)",
     )
     parser.add_argument('--results_dir', default=str(results.RESULTS_DIR))
-    parser.add_argument('--plots_dir', default=str(PLOTS_DIR))
+    add_plots_dir(parser)
     args = parser.parse_args(argv)
+    args.plots_dir = plots_dir(args)
     found = collect(args.results_dir, args.width)
     if not found:
         print(

@@ -14,7 +14,7 @@ from datasets import DATA_DIR, ornstein_uhlenbeck
 from experiments import results
 from experiments.grids import EXPERIMENTS, SDE_OPTIONS
 from models.sde import OUModel, sample_paths
-from plotting import PLOTS_DIR
+from plotting import add_plots_dir, plots_dir
 from plotting.style import line_style, plt, save
 
 TIME_INDICES = (10, 50, 100)
@@ -33,8 +33,9 @@ def main(argv=None):
     parser.add_argument('--experiment_no', type=non_negative_int, default=1, help='default 1')
     parser.add_argument('--results_dir', default=str(results.RESULTS_DIR))
     parser.add_argument('--data_dir', default=str(DATA_DIR))
-    parser.add_argument('--plots_dir', default=str(PLOTS_DIR))
+    add_plots_dir(parser)
     args = parser.parse_args(argv)
+    args.plots_dir = plots_dir(args)
     spec = EXPERIMENTS['ornstein_uhlenbeck']
     folder = spec.run_folder(
         spec.parse(

@@ -12,7 +12,7 @@ import sys
 from common.arguments import non_negative_int, positive_int
 from experiments import results
 from experiments.grids import EXPERIMENTS, SDE_OPTIONS
-from plotting import PLOTS_DIR
+from plotting import add_plots_dir, plots_dir
 from plotting.plot_ode_times import plot_timing
 
 
@@ -36,8 +36,9 @@ def main(argv=None):
         help='width of the loss curves (default: the largest trained by every option)',
     )
     parser.add_argument('--results_dir', default=str(results.RESULTS_DIR))
-    parser.add_argument('--plots_dir', default=str(PLOTS_DIR))
+    add_plots_dir(parser)
     args = parser.parse_args(argv)
+    args.plots_dir = plots_dir(args)
     spec = EXPERIMENTS['ornstein_uhlenbeck']
     ablation = spec.ablation_of(['--ncosines', str(args.ncosines)])
     width = args.width

@@ -1,76 +1,42 @@
 """The figure that says it all: training time of the GQ adjoint ÷ the adjoint's and ÷
 direct backprop's against width, one line per study (``python -m plotting.plot_speedup``).
 
-Each point is the mean total training time of the finished ``adjoint_gq`` runs at one
-width over the mean of the reference option's runs at that width (``adjoint_ode``, or
-torchsde's ``sde_adjoint`` for the SDE; ``direct``, or ``sde_direct``), from the runs of
-every study of :data:`experiments.grids.STUDIES` found under ``--results_dir``. Below 1,
-GQ trained faster. Where the adjoint only ran a few epochs (the short timing runs of
-``results/epoch_times``), its point is hollow: GQ's seconds per epoch ÷ the adjoint's
-over those epochs; likewise for direct backprop.
+Every ratio is a paired one from :mod:`plotting.verdicts`: one small point per repeat
+(GQ's run ÷ the reference's run of the same repeat, over the same epochs, CPU time where
+both recorded it), and a line through their geometric means, for every study of
+:data:`experiments.grids.STUDIES` found under ``--results_dir``. The references are
+``adjoint_ode`` (torchsde's ``sde_adjoint`` for the SDE) and ``direct`` (``sde_direct``).
+Below 1, GQ trained faster. Where the reference only ran a short timing run (its first
+epochs, ``results/epoch_times``), the mean's marker is hollow.
 """
 
 import argparse
-import pathlib
 import sys
 
-import numpy as np
-
 from experiments import results
-from experiments.grids import EPOCH_TIMES_DIR, STUDIES
-from plotting import PLOTS_DIR
+from experiments.grids import STUDIES
+from plotting import add_plots_dir, plots_dir, verdicts
 from plotting.style import plt, readable_log_ticks, save
 
-#: (adjoint reference, direct reference) per experiment: the SDE has torchsde's options.
-REFERENCES = {'ornstein_uhlenbeck': ('sde_adjoint', 'sde_direct')}
-DEFAULT_REFERENCES = ('adjoint_ode', 'direct')
 NAME = 'speedup'
 
 
 def ratios(results_dir, study):
-    """``(widths, ÷ adjoint, ÷ direct, short adjoint, short direct)`` of one study (NaN
-    where a reference is missing).
-
-    Where a reference has no full runs at a width but the study's short timing runs
-    (``<results_dir>/epoch_times``) have it and GQ there, its ratio is that of their mean
-    seconds per epoch, and its ``short`` (a boolean array) is True there.
-    """
-    runs = results.complete_runs(results_dir, study.experiment, study.ablation())
-    timed = results.complete_runs(
-        pathlib.Path(results_dir) / EPOCH_TIMES_DIR, study.experiment, study.ablation()
-    )
-    adjoint, direct = REFERENCES.get(study.experiment, DEFAULT_REFERENCES)
-    widths = sorted({width for width, option in runs if option == 'adjoint_gq'})
-
-    def mean_time(found, width, option, per_epoch=False):
-        found = found.get((width, option))
-        if not found:
-            return np.nan
-        return np.mean(
-            [
-                run['epoch_times'][1:].mean() if per_epoch else run['epoch_times'].sum()
-                for run in found
-            ]
-        )
-
-    gq = np.array([mean_time(runs, width, 'adjoint_gq') for width in widths])
-
-    def versus(reference):
-        found = gq / np.array([mean_time(runs, width, reference) for width in widths])
-        short = np.zeros(len(widths), dtype=bool)
-        for index, width in enumerate(widths):
-            if np.isnan(found[index]):
-                # GQ's own short runs where it has them (the same few epochs), else its
-                # full runs' seconds per epoch.
-                gq_epoch = mean_time(timed, width, 'adjoint_gq', True)
-                if np.isnan(gq_epoch):
-                    gq_epoch = mean_time(runs, width, 'adjoint_gq', True)
-                found[index] = gq_epoch / mean_time(timed, width, reference, True)
-                short[index] = np.isfinite(found[index])
-        return found, short
-
-    (versus_adjoint, short), (versus_direct, short_direct) = versus(adjoint), versus(direct)
-    return widths, versus_adjoint, versus_direct, short, short_direct
+    """``{reference kind: [SpeedComparison, ...]}`` of one study (a key of
+    :data:`experiments.grids.STUDIES`), kinds ``'adjoint'`` and ``'direct'``, by width."""
+    adjoint, direct = verdicts.references(STUDIES[study].experiment)
+    found = verdicts.speed_comparisons(results_dir, study)
+    chosen = {}
+    for item in found:
+        # One comparison per width: whole runs, unless they pair in one repeat only and
+        # the short timing runs pair in more.
+        kept = chosen.get((item.reference, item.width))
+        if kept is None or (len(kept.ratios) < 2 and len(item.ratios) > len(kept.ratios)):
+            chosen[item.reference, item.width] = item
+    return {
+        kind: [item for (name, _), item in chosen.items() if name == reference]
+        for kind, reference in (('adjoint', adjoint), ('direct', direct))
+    }
 
 
 def main(argv=None):
@@ -78,32 +44,45 @@ def main(argv=None):
         prog='python -m plotting.plot_speedup', description=__doc__.split('\n\n')[0]
     )
     parser.add_argument('--results_dir', default=str(results.RESULTS_DIR))
-    parser.add_argument('--plots_dir', default=str(PLOTS_DIR))
+    add_plots_dir(parser)
     args = parser.parse_args(argv)
+    args.plots_dir = plots_dir(args)
     figure, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
     drawn = 0
     hollow = False
-    for number, (name, study) in enumerate(STUDIES.items()):
-        widths, versus_adjoint, versus_direct, *shorts = ratios(args.results_dir, study)
+    for number, name in enumerate(STUDIES):
+        found = ratios(args.results_dir, name)
         # One colour and marker per study, the same in both panels.
-        style = dict(marker='osD^vP<>'[number % 8], color=f'C{number % 10}', label=name)
-        for axis, values in zip(axes, (versus_adjoint, versus_direct)):
-            if widths and np.isfinite(values).any():
-                axis.plot(widths, values, **style)
-                drawn += 1
-        for axis, values, short in zip(axes, (versus_adjoint, versus_direct), shorts):
-            if short.any():
-                # Hollow: the ratio of seconds per epoch over a few epochs, not whole runs.
+        style = dict(marker='osD^vP<>'[number % 8], color=f'C{number % 10}')
+        for axis, kind in zip(axes, ('adjoint', 'direct')):
+            comparisons = found[kind]
+            if not comparisons:
+                continue
+            widths = [item.width for item in comparisons]
+            axis.plot(widths, [item.mean for item in comparisons], label=name, **style)
+            drawn += 1
+            for item in comparisons:
                 axis.plot(
-                    np.array(widths)[short],
-                    values[short],
+                    [item.width] * len(item.ratios),
+                    item.ratios,
                     linestyle='none',
                     marker=style['marker'],
-                    markersize=11,
-                    markerfacecolor='white',
+                    markersize=3,
+                    alpha=0.6,
                     color=style['color'],
                 )
-                hollow = True
+                if item.epochs is not None:
+                    # Hollow: a comparison of the first epochs only, not whole runs.
+                    axis.plot(
+                        [item.width],
+                        [item.mean],
+                        linestyle='none',
+                        marker=style['marker'],
+                        markersize=11,
+                        markerfacecolor='white',
+                        color=style['color'],
+                    )
+                    hollow = True
     if not drawn:
         print(
             f'nothing to plot: no finished adjoint_gq runs with a reference in '
@@ -117,16 +96,25 @@ def main(argv=None):
             xscale='log',
             yscale='log',
             xlabel='width (hidden units or channels)',
-            title=f'GQ training time ÷ {reference}',
+            title=f'GQ training time ÷ {reference} (paired by repeat)',
         )
         axis.legend(fontsize='small')
         axis.set_ylabel('ratio of training times (below 1: GQ faster)')
+        axis.text(
+            0.02,
+            0.97,
+            'small points: each repeat; line: geometric mean',
+            transform=axis.transAxes,
+            verticalalignment='top',
+            fontsize='small',
+            color='grey',
+        )
         axis.yaxis.set_tick_params(labelleft=True)
         readable_log_ticks(axis)
     if hollow:
         for axis in axes:
             axis.set_title(
-                f'{axis.get_title()}\n(hollow: seconds per epoch over the first epochs only)',
+                f'{axis.get_title()}\n(hollow: over the first epochs only)',
                 fontsize='medium',
             )
     paths = save(figure, args.plots_dir, NAME)

@@ -8,7 +8,7 @@ import numpy as np
 
 from experiments import results
 from experiments.toy_gradient import METHODS, QUANTITIES
-from plotting import PLOTS_DIR
+from plotting import add_plots_dir, plots_dir
 from plotting.style import line_style, plt, save
 
 TITLES = {'loss': 'loss $L$', 'z0': r'$dL/dz_0$', 'a': r'$dL/da$', 'T': r'$dL/dT$'}
@@ -21,8 +21,9 @@ def main(argv=None):
     parser.add_argument(
         '--results_dir', default=str(results.RESULTS_DIR), help=f'default {results.RESULTS_DIR}'
     )
-    parser.add_argument('--plots_dir', default=str(PLOTS_DIR), help=f'default {PLOTS_DIR}')
+    add_plots_dir(parser)
     args = parser.parse_args(argv)
+    args.plots_dir = plots_dir(args)
     figure, axes = plt.subplots(1, 4, figsize=(16, 3.6), sharex=True)
     drawn = 0
     for method in METHODS:

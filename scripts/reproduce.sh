@@ -1,21 +1,28 @@
 #!/usr/bin/env bash
-# Every study of a grid, then every figure. Flags are passed to each sweep (--quick,
-# --reduced, --grid G, --jobs N, --results_dir DIR (default runs; results extends the
-# committed runs), --log_dir DIR); the studies are those of experiments/grids.py
-# (python -m experiments.grids studies --grid G lists them).
+# Every study of a grid, then every figure. A grid must be chosen:
+#   --quick           a few epochs of each study, to check that everything runs (minutes)
+#   --reduced         the report's runs: the paper's epochs at fewer widths and repeats
+#                     (many hours on two cores; what results/ holds)
+#   --grid paper      the paper's whole grid (days on a CPU; MNIST's files needed)
+# --dry-run lists each study's runs (complete, to start or resume) and its measured
+# budget, and runs nothing. Other flags are passed to each sweep (--jobs N, --results_dir
+# DIR (default runs; results extends the committed runs), --log_dir DIR, --slurm, ...);
+# the studies are those of experiments/grids.py.
 # Except on the paper grid the toy gradient uses T from 19 to 29 in steps of 0.5
-# instead of 0.02. Figures land in plotting/plots/ (python -m plotting.figures
-# --plots_dir docs/figures rebuilds the report's).
+# instead of 0.02. Figures land beside the runs, in <results_dir>/figures (python -m
+# plotting.figures --results_dir results --plots_dir docs/figures rebuilds the report's).
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 PYTHON="${PYTHON:-python}"
-results_dir=runs; grid=paper; arguments=("$@")
-usage() { sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'; }
+results_dir=runs; grid=; dry_run=0; arguments=()
+usage() { sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; }
 refuse() { echo "reproduce: $1 (see --help); nothing was run" >&2; exit 2; }
 # Every flag is checked here, before any step: a flag a sweep would refuse must not let
 # the steps after it (the toy gradient, the figures) run into --results_dir.
 while [ $# -gt 0 ]; do
+    [ "$1" != --dry-run ] && arguments+=("$1")
     case "$1" in
+        --dry-run) dry_run=1 ;;
         --quick) grid=quick ;;
         --reduced) grid=reduced ;;
         --slurm|--no-submit) ;;
@@ -27,6 +34,7 @@ while [ $# -gt 0 ]; do
                 --results_dir) results_dir="$2" ;;
             esac
             [ -n "$2" ] || refuse "$1 must not be empty"
+            arguments+=("$2")
             shift ;;
         -h|--help) usage; exit 0 ;;
         *) refuse "unknown flag '$1'" ;;
@@ -35,8 +43,13 @@ while [ $# -gt 0 ]; do
 done
 case "$grid" in
     paper|reduced|quick) ;;
+    '') refuse "choose a grid: --quick (minutes, checks that everything runs), --reduced (the report's runs, many hours) or --grid paper (days; MNIST files needed); --dry-run lists the runs first" ;;
     *) refuse "--grid must be paper, reduced or quick; got '$grid'" ;;
 esac
+if [ "$dry_run" = 1 ]; then
+    "$PYTHON" -m experiments.grids plan --grid "$grid" --results_dir "$results_dir"
+    exit $?
+fi
 status=0
 # Each step runs in the background and is waited for, so that SIGINT or SIGTERM reaches
 # this script at once: it stops the running sweep (which stops its runs: each saves what
@@ -75,7 +88,7 @@ done < <("$PYTHON" -m experiments.grids studies --grid "$grid")
 toy_flags=(--results_dir "$results_dir" --quiet)
 [ "$grid" != paper ] && toy_flags+=(--t_step 0.5)
 step "$PYTHON" -m experiments.toy_gradient "${toy_flags[@]}" || status=1
-step "$PYTHON" -m plotting.figures --results_dir "$results_dir" --plots_dir plotting/plots || status=1
+step "$PYTHON" -m plotting.figures --results_dir "$results_dir" || status=1
 if [ "$grid" = paper ]; then
     step "$PYTHON" -m plotting.plot_ode_times --experiment mnist --results_dir "$results_dir" || status=1
 fi

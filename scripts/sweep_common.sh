@@ -140,7 +140,7 @@ SBATCH
 # finished (missing runs are named in the log).
 cd "\$SLURM_SUBMIT_DIR"
 $activate
-"$PYTHON" -m plotting.figures --results_dir "$results_dir" --plots_dir plotting/plots
+"$PYTHON" -m plotting.figures --results_dir "$results_dir"
 SBATCH
         echo "wrote $batch ($total array tasks${jobs:+, at most $jobs at once}) and $figures"
         if [ "$submit" = 1 ]; then

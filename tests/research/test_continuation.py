@@ -19,8 +19,21 @@ COMPARED = (
 
 
 def _run(folder, nepochs, *extra):
+    # No checkpoints (--save_model 0): what extends these runs is the final state alone,
+    # as on a fresh clone of the committed results.
     return g1d.main(
-        ['--width', '8', '--nepochs', str(nepochs), '--quiet', '--results_dir', str(folder), *extra]
+        [
+            '--width',
+            '8',
+            '--nepochs',
+            str(nepochs),
+            '--quiet',
+            '--save_model',
+            '0',
+            '--results_dir',
+            str(folder),
+            *extra,
+        ]
     )
 
 
@@ -121,4 +134,4 @@ def test_a_hostile_or_malformed_state_is_refused_unread(
     message = capsys.readouterr().err
     assert raised.value.code == 1 and not marker.exists()
     assert f'{path} cannot be read' in message and words in message
-    assert 'delete it and rerun without --load_model 1' in message
+    assert 'delete it, or rerun with --load_model 0' in message

@@ -23,7 +23,8 @@ def test_g1d_notebook_executes():
         notebook,
         timeout=300,
         kernel_name='python3',
-        resources={'metadata': {'path': str(REPOSITORY)}},
+        # Jupyter starts the kernel in the notebook's folder, not the repository's root.
+        resources={'metadata': {'path': str(REPOSITORY / 'examples')}},
     ).execute()
     printed = ''.join(
         output.get('text', '')

@@ -141,7 +141,9 @@ def test_ou_solutions_figure(tmp_path, capsys):
     assert plot_ou_solutions.main([*folders, '--plots_dir', str(tmp_path)]) is None
     assert 'missing:' in capsys.readouterr().err
     # No checkpoint: the figure is drawn from the final weights every finished run writes.
-    folder = ornstein_uhlenbeck.main(['--nepochs', '1', '--batchsize', '4', '--quiet', *folders])
+    folder = ornstein_uhlenbeck.main(
+        ['--nepochs', '1', '--batchsize', '4', '--quiet', '--save_model', '0', *folders]
+    )
     assert not (folder / results.CHECKPOINT).exists()
     weights = results.read_weights(folder)
     times, _, paths = ou_data.load(data, 'val')
@@ -207,8 +209,7 @@ def test_time_to_target_loss():
     assert summary_table.time_to_loss(run, 0.3) is None
 
 
-def test_speedup_figure_divides_mean_training_times(tmp_path, capsys):
-    from experiments.grids import STUDIES
+def test_speedup_figure_pairs_repeats_over_the_same_epochs(tmp_path, capsys):
     from plotting import plot_speedup
 
     base = tmp_path / 'results'
@@ -217,12 +218,14 @@ def test_speedup_figure_divides_mean_training_times(tmp_path, capsys):
         is None
     )
     assert 'nothing to plot' in capsys.readouterr().err
-    # Two repeats of GQ (1 s and 3 s per epoch), the adjoint at 4 s, direct at 1 s.
+    # Two repeats of GQ (1 s and 3 s per epoch), the adjoint and direct only in repeat 1:
+    # only repeat 1 pairs.
     for number, seconds in ((1, 1.0), (2, 3.0)):
         _fake_run(base, 'g1d', 'aug3', 20, 'adjoint_gq', number, seconds)
     _fake_run(base, 'g1d', 'aug3', 20, 'adjoint_ode', 1, 4.0)
     _fake_run(base, 'g1d', 'aug3', 20, 'direct', 1, 1.0)
-    # At width 500 the adjoint ran only a short timing run: 8 s per epoch against GQ's 2.
+    # At width 500 the adjoint ran only a short timing run: 8 s per epoch against GQ's
+    # own short run at 2 s (not its full runs' 3 s).
     for number in (1, 2):
         _fake_run(base, 'g1d', 'aug3', 500, 'adjoint_gq', number, 3.0)
     _fake_run(base, 'g1d', 'aug3', 500, 'direct', 1, 6.0)
@@ -230,16 +233,19 @@ def test_speedup_figure_divides_mean_training_times(tmp_path, capsys):
     _fake_run(timed, 'g1d', 'aug3', 500, 'adjoint_gq', 1, 2.0)
     _fake_run(timed, 'g1d', 'aug3', 500, 'adjoint_ode', 1, 8.0)
     # At width 1000 GQ trained in full (4 s per epoch) and direct was only timed (16 s):
-    # GQ's full runs give its seconds per epoch.
+    # GQ's full run over the same first epochs.
     _fake_run(base, 'g1d', 'aug3', 1000, 'adjoint_gq', 1, 4.0)
     _fake_run(timed, 'g1d', 'aug3', 1000, 'direct', 1, 16.0)
-    widths, versus_adjoint, versus_direct, short, short_direct = plot_speedup.ratios(
-        base, STUDIES['g1d']
-    )
-    assert widths == [20, 500, 1000]
-    assert versus_adjoint.tolist()[:2] == [0.5, 0.25] and np.isnan(versus_adjoint[2])
-    assert versus_direct.tolist() == [2.0, 0.5, 0.25]
-    assert short.tolist() == [False, True, False]
-    assert short_direct.tolist() == [False, False, True]
+    found = plot_speedup.ratios(base, 'g1d')
+    adjoint, direct = found['adjoint'], found['direct']
+    assert [(c.width, c.ratios, c.epochs) for c in adjoint] == [
+        (20, (0.25,), None),
+        (500, (0.25,), 2),
+    ]
+    assert [(c.width, c.ratios, c.epochs) for c in direct] == [
+        (20, (1.0,), None),
+        (500, (0.5,), None),
+        (1000, (0.25,), 2),
+    ]
     png, _ = plot_speedup.main(['--results_dir', str(base), '--plots_dir', str(tmp_path)])
     assert png.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'

@@ -134,9 +134,11 @@ def test_interrupt_says_what_was_saved_and_how_to_resume(tmp_path, capsys, monke
     code, message = _exit(capsys, _g1d, tmp_path)
     assert code == 130
     assert 'interrupted: epochs 0 to 0 are saved in' in message
-    assert 'rerun the same command with --load_model 1 to resume after epoch 0' in message
+    # Resuming is the default: the same command resumes.
+    assert 'rerun the same command to resume after epoch 0' in message
     assert 'Traceback' not in message
-    # Asked with --load_model 1 already: the same command resumes, and says so.
+    # Started with --load_model 0: the same command would start afresh, so the message
+    # names the flag that resumes.
     calls.clear()
     folder = tmp_path / 'again'
     code, message = _exit(
@@ -151,12 +153,13 @@ def test_interrupt_says_what_was_saved_and_how_to_resume(tmp_path, capsys, monke
             '--save_model',
             '1',
             '--load_model',
-            '1',
+            '0',
             '--results_dir',
             str(folder),
         ],
     )
-    assert code == 130 and 'rerun the same command to resume after epoch 0' in message
+    assert code == 130
+    assert 'rerun the same command with --load_model 1 to resume after epoch 0' in message
 
 
 @pytest.mark.slow
@@ -214,7 +217,7 @@ def test_readers_see_only_what_the_summary_reports(tmp_path):
 @pytest.mark.parametrize(
     'name, words',
     [
-        (results.CHECKPOINT, 'delete it and rerun without --load_model 1'),
+        (results.CHECKPOINT, 'delete it, or rerun with --load_model 0'),
         (results.SUMMARY, 'delete the run folder and run it again'),
     ],
 )

@@ -364,17 +364,23 @@ def test_a_grid_part_adds_options_at_further_widths_and_short_timing_runs(tmp_pa
     timed = pathlib.Path('epoch_times', 'nested_spheres', 'gtol0.003')
     # The paper's four options at the small widths, 3 repeats each.
     assert all(full / '500' / option / '3' in by_folder for option in grids.ODE_OPTIONS)
-    # At widths 1000 and 2000 only direct and GQ train in full, 100 epochs (2 repeats at
-    # 1000, 3 at 2000)...
+    # At widths 1000 and 2000 direct, GQ and the adjoint train in full, 100 epochs (direct
+    # and GQ 2 repeats at 1000, 5 at 2000; the adjoint 2 at 1000, 1 at 2000)...
     assert {
         (path.parts[2], path.parts[3])
         for path in by_folder
         if path.parts[0] == 'nested_spheres' and path.parts[2] in ('1000', '2000')
-    } == {(width, option) for width in ('1000', '2000') for option in ('direct', 'adjoint_gq')}
+    } == {
+        (width, option)
+        for width in ('1000', '2000')
+        for option in ('direct', 'adjoint_gq', 'adjoint_ode')
+    }
     assert full / '1000' / 'adjoint_gq' / '2' in by_folder
     assert full / '1000' / 'adjoint_gq' / '3' not in by_folder
-    assert full / '2000' / 'direct' / '3' in by_folder
-    assert full / '2000' / 'adjoint_gq' / '4' not in by_folder
+    assert full / '2000' / 'direct' / '5' in by_folder
+    assert full / '2000' / 'adjoint_gq' / '6' not in by_folder
+    assert full / '1000' / 'adjoint_ode' / '2' in by_folder
+    assert full / '2000' / 'adjoint_ode' / '2' not in by_folder
     assert ' --nepochs ' not in ' '.join(by_folder[full / '2000' / 'direct' / '1'].argv)
     # ... and every option trains 3 epochs there in a folder of its own, with its own log.
     short = by_folder[timed / '2000' / 'adjoint_ode' / '1']
