@@ -160,9 +160,9 @@ class BackwardSolves:
             options = dict(options, first_step=self.step)
         if norm is not None:
             options = dict(options, norm=norm)
+        rtol = _fitted(self.tolerances[0] if rtol is None else rtol, start_state)
+        atol = _fitted(self.tolerances[1] if atol is None else atol, start_state)
         settings = self.settings
-        rtol = settings.adjoint_rtol if rtol is None else rtol
-        atol = settings.adjoint_atol if atol is None else atol
         try:
             path = torchdiffeq.odeint(
                 dynamics,
@@ -229,3 +229,17 @@ def integrate_intervals(solves, found, grad_solution, name, backward_nfe):
         param_grads,
         dict(backward=name, backward_nfe=backward_nfe(), nodes=evaluator.nodes),
     )
+
+
+def _fitted(tolerance, state):
+    """A per-element tolerance of the forward's flat state ``(n,)``, repeated over a flat
+    backward state made of blocks of that size (``[z, a]``); anything else as it is."""
+    if (
+        torch.is_tensor(tolerance)
+        and tolerance.dim() == 1
+        and state.dim() == 1
+        and tolerance.numel() != state.numel()
+        and state.numel() % tolerance.numel() == 0
+    ):
+        return tolerance.repeat(state.numel() // tolerance.numel())
+    return tolerance

@@ -24,6 +24,7 @@ from . import checks, generators
 from .backward_options import backward_norm
 from .checkpoint import DEFAULT_CHECKPOINT_MEMORY
 from .choice import BACKWARDS, choose, records, take
+from .func_state import FuncState
 from .notices import call_site
 from .planner import PLANNER, CallSitePlan, Ticket
 from .record import ForwardRecord, check_finite, time_gradients
@@ -95,6 +96,8 @@ class _GaussQuadratureAdjoint(torch.autograd.Function):
         ctx.settings = settings
         ctx.recording = recording
         ctx.ticket = ticket
+        # After the solve: what func reads, to catch a change before backward().
+        ctx.func_state = FuncState(settings.func)
         _report(
             settings.info,
             forward_nfe=recording.nfe,
@@ -114,6 +117,7 @@ class _GaussQuadratureAdjoint(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, *grad_outputs):
+        ctx.func_state.check()
         settings = ctx.settings
         layout = settings.layout
         event_mode = settings.event_fn is not None
@@ -389,6 +393,9 @@ def odeint_adjoint_gq(
     """
     params = checks.check_func_and_params(func, adjoint_params)
     parts, is_tuple = checks.check_state(y0)
+    # An inference tensor cannot join a graph; a copy made outside inference mode can (the
+    # solve differentiates from y0 whether or not it requires grad).
+    parts = tuple(part.clone() if part.is_inference() else part for part in parts)
     checks.check_times(t, parts[0].device)
     checks.check_event_fn(event_fn, t)
     gtol = checks.check_gtol(gtol)

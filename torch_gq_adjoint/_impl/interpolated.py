@@ -289,6 +289,8 @@ class InterpolatedBackward:
     @staticmethod
     def problem(record):
         """Why this pass cannot serve the solve (None if it can)."""
+        if len(record.times) < 2:
+            return 'one output time: there are no steps to read the state off'
         return _settings_problem(record.settings) or tape_problem(record, stages=True)
 
     def __init__(self, record):

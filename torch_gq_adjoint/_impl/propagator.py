@@ -251,6 +251,11 @@ class PropagatorBackward:
             return 'fixed-grid methods step the same either way'
         if settings.custom_adjoint_norm:
             return "a callable adjoint norm expects the restart method's state"
+        if any(
+            isinstance(value, (tuple, list))
+            for value in (settings.adjoint_rtol, settings.adjoint_atol)
+        ):
+            return 'per-part tolerances (a tuple) fit the state of the restart method only'
         try:
             SampleLayout(settings.layout)
         except ValueError as error:
