@@ -151,3 +151,28 @@ def test_an_inference_tensor_as_y0():
     )
     for mine, theirs in zip(found, expected):
         assert torch.allclose(mine, theirs, rtol=1e-3, atol=1e-5)
+
+
+def test_a_graph_that_grows_as_the_solve_goes_is_caught():
+    from torch_gq_adjoint._impl.kept_graph import GraphGuard, GraphTooLargeError
+
+    torch.manual_seed(0)
+    weight = torch.randn(1000, requires_grad=True)
+    evaluations = []
+
+    def field(t, y):
+        # Each evaluation saves more than the last (a func that reads its own history).
+        count = len(evaluations) + 1
+        grown = y.repeat(count)
+        evaluations.append(2 * grown.numel() * grown.element_size())  # grown and weights
+        return y + 0 * (grown * weight.repeat(count)).sum()
+
+    limit = 2**20
+    y = torch.randn(1000, requires_grad=True)
+    guard = GraphGuard(field, [weight], y.numel() * y.element_size(), limit)
+    with pytest.raises(GraphTooLargeError):
+        for _ in range(10_000):
+            guard(0.0, y)
+    # Measured at evaluations 1, 2, 4, ...: the attempt stops within twice the budget
+    # (measuring the first evaluation alone let it grow to 64 times it).
+    assert sum(evaluations) < 2.5 * limit
