@@ -54,6 +54,11 @@ def install():
     command started with ``python -m`` (never inside another program, such as pytest)."""
     if sys.argv[:1] != ['-m'] or os.environ.get('TORCH_GQ_DEBUG') == '1':
         return
+    # Output piped into a reader that stops early (``| head``): end quietly, as other
+    # command-line tools do, instead of a BrokenPipeError's traceback. The files a command
+    # writes are written atomically, so nothing is left half-written.
+    if hasattr(signal, 'SIGPIPE'):
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     previous = sys.excepthook
     received = []
 

@@ -221,3 +221,18 @@ def test_help_describes_the_command_in_whole_sentences(module, capsys):
     description = ' '.join(lines[1].split())
     assert description[-1] in '.)', description
     assert description.count('(') == description.count(')'), description
+
+
+@pytest.mark.parametrize('module', ['plotting.summary_table', 'gradient_tests'])
+def test_a_reader_that_stops_early_ends_the_command_quietly(module):
+    # `| head -1`: the pipe closes while the command still writes.
+    finished = subprocess.run(
+        f'{sys.executable} -m {module} | head -1',
+        shell=True,
+        capture_output=True,
+        text=True,
+        cwd=REPOSITORY,
+        timeout=300,
+    )
+    assert len(finished.stdout.splitlines()) == 1
+    assert 'Traceback' not in finished.stderr and 'BrokenPipe' not in finished.stderr
