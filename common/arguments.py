@@ -40,6 +40,21 @@ def positive_float(text):
     return value
 
 
+def quadrature_factor(text):
+    """The paper's node-count factor C (``--gtol``): a positive number the library takes
+    (at most ``torch_gq_adjoint``'s largest, so that a bad value stops the command before
+    any training)."""
+    from torch_gq_adjoint._impl.checks import MAX_GTOL
+
+    value = positive_float(text)
+    if value > MAX_GTOL:
+        raise argparse.ArgumentTypeError(
+            f'must be at most {MAX_GTOL:g} (gtol × NFE quadrature nodes; the paper uses '
+            f'0.003 to 0.4); got {text!r}'
+        )
+    return value
+
+
 #: Solver tolerances outside this range make torchdiffeq's step size underflow (below) or
 #: control nothing (above).
 TOLERANCE_RANGE = (1e-12, 1.0)
@@ -66,8 +81,9 @@ MAX_EXPERIMENT_NO = (2**32 - 1) // 1000
 
 
 def experiment_number(text):
-    """A repeat number: an integer from 0 to :data:`MAX_EXPERIMENT_NO`."""
-    value = _integer_at_least(text, 0, 'non-negative')
+    """A repeat number: an integer from 1 (repeats are numbered 1, 2, 3, ... as in the
+    paper's code) to :data:`MAX_EXPERIMENT_NO`."""
+    value = _integer_at_least(text, 1, 'positive')
     if value > MAX_EXPERIMENT_NO:
         raise argparse.ArgumentTypeError(
             f'must be at most {MAX_EXPERIMENT_NO} (the seed is 1000 × it and must stay below '

@@ -31,6 +31,7 @@ from common.arguments import (
     non_negative_int,
     positive_float,
     positive_int,
+    quadrature_factor,
     tolerance,
 )
 from common.devices import device_name
@@ -87,7 +88,7 @@ def build_parser(
         '--tol', type=tolerance, default=1e-3, help='rtol = atol of dopri5 (default 1e-3)'
     )
     parser.add_argument(
-        '--gtol', type=positive_float, default=0.1, help='GQ node-count factor C (default 0.1)'
+        '--gtol', type=quadrature_factor, default=0.1, help='GQ node-count factor C (default 0.1)'
     )
     parser.add_argument(
         '--device',

@@ -19,7 +19,12 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from common.arguments import positive_float, require_writable, write_failures_named
+from common.arguments import (
+    positive_float,
+    quadrature_factor,
+    require_writable,
+    write_failures_named,
+)
 from experiments import results
 from models.backprop import integrate
 
@@ -97,7 +102,7 @@ def parse_args(argv=None):
     )
     parser.add_argument('--rtol', type=positive_float, default=1e-6, help='default 1e-6')
     parser.add_argument('--atol', type=positive_float, default=1e-7, help='default 1e-7')
-    parser.add_argument('--gtol', type=positive_float, default=0.4, help='GQ gtol (default 0.4)')
+    parser.add_argument('--gtol', type=quadrature_factor, default=0.4, help='GQ gtol (default 0.4)')
     parser.add_argument(
         '--results_dir', default=str(results.RUNS_DIR), help=f'default {results.RUNS_DIR}'
     )

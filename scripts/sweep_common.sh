@@ -14,7 +14,7 @@
 # and wins over the grid's own flags. The runs come from 'python -m experiments.grids
 # runs'; a run that experiments.results reports complete with the same settings and
 # epochs is skipped; every run saves a checkpoint each epoch and resumes from it, so a
-# half-finished run continues where it stopped. SIGTERM or SIGINT stops the runs too.
+# half-finished run continues where it stopped. SIGTERM, SIGINT or SIGHUP stops the runs too.
 # One log per run; a summary line at the end. Runs use $PYTHON (default: python, so
 # activate the project's environment first) from the repository root; relative
 # --results_dir and --log_dir are taken from there.
@@ -53,19 +53,30 @@ run_sweep() {
     # before any run starts, not be lost while Python answers.
     trap 'stopped=TERM' TERM
     trap 'stopped=INT' INT
+    # A closed terminal (SIGHUP) stops the runs as SIGTERM does, with the summary line.
+    trap 'stopped=HUP' HUP
     while [ $# -gt 0 ]; do
+        case "$1" in
+            --grid|--jobs|--time|--cpus|--mem|--results_dir|--log_dir)
+                # A flag whose value was forgotten must not take the next flag, or a
+                # default, as its value.
+                if [ $# -lt 2 ] || [ -z "$2" ] || [[ "$2" == -* ]]; then
+                    echo "$0: $1 needs a value (see --help)" >&2
+                    return 2
+                fi ;;
+        esac
         case "$1" in
             --quick) grid=quick ;;
             --reduced) grid=reduced ;;
-            --grid) grid="${2:-}"; shift ;;
-            --jobs) jobs="${2:-}"; shift ;;
+            --grid) grid="$2"; shift ;;
+            --jobs) jobs="$2"; shift ;;
             --slurm) slurm=1 ;;
             --no-submit) submit=0 ;;
-            --time) time_limit="${2:-}"; shift ;;
-            --cpus) cpus="${2:-}"; shift ;;
-            --mem) memory="${2:-}"; shift ;;
-            --results_dir) results_dir="${2:-}"; shift ;;
-            --log_dir) log_dir="${2:-}"; shift ;;
+            --time) time_limit="$2"; shift ;;
+            --cpus) cpus="$2"; shift ;;
+            --mem) memory="$2"; shift ;;
+            --results_dir) results_dir="$2"; shift ;;
+            --log_dir) log_dir="$2"; shift ;;
             -h|--help) sweep_usage; return 0 ;;
             --) shift; STUDY_FLAGS+=("$@"); break ;;
             *) echo "$0: unknown flag '$1' (see --help)" >&2; return 2 ;;
@@ -99,9 +110,10 @@ run_sweep() {
     local total
     total=$(wc -l < "$runs_file")
     if [ -n "$stopped" ]; then
-        trap - TERM INT
+        trap - TERM INT HUP
         echo "$EXPERIMENT: stopped by SIG$stopped before any run started" >&2
         [ "$stopped" = TERM ] && return 143
+        [ "$stopped" = HUP ] && return 129
         return 130
     fi
 
@@ -109,8 +121,19 @@ run_sweep() {
         local batch="$log_dir/$EXPERIMENT/array.sbatch" figures="$log_dir/$EXPERIMENT/figures.sbatch"
         # The environment active now is the one the tasks activate; the tasks run where
         # the job was submitted from (this repository's root).
-        local activate=""
-        [ -n "${VIRTUAL_ENV:-}" ] && activate="source \"$VIRTUAL_ENV/bin/activate\""
+        # Paths go into the scripts quoted for the shell (printf %q): a folder named with a
+        # quote or a backtick must neither break the script nor run as a command. The
+        # #SBATCH lines are read by sbatch, not the shell, and take no quoting: a log
+        # folder with blanks or quotes is refused for them.
+        if [[ "$log_dir" =~ [[:space:]\"\'\`\$\\] ]]; then
+            echo "$0: with --slurm, --log_dir must not contain blanks, quotes, backticks, \$ or backslashes (sbatch reads it in #SBATCH lines); got '$log_dir'" >&2
+            return 2
+        fi
+        local activate="" q_runs q_python q_results
+        [ -n "${VIRTUAL_ENV:-}" ] && activate="source $(printf '%q' "$VIRTUAL_ENV/bin/activate")"
+        q_runs=$(printf '%q' "$runs_file")
+        q_python=$(printf '%q' "$PYTHON")
+        q_results=$(printf '%q' "$results_dir")
         cat > "$batch" <<SBATCH
 #!/usr/bin/env bash
 #SBATCH --job-name=$EXPERIMENT
@@ -119,15 +142,19 @@ run_sweep() {
 #SBATCH --time=$time_limit
 #SBATCH --cpus-per-task=$cpus
 #SBATCH --mem=$memory
-# One array task per run of $runs_file; complete runs are skipped, others resume.
+# One array task per line of the runs file; complete runs are skipped, others resume.
 cd "\$SLURM_SUBMIT_DIR"
 $activate
 export OMP_NUM_THREADS=\$SLURM_CPUS_PER_TASK
-IFS=\$'\\t' read -r -a fields <<< "\$(sed -n "\${SLURM_ARRAY_TASK_ID}p" "$runs_file")"
-if "$PYTHON" -m experiments.results complete "\${fields[0]}" -- "\${fields[@]:2}"; then
+IFS=\$'\\t' read -r -a fields <<< "\$(sed -n "\${SLURM_ARRAY_TASK_ID}p" $q_runs)"
+if [ "\${#fields[@]}" -lt 3 ]; then
+    echo "no run on line \${SLURM_ARRAY_TASK_ID} of $q_runs (the array has $total tasks)" >&2
+    exit 1
+fi
+if $q_python -m experiments.results complete "\${fields[0]}" -- "\${fields[@]:2}"; then
     echo "skipped \${fields[0]}"; exit 0
 fi
-exec "$PYTHON" "\${fields[@]:2}"
+exec $q_python "\${fields[@]:2}"
 SBATCH
         cat > "$figures" <<SBATCH
 #!/usr/bin/env bash
@@ -140,7 +167,7 @@ SBATCH
 # finished (missing runs are named in the log).
 cd "\$SLURM_SUBMIT_DIR"
 $activate
-"$PYTHON" -m plotting.figures --results_dir "$results_dir"
+$q_python -m plotting.figures --results_dir $q_results
 SBATCH
         echo "wrote $batch ($total array tasks${jobs:+, at most $jobs at once}) and $figures"
         if [ "$submit" = 1 ]; then
@@ -168,7 +195,9 @@ SBATCH
     while kill -0 "$group" 2> /dev/null; do
         wait "$group"
         if [ -n "$stopped" ]; then
-            kill "-$stopped" -- "-$group" 2> /dev/null
+            local sent="$stopped"
+            [ "$sent" = HUP ] && sent=TERM
+            kill "-$sent" -- "-$group" 2> /dev/null
             wait "$group"
             # Runs save what they finished and exit; return only when all have (SIGKILL
             # after 60 s: a run killed hard still loses nothing that was written).
@@ -180,10 +209,11 @@ SBATCH
             break
         fi
     done
-    trap - TERM INT
+    trap - TERM INT HUP
     if [ -n "$stopped" ]; then
         echo "$EXPERIMENT: stopped by SIG$stopped; finished epochs are saved, rerun the same command to resume" >&2
         [ "$stopped" = TERM ] && return 143
+        [ "$stopped" = HUP ] && return 129
         return 130
     fi
     local done_count skipped failed

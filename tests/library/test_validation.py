@@ -68,6 +68,7 @@ def _call(**overrides):
         (dict(gtol=-0.1), ValueError, 'gtol must be a positive finite number'),
         (dict(gtol=math.inf), ValueError, 'gtol must be a positive finite number'),
         (dict(gtol=math.nan), ValueError, 'gtol must be a positive finite number'),
+        (dict(gtol=1e308), ValueError, 'gtol must be at most 10000'),
         (
             dict(gtol='0.1'),
             TypeError,

@@ -181,6 +181,8 @@ def test_options_give_the_same_first_gradient(tmp_path):
         (['--lr', '-0.1'], 'argument --lr: must be a positive number'),
         (['--tol', 'nan'], 'argument --tol: must be a positive number'),
         (['--gtol', '0'], 'argument --gtol: must be a positive number'),
+        (['--gtol', '1e308'], 'argument --gtol: must be at most 10000'),
+        (['--experiment_no', '0'], 'argument --experiment_no: must be a positive integer'),
         (['--nepochs', '0'], 'argument --nepochs: must be a positive integer'),
         (['--batchsize', '-1'], 'argument --batchsize: must be a non-negative integer'),
         (['--save_model', '2'], 'argument --save_model: must be 0 or 1'),

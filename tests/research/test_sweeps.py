@@ -411,3 +411,54 @@ def test_a_second_sweep_on_the_same_log_folder_is_refused(tmp_path):
     assert finished.returncode == 2
     assert 'another sweep of g1d is using --log_dir' in finished.stderr
     assert not (tmp_path / 'r').exists() and not (logs / 'g1d' / 'runs.tsv').exists()
+
+
+@pytest.mark.parametrize('flag', ['--results_dir', '--log_dir', '--jobs'])
+def test_a_flag_whose_value_is_forgotten_is_refused(tmp_path, flag):
+    for arguments in ((flag,), (flag, '--quick')):
+        finished = _sweep('g1d.sh', '--quick', *arguments)
+        assert finished.returncode == 2, finished.stderr
+        assert f'{flag} needs a value' in finished.stderr
+    assert not (REPOSITORY / 'g1d').exists()
+
+
+def test_slurm_scripts_quote_every_path(tmp_path):
+    # A results folder named to break out of a quoted string and run a command.
+    results_dir = tmp_path / 'r"a`touch INJECTED`b'
+    logs = tmp_path / 'logs'
+    finished = _sweep(
+        'g1d.sh',
+        '--quick',
+        '--slurm',
+        '--no-submit',
+        '--results_dir',
+        str(results_dir),
+        '--log_dir',
+        str(logs),
+    )
+    assert finished.returncode == 0, finished.stderr
+    environment = dict(os.environ, SLURM_SUBMIT_DIR=str(tmp_path), SLURM_CPUS_PER_TASK='1')
+    subprocess.run(
+        ['bash', str(logs / 'g1d' / 'figures.sbatch')],
+        capture_output=True,
+        text=True,
+        env=environment,
+        timeout=600,
+        cwd=tmp_path,
+    )
+    assert not (tmp_path / 'INJECTED').exists()
+    # A task past the end of the array fails, naming the line.
+    beyond = subprocess.run(
+        ['bash', str(logs / 'g1d' / 'array.sbatch')],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=tmp_path,
+        env=dict(environment, SLURM_ARRAY_TASK_ID='99'),
+    )
+    assert beyond.returncode == 1 and 'no run on line 99' in beyond.stderr
+    # A log folder that sbatch's own lines cannot hold is refused.
+    refused = _sweep(
+        'g1d.sh', '--quick', '--slurm', '--no-submit', '--log_dir', str(tmp_path / 'my logs')
+    )
+    assert refused.returncode == 2 and 'must not contain blanks' in refused.stderr

@@ -246,12 +246,17 @@ def check_times(t, device):
             )
 
 
+#: The largest ``gtol``: gtol × NFE nodes, far beyond what any solve needs, and a count
+#: that stays a number.
+MAX_GTOL = 1e4
+
+
 def check_gtol(gtol):
     """Return ``gtol`` as a float (or None) after checking it is a positive finite number.
 
     Raises:
         TypeError: ``gtol`` is neither None nor a real number.
-        ValueError: ``gtol`` is not positive and finite.
+        ValueError: ``gtol`` is not positive and finite, or above :data:`MAX_GTOL`.
     """
     if gtol is None:
         return None
@@ -263,6 +268,11 @@ def check_gtol(gtol):
     gtol = float(gtol)
     if not (math.isfinite(gtol) and gtol > 0):
         raise ValueError(f'gtol must be a positive finite number; got {gtol}.')
+    if gtol > MAX_GTOL:
+        raise ValueError(
+            f'gtol must be at most {MAX_GTOL:g}: it asks for gtol × NFE quadrature nodes, and '
+            f'the paper uses 0.003 to 0.4; got {gtol:g}.'
+        )
     return gtol
 
 
