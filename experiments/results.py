@@ -510,29 +510,58 @@ def main(argv=None):
         'after --, only if it finished with those settings and epochs',
     )
     complete.add_argument('folder')
+    complete.add_argument(
+        '--quiet', action='store_true', help='print nothing (for scripts): the exit status says it'
+    )
     argv = list(sys.argv[1:] if argv is None else argv)
     command = argv[argv.index('--') + 1 :] if '--' in argv else []
     args = parser.parse_args(argv[: argv.index('--')] if '--' in argv else argv)
+
+    def answer(status, reason):
+        if not args.quiet:
+            print(reason, file=sys.stdout if status == 0 else sys.stderr)
+        return status
+
+    folder = pathlib.Path(args.folder)
     try:
+        if not folder.exists():
+            return answer(1, f'not complete: {folder} does not exist')
+        if not folder.is_dir():
+            return answer(1, f'not complete: {folder} is a file, not a run folder')
         if not command:
-            return 0 if is_complete(args.folder) else 1
+            if is_complete(folder):
+                return answer(0, f'complete: {folder}')
+            return answer(1, f'not complete: {folder} holds no finished run')
         # The command is ('-m', module, flags...): its own parser reads the flags.
-        try:
-            module = importlib.import_module(command[1]) if command[0] == '-m' else None
-        except ImportError as error:
-            module = error
-        if module is None or isinstance(module, ImportError) or not hasattr(module, 'build_parser'):
+        module = None
+        if len(command) >= 2 and command[0] == '-m':
+            try:
+                module = importlib.import_module(command[1])
+            except ImportError:
+                module = None
+        if module is None or not hasattr(module, 'build_parser'):
             print(
                 f'python -m experiments.results: the command after -- must be -m and an '
-                f'experiment module (e.g. -m experiments.g1d ...); got {" ".join(command)}',
+                f'experiment module (e.g. -m experiments.g1d ...); got {" ".join(command)!r}',
                 file=sys.stderr,
             )
             return 2
         wanted = module.build_parser().parse_args(command[2:])
-        summary = read_summary(args.folder)
-        if summary is None or differences(summary.get('arguments', {}), wanted):
-            return 1
-        return 0 if is_complete(args.folder, wanted.nepochs) else 1
+        summary = read_summary(folder)
+        if summary is None:
+            return answer(1, f'not complete: {folder} holds no summary')
+        differing = differences(summary.get('arguments', {}), wanted)
+        if differing:
+            changes = ', '.join(
+                f'--{name} {old} there, {new} asked' for name, (old, new) in differing.items()
+            )
+            return answer(1, f'not complete with these settings: {folder} ({changes})')
+        if is_complete(folder, wanted.nepochs):
+            return answer(0, f'complete: {folder} ({wanted.nepochs} epochs)')
+        done = summary.get('epochs_done')
+        return answer(
+            1, f'not complete: {folder} holds {done} epochs of the {wanted.nepochs} asked'
+        )
     except ResultsError as error:
         print(f'python -m experiments.results: {error}', file=sys.stderr)
         return 1

@@ -88,7 +88,7 @@ trap stop TERM INT
 start() {
     local fields
     IFS=$'\t' read -r -a fields <<< "$1"
-    if "$PYTHON" -m experiments.results complete "${fields[0]}" -- "${fields[@]:2}"; then
+    if "$PYTHON" -m experiments.results complete --quiet "${fields[0]}" -- "${fields[@]:2}"; then
         echo "complete: ${fields[0]}"
         return 1
     fi

@@ -32,7 +32,7 @@ _run_one() {
     local fields folder log
     IFS=$'\t' read -r -a fields <<< "$1"
     folder="${fields[0]}"; log="${fields[1]}"
-    if "$PYTHON" -m experiments.results complete "$folder" -- "${fields[@]:2}"; then
+    if "$PYTHON" -m experiments.results complete --quiet "$folder" -- "${fields[@]:2}"; then
         echo skipped >> "$STATUS_FILE"
         return 0
     fi

@@ -236,3 +236,38 @@ def test_a_reader_that_stops_early_ends_the_command_quietly(module):
     )
     assert len(finished.stdout.splitlines()) == 1
     assert 'Traceback' not in finished.stderr and 'BrokenPipe' not in finished.stderr
+
+
+def test_results_complete_says_why_a_run_is_not_complete(tmp_path, capsys):
+    from experiments import results
+
+    run = 'results/g1d/aug3/20/direct/1'
+    cases = [
+        ([str(tmp_path / 'missing')], 1, 'does not exist'),
+        ([str(REPOSITORY / 'README.md')], 1, 'is a file, not a run folder'),
+        ([str(tmp_path)], 1, 'holds no finished run'),
+        ([str(REPOSITORY / run), '--', '-m'], 2, 'must be -m and an experiment module'),
+        (
+            [
+                str(REPOSITORY / run),
+                '--',
+                '-m',
+                'experiments.g1d',
+                '--width',
+                '20',
+                '--adjoint_option',
+                'direct',
+                '--lr',
+                '0.5',
+            ],
+            1,
+            '--lr 0.01 there, 0.5 asked',
+        ),
+        ([str(REPOSITORY / run)], 0, 'complete: '),
+    ]
+    for arguments, status, words in cases:
+        assert results.main(['complete', *arguments]) == status, arguments
+        captured = capsys.readouterr()
+        assert words in captured.out + captured.err, (arguments, captured)
+    assert results.main(['complete', '--quiet', str(tmp_path / 'missing')]) == 1
+    assert capsys.readouterr() == ('', '')
