@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import pathlib
 import re
 import statistics
 
 from benchmarks.training import FORCED, chunk_ratios
 
+#: The file types ``--figure`` may be written as.
+FIGURE_SUFFIXES = ('.png', '.pdf', '.svg')
 RECORD = pathlib.Path(__file__).resolve().parent.parent / 'results' / 'benchmarks' / 'clients.json'
 HEADER = (
     '| workload | steps | the default ran | ÷ direct over the run: mean (chunks: median, '
@@ -166,8 +169,18 @@ def main(argv=None):
         parser.error(
             f'--record: no file {args.record} (write one with benchmarks.clients --output)'
         )
-    if args.figure is not None and not args.figure.parent.is_dir():
-        parser.error(f'--figure: the folder {args.figure.parent} does not exist')
+    if args.figure is not None:
+        if args.figure.is_dir():
+            parser.error(f'--figure: {args.figure} is a folder; give a file name, e.g. memory.png')
+        if args.figure.suffix.lower() not in FIGURE_SUFFIXES:
+            parser.error(
+                f'--figure: {args.figure} must end in {", ".join(FIGURE_SUFFIXES)}; '
+                f'got {args.figure.suffix or "no suffix"!r}'
+            )
+        if not args.figure.parent.is_dir():
+            parser.error(f'--figure: the folder {args.figure.parent} does not exist')
+        if not os.access(args.figure.parent, os.W_OK):
+            parser.error(f'--figure: the folder {args.figure.parent} is not writable')
     record = load(args.record)
     print(HEADER)
     print('|' + '---|' * HEADER.count(' |'))

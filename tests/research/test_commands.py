@@ -271,3 +271,19 @@ def test_results_complete_says_why_a_run_is_not_complete(tmp_path, capsys):
         assert words in captured.out + captured.err, (arguments, captured)
     assert results.main(['complete', '--quiet', str(tmp_path / 'missing')]) == 1
     assert capsys.readouterr() == ('', '')
+
+
+@pytest.mark.parametrize(
+    'name, words',
+    [
+        ('', 'is a folder'),
+        ('memory.xyz', "must end in .png, .pdf, .svg; got '.xyz'"),
+        ('missing/memory.png', 'does not exist'),
+    ],
+)
+def test_the_report_refuses_a_figure_it_cannot_write(tmp_path, capsys, name, words):
+    from benchmarks import report
+
+    with pytest.raises(SystemExit) as raised:
+        report.main(['--figure', str(tmp_path / name)])
+    assert raised.value.code == 2 and words in capsys.readouterr().err
