@@ -16,7 +16,7 @@ import time
 
 import torch
 
-from experiments.grids import EXPERIMENTS, _blocks
+from study.grids import EXPERIMENTS, _blocks
 
 
 def _quietly(main):

@@ -6,10 +6,11 @@
 import torch
 
 from experiments import runner
-from experiments.grids import EXPERIMENTS
 from models import metrics
 from models.neural_de import Augment, Classifier, FirstCoordinate, NeuralDE
 from models.vector_fields import MLPVectorField
+from study import flags
+from study.grids import EXPERIMENTS
 
 
 def make_setup(args):
@@ -23,21 +24,9 @@ def make_setup(args):
 
 
 def build_parser():
-    parser = runner.build_parser(
-        'python -m experiments.g1d',
-        __doc__.split('\n\n')[0],
-        width=20,
-        lr=0.01,
-        nepochs=150,
-        batchsize=0,
-    )
-    parser.add_argument(
-        '--aug_dim',
-        type=runner.non_negative_int,
-        default=3,
-        help='zeros appended to the 1-D state (default 3)',
-    )
-    return parser
+    """The command line's parser: its flags live with the results naming
+    (:func:`study.flags.parser_of`)."""
+    return flags.parser_of('g1d')
 
 
 main, train = runner.entry_points(EXPERIMENTS['g1d'], make_setup)

@@ -5,10 +5,11 @@
 
 from datasets import images
 from experiments import runner
-from experiments.grids import EXPERIMENTS
 from models import metrics
 from models.neural_de import Classifier, ImageDecoder, ImageEncoder, NeuralDE, state_side
 from models.vector_fields import ConvVectorField
+from study import flags
+from study.grids import EXPERIMENTS
 
 
 def make_setup(args):
@@ -26,27 +27,9 @@ def make_setup(args):
 
 
 def build_parser():
-    parser = runner.build_parser(
-        'python -m experiments.images',
-        __doc__.split('\n\n')[0],
-        width=50,
-        lr=1e-3,
-        nepochs=15,
-        batchsize=32,
-    )
-    parser.add_argument(
-        '--dataset',
-        choices=images.DATASETS,
-        default='mnist',
-        help='data set (default mnist; digits runs offline)',
-    )
-    parser.add_argument(
-        '--state_width',
-        type=runner.positive_int,
-        default=10,
-        help='channels of the ODE state (default 10)',
-    )
-    return parser
+    """The command line's parser: its flags live with the results naming
+    (:func:`study.flags.parser_of`)."""
+    return flags.parser_of('images')
 
 
 main, train = runner.entry_points(EXPERIMENTS['images'], make_setup)

@@ -32,8 +32,8 @@ from common.arguments import (
     write_failures_named,
 )
 from common.atomic import save_json
-from experiments import results
-from experiments.grids import EXPERIMENTS, GRID_NAMES
+from study import results
+from study.grids import EXPERIMENTS, GRID_NAMES
 
 #: Learning rates tried by default: a decade apart around the paper's defaults.
 DEFAULT_LRS = (1e-2, 1e-3, 1e-4)

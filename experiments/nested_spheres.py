@@ -7,10 +7,11 @@ from torch import nn
 
 from datasets import nested_spheres
 from experiments import runner
-from experiments.grids import EXPERIMENTS
 from models import metrics
 from models.neural_de import Augment, Classifier, NeuralDE
 from models.vector_fields import MLPVectorField
+from study import flags
+from study.grids import EXPERIMENTS
 
 
 def make_setup(args):
@@ -28,21 +29,9 @@ def make_setup(args):
 
 
 def build_parser():
-    parser = runner.build_parser(
-        'python -m experiments.nested_spheres',
-        __doc__.split('\n\n')[0],
-        width=20,
-        lr=0.01,
-        nepochs=100,
-        batchsize=200,
-    )
-    parser.add_argument(
-        '--aug_dim',
-        type=runner.non_negative_int,
-        default=3,
-        help='zeros appended to the 2-D state (default 3)',
-    )
-    return parser
+    """The command line's parser: its flags live with the results naming
+    (:func:`study.flags.parser_of`)."""
+    return flags.parser_of('nested_spheres')
 
 
 main, train = runner.entry_points(EXPERIMENTS['nested_spheres'], make_setup)

@@ -3,13 +3,12 @@
 ``python -m experiments.ornstein_uhlenbeck --adjoint_option adjoint_gq --width 5 --ncosines 10``
 """
 
-from common.arguments import non_negative_int
 from datasets import ornstein_uhlenbeck
 from experiments import runner
-from experiments.grids import EXPERIMENTS
 from models import metrics
-from models.backprop import ADJOINT_OPTIONS
-from models.sde import SDE_OPTIONS, OUModel
+from models.sde import OUModel
+from study import flags
+from study.grids import EXPERIMENTS
 
 
 def make_setup(args):
@@ -36,23 +35,9 @@ def make_setup(args):
 
 
 def build_parser():
-    parser = runner.build_parser(
-        'python -m experiments.ornstein_uhlenbeck',
-        __doc__.split('\n\n')[0],
-        width=5,
-        lr=1e-3,
-        nepochs=100,
-        batchsize=40,
-        options=ADJOINT_OPTIONS + SDE_OPTIONS,
-    )
-    parser.add_argument(
-        '--ncosines',
-        type=non_negative_int,
-        default=10,
-        help='cosine terms of the Brownian approximation, 0 = no noise '
-        '(default 10; ODE options only)',
-    )
-    return parser
+    """The command line's parser: its flags live with the results naming
+    (:func:`study.flags.parser_of`)."""
+    return flags.parser_of('ornstein_uhlenbeck')
 
 
 main, train = runner.entry_points(EXPERIMENTS['ornstein_uhlenbeck'], make_setup)

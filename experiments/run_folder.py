@@ -12,7 +12,7 @@ import tempfile
 import numpy as np
 
 from common import atomic
-from experiments import results
+from study import results
 
 
 class RunError(Exception):

@@ -23,21 +23,7 @@ import torch
 import torchdiffeq
 
 from common import interrupts
-from common.arguments import (
-    ArgumentParser,
-    experiment_number,
-    flag,
-    folder,
-    non_negative_int,
-    positive_float,
-    positive_int,
-    quadrature_factor,
-    tolerance,
-)
-from common.devices import device_name
-from datasets import DATA_DIR
 from datasets.generated import DataError
-from experiments import results
 from experiments.run_folder import (
     FolderLock,
     RunError,
@@ -45,87 +31,8 @@ from experiments.run_folder import (
     check_folder,
     start_afresh,
 )
-from models.backprop import ADJOINT_OPTIONS, EXTRA_OPTIONS
 from models.trainer import DivergenceError, Trainer
-
-
-def build_parser(
-    prog, description, *, width, lr, nepochs, batchsize, options=ADJOINT_OPTIONS + EXTRA_OPTIONS
-):
-    """The common flags of every experiment (docs/paper_notes.md §3), with its defaults."""
-    parser = ArgumentParser(prog=prog, description=description)
-    parser.add_argument(
-        '--adjoint_option',
-        default='adjoint_gq',
-        choices=options,
-        help='how to backpropagate (default adjoint_gq)',
-    )
-    parser.add_argument(
-        '--experiment_no',
-        type=experiment_number,
-        default=1,
-        help='repeat number; seeds numpy and torch with 1000 × it (default 1)',
-    )
-    parser.add_argument(
-        '--width',
-        type=positive_int,
-        default=width,
-        help=f'hidden width of the vector field (default {width})',
-    )
-    parser.add_argument(
-        '--lr', type=positive_float, default=lr, help=f'Adam learning rate (default {lr})'
-    )
-    parser.add_argument(
-        '--nepochs', type=positive_int, default=nepochs, help=f'training epochs (default {nepochs})'
-    )
-    parser.add_argument(
-        '--batchsize',
-        type=non_negative_int,
-        default=batchsize,
-        help=f'batch size, 0 = full batch (default {batchsize})',
-    )
-    parser.add_argument(
-        '--tol', type=tolerance, default=1e-3, help='rtol = atol of dopri5 (default 1e-3)'
-    )
-    parser.add_argument(
-        '--gtol', type=quadrature_factor, default=0.1, help='GQ node-count factor C (default 0.1)'
-    )
-    parser.add_argument(
-        '--device',
-        type=device_name,
-        default=torch.device('cpu'),
-        help="'cpu' (default), 'cuda', 'cuda:N' or a GPU index N",
-    )
-    # A run is resumable by default: an interrupted command, rerun as it was, continues
-    # after its last finished epoch.
-    parser.add_argument(
-        '--load_model',
-        type=flag,
-        default=1,
-        help="1: resume from this run's checkpoint if there is one; 0: start afresh, "
-        'replacing the run in the folder (default 1)',
-    )
-    parser.add_argument(
-        '--save_model',
-        type=flag,
-        default=1,
-        help='1: write a checkpoint every epoch, so that the run can resume (default 1)',
-    )
-    parser.add_argument('--quiet', action='store_true', help='no progress bar (for sweeps)')
-    parser.add_argument(
-        '--results_dir',
-        type=folder,
-        default=str(results.RUNS_DIR),
-        help=f'where results go (default {results.RUNS_DIR}, ignored by git; the committed '
-        'runs are under results/)',
-    )
-    parser.add_argument(
-        '--data_dir',
-        type=folder,
-        default=str(DATA_DIR),
-        help=f'where data sets are read or generated (default {DATA_DIR})',
-    )
-    return parser
+from study import results
 
 
 @dataclass
@@ -170,7 +77,7 @@ def _new_history(nparams):
 
 
 def main(spec, make_setup, argv=None):
-    """Parse the command line of ``spec`` (an :class:`experiments.grids.Experiment`),
+    """Parse the command line of ``spec`` (an :class:`study.grids.Experiment`),
     then :func:`run`; returns the run folder.
 
     Errors end the command with a message on stderr and the exit status of
@@ -225,7 +132,7 @@ def train(spec, make_setup, settings):
     checked by the experiment's own parser, exactly as on the command line.
 
     Returns:
-        pathlib.Path, the run folder (read it with :func:`experiments.results.read_run`).
+        pathlib.Path, the run folder (read it with :func:`study.results.read_run`).
 
     Raises:
         TypeError: a setting that is not one of the experiment's flags.
@@ -275,7 +182,7 @@ def run(args, spec, make_setup):
 
     Args:
         args: parsed flags (see :func:`build_parser`).
-        spec: the experiment's :class:`experiments.grids.Experiment` (results naming).
+        spec: the experiment's :class:`study.grids.Experiment` (results naming).
         make_setup: ``make_setup(args) -> Setup``, called after seeding.
     """
     folder = spec.run_folder(args)

@@ -6,10 +6,11 @@
 
 from datasets import sines
 from experiments import runner
-from experiments.grids import EXPERIMENTS
 from models import metrics
 from models.neural_de import NeuralDE, SineModel
 from models.vector_fields import SecondOrderVectorField
+from study import flags
+from study.grids import EXPERIMENTS
 
 
 def make_setup(args):
@@ -24,28 +25,9 @@ def make_setup(args):
 
 
 def build_parser():
-    parser = runner.build_parser(
-        'python -m experiments.sines',
-        __doc__.split('\n\n')[0],
-        width=100,
-        lr=1e-3,
-        nepochs=250,
-        batchsize=0,
-    )
-    parser.add_argument(
-        '--ntimes',
-        type=int,
-        choices=sines.NTIMES,
-        default=10,
-        help='observation times per series (default 10)',
-    )
-    parser.add_argument(
-        '--regular_times',
-        choices=sines.REGULARITIES,
-        default='regular',
-        help='same times for all series, or per-series random (default regular)',
-    )
-    return parser
+    """The command line's parser: its flags live with the results naming
+    (:func:`study.flags.parser_of`)."""
+    return flags.parser_of('sines')
 
 
 main, train = runner.entry_points(EXPERIMENTS['sines'], make_setup)

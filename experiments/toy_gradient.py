@@ -25,12 +25,12 @@ from common.arguments import (
     require_writable,
     write_failures_named,
 )
-from experiments import results
 from models.backprop import integrate
+from study import results
 
 #: The training options it shares with the ODE experiments, then TorchDiffEqPack's two.
-ODE_METHODS = ('adjoint_gq', 'adjoint_ode', 'direct')
-METHODS = ODE_METHODS + ('mali', 'aca')
+METHODS = results.TOY_METHODS
+ODE_METHODS = METHODS[:3]
 QUANTITIES = results.TOY_QUANTITIES
 Z0, RATE = 10.0, 0.2
 

@@ -9,9 +9,6 @@ committed runs' figures, rebuilt with ``--results_dir results --plots_dir docs/f
 import argparse
 import sys
 
-from experiments import results
-from experiments.grids import FIGURES as FIGURE_STUDIES
-from experiments.grids import STUDIES
 from plotting import (
     add_plots_dir,
     plot_ode_times,
@@ -22,6 +19,9 @@ from plotting import (
     plot_toy_gradient,
     plots_dir,
 )
+from study import results
+from study.grids import FIGURES as FIGURE_STUDIES
+from study.grids import STUDIES
 
 #: How each figure is drawn: file name -> (module, its arguments).
 _DRAWN_BY = {

@@ -10,11 +10,11 @@ import numpy as np
 from matplotlib.ticker import NullFormatter
 
 from common.arguments import positive_float, positive_int
-from experiments import results
-from experiments.grids import EPOCH_TIMES_DIR, EXPERIMENTS, ODE_OPTIONS, STUDIES
 from models.backprop import EXTRA_OPTIONS
 from plotting import add_plots_dir, plots_dir
 from plotting.style import line_style, plt, readable_log_ticks, save, study_title
+from study import results
+from study.grids import EPOCH_TIMES_DIR, EXPERIMENTS, ODE_OPTIONS, STUDIES
 
 #: figure name -> the study of experiments/grids.py it draws by default. The other image
 #: data sets draw the digits study with their own --dataset.

@@ -3,7 +3,7 @@ the number of cosines of the Brownian approximation (Ornstein–Uhlenbeck, width
 the same numbers as a table (``python -m plotting.plot_ou_cosines``).
 
 Each point is the mean ± standard deviation over the finished repeats at one number of
-cosines (:data:`experiments.grids.OU_COSINES`); 0 cosines is an ODE, no noise at all.
+cosines (:data:`study.grids.OU_COSINES`); 0 cosines is an ODE, no noise at all.
 The table (markdown, on stdout) gives each number's repeats, KL, log-likelihood and
 training time, the repeats' own values beside the mean.
 """
@@ -14,10 +14,10 @@ import sys
 import numpy as np
 
 from common.arguments import positive_int
-from experiments import results
-from experiments.grids import EXPERIMENTS, OU_COSINES
 from plotting import add_plots_dir, plots_dir
 from plotting.style import line_style, plt, save
+from study import results
+from study.grids import EXPERIMENTS, OU_COSINES
 
 NAME = 'ou_cosines'
 OPTION = 'adjoint_gq'

@@ -11,11 +11,11 @@ import torch
 
 from common.arguments import non_negative_int, positive_int
 from datasets import DATA_DIR, ornstein_uhlenbeck
-from experiments import results
-from experiments.grids import EXPERIMENTS, SDE_OPTIONS
 from models.sde import OUModel, sample_paths
 from plotting import add_plots_dir, plots_dir
 from plotting.style import line_style, plt, save
+from study import results
+from study.grids import EXPERIMENTS, SDE_OPTIONS
 
 TIME_INDICES = (10, 50, 100)
 INITIAL_CONDITIONS = 3

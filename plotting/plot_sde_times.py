@@ -10,10 +10,10 @@ import argparse
 import sys
 
 from common.arguments import non_negative_int, positive_int
-from experiments import results
-from experiments.grids import EXPERIMENTS, SDE_OPTIONS
 from plotting import add_plots_dir, plots_dir
 from plotting.plot_ode_times import plot_timing
+from study import results
+from study.grids import EXPERIMENTS, SDE_OPTIONS
 
 
 def shared_width(runs, options=SDE_OPTIONS):

@@ -4,7 +4,7 @@ direct backprop's against width, one line per study (``python -m plotting.plot_s
 Every ratio is a paired one from :mod:`plotting.verdicts`: one small point per repeat
 (GQ's run ÷ the reference's run of the same repeat, over the same epochs, CPU time where
 both recorded it), and a line through their geometric means, for every study of
-:data:`experiments.grids.STUDIES` found under ``--results_dir``. The references are
+:data:`study.grids.STUDIES` found under ``--results_dir``. The references are
 ``adjoint_ode`` (torchsde's ``sde_adjoint`` for the SDE) and ``direct`` (``sde_direct``).
 Below 1, GQ trained faster. Where the reference only ran a short timing run (its first
 epochs, ``results/epoch_times``), the mean's marker is hollow.
@@ -13,17 +13,17 @@ epochs, ``results/epoch_times``), the mean's marker is hollow.
 import argparse
 import sys
 
-from experiments import results
-from experiments.grids import STUDIES
 from plotting import add_plots_dir, plots_dir, verdicts
 from plotting.style import plt, readable_log_ticks, save
+from study import results
+from study.grids import STUDIES
 
 NAME = 'speedup'
 
 
 def ratios(results_dir, study):
     """``{reference kind: [SpeedComparison, ...]}`` of one study (a key of
-    :data:`experiments.grids.STUDIES`), kinds ``'adjoint'`` and ``'direct'``, by width."""
+    :data:`study.grids.STUDIES`), kinds ``'adjoint'`` and ``'direct'``, by width."""
     adjoint, direct = verdicts.references(STUDIES[study].experiment)
     found = verdicts.speed_comparisons(results_dir, study)
     chosen = {}

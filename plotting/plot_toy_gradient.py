@@ -6,10 +6,9 @@ import sys
 
 import numpy as np
 
-from experiments import results
-from experiments.toy_gradient import METHODS, QUANTITIES
 from plotting import add_plots_dir, plots_dir
 from plotting.style import line_style, plt, save
+from study import results
 
 TITLES = {'loss': 'loss $L$', 'z0': r'$dL/dz_0$', 'a': r'$dL/da$', 'T': r'$dL/dT$'}
 
@@ -26,7 +25,7 @@ def main(argv=None):
     args.plots_dir = plots_dir(args)
     figure, axes = plt.subplots(1, 4, figsize=(16, 3.6), sharex=True)
     drawn = 0
-    for method in METHODS:
+    for method in results.TOY_METHODS:
         try:
             found = results.read_toy_gradient(args.results_dir, method)
         except results.ResultsError as error:
@@ -40,7 +39,7 @@ def main(argv=None):
             )
             continue
         ends, errors = found
-        for axis, quantity in zip(axes, QUANTITIES):
+        for axis, quantity in zip(axes, results.TOY_QUANTITIES):
             axis.semilogy(ends, np.maximum(errors[quantity], 1e-16), **line_style(method))
         drawn += 1
     if not drawn:
@@ -50,13 +49,13 @@ def main(argv=None):
             file=sys.stderr,
         )
         return None
-    for axis, quantity in zip(axes, QUANTITIES):
+    for axis, quantity in zip(axes, results.TOY_QUANTITIES):
         axis.set_title(TITLES[quantity])
         axis.set_xlabel('integration time $T$ (time units)')
     axes[0].set_ylabel('relative error (dimensionless)')
     axes[0].legend()
     paths = save(figure, args.plots_dir, 'toy_gradient')
-    print(f'wrote {paths[0]} and {paths[1]} ({drawn} of {len(METHODS)} methods)')
+    print(f'wrote {paths[0]} and {paths[1]} ({drawn} of {len(results.TOY_METHODS)} methods)')
     return paths
 
 

@@ -27,9 +27,9 @@ import sys
 import numpy as np
 
 from common import atomic
-from experiments import results
-from experiments.grids import EXPERIMENTS, STUDIES
 from plotting import summary_table, verdicts
+from study import results
+from study.grids import EXPERIMENTS, STUDIES
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 #: The documents whose blocks are generated, relative to the repository's root.
@@ -384,10 +384,9 @@ def settings(results_dir):
 
 def toy_gradient(results_dir):
     """Median relative errors of the toy gradient's methods (Figure 1)."""
-    from experiments.toy_gradient import METHODS, QUANTITIES
-
-    rows = ['| method | ' + ' | '.join(QUANTITIES) + ' |', '|---|' + '---|' * len(QUANTITIES)]
-    for method in METHODS:
+    quantities = results.TOY_QUANTITIES
+    rows = ['| method | ' + ' | '.join(quantities) + ' |', '|---|' + '---|' * len(quantities)]
+    for method in results.TOY_METHODS:
         try:
             found = results.read_toy_gradient(results_dir, method)
         except (FileNotFoundError, results.ResultsError):
@@ -395,7 +394,7 @@ def toy_gradient(results_dir):
         if found is None:
             continue
         _, errors = found
-        cells = ' | '.join(f'{np.median(errors[name]):.1e}' for name in QUANTITIES)
+        cells = ' | '.join(f'{np.median(errors[name]):.1e}' for name in quantities)
         rows.append(f'| {method} | {cells} |')
     return '\n'.join(rows)
 

@@ -7,8 +7,8 @@ import sys
 
 import numpy as np
 
-from experiments import results
-from experiments.grids import EPOCH_TIMES_DIR, STUDIES
+from study import results
+from study.grids import EPOCH_TIMES_DIR, STUDIES
 
 #: The option every other option's training time is divided by, where it was run.
 REFERENCES = ('adjoint_ode', 'sde_adjoint')

@@ -27,8 +27,8 @@ from typing import Optional
 import numpy as np
 from scipy import stats
 
-from experiments import results
-from experiments.grids import EPOCH_TIMES_DIR, STUDIES
+from study import results
+from study.grids import EPOCH_TIMES_DIR, STUDIES
 
 #: Confidence level of the speed intervals; 1 − LEVEL is the accuracy tests' threshold.
 LEVEL = 0.95
@@ -66,7 +66,7 @@ class SpeedComparison:
     """Paired ratios of training times, ``option`` ÷ ``reference``, at one width.
 
     Attributes:
-        study: a key of :data:`experiments.grids.STUDIES`.
+        study: a key of :data:`study.grids.STUDIES`.
         width: the model width.
         option, reference: the two options.
         repeats: the repeat numbers both options ran.
@@ -136,7 +136,7 @@ def compare_speed(
     """The :class:`SpeedComparison` of ``option`` against ``reference`` at ``width``, or
     None where the two share no repeat.
 
-    ``runs``: ``(full, short)`` as :func:`experiments.results.complete_runs` gives them for
+    ``runs``: ``(full, short)`` as :func:`study.results.complete_runs` gives them for
     the study and its timing runs (read from ``results_dir`` where None). ``short_runs``:
     compare over the reference's short timing runs even where it trained in full.
     """

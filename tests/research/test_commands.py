@@ -239,7 +239,7 @@ def test_a_reader_that_stops_early_ends_the_command_quietly(module):
 
 
 def test_results_complete_says_why_a_run_is_not_complete(tmp_path, capsys):
-    from experiments import results
+    from experiments import results as results_command
 
     run = 'results/g1d/aug3/20/direct/1'
     cases = [
@@ -266,10 +266,10 @@ def test_results_complete_says_why_a_run_is_not_complete(tmp_path, capsys):
         ([str(REPOSITORY / run)], 0, 'complete: '),
     ]
     for arguments, status, words in cases:
-        assert results.main(['complete', *arguments]) == status, arguments
+        assert results_command.main(['complete', *arguments]) == status, arguments
         captured = capsys.readouterr()
         assert words in captured.out + captured.err, (arguments, captured)
-    assert results.main(['complete', '--quiet', str(tmp_path / 'missing')]) == 1
+    assert results_command.main(['complete', '--quiet', str(tmp_path / 'missing')]) == 1
     assert capsys.readouterr() == ('', '')
 
 

@@ -7,7 +7,8 @@ import subprocess
 import numpy as np
 import pytest
 
-from experiments import grids, lr_probe, results
+from experiments import lr_probe
+from study import grids, results
 
 COMMITTED = results.RESULTS_DIR
 

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from experiments import g1d, results
+from experiments import g1d
+from study import results
 
 COMPARED = (
     'epoch_loss_history',

@@ -147,7 +147,8 @@ def test_the_rule_of_auto_quotes_the_constants_of_the_code():
 
 
 def test_the_readme_main_command_is_a_committed_study_and_writes_elsewhere():
-    from experiments import results
+    from experiments import results as results_command
+    from study import results
 
     readme = (REPOSITORY / 'README.md').read_text()
     block = readme[readme.index('## Install') :].split('```bash\n')[1].split('\n```')[0]
@@ -157,7 +158,7 @@ def test_the_readme_main_command_is_a_committed_study_and_writes_elsewhere():
     assert folder in readme
     # The committed run was made with exactly these settings ...
     assert (
-        results.main(
+        results_command.main(
             [
                 'complete',
                 str(REPOSITORY / folder),
@@ -174,3 +175,22 @@ def test_the_readme_main_command_is_a_committed_study_and_writes_elsewhere():
 
     args = nested_spheres.build_parser().parse_args(command[3:])
     assert pathlib.Path(args.results_dir).resolve() == results.RUNS_DIR
+
+
+def test_the_data_layer_imports_none_of_the_commands():
+    import ast
+
+    forbidden = ('experiments', 'plotting', 'benchmarks')
+    for path in sorted((REPOSITORY / 'study').glob('*.py')):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            for name in names:
+                assert name.split('.')[0] not in forbidden, f'{path.name} imports {name}'
+    # ... and the figures read runs through it, not through the commands.
+    for path in sorted((REPOSITORY / 'plotting').glob('*.py')):
+        assert 'from experiments' not in path.read_text(), path.name

@@ -10,10 +10,11 @@ import pytest
 import torch
 
 from common import atomic
-from experiments import g1d, images, nested_spheres, results, runner, sines
+from experiments import g1d, images, nested_spheres, runner, sines
 from models.backprop import ADJOINT_OPTIONS
 from models.neural_de import NeuralDE, solve_on_union
 from models.vector_fields import SecondOrderVectorField
+from study import results
 
 REPOSITORY = pathlib.Path(__file__).resolve().parents[2]
 

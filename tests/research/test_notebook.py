@@ -6,7 +6,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from experiments.grids import ODE_OPTIONS
+from study.grids import ODE_OPTIONS
 
 REPOSITORY = pathlib.Path(__file__).resolve().parents[2]
 

@@ -6,8 +6,8 @@ import torch
 
 from datasets import make_ou_data, ornstein_uhlenbeck
 from experiments import ornstein_uhlenbeck as experiment
-from experiments import results
 from models import metrics
+from study import results
 
 
 @pytest.fixture(scope='module')

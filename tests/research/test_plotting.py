@@ -3,8 +3,9 @@
 import numpy as np
 import pytest
 
-from experiments import results, toy_gradient
+from experiments import toy_gradient
 from plotting import plot_toy_gradient
+from study import results
 
 
 def test_toy_gradient_figure(tmp_path, capsys):

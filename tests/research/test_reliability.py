@@ -13,8 +13,10 @@ import numpy as np
 import pytest
 import torch
 
-from experiments import g1d, nested_spheres, results
+from experiments import g1d, nested_spheres
+from experiments import results as results_command
 from plotting import plot_ode_times
+from study import results
 
 REPOSITORY = pathlib.Path(__file__).resolve().parents[2]
 
@@ -100,12 +102,12 @@ def test_the_sweep_check_sees_other_epochs_and_settings(tmp_path):
     ]
 
     def complete(*flags):
-        return results.main(['complete', str(folder), '--', *command, *flags])
+        return results_command.main(['complete', str(folder), '--', *command, *flags])
 
     assert complete() == 0
     assert complete('--nepochs', '10') == 1  # a quick grid's run is not the full grid's
     assert complete('--lr', '0.5') == 1
-    assert results.main(['complete', str(tmp_path / 'nowhere')]) == 1
+    assert results_command.main(['complete', str(tmp_path / 'nowhere')]) == 1
 
 
 def test_the_probe_of_epoch_0_changes_nothing(tmp_path, monkeypatch):
@@ -432,7 +434,7 @@ def test_a_series_shorter_than_the_summary_is_refused_by_every_reader(tmp_path, 
     np.save(folder / 'epoch_loss_history.npy', losses[:2])
     with pytest.raises(results.ResultsError, match='holds 2 epochs but .* records 4'):
         results.read_run(folder)
-    assert results.main(['complete', str(folder)]) == 1
+    assert results_command.main(['complete', str(folder)]) == 1
     assert 'holds 2 epochs' in capsys.readouterr().err
     assert results.complete_runs(tmp_path / 'results', 'g1d', 'aug3') == {}
 

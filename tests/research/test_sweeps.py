@@ -11,8 +11,9 @@ import time
 import numpy as np
 import pytest
 
-from experiments import grids
-from experiments.grids import EXPERIMENTS
+from experiments import grids as grids_command
+from study import grids
+from study.grids import EXPERIMENTS
 
 # Every test here runs a command in a subprocess, end to end.
 pytestmark = pytest.mark.slow
@@ -310,7 +311,7 @@ def test_sigterm_stops_the_sweep_and_its_runs(tmp_path):
 
 
 def test_budget_times_each_option_and_width_of_a_grid(capsys):
-    total = grids.main(['budget', 'g1d', '--grid', 'quick', '--epochs', '1'])
+    total = grids_command.main(['budget', 'g1d', '--grid', 'quick', '--epochs', '1'])
     printed = capsys.readouterr().out.splitlines()
     grid = EXPERIMENTS['g1d'].grids['quick']
     rows = [line.split() for line in printed[1:-1]]

@@ -5,7 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from experiments import results, toy_gradient
+from experiments import toy_gradient
+from study import results
 
 
 def test_methods_write_small_relative_errors(tmp_path):
