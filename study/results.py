@@ -15,7 +15,9 @@ finished).
 
 import io
 import json
+import os
 import pathlib
+import stat
 import sys
 import zipfile
 
@@ -116,13 +118,45 @@ def _unreadable(path, error, advice):
     return ResultsError(f'{path} cannot be read ({type(error).__name__}: {error}); {advice}')
 
 
+#: The largest file of each kind the readers open: far above what any run of the paper's
+#: widths writes, far below what would exhaust memory. A larger file is refused unread.
+MAX_BYTES = {
+    SUMMARY: 2**20,
+    '.npy': 2**24,
+    WEIGHTS: 2**30,
+    CHECKPOINT: 2**32,
+    FINAL_STATE: 2**32,
+}
+
+
+def _checked_file(path, advice):
+    """Refuse, naming ``path``, what the repository never writes there: a symbolic link, a
+    FIFO or device (reading one can hang or never end), or a file above
+    :data:`MAX_BYTES`."""
+    try:
+        status = os.lstat(path)
+    except OSError as error:
+        raise _unreadable(path, error, advice) from error
+    if stat.S_ISLNK(status.st_mode) or not stat.S_ISREG(status.st_mode):
+        kind = 'a symbolic link' if stat.S_ISLNK(status.st_mode) else 'not a regular file'
+        raise ResultsError(f'{path} is {kind}, which no run writes; {advice}')
+    limit = MAX_BYTES.get(path.name, MAX_BYTES.get(path.suffix))
+    if limit is not None and status.st_size > limit:
+        raise ResultsError(
+            f'{path} holds {status.st_size} bytes, more than any run writes ({limit}); {advice}'
+        )
+
+
 def _read_optional(path, load, errors, advice):
     """``load(path)``; None if ``path`` does not exist; ``errors`` become a ResultsError
-    naming the file, with ``advice``."""
-    if not path.exists():
+    naming the file, with ``advice``. The file is checked first (:func:`_checked_file`)."""
+    if not os.path.lexists(path):
         return None
+    _checked_file(path, advice)
     try:
         return load(path)
+    except RecursionError as error:
+        raise ResultsError(f"{path} is nested too deeply to be a run's file; {advice}") from error
     except errors as error:
         raise _unreadable(path, error, advice) from error
 
@@ -198,8 +232,18 @@ def read_weights(folder):
     """
 
     def load(path):
+        # np.savez stores its arrays uncompressed: members that inflate beyond the file's
+        # own size are not a run's weights (and could exhaust memory).
+        with zipfile.ZipFile(path) as archive:
+            inflated = sum(member.file_size for member in archive.infolist())
+        if inflated > 2 * path.stat().st_size + 2**16:
+            raise ValueError(f'its arrays inflate to {inflated} bytes from a smaller file')
         with np.load(path) as arrays:
-            return {name: torch.from_numpy(arrays[name].copy()) for name in arrays.files}
+            weights = {name: torch.from_numpy(arrays[name].copy()) for name in arrays.files}
+        bad = [name for name, tensor in weights.items() if not torch.isfinite(tensor).all()]
+        if bad:
+            raise ValueError(f'{", ".join(bad)} hold NaN or infinite values')
+        return weights
 
     return _read_optional(
         pathlib.Path(folder) / WEIGHTS,
@@ -243,11 +287,14 @@ def read_run(folder):
     run = {}
     for name in SERIES:
         path = folder / f'{name}.npy'
-        if path.exists():
-            try:
-                run[name] = np.load(path)
-            except (OSError, ValueError, EOFError) as error:
-                raise _unreadable(path, error, 'delete the run folder and run it again') from error
+        run_series = _read_optional(
+            path,
+            _load_series,
+            (OSError, ValueError, EOFError),
+            'delete the run folder and run it again',
+        )
+        if run_series is not None:
+            run[name] = run_series
     summary = read_summary(folder)
     for name, series in run.items():
         _check_series(folder / f'{name}.npy', name, series)
@@ -270,6 +317,24 @@ def read_run(folder):
                         )
                     run[name] = run[name][: done + 1]
     return run
+
+
+def _load_series(path):
+    """A ``.npy`` series whose header agrees with the file's size (a header may claim any
+    shape: it is checked before anything is allocated); never a pickled object."""
+    with open(path, 'rb') as stream:
+        version = np.lib.format.read_magic(stream)
+        if version == (1, 0):
+            shape, _, dtype = np.lib.format.read_array_header_1_0(stream)
+        else:
+            shape, _, dtype = np.lib.format.read_array_header_2_0(stream)
+        header_end = stream.tell()
+    if dtype.hasobject:
+        raise ValueError('it holds Python objects, not numbers')
+    expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    if header_end + expected > path.stat().st_size:
+        raise ValueError(f'its header claims {expected} bytes of data in a smaller file')
+    return np.load(path, allow_pickle=False)
 
 
 def _check_series(path, name, series):
@@ -303,7 +368,8 @@ def finished_run(folder):
     folder = pathlib.Path(folder)
     run = read_run(folder)
     summary = run.get('summary', {})
-    if not summary.get('complete', False):
+    # Only the runner's own True counts: "no", 0 or a missing entry is not finished.
+    if summary.get('complete') is not True:
         return None
     missing = [f'{name}.npy' for name in SERIES if name not in OPTIONAL_SERIES and name not in run]
     done = summary.get('epochs_done')
@@ -442,7 +508,13 @@ def complete_runs(results_dir, experiment, ablation):
     groups = {}
     for folder in sorted(base.glob('*/*/*')):
         width, option, number = folder.parts[-3:]
-        if not (width.isdigit() and number.isdigit()):
+        # Only the names a run writes: plain decimal numbers without leading zeros
+        # (``007`` or Unicode digits would count one run twice), real folders (a symbolic
+        # link may point at another run).
+        if not (_run_number(width) and _run_number(number)):
+            continue
+        if any(part.is_symlink() for part in (folder, folder.parent, folder.parent.parent)):
+            print(f'left out: {folder} is reached through a symbolic link', file=sys.stderr)
             continue
         try:
             run = finished_run(folder)
@@ -454,6 +526,11 @@ def complete_runs(results_dir, experiment, ablation):
             continue
         groups.setdefault((int(width), option), []).append((int(number), folder, run))
     return {key: _consistent(found) for key, found in groups.items()}
+
+
+def _run_number(text):
+    """Whether a folder name is a number as a run writes it (``str(int)``)."""
+    return text.isascii() and text.isdigit() and str(int(text)) == text
 
 
 def _check_naming(folder, summary, width, option, number):
