@@ -20,6 +20,8 @@ import pickle
 import numpy as np
 import torch
 
+from datasets.generated import DataError
+
 DATASETS = ('digits', 'mnist', 'cifar10', 'svhn')
 DIGITS_VALIDATION, DIGITS_SEED = 297, 0
 
@@ -32,15 +34,45 @@ _SVHN_FILES = {'train': 'train_32x32.mat', 'val': 'test_32x32.mat'}
 
 
 def read_idx(path):
-    """Read an IDX file (MNIST's format; gzip allowed) into a numpy array."""
+    """Read an IDX file (MNIST's format; gzip allowed) into a numpy array.
+
+    Raises:
+        DataError: not an unsigned-byte IDX file, or a header whose shape the data do not
+            fill (checked before anything is allocated).
+    """
     opener = gzip.open if str(path).endswith('.gz') else open
     with opener(path, 'rb') as file:
         data = file.read()
-    if data[0] != 0 or data[1] != 0 or data[2] != 0x08:
-        raise ValueError(f'{path} is not an unsigned-byte IDX file')
+    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
+        raise DataError(f'{path} is not an unsigned-byte IDX file; replace it with the original')
     ndim = data[3]
     shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], 'big') for i in range(ndim))
-    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
+    offset = 4 + 4 * ndim
+    if len(data) != offset + int(np.prod(shape, dtype=np.int64)):
+        raise DataError(
+            f'{path} claims {shape} values but holds {max(len(data) - offset, 0)}; replace it '
+            'with the original'
+        )
+    return np.frombuffer(data, dtype=np.uint8, offset=offset).reshape(shape)
+
+
+class _ArraysOnly(pickle.Unpickler):
+    """CIFAR-10's batches are pickles: read them taking only numpy's arrays and plain
+    values, so that a crafted batch cannot run code."""
+
+    ALLOWED = {
+        ('numpy.core.multiarray', '_reconstruct'),
+        ('numpy._core.multiarray', '_reconstruct'),
+        ('numpy', 'ndarray'),
+        ('numpy', 'dtype'),
+        ('numpy.core.multiarray', 'scalar'),
+        ('numpy._core.multiarray', 'scalar'),
+    }
+
+    def find_class(self, module, name):
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f'a CIFAR-10 batch holds no {module}.{name}')
+        return super().find_class(module, name)
 
 
 def _find(folder, name):
@@ -92,10 +124,16 @@ def _load_cifar(folder, split):
         return None
     images, labels = [], []
     for path in paths:
-        with open(path, 'rb') as file:
-            batch = pickle.load(file, encoding='bytes')
-        images.append(np.asarray(batch[b'data'], dtype=np.uint8).reshape(-1, 3, 32, 32))
-        labels.extend(batch[b'labels'])
+        try:
+            with open(path, 'rb') as file:
+                batch = _ArraysOnly(file, encoding='bytes').load()
+            data, batch_labels = batch[b'data'], batch[b'labels']
+        except (pickle.UnpicklingError, EOFError, KeyError, TypeError, ValueError) as error:
+            raise DataError(
+                f'{path} is not a CIFAR-10 batch ({error}); replace it with the original'
+            ) from error
+        images.append(np.asarray(data, dtype=np.uint8).reshape(-1, 3, 32, 32))
+        labels.extend(batch_labels)
     return (np.concatenate(images).astype(np.float32) / 255.0, np.asarray(labels, dtype=np.int64))
 
 

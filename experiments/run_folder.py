@@ -6,6 +6,7 @@ whose message names the folder or file, what differs and what to do.
 """
 
 import fcntl
+import pathlib
 import sys
 import tempfile
 
@@ -29,7 +30,18 @@ class RunError(Exception):
 
 
 def check_folder(folder, args):
-    """Before any work: the folder is writable, and holds no run with other settings."""
+    """Before any work: the folder is the run's own (no symbolic link below
+    ``--results_dir`` leads it elsewhere), writable, and holds no run with other settings."""
+    base = pathlib.Path(args.results_dir)
+    current = base
+    for part in folder.relative_to(base).parts:
+        current = current / part
+        if current.is_symlink():
+            raise RunError(
+                f'{current} is a symbolic link: a run writes only into folders of its own '
+                'under --results_dir; remove the link, or choose another --results_dir',
+                2,
+            )
     try:
         folder.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=folder, prefix='.write-check.', suffix='.tmp'):

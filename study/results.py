@@ -174,6 +174,16 @@ CHECKPOINT_ENTRIES = (
 )
 
 
+def _check_archive(path):
+    """Refuse a zip archive (a torch state or ``.npz`` weights) whose members inflate
+    beyond the file's own size: torch.save and np.savez store them uncompressed, so such
+    a file is not one a run wrote, and reading it could exhaust memory."""
+    with zipfile.ZipFile(path) as archive:
+        inflated = sum(member.file_size for member in archive.infolist())
+    if inflated > 2 * path.stat().st_size + 2**16:
+        raise ValueError(f'its contents inflate to {inflated} bytes from a smaller file')
+
+
 def read_checkpoint(folder, device='cpu'):
     """The latest state a run kept, its tensors on ``device``, and the file it came from:
     ``(checkpoint, path)``, or None if the run kept none.
@@ -186,6 +196,7 @@ def read_checkpoint(folder, device='cpu'):
     """
 
     def load(path):
+        _check_archive(path)
         # Any exception: torch.load fails in many ways on bad files (and refuses, with an
         # UnpicklingError, anything but tensors and plain containers).
         checkpoint = torch.load(path, map_location=device, weights_only=True)
@@ -199,6 +210,18 @@ def read_checkpoint(folder, device='cpu'):
         )
         if not epochs or not all(isinstance(epoch, int) for epoch in epochs):
             raise ValueError('its history records no epochs')
+        history = checkpoint['history']
+        for name in SERIES:
+            if name == 'nparams':
+                value = history.get(name)
+                if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                    raise ValueError(f'its history has nparams {value!r}')
+            elif name not in OPTIONAL_SERIES or name in history:
+                series = history.get(name)
+                if not isinstance(series, list) or len(series) != len(epochs):
+                    raise ValueError(f'its history has no {name} for each of its epochs')
+        if not isinstance(checkpoint['arguments'], dict):
+            raise ValueError('its arguments are not a dict of flags')
         return checkpoint
 
     found = []
@@ -232,12 +255,7 @@ def read_weights(folder):
     """
 
     def load(path):
-        # np.savez stores its arrays uncompressed: members that inflate beyond the file's
-        # own size are not a run's weights (and could exhaust memory).
-        with zipfile.ZipFile(path) as archive:
-            inflated = sum(member.file_size for member in archive.infolist())
-        if inflated > 2 * path.stat().st_size + 2**16:
-            raise ValueError(f'its arrays inflate to {inflated} bytes from a smaller file')
+        _check_archive(path)
         with np.load(path) as arrays:
             weights = {name: torch.from_numpy(arrays[name].copy()) for name in arrays.files}
         bad = [name for name, tensor in weights.items() if not torch.isfinite(tensor).all()]

@@ -128,3 +128,37 @@ def test_the_image_encoder_has_no_padding():
     state = ImageEncoder(1, 10)(torch.zeros(2, 1, 28, 28))
     assert state.shape == (2, 10, 11, 11) and state_side(28) == 11
     assert ImageEncoder(3, 10)(torch.zeros(2, 3, 32, 32)).shape == (2, 10, 13, 13)
+
+
+class _Payload:
+    """Unpickling this would run ``exec``."""
+
+    def __reduce__(self):
+        return exec, ('import os; open(os.environ["CIFAR_PWNED"], "w").write("ran")',)
+
+
+def test_a_crafted_cifar_batch_is_refused_without_running_code(tmp_path, monkeypatch):
+    import pickle
+
+    from datasets import images
+    from datasets.generated import DataError
+
+    marker = tmp_path / 'ran'
+    monkeypatch.setenv('CIFAR_PWNED', str(marker))
+    batches = tmp_path / 'cifar10' / 'cifar-10-batches-py'
+    batches.mkdir(parents=True)
+    for name in images._CIFAR_FILES['val']:
+        (batches / name).write_bytes(pickle.dumps({b'data': _Payload(), b'labels': [0]}))
+    with pytest.raises(DataError, match='not a CIFAR-10 batch'):
+        images._load_cifar(tmp_path / 'cifar10', 'val')
+    assert not marker.exists()
+
+
+def test_an_idx_header_that_claims_more_than_the_file_holds_is_named(tmp_path):
+    from datasets import images
+    from datasets.generated import DataError
+
+    path = tmp_path / 'train-images-idx3-ubyte'
+    path.write_bytes(bytes([0, 0, 8, 3]) + (2**31).to_bytes(4, 'big') + (28).to_bytes(4, 'big') * 2)
+    with pytest.raises(DataError, match='claims'):
+        images.read_idx(path)

@@ -93,3 +93,52 @@ def test_weights_that_inflate_or_hold_nan_are_refused(tmp_path):
     assert (folder / results.WEIGHTS).stat().st_size < 2**20
     with pytest.raises(results.ResultsError, match='inflate'):
         results.read_weights(folder)
+
+
+def _g1d(results_dir, *extra):
+    from experiments import g1d
+
+    return g1d.main(
+        ['--width', '8', '--nepochs', '2', '--quiet', '--results_dir', str(results_dir), *extra]
+    )
+
+
+def test_a_run_folder_reached_through_a_link_is_refused(tmp_path, capsys):
+    elsewhere = tmp_path / 'elsewhere'
+    elsewhere.mkdir()
+    results_dir = tmp_path / 'results'
+    (results_dir / 'g1d').mkdir(parents=True)
+    (results_dir / 'g1d' / 'aug3').symlink_to(elsewhere, target_is_directory=True)
+    with pytest.raises(SystemExit) as raised:
+        _g1d(results_dir)
+    assert raised.value.code == 2 and 'is a symbolic link' in capsys.readouterr().err
+    assert not any(elsewhere.iterdir())
+
+
+@pytest.mark.parametrize(
+    'craft, words',
+    [
+        (lambda state: state['history'].pop('epoch_loss_history'), 'no epoch_loss_history'),
+        (lambda state: state.__setitem__('arguments', ['--lr', '1']), 'not a dict of flags'),
+        (lambda state: state['history']['epoch_times'].pop(), 'no epoch_times for each'),
+        (lambda state: state['history'].__setitem__('nparams', -5), 'nparams -5'),
+    ],
+)
+def test_a_crafted_final_state_is_refused_before_training(tmp_path, capsys, craft, words):
+    folder = _g1d(tmp_path / 'results', '--save_model', '0')
+    path = folder / results.FINAL_STATE
+    state = torch.load(path, weights_only=True)
+    craft(state)
+    torch.save(state, path)
+    with pytest.raises(SystemExit) as raised:
+        _g1d(tmp_path / 'results', '--nepochs', '3')
+    message = capsys.readouterr().err
+    assert raised.value.code == 1 and words in message and 'Traceback' not in message
+
+
+def test_a_state_that_inflates_is_refused_unread(tmp_path):
+    _, folder = _run(tmp_path)
+    with zipfile.ZipFile(folder / results.CHECKPOINT, 'w', zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr('archive/data.pkl', b'\0' * 2**26)
+    with pytest.raises(results.ResultsError, match='inflate'):
+        results.read_checkpoint(folder)
