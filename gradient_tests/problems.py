@@ -69,7 +69,37 @@ class CountingMixin:
         return super().forward(t, z)
 
 
-PROBLEMS = {'constant': ConstantField, 'linear': LinearField, 'sine': SineField}
+class CoupledField(_Problem):
+    """``dz_b/dt = A z_b + κ z_{b-1}`` (indices cyclic): each sample is driven by the one
+    before it, so the batch is one coupled linear system, whose closed form is the
+    exponential of its whole matrix. No per-sample backward pass may take it."""
+
+    def __init__(self):
+        super().__init__()
+        matrix = torch.tensor(
+            [[-0.4, 0.8, 0.0], [-0.8, -0.3, 0.2], [0.0, 0.1, -0.6]], dtype=torch.float64
+        )
+        self.matrix = nn.Parameter(matrix)
+        self.coupling = nn.Parameter(torch.tensor(0.5, dtype=torch.float64))
+
+    def forward(self, t, z):
+        return z @ self.matrix.T + self.coupling * torch.roll(z, 1, dims=0)
+
+    def operator(self, batch):
+        """The matrix of the whole batch's linear system, on ``z`` flattened row by row."""
+        eye = torch.eye(batch, dtype=torch.float64)
+        shift = torch.roll(eye, 1, dims=0)  # row b picks sample b - 1
+        return torch.kron(eye, self.matrix) + self.coupling * torch.kron(
+            shift, torch.eye(3, dtype=torch.float64)
+        )
+
+
+PROBLEMS = {
+    'constant': ConstantField,
+    'linear': LinearField,
+    'sine': SineField,
+    'coupled': CoupledField,
+}
 
 
 def loss_of(solution):
@@ -104,6 +134,9 @@ def exact_solution(func, y0, t):
     if isinstance(func, LinearField):
         propagators = torch.linalg.matrix_exp(func.matrix * elapsed)  # (T, 3, 3)
         return torch.einsum('tij,bj->tbi', propagators, y0)
+    if isinstance(func, CoupledField):
+        propagators = torch.linalg.matrix_exp(func.operator(y0.shape[0]) * elapsed)
+        return torch.einsum('tij,j->ti', propagators, y0.reshape(-1)).reshape(-1, *y0.shape)
     if isinstance(func, SineField):
         rate, omega = func.rate, func.omega
 

@@ -176,3 +176,21 @@ def test_a_graph_that_grows_as_the_solve_goes_is_caught():
     # Measured at evaluations 1, 2, 4, ...: the attempt stops within twice the budget
     # (measuring the first evaluation alone let it grow to 64 times it).
     assert sum(evaluations) < 2.5 * limit
+
+
+@pytest.mark.parametrize('backward', PASSES)
+def test_a_tensor_named_twice_in_adjoint_params_is_one_parameter(backward):
+    torch.manual_seed(0)
+    func = Field().double()
+    func.shift = func.shift.double()
+    y0 = torch.randn(5, 2, dtype=torch.float64)
+    t = torch.linspace(0, 1, 6, dtype=torch.float64)
+    wanted = [func.linear.weight, func.linear.bias]
+    expected = torch.autograd.grad(odeint(func, y0, t, rtol=1e-10, atol=1e-10).pow(2).sum(), wanted)
+    twice = (func.linear.weight, func.linear.weight, func.linear.bias)
+    solution = odeint_adjoint_gq(
+        func, y0, t, rtol=1e-8, atol=1e-8, backward=backward, adjoint_params=twice
+    )
+    found = torch.autograd.grad(solution.pow(2).sum(), wanted)
+    for mine, theirs in zip(found, expected):
+        assert ((mine - theirs).norm() / theirs.norm()).item() < 1e-6

@@ -99,8 +99,14 @@ def check_func_and_params(func, adjoint_params):
                 'materialise the model first, e.g. model.to_empty(device="cpu") and load '
                 'its weights.'
             )
-    # Parameters that do not require grad need no integral at all.
-    return tuple(param for param in adjoint_params if param.requires_grad)
+    # Parameters that do not require grad need no integral at all; a tensor named twice
+    # is one parameter (its gradient would otherwise be counted once per mention).
+    found, seen = [], set()
+    for param in adjoint_params:
+        if param.requires_grad and id(param) not in seen:
+            seen.add(id(param))
+            found.append(param)
+    return tuple(found)
 
 
 def check_state(y0):
