@@ -321,3 +321,42 @@ def test_the_generator_moves_as_under_direct_backprop(kwargs):
         warnings.simplefilter('ignore')
         for _ in range(3):  # first call, then the planner's exploring calls
             assert torch.equal(after_a_step(odeint_adjoint_gq, **kwargs), wanted)
+
+
+def test_a_pass_that_stops_serving_at_a_shared_call_site_leaves_each_call_the_estimate():
+    # One call site, two functions: the first lets the propagator serve, the second
+    # couples its samples. Once the exploring budget is spent, the propagator's refusal
+    # must not settle the site on the pass the refused call fell back to (restart, twice
+    # the interpolating pass's estimate, for every later call of both functions).
+    import collections
+    import warnings
+
+    torch.manual_seed(0)
+
+    class Independent(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.linear = nn.Linear(2, 2).double()
+
+        def forward(self, t, z):
+            return torch.tanh(self.linear(z))
+
+    class Coupled(Independent):
+        def forward(self, t, z):
+            return torch.tanh(self.linear(z)) + 0.5 * torch.roll(z, 1, 0)
+
+    t = torch.linspace(0, 3, 60, dtype=torch.float64)
+    y0 = torch.randn(6, 2, dtype=torch.float64)
+    first, second = Independent(), Coupled()
+    ran = collections.Counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        for step in range(30):
+            func = second if step % 5 == 4 else first
+            info = {}
+            solution = odeint_adjoint_gq(func, y0, t, rtol=1e-3, atol=1e-3, info=info)
+            solution.pow(2).sum().backward()
+            if step >= 10:
+                ran[type(func).__name__, info['backward']] += 1
+    assert ran[('Independent', 'propagator')] == 16
+    assert ran[('Coupled', 'interpolated')] == 4

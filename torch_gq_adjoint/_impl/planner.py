@@ -211,6 +211,7 @@ class CallSitePlan:
                 return Ticket(self, None, timed=False)
             if self.state == 'exploring':
                 return Ticket(self, self._next_candidate(), True, 'exploring', self.plans_made)
+            # choice None (settled): the forward records for every pass, the estimate chooses.
             return Ticket(self, self.choice, False, self.state, self.plans_made)
 
     def _next_candidate(self) -> str:
@@ -323,8 +324,11 @@ class CallSitePlan:
         if self.explored + 1 + ROUNDS * max(len(self.candidates), 1) <= allowed:
             self._restart(why)
         elif fallback is not None:
-            self.state, self.choice = 'settled', fallback
-            self.reason = f'{why}; the exploring budget is spent'
+            # The pass that could not serve may serve the next call again (one call site,
+            # several functions): neither it nor the fallback (the pass the forward's
+            # record allowed, not the cheapest) is kept; each call takes the estimate.
+            self.state, self.choice = 'settled', None
+            self.reason = f'{why}; the exploring budget is spent: each call takes the estimate'
             self._close_first_plan()
 
     def _live(self) -> list[Candidate]:
