@@ -63,8 +63,6 @@ EXPLORE_SHARE = 0.02
 #: The ways of planning: ``'measure'`` (time the admissible passes; the default) and
 #: ``'estimate'`` (the count of evaluations alone; deterministic).
 PLANNING_MODES = ('measure', 'estimate')
-# How a pass left out for its first measurement is described (it is still re-priced).
-_SLOWER = 'measured at'
 
 _planning: str | None = None
 
@@ -105,12 +103,15 @@ class Candidate:
             first call's record.
         seconds: the measured seconds of each call it served (forward and backward).
         excluded: why it is not measured (None while it is).
+        refused: it could not serve a call it was given (its measurements, if any, do
+            not price it for a re-plan).
     """
 
     name: str
     estimate: float
     seconds: list[float] = field(default_factory=list)
     excluded: str | None = None
+    refused: bool = False
 
     @property
     def best(self) -> float | None:
@@ -246,6 +247,7 @@ class CallSitePlan:
             return
         if ran != candidate.name:
             candidate.excluded = f'could not serve a call (ran {ran} instead)'
+            candidate.refused = True
         elif seconds is not None:
             candidate.seconds.append(seconds)
             self._prune_measured()
@@ -369,7 +371,7 @@ class CallSitePlan:
         for candidate in self._live():
             if candidate.seconds and candidate.seconds[0] > PRUNE_MEASURED * min(firsts):
                 candidate.excluded = (
-                    f'{_SLOWER} {candidate.seconds[0] / min(firsts):.1f} times the fastest'
+                    f'measured at {candidate.seconds[0] / min(firsts):.1f} times the fastest'
                 )
 
     def _settle(self) -> None:
@@ -386,9 +388,7 @@ class CallSitePlan:
             {
                 c.name: (c.best or 0.0) / c.estimate
                 for c in self.candidates.values()
-                if c.seconds
-                and 0 < c.estimate < float('inf')
-                and (c.excluded is None or c.excluded.startswith(_SLOWER))
+                if c.seconds and 0 < c.estimate < float('inf') and not c.refused
             }
         )
         self.reason = f'fastest measured ({1000 * (fastest.best or 0.0):.3g} ms a call)'
