@@ -530,6 +530,36 @@ def gradient_speed_table(results_dir):
     return '\n'.join(lines)
 
 
+def pending(results_dir):
+    """The runs of the reduced grids not committed yet (``Grid.pending``), by study."""
+    from study.grids import runs as grid_runs
+    from study.grids import studies_of
+
+    lines = []
+    for name, spec in STUDIES.items():
+        grid = EXPERIMENTS[spec.experiment].grids['reduced']
+        if not grid.pending:
+            continue
+        wanted = [
+            run
+            for run in grid_runs(spec.experiment, 'reduced', spec.flags_of('reduced'), results_dir)
+            if any(
+                run.folder.relative_to(results_dir).as_posix().startswith(prefix)
+                for prefix in grid.pending
+            )
+        ]
+        missing = [
+            run.folder.relative_to(results_dir).as_posix()
+            for run in wanted
+            if not results.is_complete(
+                run.folder, EXPERIMENTS[spec.experiment].parse(run.argv[2:]).nepochs
+            )
+        ]
+        if missing and name in dict(studies_of('reduced')):
+            lines.append(f'- {NAMES.get(name, name)}: ' + ', '.join(f'`{m}`' for m in missing))
+    return '\n'.join(lines) if lines else 'None: every run of the reduced grids is committed.'
+
+
 def clients_summary(results_dir):
     """The sentences under the training-run table."""
     from benchmarks import report
@@ -549,6 +579,7 @@ def _block_table():
         'one_step': one_step,
         'main_run': main_run,
         'gradient_speed_table': gradient_speed_table,
+        'pending': pending,
     }
     for study in STUDIES_SHOWN:
         found[f'evidence:{study}'] = lambda d, s=study: evidence(s, d)
