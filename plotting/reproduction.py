@@ -167,6 +167,27 @@ def _verdict_words(comparisons):
     )
 
 
+def _accuracy_words(comparisons, where):
+    """'no difference detected in 12 of 13 comparisons; not tested (one repeat) at 100
+    (direct)' and the like."""
+    grouped = {}
+    for item in comparisons:
+        grouped.setdefault(item.verdict, []).append(item)
+    parts = []
+    if 'differs' in grouped:
+        parts.append('differs at ' + ', '.join(where(item) for item in grouped['differs']))
+    if 'no difference detected' in grouped:
+        parts.append(
+            f'no difference detected in {len(grouped["no difference detected"])} of '
+            f'{len(comparisons)} comparisons'
+        )
+    if 'one repeat' in grouped:
+        parts.append(
+            'not tested (one repeat) at ' + ', '.join(where(item) for item in grouped['one repeat'])
+        )
+    return '; '.join(parts)
+
+
 def evidence(study, results_dir):
     """One study's speed and accuracy evidence: the verdict lines, then both tables."""
     comparisons = verdicts.speed_comparisons(results_dir, study)
@@ -177,17 +198,11 @@ def evidence(study, results_dir):
         mine = [item for item in comparisons if item.reference == reference]
         if mine:
             lines.append(f'- GQ ÷ {reference}: {_verdict_words(mine)} (widths).')
-    differing = [item for item in accuracy if item.verdict == 'differs']
     if accuracy:
         lines.append(
             '- Final validation loss against every other option: '
-            + (
-                f'no difference detected in any of the {len(accuracy)} comparisons.'
-                if not differing
-                else 'differs at '
-                + ', '.join(f'{item.width} ({item.reference})' for item in differing)
-                + f'; no difference detected in the other {len(accuracy) - len(differing)}.'
-            )
+            + _accuracy_words(accuracy, lambda item: f'{item.width} ({item.reference})')
+            + '.'
         )
     lines += ['', '*Speed*, paired by repeat:', '', *speed_rows(comparisons)]
     metric = 'accuracy (%)' if STUDIES[study].experiment in verdicts.CLASSIFIERS else 'metric'
@@ -254,15 +269,9 @@ def claims(results_dir):
     differing = [item for item in ode_accuracy if item.verdict == 'differs']
     same = (
         'reproduced' if not differing else 'partly',
-        f'no difference detected in {len(ode_accuracy) - len(differing)} of '
-        f'{len(ode_accuracy)} comparisons of final validation loss'
-        + (
-            ''
-            if not differing
-            else '; differs at '
-            + ', '.join(
-                f'{NAMES[item.study]} {item.width} ({item.reference})' for item in differing
-            )
+        'final validation loss: '
+        + _accuracy_words(
+            ode_accuracy, lambda item: f'{NAMES[item.study]} {item.width} ({item.reference})'
         ),
     )
     versus = {}
@@ -329,11 +338,7 @@ def claims(results_dir):
         "| GQ trains SDEs faster than torchsde's adjoint with comparable KL "
         f'(Ornstein–Uhlenbeck) | against sde_adjoint: {adjoint_text}; against sde_direct: '
         f'{direct_text}; final KL against sde_direct: '
-        + (
-            f'no difference detected at widths {_widths(i.width for i in ou_accuracy)}'
-            if not ou_differs
-            else f'differs at widths {_widths(ou_differs)}'
-        )
+        + _accuracy_words(ou_accuracy, lambda item: f'width {item.width}')
         + f' | faster: {adjoint_verdict}; KL: '
         + ('no difference detected' if not ou_differs else 'partly')
         + ' |'

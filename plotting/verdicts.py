@@ -217,7 +217,10 @@ class AccuracyComparison:
 
     @property
     def verdict(self):
-        """'differs' where a test gives p < 1 − LEVEL, else 'no difference detected'."""
+        """'one repeat' where a side has a single repeat (nothing can be tested),
+        'differs' where a test gives p < 1 − LEVEL, else 'no difference detected'."""
+        if min(len(values) for values in self.losses) < 2:
+            return 'one repeat'
         found = [self.welch_p] + ([self.fisher[2]] if self.fisher else [])
         return (
             'differs'

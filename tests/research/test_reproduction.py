@@ -142,3 +142,19 @@ def test_a_block_without_its_end_marker_is_named(tmp_path):
     assert reproduction.check(REPOSITORY / 'results', root) == [
         "REPRODUCTION.md: line 2: block 'claims' has no end marker"
     ]
+
+
+def test_an_accuracy_comparison_with_one_repeat_is_not_tested():
+    item = verdicts.AccuracyComparison(
+        'ornstein_uhlenbeck',
+        100,
+        'adjoint_gq',
+        'sde_direct',
+        ((0.04, 0.038), (0.05,)),
+        ((-1.9, -1.9), (-2.0,)),
+        None,
+        None,
+    )
+    assert item.verdict == 'one repeat'
+    words = reproduction._accuracy_words([item], lambda found: f'width {found.width}')
+    assert words == 'not tested (one repeat) at width 100'
