@@ -36,17 +36,9 @@ def main(argv=None):
         return status
 
     folder = pathlib.Path(args.folder)
-    try:
-        if not folder.exists():
-            return answer(1, f'not complete: {folder} does not exist')
-        if not folder.is_dir():
-            return answer(1, f'not complete: {folder} is a file, not a run folder')
-        if not command:
-            if is_complete(folder):
-                return answer(0, f'complete: {folder}')
-            return answer(1, f'not complete: {folder} holds no finished run')
-        # The command is ('-m', module, flags...): the experiment's parser reads the flags.
-        spec = None
+    # The command after -- first: a wrong one is a usage error whatever the folder holds.
+    spec = None
+    if command:
         if len(command) >= 2 and command[0] == '-m':
             spec = next((e for e in EXPERIMENTS.values() if e.module == command[1]), None)
         if spec is None:
@@ -56,6 +48,15 @@ def main(argv=None):
                 file=sys.stderr,
             )
             return 2
+    try:
+        if not folder.exists():
+            return answer(1, f'not complete: {folder} does not exist')
+        if not folder.is_dir():
+            return answer(1, f'not complete: {folder} is a file, not a run folder')
+        if not command:
+            if is_complete(folder):
+                return answer(0, f'complete: {folder}')
+            return answer(1, f'not complete: {folder} holds no finished run')
         wanted = spec.parse(command[2:])
         summary = read_summary(folder)
         if summary is None:

@@ -10,6 +10,7 @@ from gradient_tests import checks
 from gradient_tests.__main__ import main as gradient_tests_main
 from gradient_tests.checks import all_checks, run
 from gradient_tests.problems import (
+    PROBLEMS,
     ConstantField,
     CountingMixin,
     LinearField,
@@ -105,15 +106,18 @@ def test_the_command_prints_a_row_per_check_and_fails_on_a_failure(capsys, monke
     assert gradient_tests_main(['--method', 'dopri5', '--backward', 'interpolated']) == 0
     lines = capsys.readouterr().out.splitlines()
     rows = [line for line in lines if line.startswith('dopri5')]
-    assert len(rows) == 6 and all(row.endswith('pass') for row in rows)
-    assert lines[-1] == '6 of 6 checks passed'
+    assert len(rows) == 2 * len(PROBLEMS) and all(row.endswith('pass') for row in rows)
+    assert lines[-1] == f'{2 * len(PROBLEMS)} of {2 * len(PROBLEMS)} checks passed'
     # A bound no solver meets: the same command fails, and names the check.
     settings = dict(checks.METHOD_SETTINGS)
     settings['dopri5'] = (settings['dopri5'][0], 1e-30, 1e-30, 1e-30)
     monkeypatch.setattr(checks, 'METHOD_SETTINGS', settings)
     assert gradient_tests_main(['--method', 'dopri5', '--backward', 'interpolated']) == 1
     output = capsys.readouterr().out
-    assert 'FAIL' in output and '0 of 6 checks passed; failed: dopri5-constant-no_t' in output
+    count = 2 * len(PROBLEMS)
+    assert (
+        'FAIL' in output and f'0 of {count} checks passed; failed: dopri5-constant-no_t' in output
+    )
 
 
 def test_the_command_refuses_a_selection_with_no_check(capsys):

@@ -178,8 +178,14 @@ def _check_archive(path):
     """Refuse a zip archive (a torch state or ``.npz`` weights) whose members inflate
     beyond the file's own size: torch.save and np.savez store them uncompressed, so such
     a file is not one a run wrote, and reading it could exhaust memory."""
-    with zipfile.ZipFile(path) as archive:
-        inflated = sum(member.file_size for member in archive.infolist())
+    try:
+        with zipfile.ZipFile(path) as archive:
+            inflated = sum(member.file_size for member in archive.infolist())
+    except zipfile.BadZipFile:
+        raise ValueError(
+            'not a zip archive, as torch.save and np.savez write (left unread: it could be '
+            'a pickle that runs code)'
+        ) from None
     if inflated > 2 * path.stat().st_size + 2**16:
         raise ValueError(f'its contents inflate to {inflated} bytes from a smaller file')
 

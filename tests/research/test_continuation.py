@@ -108,7 +108,7 @@ class _Payload:
 @pytest.mark.parametrize(
     'content, words',
     [
-        (None, 'Unpickl'),
+        (None, 'not a zip archive'),
         ([1, 2], 'a list, not a checkpoint'),
         ({'model': {}}, 'it lacks optimiser'),
     ],

@@ -105,6 +105,8 @@ def test_the_report_holds_what_the_results_give():
 def _document(tmp_path, body):
     (tmp_path / 'REPRODUCTION.md').write_text(body)
     (tmp_path / 'README.md').write_text('nothing measured here\n')
+    (tmp_path / 'docs').mkdir()
+    (tmp_path / 'docs' / 'benchmarks.md').write_text('no blocks here\n')
     return tmp_path
 
 

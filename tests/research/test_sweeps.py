@@ -98,7 +98,7 @@ def test_slurm_mode_writes_a_job_array(tmp_path):
     ):
         assert line in batch, line
     figures = (tmp_path / 'logs' / 'nested_spheres' / 'figures.sbatch').read_text()
-    assert f'-m plotting.figures --results_dir "{tmp_path / "results"}"' in figures
+    assert f'-m plotting.figures --results_dir {tmp_path / "results"}' in figures
 
 
 def test_slurm_submits_the_figures_after_the_array(tmp_path):
@@ -145,7 +145,7 @@ def test_slurm_submits_the_figures_after_the_array(tmp_path):
     text = batch.read_text()
     assert '#SBATCH --array=1-8\n' in text  # no limit on tasks at once unless --jobs
     assert '#SBATCH --time=01:00:00' in text and '#SBATCH --cpus-per-task=2' in text
-    assert 'source "/opt/venv/bin/activate"' in text
+    assert 'source /opt/venv/bin/activate' in text
 
 
 @pytest.mark.parametrize(
