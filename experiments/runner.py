@@ -1,11 +1,10 @@
-"""The shared runner: arguments, validation, seeding, training, timing and results.
+"""The shared runner: validation, seeding, training, timing and results writing.
 
-The argparse types live in :mod:`common.arguments` and are re-exported here; what may be
-written into a run's folder (its checks, lock and messages) in :mod:`experiments.run_folder`.
-
-Each experiment script only says what differs (its defaults, data, model and loss)
-through :func:`build_parser`, :func:`main` and :func:`train`; its results naming is in
-:mod:`experiments.grids`.
+An experiment's flags and their defaults are in :mod:`study.flags` (they name its run
+folders, :mod:`study.grids`); what may be written into a run's folder (its checks, lock
+and messages) in :mod:`experiments.run_folder`. Each experiment script only says what
+differs (its data, model and loss) through ``make_setup``, and gets its ``main`` and
+``train`` from :func:`entry_points`.
 """
 
 import os
