@@ -49,6 +49,18 @@ def exit_status(error):
     return 128 + signal_of(error)
 
 
+#: Signals the handler of :func:`install` received (numbers), in order.
+_RECEIVED = []
+
+
+def raise_if_received():
+    """Raise the interrupt again if one was received and then swallowed (a module that
+    catches every exception while it is imported can do that): a command checks before
+    its long work, so that Ctrl-C during its imports is never lost."""
+    if _RECEIVED:
+        raise Terminated if _RECEIVED[-1] == signal.SIGTERM else KeyboardInterrupt
+
+
 def install():
     """Print one line for an uncaught KeyboardInterrupt, or SIGTERM, if this process is a
     command started with ``python -m`` (never inside another program, such as pytest)."""
@@ -60,7 +72,7 @@ def install():
     if hasattr(signal, 'SIGPIPE'):
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     previous = sys.excepthook
-    received = []
+    received = _RECEIVED
 
     def note_and_interrupt(number, frame):
         # Remembered: an interrupt that breaks a module half-imported can surface later

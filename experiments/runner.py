@@ -194,6 +194,7 @@ def run(args, spec, make_setup):
 def _run_locked(args, spec, make_setup, folder):
     seed = 1000 * args.experiment_no
     try:
+        interrupts.raise_if_received()
         seed_everything(seed)
         setup = make_setup(args)
         model = setup.model.to(args.device)
