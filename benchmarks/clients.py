@@ -224,18 +224,8 @@ def main(argv=None):
     if args.threads:
         torch.set_num_threads(args.threads)
     warnings.simplefilter('ignore')  # fall-back notices; what ran is printed instead
-    print(
-        f'device {args.device}, torch {torch.__version__}, threads '
-        f'{torch.get_num_threads()}, median of {args.repeats} steps (the default after its '
-        f'planner settled); error against direct backprop in float64 at tolerance '
-        f'{REFERENCE_TOLERANCE:g}'
-    )
-    header = (
-        f'{"workload":<15} {"mode":<14} {"s/step":>8} {"÷ adjoint":>9} {"÷ direct":>8} '
-        f'{"peak MiB":>8} {"grad err":>8}  what ran'
-    )
-    print(header)
-    print('-' * (len(header) + 24))
+    for line in header_lines(args.device, torch.__version__, torch.get_num_threads(), args.repeats):
+        print(line)
     all_results, all_trained = {}, {}
     for name in args.workload:
         print(f'timing {name} ...', file=sys.stderr, flush=True)
@@ -253,16 +243,17 @@ def main(argv=None):
                 continue
             gradient = result['gradient'].to(reference)
             result['error'] = ((gradient - reference).norm() / reference.norm()).item()
-        _print(name, results)
-        all_results[name] = results
+        all_results[name] = record_one_step(results)
+        print('\n'.join(one_step_lines(name, all_results[name])), flush=True)
         if args.train:
             workload = build(name, torch.float32, 'cpu')
             steps = args.steps or workload.train_steps
             modes = training_modes(results, tight_enough(workload.solver_kwargs['rtol']))
             print(f'training {name}: {steps} steps of {", ".join(modes)} ...', file=sys.stderr)
             trained = training.train_in_turns(name, modes, _Runner, steps, args.device)
-            _print_training(name, trained, results)
-            all_trained[name] = trained
+            all_trained[name] = record_training(trained)
+            lines = training_lines(name, all_trained[name], all_results[name])
+            print('\n'.join(lines), flush=True)
         if args.output is not None:  # after every workload: an interrupted run keeps them
             _write_output(args, all_results, all_trained)
     if args.output is not None:
@@ -275,29 +266,36 @@ def main(argv=None):
     return all_results
 
 
-def _print(name, results):
+def one_step_lines(name, results):
+    """The printed lines of one workload's single steps.
+
+    Args:
+        name: the workload.
+        results: ``{mode: dict(seconds, memory, error, info, paired)}`` or
+            ``{mode: dict(failed=reason)}``, as measured or as the record holds them.
+    """
     adjoint = results['adjoint'].get('seconds', math.nan)
     direct = results['direct'].get('seconds', math.nan)
+    lines = []
     for mode, result in results.items():
         if 'failed' in result:
-            print(f'{name:<15} {mode:<14} failed: {result["failed"]}', flush=True)
+            lines.append(f'{name:<15} {mode:<14} failed: {result["failed"]}')
             continue
         memory = result['memory']
         memory = 'n/a' if memory is None else f'{memory / 2**20:.1f}'
-        print(
+        lines.append(
             f'{name:<15} {mode:<14} {result["seconds"]:>8.4f} '
             f'{result["seconds"] / adjoint:>9.2f} {result["seconds"] / direct:>8.2f} '
-            f'{memory:>8} {result["error"]:>8.1e}  {_what_ran(result["info"])}',
-            flush=True,
+            f'{memory:>8} {result["error"]:>8.1e}  {_what_ran(result["info"])}'.rstrip()
         )
     default = results.get('gq default', {})
     if default.get('paired') is not None:
         middle, lower, upper = default['paired']
-        print(
+        lines.append(
             f'{name:<15} gq default ÷ direct, turn by turn: median {middle:.2f}, '
-            f'quartiles {lower:.2f}–{upper:.2f}',
-            flush=True,
+            f'quartiles {lower:.2f}–{upper:.2f}'
         )
+    return lines
 
 
 def training_modes(results, checkpoint_admissible):
@@ -315,50 +313,62 @@ def training_modes(results, checkpoint_admissible):
     return ['direct', 'gq default'] + chosen
 
 
-def _print_training(name, trained, results):
+def training_lines(name, trained, results):
+    """The printed lines of one workload's training runs.
+
+    Args:
+        name: the workload.
+        trained: ``{mode: dict(seconds, losses, passes, plans)}`` in the record's form
+            (:func:`record_training`).
+        results: the same workload's single steps (for the plan's gradient error).
+    """
     direct = trained.get('direct', {}).get('seconds')
     means = {
         mode: sum(run['seconds']) / len(run['seconds'])
         for mode, run in trained.items()
         if 'failed' not in run
     }
+    lines = []
     for mode, run in trained.items():
         if 'failed' in run:
-            print(f'{name:<15} {mode:<15} training failed: {run["failed"]}', flush=True)
+            lines.append(f'{name:<15} {mode:<15} training failed: {run["failed"]}')
             continue
         ratio = '' if direct is None else _ratio_text(training.chunk_ratios(run['seconds'], direct))
-        print(
+        lines.append(
             f'{name:<15} {mode:<15} {len(run["seconds"]):>5} steps {means[mode]:>8.4f} s/step '
             f'÷ direct {means[mode] / means.get("direct", math.nan):5.2f} ({ratio}) '
-            f'loss {run["losses"][0]:.3g} → {run["losses"][1]:.3g}',
-            flush=True,
+            f'loss {run["losses"][0]:.3g} → {run["losses"][1]:.3g}'
         )
     default = trained.get('gq default', {})
     if 'failed' in default or not default:
-        return
+        return lines
     forced = {mode: seconds for mode, seconds in means.items() if mode in FORCED}
     if forced:
         fastest = min(forced, key=forced.get)
-        print(
+        lines.append(
             f'{name:<15} gq default ÷ the fastest single pass ({fastest[3:]}): '
-            f'{means["gq default"] / forced[fastest]:.2f}',
-            flush=True,
+            f'{means["gq default"] / forced[fastest]:.2f}'
         )
-    explored, calls = training.exploration(default.get('plans', []))
-    passes = ', '.join(f'{what} {count}' for what, count in default['passes'].most_common())
-    chosen = ', '.join(plan.choice or '?' for plan in default.get('plans', []))
-    errors = ', '.join(
-        f'{plan.choice} {results["gq " + plan.choice]["error"]:.1e}'
-        for plan in default.get('plans', [])
-        if plan.choice and 'error' in results.get('gq ' + plan.choice, {})
+    plans = default.get('plans', [])
+    explored, calls = training.exploring(plans)
+    # Most used first; equal counts keep the order the passes were first used in.
+    passes = ', '.join(
+        f'{what} {count}' for what, count in sorted(default['passes'].items(), key=lambda i: -i[1])
     )
-    print(
+    choices = training.choices(plans)
+    errors = ', '.join(
+        f'{choice} {results["gq " + choice]["error"]:.1e}'
+        for choice in choices
+        if choice and 'error' in results.get('gq ' + choice, {})
+    )
+    chosen = ', '.join(choice or '?' for choice in choices)
+    lines.append(
         f'{name:<15} gq default ran: {passes}; planned {chosen or "nothing"}; explored '
         f'{explored} of {calls} calls ({100 * explored / max(calls, 1):.1f} %); one-step '
         f'gradient error of the plan: {errors or "n/a"} (adjoint '
-        f'{results["adjoint"].get("error", math.nan):.1e})',
-        flush=True,
+        f'{results["adjoint"].get("error", math.nan):.1e})'
     )
+    return lines
 
 
 def _ratio_text(paired):
@@ -366,37 +376,80 @@ def _ratio_text(paired):
     return f'chunks: median {middle:.2f}, quartiles {lower:.2f}–{upper:.2f}'
 
 
+def header_lines(device, torch_version, threads, repeats):
+    """The table's first lines: the machine, what the columns hold, the column names."""
+    header = (
+        f'{"workload":<15} {"mode":<14} {"s/step":>8} {"÷ adjoint":>9} {"÷ direct":>8} '
+        f'{"peak MiB":>8} {"grad err":>8}  what ran'
+    )
+    return [
+        f'device {device}, torch {torch_version}, threads {threads}, median of {repeats} '
+        'steps (the default after its planner settled); error against direct backprop in '
+        f'float64 at tolerance {REFERENCE_TOLERANCE:g}',
+        header,
+        '-' * (len(header) + 24),
+    ]
+
+
+def output_lines(record):
+    """Everything ``benchmarks.clients`` printed for a run, rebuilt from its ``--output``
+    record: docs/benchmarks.md shows these lines, so they cannot drift from the file."""
+    repeats = next(
+        (
+            len(mode['turns'])
+            for steps in record['one_step'].values()
+            for mode in steps.values()
+            if 'turns' in mode
+        ),
+        0,
+    )
+    lines = [f'$ {record["command"]}'] + header_lines(
+        record['machine']['device'],
+        record['versions']['torch'],
+        record['machine']['threads'],
+        repeats,
+    )
+    for name, results in record['one_step'].items():
+        lines += one_step_lines(name, results)
+        if name in record.get('training', {}):
+            lines += training_lines(name, record['training'][name], results)
+    return lines
+
+
+#: The keys of a single step's result that the record keeps.
+RECORDED = ('failed', 'seconds', 'turns', 'memory', 'error', 'info', 'paired')
+
+
+def record_one_step(results):
+    """One workload's single steps in the record's form (JSON-ready)."""
+    return {
+        mode: {key: value for key, value in result.items() if key in RECORDED}
+        for mode, result in results.items()
+    }
+
+
+def record_training(trained):
+    """One workload's training runs in the record's form: the default's plans as the
+    library prints them (:func:`torch_gq_adjoint.plans`)."""
+    return {
+        mode: dict(failed=run['failed'])
+        if 'failed' in run
+        else dict(
+            seconds=run['seconds'],
+            losses=run['losses'],
+            passes=dict(run['passes']),
+            plans=[str(plan) for plan in run.get('plans', [])],
+        )
+        for mode, run in trained.items()
+    }
+
+
 def _write_output(args, results, trained):
     """Every measured second, the machine and the versions, as JSON (``--output``)."""
     record = dict(
         **record_header('benchmarks.clients', args.device),
-        one_step={
-            name: {
-                mode: {
-                    key: value
-                    for key, value in result.items()
-                    if key in ('failed', 'seconds', 'turns', 'memory', 'error', 'info', 'paired')
-                }
-                for mode, result in workload.items()
-            }
-            for name, workload in results.items()
-        },
-        training={
-            name: {
-                mode: dict(
-                    failed=run['failed'],
-                )
-                if 'failed' in run
-                else dict(
-                    seconds=run['seconds'],
-                    losses=run['losses'],
-                    passes=dict(run['passes']),
-                    plans=[str(plan) for plan in run.get('plans', [])],
-                )
-                for mode, run in workload.items()
-            }
-            for name, workload in trained.items()
-        },
+        one_step=results,
+        training=trained,
     )
     write_record(args.output, record)
 

@@ -12,10 +12,13 @@ gradient of one loss with
 - ``gq gtol=0.1`` and ``gq gtol=1``: the paper's rule with ``C = 0.1`` and 1,
 - ``adjoint``: torchdiffeq's ``odeint_adjoint``,
 
-all at the same ``rtol``/``atol``, and prints each one's error
+all at the same ``rtol``/``atol`` (each variant that plans called until its plan settles,
+so that its error is that of the pass a training run keeps), and prints each one's error
 ``‖g − g_ref‖ / ‖g_ref‖`` over all parameters, where ``g_ref`` is direct backprop through
 a float64 solve at ``rtol = atol = 1e-11``. The column ``÷ adjoint`` is the default's
-error over the adjoint's. Problems:
+error over the adjoint's; ``--output`` also writes every error, with the machine, the
+versions and the commit, as JSON (``results/benchmarks/gradient_accuracy.json`` is the
+committed run that docs/benchmarks.md shows). Problems:
 
 - ``constant``, ``linear``, ``sine``: the gradient tests' problems (float64, t on
   [0, 1] at 4 times), at ``rtol = atol = 1e-6``;
@@ -30,10 +33,12 @@ error over the adjoint's. Problems:
 
 import argparse
 import copy
+import pathlib
 
 import torch
 
 from benchmarks.gradient_speed import _Case
+from benchmarks.timing import record_header, write_record
 from gradient_tests.problems import PROBLEM_NAMES as LIBRARY_PROBLEMS
 from gradient_tests.problems import REFERENCE, VARIANTS, Problem, flat_gradient, measure
 from gradient_tests.problems import problem as library_problem
@@ -86,6 +91,29 @@ class _CaseProblem(Problem):
         ).float()
 
 
+def header_lines():
+    """The table's column names and rule."""
+    header = f'{"problem":<17}' + ''.join(f'{name:>13}' for name in VARIANTS) + f'{"÷ adjoint":>11}'
+    return [header, '-' * len(header)]
+
+
+def row(name, errors):
+    """One problem's printed row: each variant's error, and the default's ÷ the adjoint's."""
+    ratio = errors['gq default'] / errors['adjoint'] if errors['adjoint'] else float('nan')
+    return (
+        f'{name:<17}'
+        + ''.join(f'{errors[variant]:>13.1e}' for variant in VARIANTS)
+        + f'{ratio:>11.2f}'
+    )
+
+
+def output_lines(record):
+    """What the command printed, rebuilt from its ``--output`` record."""
+    return [f'$ {record["command"]}', *header_lines()] + [
+        row(name, errors) for name, errors in record['errors'].items()
+    ]
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(
         prog='python -m benchmarks.gradient_accuracy', description=__doc__.split('\n\n')[0]
@@ -96,19 +124,24 @@ def main(argv=None):
         choices=PROBLEM_NAMES,
         help='problem to run (repeatable; default all)',
     )
+    parser.add_argument(
+        '--output',
+        type=pathlib.Path,
+        default=None,
+        help='also write every error, the machine, the versions and the commit to this JSON file',
+    )
     args = parser.parse_args(argv)
-    header = f'{"problem":<17}' + ''.join(f'{name:>13}' for name in VARIANTS) + f'{"÷ adjoint":>11}'
-    print(header)
-    print('-' * len(header))
+    if args.output is not None and not args.output.parent.is_dir():
+        parser.error(f'--output: the folder {args.output.parent} does not exist')
+    print('\n'.join(header_lines()))
+    record = dict(**record_header('benchmarks.gradient_accuracy', 'cpu'), errors={}, ran={})
     for name in args.problem or PROBLEM_NAMES:
-        errors = measure(problem(name))
-        ratio = errors['gq default'] / errors['adjoint'] if errors['adjoint'] else float('nan')
-        print(
-            f'{name:<17}'
-            + ''.join(f'{errors[variant]:>13.1e}' for variant in VARIANTS)
-            + f'{ratio:>11.2f}',
-            flush=True,
-        )
+        record['ran'][name] = {}
+        record['errors'][name] = measure(problem(name), settle=True, ran=record['ran'][name])
+        print(row(name, record['errors'][name]), flush=True)
+        if args.output is not None:  # after every problem: an interrupted run keeps them
+            write_record(args.output, record)
+    return record
 
 
 if __name__ == '__main__':

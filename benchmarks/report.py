@@ -13,10 +13,9 @@ import argparse
 import json
 import os
 import pathlib
-import re
 import statistics
 
-from benchmarks.training import FORCED, chunk_ratios
+from benchmarks.training import FORCED, chunk_ratios, exploring
 
 #: The file types ``--figure`` may be written as.
 FIGURE_SUFFIXES = ('.png', '.pdf', '.svg')
@@ -40,17 +39,6 @@ LABELS = {
 def load(path=RECORD):
     """The JSON record ``benchmarks.clients --train --output`` wrote."""
     return json.loads(pathlib.Path(path).read_text())
-
-
-def exploring(plans):
-    """``(calls spent exploring, calls)`` from the default's plans as printed."""
-    explored = calls = 0
-    for text in plans:
-        match = re.search(r'(\d+) calls, (\d+) exploring', text)
-        if match:
-            calls += int(match.group(1))
-            explored += int(match.group(2))
-    return explored, calls
 
 
 def summary(record, name):
@@ -139,18 +127,83 @@ def paragraph(record):
     extra = []
     for name in found:
         steps = record['one_step'][name]
-        plan = 'gq ' + found[name]['plan']
-        if plan in steps and steps[plan].get('memory') is not None:
-            extra.append((steps[plan]['memory'] - steps['direct']['memory']) / 2**20)
+        default, direct = steps['gq default'].get('memory'), steps['direct'].get('memory')
+        if default is not None and direct is not None:
+            extra.append((default - direct) / 2**20)
     if extra:
         above = [value for value in extra if value > 0]
         parts.append(
-            "In one step its pass's peak memory is at or below direct backprop's on "
+            "In one step its peak memory is at or below direct backprop's on "
             f'{len(extra) - len(above)} workloads'
             + (f' and {_span(above, 1)} MiB above it on {len(above)}' if above else '')
             + '.'
         )
     return ' '.join(parts)
+
+
+#: The default's aims over a whole training run, per workload: its mean step at most this
+#: many times direct backprop's.
+VERSUS_DIRECT = {
+    'spiral': 1.1,
+    'latent_ode': 1.1,
+    'cnf_exact': 1.1,
+    'cnf_hutchinson': 1.1,
+    'bouncing_ball': 1.2,
+    'spheres2000': 0.95,
+    'sines10': 1.5,
+}
+#: ... at most this many times the fastest single pass of the adjoint's accuracy ...
+VERSUS_FASTEST = 1.05
+#: ... with a gradient error at most this many times the adjoint's ...
+VERSUS_ADJOINT_ERROR = 2.0
+
+
+def _met(value, bound):
+    return 'yes' if value <= bound else '**no**'
+
+
+def targets(record):
+    """A markdown table: per workload, the default's figures beside each aim (mean step
+    ÷ direct over the run, ÷ the fastest single pass, gradient error ÷ the adjoint's,
+    extra peak memory of one step over direct backprop's) and whether it was met."""
+    lines = [
+        '| workload | ÷ direct (aim) | met | ÷ fastest single pass (aim '
+        f"{VERSUS_FASTEST:g}) | met | error ÷ adjoint's (aim {VERSUS_ADJOINT_ERROR:g}) | met | "
+        "one step's peak memory − direct's, MiB (aim 0) | met |",
+        '|---|---|---|---|---|---|---|---|---|',
+    ]
+    for name in record['training']:
+        figures = summary(record, name)
+        if figures is None:
+            continue
+        bound = VERSUS_DIRECT.get(name)
+        direct = f'{figures["versus_direct"]:.2f} ({"—" if bound is None else f"{bound:g}"})'
+        cells = [LABELS.get(name, name), direct]
+        cells.append('—' if bound is None else _met(figures['versus_direct'], bound))
+        fastest = figures['versus_fastest']
+        cells += (
+            ['—', '—']
+            if fastest is None
+            else [
+                f'{fastest:.2f}',
+                _met(fastest, VERSUS_FASTEST),
+            ]
+        )
+        error = figures['plan_error']
+        if error is None:
+            cells += ['—', '—']
+        else:
+            ratio = error / figures['adjoint_error']
+            cells += [f'{ratio:.2f}', _met(ratio, VERSUS_ADJOINT_ERROR)]
+        steps = record['one_step'][name]
+        default, direct = steps['gq default'].get('memory'), steps['direct'].get('memory')
+        if default is None or direct is None:
+            cells += ['—', '—']
+        else:
+            extra = (default - direct) / 2**20
+            cells += [f'{extra + 0.0:+.1f}' if round(extra, 1) else '0.0', _met(extra, 0.0)]
+        lines.append('| ' + ' | '.join(cells) + ' |')
+    return '\n'.join(lines)
 
 
 def main(argv=None):

@@ -13,17 +13,12 @@ import torch
 
 import torch_gq_adjoint
 from common.arguments import positive_int
-from common.devices import device_name, synchronise
+from common.devices import add_device_flag, synchronise
 
 
 def add_machine_flags(parser):
     """Add ``--device`` and ``--threads`` to a benchmark's ``parser``."""
-    parser.add_argument(
-        '--device',
-        type=device_name,
-        default=torch.device('cpu'),
-        help="'cpu' (default), 'cuda', 'cuda:N' or a GPU index N",
-    )
+    add_device_flag(parser)
     parser.add_argument(
         '--threads',
         type=positive_int,

@@ -16,6 +16,7 @@ spent exploring.
 from __future__ import annotations
 
 import collections
+import re
 import statistics
 import time
 
@@ -118,6 +119,22 @@ def chunk_ratios(seconds, reference, chunk=CHUNK):
     return paired_ratios(dict(mode=means(seconds), reference=means(reference)), 'mode', 'reference')
 
 
-def exploration(plans):
-    """``(calls spent exploring, calls)`` over the default's call sites."""
-    return sum(plan.explored for plan in plans), sum(plan.calls for plan in plans)
+def exploring(plans):
+    """``(calls spent exploring, calls)`` over the default's call sites, from their plans
+    as the library prints them (``str(plan)``, as the record keeps them)."""
+    explored = calls = 0
+    for text in plans:
+        match = re.search(r'(\d+) calls, (\d+) exploring', text)
+        if match:
+            calls += int(match.group(1))
+            explored += int(match.group(2))
+    return explored, calls
+
+
+def choices(plans):
+    """The pass each printed plan settled on (None where it chose nothing)."""
+    found = []
+    for text in plans:
+        match = re.search(r'^  \w+: (\S+)', text, re.MULTILINE)
+        found.append(None if match is None or match.group(1) == 'nothing' else match.group(1))
+    return found

@@ -26,6 +26,16 @@ def device_name(text):
     return device
 
 
+def add_device_flag(parser):
+    """Add ``--device`` (:func:`device_name`, default the CPU) to ``parser``."""
+    parser.add_argument(
+        '--device',
+        type=device_name,
+        default=torch.device('cpu'),
+        help="'cpu' (default), 'cuda', 'cuda:N' or a GPU index N",
+    )
+
+
 def synchronise(device):
     """Wait for the work queued on ``device`` (CUDA runs asynchronously; CPU does not)."""
     if torch.device(device).type == 'cuda':

@@ -228,7 +228,11 @@ def _run_locked(args, spec, make_setup, folder):
     val_batches = list(_batches(setup.val_data, args.batchsize or len(setup.val_data[0])))
     history = _new_history(sum(param.numel() for param in model.parameters()))
     training = _TrainingState(model, optimiser, generator)
-    kept = results.read_checkpoint(folder, args.device) if args.load_model else None
+    kept = (
+        results.read_checkpoint(folder, args.device, results.checkpoint_bytes(model))
+        if args.load_model
+        else None
+    )
     if kept is not None:
         checkpoint, path = kept
         check_checkpoint(folder, path, checkpoint, args)

@@ -12,6 +12,7 @@ import copy
 import torch
 from torch import nn
 
+import torch_gq_adjoint
 from torch_gq_adjoint import odeint, odeint_adjoint, odeint_adjoint_gq
 
 
@@ -265,14 +266,44 @@ def problem(name):
     raise ValueError(f'problem must be one of {", ".join(PROBLEM_NAMES)}; got {name!r}.')
 
 
-def measure(problem):
-    """``{variant: relative error}`` of each of :data:`VARIANTS` for one problem."""
+def measure(problem, settle=False, ran=None):
+    """``{variant: relative error}`` of each of :data:`VARIANTS` for one problem.
+
+    Args:
+        problem: a :class:`Problem`.
+        settle: bool, call each variant that plans (``backward='auto'``) until its plan
+            settles, from a fresh plan (at most :data:`SETTLE_CALLS` calls), so that its
+            error is that of the pass a training run keeps rather than of its first,
+            exploring call (default False: one call each).
+        ran: optional dict, filled with ``{variant: the backward pass of its last call}``
+            (None for torchdiffeq's adjoint).
+    """
     reference = problem.reference().to(problem.dtype)
     errors = {}
     for variant, solve in VARIANTS.items():
-        gradient = problem.gradient(solve, **problem.tolerances)
+        info = {}
+        extra = dict(info=info) if variant.startswith('gq') else {}
+
+        def call(solve=solve, extra=extra):
+            return problem.gradient(
+                lambda func, y0, t, **kwargs: solve(func, y0, t, **extra, **kwargs),
+                **problem.tolerances,
+            )
+
+        if settle:
+            torch_gq_adjoint.reset_plans()
+        for _ in range(SETTLE_CALLS if settle else 1):
+            gradient = call()
+            if all(plan.state in ('settled', 'pinned') for plan in torch_gq_adjoint.plans()):
+                break
         errors[variant] = ((gradient - reference).norm() / reference.norm()).item()
+        if ran is not None:
+            ran[variant] = info.get('backward')
     return errors
+
+
+#: The most calls :func:`measure` makes to let a variant's plan settle.
+SETTLE_CALLS = 30
 
 
 class SecondOrderField(nn.Module):

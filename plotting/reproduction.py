@@ -34,7 +34,16 @@ from study.grids import EXPERIMENTS, STUDIES
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 #: The documents whose blocks are generated, relative to the repository's root, and
 #: whether their prose must hold no measured number outside the blocks.
-DOCUMENTS = {'REPRODUCTION.md': True, 'README.md': True, 'docs/benchmarks.md': False}
+#: docs/paper_notes.md is left out: it quotes the paper's own settings and figures.
+DOCUMENTS = {
+    'REPRODUCTION.md': True,
+    'README.md': True,
+    'docs/benchmarks.md': True,
+    'docs/backward.md': True,
+    'docs/usage.md': True,
+    'docs/experiments.md': True,
+    'docs/sde.md': True,
+}
 BEGIN = '<!-- generated: {} -->'
 END = '<!-- end generated: {} -->'
 _BEGIN = re.compile(r'<!-- generated: (\S+) -->')
@@ -443,7 +452,7 @@ def clients(results_dir):
     """The training-run benchmark's table (``results/benchmarks/clients.json``)."""
     from benchmarks import report
 
-    record = report.load(pathlib.Path(results_dir) / 'benchmarks' / 'clients.json')
+    record = _clients_record(results_dir)
     return '\n'.join([report.HEADER, '|---|---|---|---|---|---|---|', *report.rows(record)])
 
 
@@ -565,11 +574,82 @@ def pending(results_dir):
     return '\n'.join(lines) if lines else 'None: every run of the reduced grids is committed.'
 
 
+def _clients_record(results_dir):
+    from benchmarks import report
+
+    return report.load(pathlib.Path(results_dir) / 'benchmarks' / 'clients.json')
+
+
+def clients_output(results_dir):
+    """Everything the training-run benchmark printed, rebuilt from its record."""
+    from benchmarks import clients as client_benchmark
+
+    return '\n'.join(['```', *client_benchmark.output_lines(_clients_record(results_dir)), '```'])
+
+
+def clients_targets(results_dir):
+    """The default's figures over the training runs beside each aim."""
+    from benchmarks import report
+
+    return report.targets(_clients_record(results_dir))
+
+
+def _accuracy_record(results_dir):
+    path = pathlib.Path(results_dir) / 'benchmarks' / 'gradient_accuracy.json'
+    return json.loads(path.read_text())
+
+
+def gradient_accuracy_table(results_dir):
+    """The accuracy benchmark's table as its command printed it, from the record."""
+    from benchmarks import gradient_accuracy
+
+    record = _accuracy_record(results_dir)
+    return '\n'.join(['```', *gradient_accuracy.output_lines(record), '```'])
+
+
+def gradient_accuracy_summary(results_dir):
+    """Each error-controlled mode's error over the adjoint's, across the problems."""
+    record = _accuracy_record(results_dir)
+    errors = record['errors']
+    sentences = []
+    for mode, words in (
+        ('gq interp', 'The interpolating pass'),
+        ('gq restart', 'Restarting'),
+        ('gq default', 'The default'),
+        ('gq gtol=0.1', "The paper's rule (`gtol=0.1`)"),
+    ):
+        ratios = [
+            found[mode] / found['adjoint']
+            for found in errors.values()
+            if found['adjoint'] > 0 and mode in found
+        ]
+        if not ratios:
+            continue
+        below = sum(ratio <= 1 for ratio in ratios)
+        sentences.append(
+            f"{words}: {_fmt(min(ratios), 2)}–{_fmt(max(ratios), 2)} × the adjoint's error "
+            f'(at or below it on {below} of {len(ratios)} problems).'
+        )
+    settled = {}
+    for name, ran in record.get('ran', {}).items():
+        settled.setdefault(ran.get('gq default') or 'unknown', []).append(name)
+    if settled:
+        sentences.append(
+            'The default settled on '
+            + '; '.join(
+                f'the {what} pass for {", ".join(names)}'
+                for what, names in sorted(settled.items(), key=lambda item: -len(item[1]))
+            )
+            + '.'
+        )
+    return ' '.join(sentences)
+
+
 def clients_summary(results_dir):
     """The sentences under the training-run table."""
     from benchmarks import report
 
-    return report.paragraph(report.load(pathlib.Path(results_dir) / 'benchmarks' / 'clients.json'))
+    return report.paragraph(_clients_record(results_dir))
 
 
 def _block_table():
@@ -581,6 +661,10 @@ def _block_table():
         'propagator': propagator,
         'clients': clients,
         'clients_summary': clients_summary,
+        'clients_output': clients_output,
+        'clients_targets': clients_targets,
+        'gradient_accuracy_table': gradient_accuracy_table,
+        'gradient_accuracy_summary': gradient_accuracy_summary,
         'one_step': one_step,
         'main_run': main_run,
         'gradient_speed_table': gradient_speed_table,
@@ -661,16 +745,26 @@ def stray_numbers(text):
     return found
 
 
-def check(results_dir, root=ROOT):
-    """Problems (strings naming file and line) of every document; empty when all agree."""
-    problems, cache = [], {}
+def _rendered(results_dir, root):
+    """``(name, path, text, wanted)`` for every document, ``wanted`` the text with its
+    blocks regenerated (a :class:`BlockError` where its markers are malformed)."""
+    cache = {}
     for name in DOCUMENTS:
         path = pathlib.Path(root) / name
         text = path.read_text()
         try:
             wanted = render(text, results_dir, cache)
         except BlockError as error:
-            problems.append(f'{name}: {error}')
+            wanted = error
+        yield name, path, text, wanted
+
+
+def check(results_dir, root=ROOT):
+    """Problems (strings naming file and line) of every document; empty when all agree."""
+    problems = []
+    for name, _, text, wanted in _rendered(results_dir, root):
+        if isinstance(wanted, BlockError):
+            problems.append(f'{name}: {wanted}')
             continue
         if wanted != text:
             have, want = text.split('\n'), wanted.split('\n')
@@ -684,7 +778,7 @@ def check(results_dir, root=ROOT):
                     break
             else:
                 problems.append(f'{name}: a block has another length than the results give')
-        for line, value in stray_numbers(text) if DOCUMENTS.get(name, True) else ():
+        for line, value in stray_numbers(text) if DOCUMENTS[name] else ():
             problems.append(
                 f'{name}:{line}: the number {value!r} stands outside every generated block'
             )
@@ -693,11 +787,10 @@ def check(results_dir, root=ROOT):
 
 def write(results_dir, root=ROOT):
     """Rewrite every document's blocks; returns the names of the files that changed."""
-    changed, cache = [], {}
-    for name in DOCUMENTS:
-        path = pathlib.Path(root) / name
-        text = path.read_text()
-        wanted = render(text, results_dir, cache)
+    changed = []
+    for name, path, text, wanted in _rendered(results_dir, root):
+        if isinstance(wanted, BlockError):
+            raise BlockError(f'{name}: {wanted}')
         if wanted != text:
             atomic.write_bytes(path, wanted.encode())
             changed.append(name)
@@ -724,7 +817,11 @@ def main(argv=None):
         print(BLOCKS[args.show](args.results_dir))
         return 0
     if args.write:
-        changed = write(args.results_dir)
+        try:
+            changed = write(args.results_dir)
+        except BlockError as error:
+            print(f'error: {error}', file=sys.stderr)
+            return 1
         print(f'rewrote {", ".join(changed)}' if changed else 'every block was up to date')
         return 0
     problems = check(args.results_dir)

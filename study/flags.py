@@ -5,8 +5,6 @@ and are its identity in ``summary.json``, so the data layer owns them; the comma
 :mod:`experiments` parse their command lines with :func:`parser_of`.
 """
 
-import torch
-
 from common.arguments import (
     ArgumentParser,
     experiment_number,
@@ -18,7 +16,7 @@ from common.arguments import (
     quadrature_factor,
     tolerance,
 )
-from common.devices import device_name
+from common.devices import add_device_flag
 from datasets import DATA_DIR, images, sines
 from models.backprop import ADJOINT_OPTIONS, EXTRA_OPTIONS
 from models.sde import SDE_OPTIONS
@@ -66,12 +64,7 @@ def build_parser(
     parser.add_argument(
         '--gtol', type=quadrature_factor, default=0.1, help='GQ node-count factor C (default 0.1)'
     )
-    parser.add_argument(
-        '--device',
-        type=device_name,
-        default=torch.device('cpu'),
-        help="'cpu' (default), 'cuda', 'cuda:N' or a GPU index N",
-    )
+    add_device_flag(parser)
     # A run is resumable by default: an interrupted command, rerun as it was, continues
     # after its last finished epoch.
     parser.add_argument(
@@ -113,11 +106,16 @@ def _nested_spheres():
         nepochs=100,
         batchsize=200,
     )
+    return _with_augmentation(parser, 2)
+
+
+def _with_augmentation(parser, data_dim):
+    """``parser`` with ``--aug_dim``: zeros appended to the ``data_dim``-D state."""
     parser.add_argument(
         '--aug_dim',
         type=non_negative_int,
         default=3,
-        help='zeros appended to the 2-D state (default 3)',
+        help=f'zeros appended to the {data_dim}-D state (default 3)',
     )
     return parser
 
@@ -132,13 +130,7 @@ def _g1d():
         nepochs=150,
         batchsize=0,
     )
-    parser.add_argument(
-        '--aug_dim',
-        type=non_negative_int,
-        default=3,
-        help='zeros appended to the 1-D state (default 3)',
-    )
-    return parser
+    return _with_augmentation(parser, 1)
 
 
 def _sines():

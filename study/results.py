@@ -190,18 +190,34 @@ def _check_archive(path):
         raise ValueError(f'its contents inflate to {inflated} bytes from a smaller file')
 
 
-def read_checkpoint(folder, device='cpu'):
+def checkpoint_bytes(model):
+    """The most bytes a checkpoint of ``model`` may take: its parameters and buffers
+    three times over (the weights and Adam's two moments), and room for the history, the
+    generators' states and the arguments."""
+    tensors = list(model.parameters()) + list(model.buffers())
+    return 3 * sum(tensor.numel() * tensor.element_size() for tensor in tensors) + 2**24
+
+
+def read_checkpoint(folder, device='cpu', max_bytes=None):
     """The latest state a run kept, its tensors on ``device``, and the file it came from:
     ``(checkpoint, path)``, or None if the run kept none.
 
     Of ``checkpoint.pt`` and ``final_state.pt``, the one with more epochs is taken. Files
     are read with ``weights_only=True``: a checkpoint cannot run code when it is loaded.
+    ``max_bytes`` (e.g. :func:`checkpoint_bytes` of the run's model): a larger file is
+    refused unread, whatever it holds.
 
     Raises:
         ResultsError: a file is corrupt, truncated, or not a checkpoint.
     """
 
     def load(path):
+        size = path.stat().st_size
+        if max_bytes is not None and size > max_bytes:
+            raise ValueError(
+                f"it holds {size} bytes, more than a checkpoint of this run's model takes "
+                f'({max_bytes})'
+            )
         _check_archive(path)
         # Any exception: torch.load fails in many ways on bad files (and refuses, with an
         # UnpicklingError, anything but tensors and plain containers).

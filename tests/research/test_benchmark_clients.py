@@ -10,7 +10,7 @@ def _failing_solver(func, y0, t, **kwargs):
     raise AssertionError('t must be strictly increasing or decreasing')
 
 
-def test_a_failing_mode_is_reported_in_its_row(monkeypatch, capsys):
+def test_a_failing_mode_is_reported_in_its_row(monkeypatch):
     monkeypatch.setitem(clients.MODES, 'gq restart', (_failing_solver, {}))
     results, runners = clients.measure(
         'bouncing_ball', ['direct', 'adjoint', 'gq restart'], 1, torch.device('cpu')
@@ -23,8 +23,7 @@ def test_a_failing_mode_is_reported_in_its_row(monkeypatch, capsys):
     for mode in ('direct', 'adjoint'):
         results[mode].update(memory=None, error=0.0)
         assert results[mode]['seconds'] > 0
-    clients._print('bouncing_ball', results)
-    lines = capsys.readouterr().out.splitlines()
+    lines = clients.one_step_lines('bouncing_ball', results)
     assert len(lines) == 3
     assert lines[2].endswith('failed: AssertionError: t must be strictly increasing or decreasing')
     assert lines[0].split()[1] == 'direct' and float(lines[0].split()[4]) == 1.0
@@ -41,7 +40,7 @@ def test_paired_ratios_are_taken_turn_by_turn():
     assert paired_ratios({'a': [2.0], 'b': [4.0]}, 'a', 'b') == (0.5, 0.5, 0.5)
 
 
-def test_the_default_gets_its_turn_by_turn_ratio_line(capsys):
+def test_the_default_gets_its_turn_by_turn_ratio_line():
     results, _ = clients.measure(
         'spiral', ['direct', 'adjoint', 'gq default'], 3, torch.device('cpu')
     )
@@ -49,8 +48,7 @@ def test_the_default_gets_its_turn_by_turn_ratio_line(capsys):
     assert 0 < lower <= middle <= upper
     for result in results.values():
         result.update(memory=None, error=0.0)
-    clients._print('spiral', results)
-    last = capsys.readouterr().out.splitlines()[-1]
+    last = clients.one_step_lines('spiral', results)[-1]
     assert last.startswith('spiral          gq default ÷ direct, turn by turn: median ')
     assert f'quartiles {lower:.2f}–{upper:.2f}' in last
 
@@ -76,3 +74,29 @@ def test_the_compile_benchmark_prints_both_modes(capsys):
         assert plain > 0 and compiled_seconds > 0
         # The printed seconds are rounded: the ratio (of the unrounded ones) agrees to 5 %.
         assert ratio == pytest.approx(compiled_seconds / plain, rel=0.05, abs=0.01)
+
+
+def test_the_record_prints_what_the_run_printed(tmp_path, capsys, monkeypatch):
+    # docs/benchmarks.md shows the output rebuilt from the committed record: it must be
+    # exactly what the command printed while it ran.
+    import json
+
+    output = tmp_path / 'clients.json'
+    argv = ['--workload', 'spiral', '--mode', 'gq checkpoint', '--repeats', '2']
+    argv += ['--threads', '1', '--train', '--steps', '3', '--output', str(output)]
+    monkeypatch.setattr('sys.argv', ['clients.py', *argv])
+    clients.main(argv)
+    printed = capsys.readouterr().out.splitlines()
+    record = json.loads(output.read_text())
+    assert record['command'] == 'python -m benchmarks.clients ' + ' '.join(argv)
+    rebuilt = clients.output_lines(record)
+    assert rebuilt[0] == '$ ' + record['command']
+    assert rebuilt[1:] == printed
+    trained = [line for line in printed if ' steps ' in line and 's/step' in line]
+    assert [line.split()[1:3] for line in trained] == [
+        ['direct', '3'],
+        ['gq', 'default'],
+        ['gq', 'checkpoint'],
+    ]
+    assert printed[-1].startswith('spiral          gq default ran: ')
+    assert 'explored ' in printed[-1] and ' of 3 calls' in printed[-1]

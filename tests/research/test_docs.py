@@ -139,7 +139,7 @@ def test_the_rule_of_auto_quotes_the_constants_of_the_code():
     rule = text[text.index("## `'auto'`: the default") :]
     rule = rule[: rule.index('\n## ')] if '\n## ' in rule else rule
     assert f'`rtol` ≤ {checks.TIGHT_RTOL:.0e}'.replace('e-0', 'e-') in rule
-    assert f'evaluations, {choice.CHECKPOINT_COST:g} each' in rule
+    assert f'evaluations, `{choice.CHECKPOINT_COST:g}` each' in rule
     assert f'`max(NFE, {choice.STEP_EVALUATIONS} · intervals)`' in rule
     assert f'{2 * choice.STEP_EVALUATIONS} per interval with `gtol=None`' in rule
     assert f'`{choice.RIDING_COST:g} · max(' in rule

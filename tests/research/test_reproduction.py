@@ -103,11 +103,28 @@ def test_the_report_holds_what_the_results_give():
 
 
 def _document(tmp_path, body):
-    (tmp_path / 'REPRODUCTION.md').write_text(body)
-    (tmp_path / 'README.md').write_text('nothing measured here\n')
     (tmp_path / 'docs').mkdir()
-    (tmp_path / 'docs' / 'benchmarks.md').write_text('no blocks here\n')
+    for name in reproduction.DOCUMENTS:
+        (tmp_path / name).write_text('nothing measured here\n')
+    (tmp_path / 'REPRODUCTION.md').write_text(body)
     return tmp_path
+
+
+def test_every_document_but_the_papers_notes_is_checked():
+    documents = {path.relative_to(REPOSITORY).as_posix() for path in REPOSITORY.glob('docs/*.md')}
+    assert documents - set(reproduction.DOCUMENTS) == {'docs/paper_notes.md'}
+    assert all(reproduction.DOCUMENTS.values())
+
+
+def test_a_pasted_benchmark_figure_in_the_docs_is_caught(tmp_path):
+    root = _document(tmp_path, 'nothing\n')
+    (root / 'docs' / 'backward.md').write_text(
+        'The propagator took 0.252 s a step (2.6 × direct).\n'
+    )
+    assert reproduction.check(REPOSITORY / 'results', root) == [
+        "docs/backward.md:1: the number '0.252' stands outside every generated block",
+        "docs/backward.md:1: the number '2.6 ×' stands outside every generated block",
+    ]
 
 
 def test_the_check_names_the_line_of_a_changed_number(tmp_path):

@@ -142,3 +142,20 @@ def test_a_state_that_inflates_is_refused_unread(tmp_path):
         archive.writestr('archive/data.pkl', b'\0' * 2**26)
     with pytest.raises(results.ResultsError, match='inflate'):
         results.read_checkpoint(folder)
+
+
+def test_a_checkpoint_larger_than_the_runs_model_takes_is_refused_unread(tmp_path, capsys):
+    # A state that does not inflate but is far larger than the model it claims to continue
+    # (here a width-8 g1d carrying a 20 MiB tensor) is refused before it is loaded.
+    folder = _g1d(tmp_path / 'results', '--save_model', '0')
+    path = folder / results.FINAL_STATE
+    state = torch.load(path, weights_only=True)
+    state['history']['padding'] = torch.zeros(5 * 2**20)
+    torch.save(state, path)
+    with pytest.raises(SystemExit) as raised:
+        _g1d(tmp_path / 'results', '--nepochs', '3')
+    message = capsys.readouterr().err
+    assert raised.value.code == 1 and 'Traceback' not in message
+    assert "more than a checkpoint of this run's model takes" in message
+    # Without the model's bound the reader still reads it (the plots' readers, the tests).
+    assert results.read_checkpoint(folder) is not None

@@ -6,10 +6,19 @@ real time and their own state structure, as for torchdiffeq's adjoint. This modu
 them, so that the backward solve steps where torchdiffeq's adjoint would.
 """
 
+from __future__ import annotations
+
+from typing import Any, Callable, Optional, Union
+
 import torch
 
+from .state import StateLayout
 
-def backward_options(adjoint_options, direction):
+#: A norm of the flat state.
+Norm = Callable[[torch.Tensor], torch.Tensor]
+
+
+def backward_options(adjoint_options: dict[str, Any], direction: float) -> dict[str, Any]:
     """Return a copy of ``adjoint_options`` with the time-like options mapped to ``s``.
 
     Args:
@@ -23,7 +32,7 @@ def backward_options(adjoint_options, direction):
     constructor = options.get('grid_constructor')
     if constructor is not None:
 
-        def grid_constructor(func, y0, s):
+        def grid_constructor(func: Any, y0: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
             # The user's constructor sees the interval's two end points in real time,
             # from t[i] to t[i-1], as under torchdiffeq's adjoint.
             grid = constructor(func, y0, direction * s[[0, -1]])
@@ -33,12 +42,14 @@ def backward_options(adjoint_options, direction):
     return options
 
 
-def _rms_norm(tensor):
+def _rms_norm(tensor: torch.Tensor) -> torch.Tensor:
     # torchdiffeq's default norm.
     return tensor.abs().pow(2).mean().sqrt()
 
 
-def backward_norm(state_norm, adjoint_norm, layout):
+def backward_norm(
+    state_norm: Optional[Callable[..., Any]], adjoint_norm: Any, layout: StateLayout
+) -> Norm:
     """The norm of the flat backward state ``[z, a]``, as torchdiffeq's adjoint chooses it.
 
     By default (and for ``'seminorm'``: the GQ backward state has no parameter part to
@@ -53,7 +64,7 @@ def backward_norm(state_norm, adjoint_norm, layout):
     if adjoint_norm is None or adjoint_norm == 'seminorm':
         part_norm = flat_state_norm(state_norm, layout)
 
-        def default_norm(state):
+        def default_norm(state: torch.Tensor) -> torch.Tensor:
             return torch.maximum(
                 torch.as_tensor(part_norm(state[:size])), torch.as_tensor(part_norm(state[size:]))
             )
@@ -61,7 +72,7 @@ def backward_norm(state_norm, adjoint_norm, layout):
         return default_norm
     if callable(adjoint_norm):
 
-        def user_adjoint_norm(state):
+        def user_adjoint_norm(state: torch.Tensor) -> torch.Tensor:
             z, adjoint = layout.unflatten(state[:size]), layout.unflatten(state[size:])
             placeholder = torch.zeros((), dtype=state.dtype, device=state.device)
             if layout.is_tuple:
@@ -74,15 +85,15 @@ def backward_norm(state_norm, adjoint_norm, layout):
     )
 
 
-def flat_state_norm(state_norm, layout):
+def flat_state_norm(state_norm: Optional[Callable[..., Any]], layout: StateLayout) -> Norm:
     """The forward norm (the user's ``state_norm``, or torchdiffeq's default: RMS, its
     maximum over the parts of a tuple) as a function of the flat state."""
     if state_norm is None:
 
-        def part_norm(flat):
+        def part_norm(flat: torch.Tensor) -> torch.Tensor:
             if not layout.is_tuple:
                 return _rms_norm(flat)
-            return max(_rms_norm(piece) for piece in torch.split(flat, layout.numels))
+            return max(_rms_norm(piece) for piece in torch.split(flat, list(layout.numels)))
 
         return part_norm
     if layout.is_tuple:
@@ -90,7 +101,9 @@ def flat_state_norm(state_norm, layout):
     return state_norm
 
 
-def flat_tolerance(value, layout, like):
+def flat_tolerance(
+    value: Any, layout: StateLayout, like: torch.Tensor
+) -> Union[float, torch.Tensor]:
     """A tolerance as a number or a flat ``(n,)`` tensor matching the flat state ``like``.
 
     torchdiffeq takes one tolerance per part of a tuple state; those are expanded to the

@@ -11,6 +11,10 @@ geometry (times, direction, rules, tolerances, options) and runs one solve;
 :func:`integrate_intervals` turns the intervals into a :class:`~.record.BackwardResult`.
 """
 
+from __future__ import annotations
+
+from typing import Any, Callable, Iterable, Optional, Union
+
 import torch
 import torchdiffeq
 
@@ -19,7 +23,12 @@ from .backward_options import backward_options, flat_tolerance
 from .error_control import ControlledQuadrature, Interval
 from .parameter_integral import NodeEvaluator, ParameterIntegral
 from .quadrature import FIRST_GTOL, candidate_counts, gauss_legendre, node_count
-from .record import BackwardResult
+from .record import BackwardResult, ForwardRecord
+
+#: A Gauss–Legendre rule: its nodes and weights.
+NodesWeights = tuple[torch.Tensor, torch.Tensor]
+#: Node counts to try on a piece of an interval, given its length.
+Counts = Callable[[float], list[int]]
 
 
 class BackwardSolves:
@@ -39,7 +48,7 @@ class BackwardSolves:
         jumps: list of ``jump_t`` values (real time), where rules are split.
     """
 
-    def __init__(self, record):
+    def __init__(self, record: ForwardRecord) -> None:
         settings = record.settings
         self.record = record
         self.settings = settings
@@ -72,19 +81,24 @@ class BackwardSolves:
             for value in (settings.adjoint_rtol, settings.adjoint_atol)
         )
 
-    def counts(self, length):
+    def counts(self, length: float) -> list[int]:
         """Node counts to try on a piece of length ``length`` (adaptive and scipy methods)."""
         if self.controlled:
             return candidate_counts(
                 node_count(FIRST_GTOL, self.forward_nfe, length, self.total_length)
             )
-        return [node_count(self.settings.gtol, self.forward_nfe, length, self.total_length)]
+        gtol = self.settings.gtol
+        if gtol is None:  # fixed-grid methods count their nodes from the grid (restart)
+            raise RuntimeError('odeint_adjoint_gq: no node count for gtol=None on this method')
+        return [node_count(gtol, self.forward_nfe, length, self.total_length)]
 
-    def rules_of(self, index, counts=None):
+    def rules_of(self, index: int, counts: Optional[Counts] = None) -> list[NodesWeights]:
         """The candidate rules of interval ``[t_{index-1}, t_index]`` (see :meth:`rules`)."""
         return self.rules(self.time_values[index], self.time_values[index - 1], counts)
 
-    def rules(self, end, start, counts=None):
+    def rules(
+        self, end: float, start: float, counts: Optional[Counts] = None
+    ) -> list[NodesWeights]:
         """Gauss–Legendre rules on ``[start, end]``, composite across ``jump_t``.
 
         A discontinuity of ``f`` inside an interval would ruin a Gauss rule's accuracy;
@@ -113,7 +127,14 @@ class BackwardSolves:
             rules.append((torch.cat(nodes), torch.cat(weights)))
         return rules
 
-    def interval(self, index, rules, adjoint_start, adjoint_end, state_end):
+    def interval(
+        self,
+        index: int,
+        rules: list[Any],
+        adjoint_start: torch.Tensor,
+        adjoint_end: torch.Tensor,
+        state_end: torch.Tensor,
+    ) -> Interval:
         """The :class:`~.error_control.Interval` ``[t_{index-1}, t_index]``."""
         end, start = self.time_values[index], self.time_values[index - 1]
         # Across a jump of f, a·f jumps too: the time check's reference does not hold.
@@ -131,15 +152,15 @@ class BackwardSolves:
 
     def odeint(
         self,
-        dynamics,
-        start_state,
-        solve_times,
-        index,
-        rtol=None,
-        atol=None,
-        norm=None,
-        options=None,
-    ):
+        dynamics: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+        start_state: torch.Tensor,
+        solve_times: torch.Tensor,
+        index: int,
+        rtol: Union[float, torch.Tensor, None] = None,
+        atol: Union[float, torch.Tensor, None] = None,
+        norm: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
+        options: Optional[dict[str, Any]] = None,
+    ) -> torch.Tensor:
         """One backward solve of ``dynamics`` from observation ``index``.
 
         Args:
@@ -187,7 +208,13 @@ class BackwardSolves:
         return path
 
 
-def integrate_intervals(solves, found, grad_solution, name, backward_nfe):
+def integrate_intervals(
+    solves: BackwardSolves,
+    found: Iterable[Interval],
+    grad_solution: torch.Tensor,
+    name: str,
+    backward_nfe: Callable[[], int],
+) -> BackwardResult:
     """The parameter integral over the intervals ``found`` (from the last to the first).
 
     Args:
@@ -231,7 +258,9 @@ def integrate_intervals(solves, found, grad_solution, name, backward_nfe):
     )
 
 
-def _fitted(tolerance, state):
+def _fitted(
+    tolerance: Union[float, torch.Tensor], state: torch.Tensor
+) -> Union[float, torch.Tensor]:
     """A per-element tolerance of the forward's flat state ``(n,)``, repeated over a flat
     backward state made of blocks of that size (``[z, a]``); anything else as it is."""
     if (

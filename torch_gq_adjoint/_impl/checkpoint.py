@@ -31,9 +31,11 @@ build the very solver object ``odeint`` builds, ``_runge_kutta_step`` with the s
 ``_step_func``, ``_linear_interp`` and ``_cubic_hermite_interp``.
 """
 
+from __future__ import annotations
+
 import bisect
 import warnings
-from typing import Sequence
+from typing import TYPE_CHECKING, Any, Optional, Sequence
 
 import torch
 from torchdiffeq._impl.interp import _interp_evaluate
@@ -42,8 +44,11 @@ from torchdiffeq._impl.odeint import SOLVERS
 from torchdiffeq._impl.rk_common import _runge_kutta_step
 
 from .checks import ADAPTIVE_METHODS
-from .kept_graph import backpropagate
-from .record import BackwardResult
+from .kept_graph import KeptGraph, backpropagate
+from .record import BackwardResult, ForwardRecord
+
+if TYPE_CHECKING:
+    from .gq_adjoint import Settings
 
 #: Fixed-grid methods whose steps depend only on the state at their start (the Adams
 #: methods carry a history of derivatives, and scipy's solvers are not torch code).
@@ -56,7 +61,7 @@ CHECKPOINT_METHODS = ADAPTIVE_METHODS | ONE_STEP_GRID_METHODS
 DEFAULT_CHECKPOINT_MEMORY = 2**28
 
 
-def checkpoint_problem(method, event_mode):
+def checkpoint_problem(method: Optional[str], event_mode: bool) -> Optional[str]:
     """Why the checkpointed backward cannot serve this solve (None if it can)."""
     if method not in CHECKPOINT_METHODS:
         return (
@@ -68,7 +73,7 @@ def checkpoint_problem(method, event_mode):
     return None
 
 
-def tape_problem(record, stages):
+def tape_problem(record: ForwardRecord, stages: bool) -> Optional[str]:
     """Why the record's tape cannot serve a pass that reads it (None if it can): none was
     recorded (or, with ``stages``, none with the stages), or it passed the budget."""
     tape = record.tape
@@ -81,12 +86,12 @@ def tape_problem(record, stages):
     return None
 
 
-def _usable(graph):
+def _usable(graph: Optional[KeptGraph]) -> bool:
     """Whether the forward kept its graph, and no backward pass has used it yet."""
     return graph is not None and not graph.used
 
 
-def step_evaluations(record):
+def step_evaluations(record: ForwardRecord) -> int:
     """Evaluations the recomputing checkpoint repeats: those of the accepted steps
     (adaptive methods), all of the forward's otherwise."""
     counted = record.tape if record.tape is not None else record.graph
@@ -94,11 +99,11 @@ def step_evaluations(record):
     return counted.step_evaluations if adaptive and counted is not None else record.forward_nfe
 
 
-def _nbytes(tensors):
+def _nbytes(tensors: Sequence[torch.Tensor]) -> int:
     return sum(tensor.numel() * tensor.element_size() for tensor in tensors)
 
 
-def _parts(value):
+def _parts(value: Any) -> tuple[torch.Tensor, ...]:
     return tuple(value) if isinstance(value, (tuple, list)) else (value,)
 
 
@@ -135,23 +140,28 @@ class ForwardTape:
             ``keep_stages``).
     """
 
-    def __init__(self, adaptive, reversed_time, limit_bytes, keep_stages=False):
+    def __init__(
+        self, adaptive: bool, reversed_time: bool, limit_bytes: float, keep_stages: bool = False
+    ) -> None:
         self.adaptive = adaptive
         self.reversed_time = reversed_time
         self.limit_bytes = limit_bytes
         self.keep_stages = keep_stages and adaptive
-        self.starts, self.ends, self.jumps, self.stages = [], [], [], []
-        self.first_derivative = None
-        self._attempt_outputs = []
+        self.starts: list[tuple[Any, Any, torch.Tensor, Any]] = []
+        self.ends: list[Any] = []
+        self.jumps: list[bool] = []
+        self.stages: list[tuple[Any, ...]] = []
+        self.first_derivative: Any = None
+        self._attempt_outputs: list[Any] = []
         self.overflow = False
         self.nbytes = 0
         self.step_evaluations = 0
         self._attempt_evaluations = 0
-        self._last_output = None
-        self._attempted = None
+        self._last_output: Any = None
+        self._attempted: Any = None
         self._after_accept = False
 
-    def on_evaluation(self, output):
+    def on_evaluation(self, output: Any) -> None:
         self._attempt_evaluations += 1
         if self.overflow:
             return
@@ -168,7 +178,7 @@ class ForwardTape:
             self._after_accept = False
         self._last_output = output
 
-    def on_step(self, t0, y0, dt):
+    def on_step(self, t0: Any, y0: Any, dt: torch.Tensor) -> None:
         self._after_accept = False
         self._attempt_evaluations = 0
         self._attempt_outputs = []
@@ -176,12 +186,12 @@ class ForwardTape:
         if not self.adaptive:
             self._keep(t0, y0, dt, None)
 
-    def on_accept(self, t0, y0, dt):
+    def on_accept(self, t0: Any, y0: Any, dt: torch.Tensor) -> None:
         self.step_evaluations += self._attempt_evaluations
         self._keep(t0, y0, dt, self._last_output)
         self._after_accept = True
 
-    def _keep(self, t0, y0, dt, end_derivative):
+    def _keep(self, t0: Any, y0: Any, dt: torch.Tensor, end_derivative: Any) -> None:
         if self.overflow:
             return
         tensors = _parts(y0) + (_parts(end_derivative) if end_derivative is not None else ())
@@ -196,7 +206,7 @@ class ForwardTape:
         if self.keep_stages:
             self.stages.append(stages)
 
-    def _add_bytes(self, tensors):
+    def _add_bytes(self, tensors: Sequence[torch.Tensor]) -> bool:
         """Count ``tensors`` against the budget; drop the tape past it (returns False)."""
         self.nbytes += _nbytes(tensors)
         if self.nbytes > self.limit_bytes:
@@ -204,7 +214,7 @@ class ForwardTape:
             return False
         return True
 
-    def drop(self):
+    def drop(self) -> None:
         """Forget everything (over budget, or not needed)."""
         self.overflow = True
         self.starts, self.ends, self.jumps, self.stages = [], [], [], []
@@ -227,7 +237,7 @@ class CheckpointBackward:
     name = 'checkpoint'
 
     @staticmethod
-    def records(settings):
+    def records(settings: Settings) -> tuple[str, ...]:
         """What the forward pass must record for this pass (where the method is covered):
         its graph where it fits (:mod:`.kept_graph`), and its accepted steps."""
         if checkpoint_problem(settings.method, settings.event_fn is not None) is not None:
@@ -235,7 +245,7 @@ class CheckpointBackward:
         return ('graph', 'steps')
 
     @staticmethod
-    def problem(record):
+    def problem(record: ForwardRecord) -> Optional[str]:
         """Why this pass cannot serve the solve (None if it can)."""
         settings = record.settings
         covered = checkpoint_problem(settings.method, settings.event_fn is not None)
@@ -243,13 +253,17 @@ class CheckpointBackward:
             return covered
         return tape_problem(record, stages=False)
 
-    def __init__(self, record):
-        settings, tape = record.settings, record.tape
-        self.settings, self.tape, self.params = settings, tape, record.params
+    def __init__(self, record: ForwardRecord) -> None:
+        settings = record.settings
+        self.settings, self.params = settings, record.params
         self.nfe = 0
         self.graph = record.graph if _usable(record.graph) else None
         if self.graph is not None:
             return  # nothing is recomputed
+        tape = record.tape
+        if tape is None:  # problem() names this before the pass is built
+            raise RuntimeError('odeint_adjoint_gq: the forward pass did not record its steps')
+        self.tape: ForwardTape = tape
         with warnings.catch_warnings():
             # The forward solve already warned about anything in the options.
             warnings.simplefilter('ignore')
@@ -276,18 +290,18 @@ class CheckpointBackward:
         solver_times = -output_times if tape.reversed_time else output_times
         self.solver_times = solver_times.to(self.solver.dtype) if tape.adaptive else solver_times
 
-    def _counted(self, t, y):
+    def _counted(self, t: torch.Tensor, y: Any) -> Any:
         self.nfe += 1
         return self.settings.func(t, y)
 
-    def _solver_form(self, value):
+    def _solver_form(self, value: Any) -> torch.Tensor:
         """A state (or derivative) as the solver holds it: the user's tensor as is, a
         tuple concatenated flat (as torchdiffeq's tuple wrapper does)."""
         if isinstance(value, (tuple, list)):
             return torch.cat([part.reshape(-1) for part in value])
         return value
 
-    def __call__(self, grad_solution):
+    def __call__(self, grad_solution: torch.Tensor) -> BackwardResult:
         """:class:`~.record.BackwardResult` for output cotangents ``(T, n)``."""
         if self.graph is not None:
             layout = self.settings.layout
@@ -313,7 +327,7 @@ class CheckpointBackward:
 
         grads = [torch.zeros_like(param) for param in self.params]
         adjoint = torch.zeros_like(grad_solution[0])
-        derivative_adjoint = torch.zeros_like(grad_solution[0])
+        derivative_adjoint: Optional[torch.Tensor] = torch.zeros_like(grad_solution[0])
         for step in range(steps - 1, -1, -1):
             adjoint, derivative_adjoint = self._step_backward(
                 step,
@@ -333,7 +347,7 @@ class CheckpointBackward:
             dict(backward=self.name, backward_nfe=self.nfe, nodes=0),
         )
 
-    def _last_end(self, start):
+    def _last_end(self, start: float) -> float:
         t0, _, dt, attempted = self.tape.starts[-1]
         if not self.tape.adaptive:
             return float(self.solver_times[-1])
@@ -346,8 +360,16 @@ class CheckpointBackward:
         return float(torch.as_tensor(start, dtype=dt.dtype) + dt)
 
     def _step_backward(
-        self, step, start, end, output_indices, grad_solution, adjoint, derivative_adjoint, grads
-    ):
+        self,
+        step: int,
+        start: float,
+        end: float,
+        output_indices: list[int],
+        grad_solution: torch.Tensor,
+        adjoint: torch.Tensor,
+        derivative_adjoint: Optional[torch.Tensor],
+        grads: list[torch.Tensor],
+    ) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
         tape, solver = self.tape, self.solver
         time_dtype = tape.starts[step][2].dtype
         t0 = torch.tensor(start, dtype=time_dtype, device=grad_solution.device)

@@ -3,9 +3,12 @@
 Everything here runs before any solve, so that a mistake costs nothing but the error.
 """
 
+from __future__ import annotations
+
 import math
 import numbers
 from collections.abc import Iterable
+from typing import Any, Optional
 
 import torch
 from torch import nn
@@ -53,7 +56,7 @@ GRID_METHODS = frozenset(
 TIGHT_RTOL = 1e-5
 
 
-def tight_enough(rtol):
+def tight_enough(rtol: Any) -> bool:
     """Whether the forward solve's ``rtol`` (number, tensor or tuple) is at most
     :data:`TIGHT_RTOL` everywhere."""
     values = rtol if isinstance(rtol, (tuple, list)) else (rtol,)
@@ -64,7 +67,7 @@ def tight_enough(rtol):
 TOLERANCE_METHODS = ADAPTIVE_METHODS | {'scipy_solver'}
 
 
-def check_func_and_params(func, adjoint_params):
+def check_func_and_params(func: Any, adjoint_params: Any) -> tuple[torch.Tensor, ...]:
     """Return the tuple of tensors whose gradients the GQ adjoint computes.
 
     Raises:
@@ -109,7 +112,7 @@ def check_func_and_params(func, adjoint_params):
     return tuple(found)
 
 
-def check_state(y0):
+def check_state(y0: Any) -> tuple[tuple[torch.Tensor, ...], bool]:
     """Return ``y0`` as a tuple of tensors and whether it was given as a tuple.
 
     Raises:
@@ -155,7 +158,7 @@ def check_state(y0):
     return parts, is_tuple
 
 
-def check_finite_state(parts, is_tuple):
+def check_finite_state(parts: tuple[torch.Tensor, ...], is_tuple: bool) -> None:
     """Check that every entry of the initial state is finite (one host sync).
 
     Raises:
@@ -167,7 +170,7 @@ def check_finite_state(parts, is_tuple):
             raise ValueError(f'{name} must hold finite values only; it holds NaN or inf.')
 
 
-def check_tolerance(name, value, method):
+def check_tolerance(name: str, value: Any, method: Optional[str]) -> None:
     """Check a tolerance (``rtol``, ``atol``, ``adjoint_rtol`` or ``adjoint_atol``).
 
     A tolerance is a real number or a tensor (torchdiffeq also takes one per tuple part),
@@ -204,7 +207,7 @@ def check_tolerance(name, value, method):
             )
 
 
-def check_event_fn(event_fn, t):
+def check_event_fn(event_fn: Any, t: torch.Tensor) -> None:
     """Check the event function and that ``t`` holds the two entries event mode needs.
 
     Raises:
@@ -224,7 +227,7 @@ def check_event_fn(event_fn, t):
         )
 
 
-def check_times(t, device):
+def check_times(t: Any, device: torch.device) -> None:
     """Check that ``t`` is a 1-D, floating, strictly monotonic tensor on ``device``.
 
     Raises:
@@ -257,7 +260,7 @@ def check_times(t, device):
 MAX_GTOL = 1e4
 
 
-def check_gtol(gtol):
+def check_gtol(gtol: Any) -> Optional[float]:
     """Return ``gtol`` as a float (or None) after checking it is a positive finite number.
 
     Raises:
@@ -282,7 +285,7 @@ def check_gtol(gtol):
     return gtol
 
 
-def check_method(name, method):
+def check_method(name: str, method: Optional[str]) -> None:
     """Check that ``method`` (argument ``name``) is None or a known torchdiffeq method.
 
     Raises:
@@ -294,7 +297,7 @@ def check_method(name, method):
         )
 
 
-def check_options(name, options):
+def check_options(name: str, options: Any) -> dict[str, Any]:
     """Return a copy of the options dict ``options`` (argument ``name``), ``{}`` for None.
 
     Raises:

@@ -16,9 +16,11 @@ model have one home, docs/backward.md ("'auto': the default"); the constants it 
 are defined here, and ``tests/research/test_docs.py`` checks that the two agree.
 """
 
+from __future__ import annotations
+
 import math
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Callable, Optional
 
 from .checkpoint import CheckpointBackward, step_evaluations
 from .checks import tight_enough
@@ -27,6 +29,9 @@ from .notices import warn_once
 from .propagator import PropagatorBackward, SampleLayout
 from .record import BackwardPass, ForwardRecord
 from .restart import RestartBackward
+
+if TYPE_CHECKING:
+    from .gq_adjoint import Settings
 
 #: Restart evaluations per checkpoint evaluation: a recomputation with a graph plus a
 #: product that also reaches the parameters, against an evaluation plus a product with
@@ -48,15 +53,15 @@ MARGIN = 2.0
 STEP_EVALUATIONS = 7
 
 
-def _intervals(record):
+def _intervals(record: ForwardRecord) -> int:
     return len(record.times) - 1
 
 
-def _controlled(record):
+def _controlled(record: ForwardRecord) -> bool:
     return record.settings.gtol is None
 
 
-def node_cost(record, vectorised):
+def node_cost(record: ForwardRecord, vectorised: bool) -> float:
     """The quadrature nodes' cost: none to speak of when ``vmap`` batches them; else one
     evaluation with a full product each. The error-controlled rules start at 0.1 · NFE
     nodes and double up to four times (about 1.5 · NFE nodes in all when the checks are
@@ -66,14 +71,14 @@ def node_cost(record, vectorised):
     return CHECKPOINT_COST * record.forward_nfe * (1.5 if _controlled(record) else 0.1)
 
 
-def checkpoint_cost(record, vectorised):
+def checkpoint_cost(record: ForwardRecord, vectorised: bool) -> float:
     """The accepted steps' evaluations again, each with a full product. (Where the forward
     kept its graph nothing is evaluated again; the price stays the same, so that the
     choice between the discretisation's gradient and the adjoint's does not move.)"""
     return CHECKPOINT_COST * step_evaluations(record)
 
 
-def interpolated_cost(record, vectorised):
+def interpolated_cost(record: ForwardRecord, vectorised: bool) -> float:
     """One solve of ``a``: the forward's evaluations, at least a step per interval. Where
     ``vmap`` cannot batch ``func`` under the error-controlled rule, the parameter integral
     rides along with the solve instead (no nodes): the solve starts cold, like the
@@ -92,7 +97,7 @@ def interpolated_cost(record, vectorised):
     return solve + refinement + node_cost(record, vectorised)
 
 
-def propagator_cost(record, vectorised):
+def propagator_cost(record: ForwardRecord, vectorised: bool) -> float:
     """``(1 + d) / 2`` restart evaluations per evaluation, twice the evaluations with
     ``gtol=None`` (the tightened solve)."""
     dim = SampleLayout(record.settings.layout).dim
@@ -100,7 +105,7 @@ def propagator_cost(record, vectorised):
     return solve + node_cost(record, vectorised)
 
 
-def restart_cost(record, vectorised):
+def restart_cost(record: ForwardRecord, vectorised: bool) -> float:
     """The forward's evaluations, at least a step per interval (two when each starts
     cold, with ``gtol=None``)."""
     per_interval = STEP_EVALUATIONS * (2 if _controlled(record) else 1)
@@ -130,7 +135,7 @@ _BY_NAME = {entry.backward.name: entry for entry in REGISTRY}
 BACKWARDS = ('auto',) + tuple(reversed(tuple(_BY_NAME)))
 
 
-def _automatic_candidate(entry, settings):
+def _automatic_candidate(entry: Entry, settings: Settings) -> bool:
     """Whether ``'auto'`` may take this pass at these settings (accuracy, not cost)."""
     return entry.backward is not CheckpointBackward or tight_enough(settings.rtol)
 
@@ -139,7 +144,7 @@ def _automatic_candidate(entry, settings):
 PASSES = tuple(_BY_NAME)
 
 
-def records(settings, name=None):
+def records(settings: Settings, name: Optional[str] = None) -> set[str]:
     """What the forward pass records (a set of ``'steps'``, ``'stages'``, ``'graph'``):
     for the pass ``name`` if given, else for the pass asked for or every pass ``'auto'``
     may take."""
@@ -152,7 +157,7 @@ def records(settings, name=None):
     return {need for entry in entries for need in entry.backward.records(settings)}
 
 
-def admissible_estimates(record):
+def admissible_estimates(record: ForwardRecord) -> dict[str, tuple[float, Optional[str]]]:
     """``{name: (estimated cost, why it may not serve or None)}`` of every pass
     ``'auto'`` may take at these settings, from a record of everything they need: what
     the planner (:mod:`.planner`) measures. The costs are in restart evaluations, the
@@ -169,13 +174,13 @@ def admissible_estimates(record):
     return found
 
 
-def estimate(name, record):
+def estimate(name: str, record: ForwardRecord) -> float:
     """The estimate's price of the pass ``name`` for ``record``'s solve (restart
     evaluations), whatever the record holds: the counts alone."""
     return _BY_NAME[name].cost(record, record.vectorisable())
 
 
-def take(name, record):
+def take(name: str, record: ForwardRecord) -> Optional[BackwardPass]:
     """The pass ``name`` built from ``record``, or None where it cannot serve it."""
     backward = _BY_NAME[name].backward
     if backward.problem(record) is None and _confirm(backward, record) is None:
@@ -183,7 +188,7 @@ def take(name, record):
     return None
 
 
-def choose(record):
+def choose(record: ForwardRecord) -> BackwardPass:
     """The backward pass to run for this solve (``settings.backward`` and the rules above).
 
     Args:
@@ -209,9 +214,9 @@ def choose(record):
         for entry in REGISTRY
         if _automatic_candidate(entry, settings) and entry.backward.problem(record) is None
     ]
-    reasons = {}
+    reasons: dict[type[BackwardPass], Optional[str]] = {}
 
-    def confirmed(entry):  # each pass's check made once
+    def confirmed(entry: Entry) -> Optional[str]:  # each pass's check made once
         if entry.backward not in reasons:
             reasons[entry.backward] = _confirm(entry.backward, record)
         return reasons[entry.backward]
@@ -237,16 +242,16 @@ def choose(record):
     return RestartBackward(record)
 
 
-def _ranked(offers, record, vectorised):
+def _ranked(offers: list[Entry], record: ForwardRecord, vectorised: bool) -> list[Entry]:
     """The offers from the cheapest; the checkpoint's cost counts :data:`MARGIN` times."""
 
-    def cost(entry):
+    def cost(entry: Entry) -> float:
         weight = MARGIN if entry.backward is CheckpointBackward else 1.0
         return weight * entry.cost(record, vectorised)
 
     return sorted(offers, key=cost)  # stable: the table's order breaks ties
 
 
-def _confirm(backward, record):
+def _confirm(backward: type[BackwardPass], record: ForwardRecord) -> Optional[str]:
     confirm = getattr(backward, 'confirm', None)
     return None if confirm is None else confirm(record)

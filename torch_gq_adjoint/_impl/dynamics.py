@@ -9,7 +9,17 @@ callbacks on: ``callback_*`` in the forward solve, ``callback_*_adjoint`` in the
 backward solves, with the arguments torchdiffeq's own adjoint gives them.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Callable, Optional
+
 import torch
+
+if TYPE_CHECKING:
+    from .state import FlatField, StateLayout
+
+#: A step callback: ``(t0, y0, dt)``.
+Callback = Callable[[Any, Any, Any], Any]
 
 #: torchdiffeq's step callbacks (the adjoint's carry the suffix ``_adjoint``).
 CALLBACKS = ('callback_step', 'callback_accept_step', 'callback_reject_step')
@@ -19,24 +29,28 @@ class StepRecorder:
     """Counts evaluations; optionally records the last accepted step size and counts the
     accepted steps (:attr:`accepted`)."""
 
-    def __init__(self, record_steps):
+    def __init__(self, record_steps: bool) -> None:
         self.nfe = 0
         self.accepted = 0
-        self.last_step = None
+        self.last_step: Optional[torch.Tensor] = None
         self._record_steps = record_steps
 
-    def _record_step(self, t0, y0, dt):
+    def _record_step(self, t0: Any, y0: Any, dt: torch.Tensor) -> None:
         self.accepted += 1
         self.last_step = dt.detach().abs()
 
-    def _install_callbacks(self, user_callbacks, wrap):
+    def _install_callbacks(
+        self, user_callbacks: dict[str, Callback], wrap: Callable[[Callback], Callback]
+    ) -> None:
         """Set ``callback_*`` attributes: ours (step recording) chained with the user's.
 
         Attributes are set per instance and only where needed: torchdiffeq warns when a
         solver is given a callback it never calls (fixed-grid solvers call only
         ``callback_step``).
         """
-        own = {'callback_accept_step': self._record_step} if self._record_steps else {}
+        own: dict[str, Optional[Callback]] = (
+            {'callback_accept_step': self._record_step} if self._record_steps else {}
+        )
         for name, callback in self._own_callbacks().items():
             own[name] = _chain(own.get(name), callback)
         for name in CALLBACKS:
@@ -45,17 +59,17 @@ class StepRecorder:
                 continue
             setattr(self, name, _chain(mine, None if theirs is None else wrap(theirs)))
 
-    def _own_callbacks(self):
+    def _own_callbacks(self) -> dict[str, Callback]:
         return {}
 
 
-def _chain(first, second):
+def _chain(first: Optional[Callback], second: Optional[Callback]) -> Optional[Callback]:
     if second is None:
         return first
     if first is None:
         return second
 
-    def callback(t0, y0, dt):
+    def callback(t0: Any, y0: Any, dt: Any) -> None:
         first(t0, y0, dt)
         second(t0, y0, dt)
 
@@ -79,7 +93,13 @@ class CountedField(StepRecorder):
             torchdiffeq's broadcasting failure a few operations later).
     """
 
-    def __init__(self, func, record_steps, tape=None, layout=None):
+    def __init__(
+        self,
+        func: Callable[..., Any],
+        record_steps: bool,
+        tape: Any = None,
+        layout: Optional[StateLayout] = None,
+    ) -> None:
         super().__init__(record_steps)
         self.func = func
         self.tape = tape
@@ -90,7 +110,7 @@ class CountedField(StepRecorder):
         # torchdiffeq already hands callbacks the user's time and state structure.
         self._install_callbacks(callbacks, wrap=lambda callback: callback)
 
-    def _own_callbacks(self):
+    def _own_callbacks(self) -> dict[str, Callback]:
         if self.tape is None:
             return {}
         own = {'callback_step': self.tape.on_step}
@@ -98,7 +118,7 @@ class CountedField(StepRecorder):
             own['callback_accept_step'] = self.tape.on_accept
         return own
 
-    def __call__(self, t, y):
+    def __call__(self, t: torch.Tensor, y: Any) -> Any:
         self.nfe += 1
         output = self.func(t, y)
         if self.nfe == 1 and self.layout is not None:
@@ -131,15 +151,22 @@ class AdjointDynamics(StepRecorder):
             (fixed-grid methods: the data of a cubic Hermite interpolant).
     """
 
-    def __init__(self, field, state_size, direction, record_steps, record_grid=False):
+    def __init__(
+        self,
+        field: FlatField,
+        state_size: int,
+        direction: float,
+        record_steps: bool,
+        record_grid: bool = False,
+    ) -> None:
         super().__init__(record_steps)
         self.field = field
         self.state_size = state_size
         self.direction = direction
         self._record_grid = record_grid
-        self._step_start = None
-        self._step_time = None
-        self.grid = []
+        self._step_start: Optional[torch.Tensor] = None
+        self._step_time: Optional[torch.Tensor] = None
+        self.grid: list[tuple[Any, torch.Tensor, torch.Tensor]] = []
         user = field.func
         callbacks = {
             name: getattr(user, name + '_adjoint')
@@ -148,32 +175,34 @@ class AdjointDynamics(StepRecorder):
         }
         self._install_callbacks(callbacks, wrap=self._adjoint_callback)
 
-    def _own_callbacks(self):
+    def _own_callbacks(self) -> dict[str, Callback]:
         return {'callback_step': self._mark_step_start} if self._record_grid else {}
 
-    def _mark_step_start(self, s0, y0, ds):
+    def _mark_step_start(self, s0: torch.Tensor, y0: torch.Tensor, ds: Any) -> None:
         # Every fixed-grid step evaluates f at its start state first; that evaluation
         # (recognised by the very tensor torchdiffeq passes here) is recorded in __call__.
         self._step_start, self._step_time = y0, s0.detach()
 
-    def _adjoint_callback(self, callback):
+    def _adjoint_callback(self, callback: Callback) -> Callback:
         size = self.state_size
         layout = self.field.layout
         # torchdiffeq's adjoint state holds y in y0's shape, or flat for a tuple y0.
-        shape = (lambda flat: flat) if layout.is_tuple else layout.unflatten
+        shape: Callable[[torch.Tensor], Any] = (
+            (lambda flat: flat) if layout.is_tuple else layout.unflatten
+        )
 
-        def adjoint_callback(s0, y0, ds):
+        def adjoint_callback(s0: torch.Tensor, y0: torch.Tensor, ds: Any) -> None:
             placeholder = torch.zeros((), dtype=y0.dtype, device=y0.device)
             callback(-s0, (placeholder, shape(y0[:size]), shape(y0[size:])), ds)
 
         return adjoint_callback
 
-    def start_interval(self):
+    def start_interval(self) -> None:
         """Forget the grid recorded for the previous interval."""
         self.grid = []
         self._step_start = None
 
-    def __call__(self, s, state):
+    def __call__(self, s: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
         self.nfe += 1
         z, adjoint = state[: self.state_size], state[self.state_size :]
         t = s.detach() * self.direction

@@ -34,9 +34,18 @@ not the absolute ``atol``: the adjoint's scale is the loss's, arbitrary, and a r
 error is what the gradient inherits.
 """
 
+from __future__ import annotations
+
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Callable, Optional, Union, cast
 
 import torch
+
+if TYPE_CHECKING:
+    from .parameter_integral import NodeEvaluator
+
+#: One interval's quadrature sums: ``(Σ w g_z, Σ w g_t)``.
+Sums = tuple[torch.Tensor, torch.Tensor]
 
 #: The quadrature error is held below this fraction of the backward solve's ``rtol``
 #: (relative to the adjoint's size): the solver's own global error usually sits well
@@ -57,7 +66,7 @@ class Rule:
     states: torch.Tensor  # (K, n)
     adjoints: torch.Tensor  # (K, n)
 
-    def cotangents(self):
+    def cotangents(self) -> torch.Tensor:
         return self.adjoints * self.weights.to(self.adjoints.dtype).unsqueeze(-1)
 
 
@@ -66,7 +75,7 @@ class Interval:
     """What the backward solve of ``[t_{i-1}, t_i]`` leaves for the quadrature."""
 
     index: int  # i
-    rules: list  # of Rule, increasing node counts
+    rules: list[Rule]  # increasing node counts
     adjoint_start: torch.Tensor  # a(t_i⁻), (n,)
     adjoint_end: torch.Tensor  # a(t_{i-1}⁺), (n,)
     state_start: torch.Tensor  # z(t_i), (n,)
@@ -75,10 +84,10 @@ class Interval:
     time_check: bool = True  # False where f jumps inside the interval
     first: int = 0
     chosen: int = 0
-    estimates: list = field(default_factory=list)  # each retry's change, in target units
+    estimates: list[float] = field(default_factory=list)  # each retry's change, in target units
 
 
-def _sum_by_interval(values, counts):
+def _sum_by_interval(values: torch.Tensor, counts: list[int]) -> torch.Tensor:
     return torch.stack([chunk.sum(dim=0) for chunk in torch.split(values, counts)])
 
 
@@ -92,13 +101,19 @@ class ControlledQuadrature:
             ``(T, n)``, computed on first use (only time-dependent ``f`` needs it).
     """
 
-    def __init__(self, evaluator, rtol, atol, field_values):
+    def __init__(
+        self,
+        evaluator: NodeEvaluator,
+        rtol: Union[float, torch.Tensor],
+        atol: Union[float, torch.Tensor],
+        field_values: Callable[[], torch.Tensor],
+    ) -> None:
         self.evaluator = evaluator
         rtol, atol = (float(torch.as_tensor(value).max()) for value in (rtol, atol))
         self.target = SAFETY * (rtol if rtol > 0 else atol)
         self.field_values = field_values
 
-    def integrate(self, intervals):
+    def integrate(self, intervals: list[Interval]) -> list[torch.Tensor]:
         """Return the parameter gradients; set each interval's ``chosen`` rule."""
         if not intervals or not self.evaluator.params:
             return self.evaluator.grads
@@ -122,7 +137,7 @@ class ControlledQuadrature:
         self._correct(intervals)
         return self.evaluator.grads
 
-    def _first_rule(self, interval):
+    def _first_rule(self, interval: Interval) -> int:
         """The first rule that integrates ``a ⊙ z`` to the target, as the next rule judges.
 
         ``a ⊙ z`` is known at every candidate node without evaluating ``f``; its
@@ -147,7 +162,7 @@ class ControlledQuadrature:
                 return level
         return len(interval.rules) - 1
 
-    def _check_values(self, intervals, params):
+    def _check_values(self, intervals: list[Interval], params: bool) -> dict[int, Sums]:
         """Evaluate each interval's chosen rule; return ``{id: (Σ w g_z, Σ w g_t)}``."""
         rules = [interval.rules[interval.chosen] for interval in intervals]
         counts = [len(rule.times) for rule in rules]
@@ -159,14 +174,20 @@ class ControlledQuadrature:
             state_grads=True,
             time_grads=True,
         )
-        sums_z = _sum_by_interval(grad_z, counts)
-        sums_t = _sum_by_interval(grad_t, counts)
+        # Both asked for above: tensors, not None.
+        sums_z = _sum_by_interval(cast(torch.Tensor, grad_z), counts)
+        sums_t = _sum_by_interval(cast(torch.Tensor, grad_t), counts)
         return {
             id(interval): (sums_z[number], sums_t[number])
             for number, interval in enumerate(intervals)
         }
 
-    def _judge(self, intervals, values, prior):
+    def _judge(
+        self,
+        intervals: list[Interval],
+        values: dict[int, Sums],
+        prior: Optional[list[Sums]],
+    ) -> list[Interval]:
         """Return the intervals whose current rule fails both tests (one host sync)."""
         starts = torch.stack([interval.adjoint_start for interval in intervals])
         ends = torch.stack([interval.adjoint_end for interval in intervals])
@@ -214,7 +235,7 @@ class ControlledQuadrature:
                 failed.append(interval)
         return failed
 
-    def _correct(self, intervals):
+    def _correct(self, intervals: list[Interval]) -> None:
         """Swap the first rule's parameter contribution for the chosen rule's."""
         changed = [interval for interval in intervals if interval.chosen != interval.first]
         if not changed:
@@ -231,7 +252,7 @@ class ControlledQuadrature:
         )
 
 
-def _stalled(before, after):
+def _stalled(before: float, after: float) -> bool:
     """Whether refining stopped paying at the solver's own error level.
 
     Gauss rules converge geometrically on smooth integrands: doubling the nodes gains
@@ -243,12 +264,12 @@ def _stalled(before, after):
     return after > STALL * before and after <= 1.0 / SAFETY
 
 
-def _norm(values):
+def _norm(values: torch.Tensor) -> torch.Tensor:
     """RMS over the last dimension: torchdiffeq's default norm."""
     return values.pow(2).mean(dim=-1).sqrt()
 
 
-def _ratio(difference, scale):
+def _ratio(difference: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     """``|difference| / scale``; 0 where both vanish (an interval with no adjoint)."""
     tiny = torch.finfo(difference.dtype).tiny
     return difference.abs() / scale.clamp_min(tiny)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numbers
 from dataclasses import dataclass
-from typing import Any, Callable, Union
+from typing import Any, Callable, Optional, Sequence, Union
 
 import torch
 
@@ -74,7 +74,9 @@ class Settings:
 
 class _GaussQuadratureAdjoint(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, settings, t, *inputs):
+    def forward(
+        ctx: Any, settings: Settings, t: torch.Tensor, *inputs: torch.Tensor
+    ) -> tuple[torch.Tensor, ...]:
         layout = settings.layout
         parts, params = inputs[: len(layout.shapes)], inputs[len(layout.shapes) :]
         plan = settings.plan
@@ -96,8 +98,9 @@ class _GaussQuadratureAdjoint(torch.autograd.Function):
         ctx.settings = settings
         ctx.recording = recording
         ctx.ticket = ticket
-        # After the solve: what func reads, to catch a change before backward().
-        ctx.func_state = FuncState(settings.func)
+        # After the solve: what func reads, to catch a change before backward() (none
+        # comes without grad mode or an input requiring grad).
+        ctx.func_state = FuncState(settings.func) if settings.expects_backward else None
         _report(
             settings.info,
             forward_nfe=recording.nfe,
@@ -116,7 +119,9 @@ class _GaussQuadratureAdjoint(torch.autograd.Function):
         return (event_t, *solution)
 
     @staticmethod
-    def backward(ctx, *grad_outputs):
+    def backward(
+        ctx: Any, *grad_outputs: Optional[torch.Tensor]
+    ) -> tuple[Optional[torch.Tensor], ...]:
         ctx.func_state.check()
         settings = ctx.settings
         layout = settings.layout
@@ -172,7 +177,15 @@ def _too_large(plan: CallSitePlan | None) -> None:
         plan.graph_too_large = True
 
 
-def _backward(ctx, settings, t, event_t, solution_parts, params, grad_outputs):
+def _backward(
+    ctx: Any,
+    settings: Settings,
+    t: torch.Tensor,
+    event_t: Optional[torch.Tensor],
+    solution_parts: Sequence[torch.Tensor],
+    params: Sequence[torch.Tensor],
+    grad_outputs: Sequence[Optional[torch.Tensor]],
+) -> tuple[Optional[torch.Tensor], ...]:
     """The backward pass without a graph of its own: the chosen pass's cotangents."""
     layout = settings.layout
     event_mode = event_t is not None
@@ -186,7 +199,7 @@ def _backward(ctx, settings, t, event_t, solution_parts, params, grad_outputs):
         ]
         grad_solution = layout.flatten_series(tuple(grads) if layout.is_tuple else grads[0])
         times = t.detach()
-        if event_mode:
+        if event_t is not None:
             times = torch.cat([times[:1], event_t.detach().reshape(1).to(times)])
 
         recording = ctx.recording
@@ -227,8 +240,8 @@ def _backward(ctx, settings, t, event_t, solution_parts, params, grad_outputs):
         if grad_times is not None and event_mode:
             # Only t[0] reaches the solution in event mode, as in torchdiffeq.
             grad_times = torch.cat([grad_times[:1], torch.zeros_like(t[1:])])
-        grad_y0 = layout.unflatten(adjoint)
-        grad_y0 = grad_y0 if layout.is_tuple else (grad_y0,)
+        unflat = layout.unflatten(adjoint)
+        grad_y0 = unflat if isinstance(unflat, tuple) else (unflat,)
         if ticket is not None:
             ticket.stop(device)
             with generators.untouched(device):  # a first plan probes func
@@ -239,7 +252,7 @@ def _backward(ctx, settings, t, event_t, solution_parts, params, grad_outputs):
         return (None, grad_times, *grad_y0, *param_grads)
 
 
-def _report(info, **values):
+def _report(info: Optional[dict[str, Any]], **values: Any) -> None:
     """Write what the solve cost into the user's ``info`` dict (if one was given)."""
     if info is not None:
         info.update(values)

@@ -37,6 +37,7 @@ What this relies on in torchdiffeq (private, pinned in requirements.txt and chec
 from __future__ import annotations
 
 import bisect
+from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence, Union
 
 import torch
 from torch.func import vmap
@@ -45,11 +46,15 @@ from torchdiffeq._impl.odeint import SOLVERS
 
 from .backward_options import flat_state_norm
 from .backward_solves import BackwardSolves, integrate_intervals
-from .checkpoint import tape_problem
+from .checkpoint import ForwardTape, tape_problem
 from .checks import ADAPTIVE_METHODS, tight_enough
 from .dynamics import CALLBACKS, StepRecorder
-from .error_control import Rule
-from .record import BackwardResult
+from .error_control import Interval, Rule
+from .record import BackwardResult, ForwardRecord
+from .state import FlatField, StateLayout
+
+if TYPE_CHECKING:
+    from .gq_adjoint import Settings
 
 
 class DenseForward:
@@ -65,7 +70,7 @@ class DenseForward:
     powers of the fraction of the step, lowest first.
     """
 
-    def __init__(self, tape, layout, method):
+    def __init__(self, tape: ForwardTape, layout: StateLayout, method: str) -> None:
         sign = -1.0 if tape.reversed_time else 1.0
         flat = layout.flatten
         solver = SOLVERS[method]
@@ -101,7 +106,7 @@ class DenseForward:
         self._begin_values = begins.tolist()
         self._end_values = ends.tolist()
 
-    def refine(self, field):
+    def refine(self, field: FlatField) -> None:
         """Replace the solver's polynomials by ones a power of the step size more accurate.
 
         A solver's dense output is an order less accurate inside a step than at its ends.
@@ -142,7 +147,7 @@ class DenseForward:
         coefficients[1] += ends - coefficients.sum(0)
         self.coefficients = coefficients
 
-    def last_step_within(self, end):
+    def last_step_within(self, end: float) -> float:
         """The size of the last forward step that ends at or before ``end`` (forward solver
         time), or, where the first step already passes it, the part of that step before
         ``end``. The forward's very last step usually reaches past the last output time
@@ -155,7 +160,7 @@ class DenseForward:
         ]
         return inside[-1] if inside else end - self._begin_values[0]
 
-    def at(self, u):
+    def at(self, u: torch.Tensor) -> torch.Tensor:
         """States ``(K, n)`` at forward solver times ``u`` ``(K,)``."""
         u = u.to(torch.float64)
         step = (torch.searchsorted(self.begins, u, right=True) - 1).clamp(0, len(self.begins) - 1)
@@ -163,7 +168,7 @@ class DenseForward:
         x = ((u - begin) / (end - begin)).to(self.coefficients.dtype).unsqueeze(-1)
         return _horner(self.coefficients[:, step], x)
 
-    def at_value(self, u):
+    def at_value(self, u: float) -> torch.Tensor:
         """The state ``(n,)`` at one forward solver time ``u`` (a float)."""
         step = min(
             max(bisect.bisect_right(self._begin_values, u) - 1, 0), len(self._begin_values) - 1
@@ -185,7 +190,7 @@ _POWERS = torch.arange(len(_ABSCISSAE), dtype=torch.float64)
 _INVERSE_VANDERMONDE = torch.linalg.inv(_ABSCISSAE.unsqueeze(-1) ** _POWERS)
 
 
-def _horner(coefficients, x):
+def _horner(coefficients: torch.Tensor, x: Union[torch.Tensor, float]) -> torch.Tensor:
     """``Σ_j coefficients[j] x^j`` (lowest power first)."""
     total = coefficients[-1]
     for coefficient in reversed(coefficients[:-1]):
@@ -212,7 +217,15 @@ class JumpedAdjointDynamics(StepRecorder):
             integral rides along with the solve, the solver's own weights integrating it.
     """
 
-    def __init__(self, field, dense, direction, jump_values, totals, params=()):
+    def __init__(
+        self,
+        field: FlatField,
+        dense: DenseForward,
+        direction: float,
+        jump_values: list[float],
+        totals: torch.Tensor,
+        params: Sequence[torch.Tensor] = (),
+    ) -> None:
         super().__init__(record_steps=False)
         self.field, self.dense, self.direction = field, dense, direction
         self.jump_values, self.totals = jump_values, totals
@@ -226,16 +239,18 @@ class JumpedAdjointDynamics(StepRecorder):
         }
         self._install_callbacks(callbacks, wrap=self._adjoint_callback)
 
-    def _adjoint(self, value, b):
+    def _adjoint(self, value: float, b: torch.Tensor) -> torch.Tensor:
         # torchdiffeq evaluates just past a jump (and just before one) by one ulp of the
         # state's dtype: the jumps passed are those strictly before s.
         return b + self.totals[bisect.bisect_left(self.jump_values, value)]
 
-    def _adjoint_callback(self, callback):
+    def _adjoint_callback(self, callback: Callable[..., Any]) -> Callable[..., Any]:
         layout = self.field.layout
-        shape = (lambda flat: flat) if layout.is_tuple else layout.unflatten
+        shape: Callable[[torch.Tensor], Any] = (
+            (lambda flat: flat) if layout.is_tuple else layout.unflatten
+        )
 
-        def adjoint_callback(s0, state, ds):
+        def adjoint_callback(s0: torch.Tensor, state: torch.Tensor, ds: Any) -> None:
             value = float(s0)
             placeholder = torch.zeros((), dtype=state.dtype, device=state.device)
             callback(
@@ -250,7 +265,7 @@ class JumpedAdjointDynamics(StepRecorder):
 
         return adjoint_callback
 
-    def __call__(self, s, state):
+    def __call__(self, s: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
         self.nfe += 1
         value = float(s)
         adjoint = self._adjoint(value, state[: self.size])
@@ -281,22 +296,24 @@ class InterpolatedBackward:
     name = 'interpolated'
 
     @staticmethod
-    def records(settings):
+    def records(settings: Settings) -> tuple[str, ...]:
         """What the forward pass must record for this pass: its accepted steps and their
         stages (where the methods are covered)."""
         return () if _settings_problem(settings) else ('steps', 'stages')
 
     @staticmethod
-    def problem(record):
+    def problem(record: ForwardRecord) -> Optional[str]:
         """Why this pass cannot serve the solve (None if it can)."""
         if len(record.times) < 2:
             return 'one output time: there are no steps to read the state off'
         return _settings_problem(record.settings) or tape_problem(record, stages=True)
 
-    def __init__(self, record):
+    def __init__(self, record: ForwardRecord) -> None:
         self.record = record
         self.solves = BackwardSolves(record)
         settings = record.settings
+        if record.tape is None or settings.method is None:  # problem() names this first
+            raise RuntimeError('odeint_adjoint_gq: the forward pass did not record its steps')
         self.dense = DenseForward(record.tape, settings.layout, settings.method)
         if tight_enough(settings.rtol):
             # Short steps: the Picard step gains an order (docs/backward.md). With the
@@ -308,9 +325,10 @@ class InterpolatedBackward:
         self.norm = flat_state_norm(settings.options.get('norm'), settings.layout)
         self.dynamics: JumpedAdjointDynamics | None = None
 
-    def __call__(self, grad_solution):
+    def __call__(self, grad_solution: torch.Tensor) -> BackwardResult:
         """:class:`~.record.BackwardResult` for output cotangents ``(T, n)``."""
         solves, record = self.solves, self.record
+        found: list[Interval]
         if len(solves.time_values) < 2:
             found = []
         elif solves.controlled and record.params and not record.vectorisable():
@@ -325,7 +343,9 @@ class InterpolatedBackward:
             lambda: 0 if self.dynamics is None else self.dynamics.nfe,
         )
 
-    def _jumps(self, grad_solution, params=()):
+    def _jumps(
+        self, grad_solution: torch.Tensor, params: Sequence[torch.Tensor] = ()
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The jump times (solver time), ``G`` after each, and the solve's dynamics."""
         solves = self.solves
         count = len(solves.time_values)
@@ -344,7 +364,14 @@ class InterpolatedBackward:
         )
         return solver_times, jump_times, totals
 
-    def _solve(self, start, grid, jump_times, norm, warm=True):
+    def _solve(
+        self,
+        start: torch.Tensor,
+        grid: torch.Tensor,
+        jump_times: torch.Tensor,
+        norm: Callable[[torch.Tensor], torch.Tensor],
+        warm: bool = True,
+    ) -> torch.Tensor:
         """The one backward solve from ``start`` over the increasing solver times ``grid``
         (``warm``: its first step from the forward's last steps)."""
         solves = self.solves
@@ -357,8 +384,11 @@ class InterpolatedBackward:
             )
         extra = len(start) - solves.size
         rtol, atol = (_padded(value, extra) for value in solves.tolerances)
+        dynamics = self.dynamics
+        if dynamics is None:
+            raise RuntimeError('odeint_adjoint_gq: the backward dynamics were not built')
         return solves.odeint(
-            self.dynamics,
+            dynamics,
             start,
             grid,
             len(solves.time_values) - 1,
@@ -368,7 +398,7 @@ class InterpolatedBackward:
             options=options,
         )
 
-    def _riding_integral(self, grad_solution):
+    def _riding_integral(self, grad_solution: torch.Tensor) -> BackwardResult:
         """The error-controlled rule's nodes, when ``vmap`` cannot batch ``func``, would
         each cost a full product; the parameter integral rides along with the solve
         instead, one product per backward evaluation."""
@@ -399,7 +429,8 @@ class InterpolatedBackward:
             for piece, param in zip(torch.split(flat, [param.numel() for param in params]), params)
         ]
         dynamics = self.dynamics
-        assert dynamics is not None  # set by the solve above
+        if dynamics is None:  # the solve above built it
+            raise RuntimeError('odeint_adjoint_gq: the backward dynamics were not built')
         return BackwardResult(
             after_start + grad_solution[0],
             after_start,
@@ -407,7 +438,7 @@ class InterpolatedBackward:
             dict(backward=self.name, backward_nfe=dynamics.nfe, nodes=0),
         )
 
-    def _intervals(self, grad_solution):
+    def _intervals(self, grad_solution: torch.Tensor) -> list[Interval]:
         solves = self.solves
         count = len(solves.time_values)
         direction = solves.direction
@@ -444,7 +475,7 @@ class InterpolatedBackward:
         return intervals
 
 
-def _settings_problem(settings):
+def _settings_problem(settings: Settings) -> Optional[str]:
     """Why the arguments rule this pass out (None if they do not)."""
     if settings.method not in ADAPTIVE_METHODS:
         return (
@@ -461,7 +492,7 @@ def _settings_problem(settings):
     return None
 
 
-def _padded(value, extra):
+def _padded(value: Union[float, torch.Tensor], extra: int) -> Union[float, torch.Tensor]:
     """A flat tolerance (number or ``(n,)`` tensor) for a state with ``extra`` more entries
     (the parameter integral's: its largest entry)."""
     if extra == 0 or not torch.is_tensor(value):
@@ -469,7 +500,7 @@ def _padded(value, extra):
     return torch.cat([value, value.max().expand(extra)])
 
 
-def _with_jumps(options, jump_times):
+def _with_jumps(options: dict[str, Any], jump_times: torch.Tensor) -> dict[str, Any]:
     """The backward options with ``jump_times`` added to ``jump_t`` (and taken out of
     ``step_t``: torchdiffeq refuses a time in both)."""
     options = dict(options)

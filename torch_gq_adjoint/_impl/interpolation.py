@@ -7,10 +7,17 @@ point (the solver evaluates the derivative there anyway) and interpolates with c
 Hermite polynomials instead: O(h⁴), as accurate as rk4 itself.
 """
 
+from __future__ import annotations
+
 import torch
 
 
-def hermite(grid_times, grid_states, grid_slopes, query_times):
+def hermite(
+    grid_times: torch.Tensor,
+    grid_states: torch.Tensor,
+    grid_slopes: torch.Tensor,
+    query_times: torch.Tensor,
+) -> torch.Tensor:
     """Evaluate the piecewise cubic Hermite interpolant at ``query_times``.
 
     Args:

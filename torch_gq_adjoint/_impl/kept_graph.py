@@ -28,23 +28,24 @@ The backward through the graph frees it. A second backward through the same solv
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Optional, Sequence
 
 import torch
 
 from .backward_options import _rms_norm
+from .state import StateLayout
 
 
 class GraphTooLargeError(Exception):
     """The forward solve's graph would pass ``checkpoint_memory``."""
 
 
-def frozen_norm(norm, is_tuple):
+def frozen_norm(norm: Optional[Callable[..., Any]], is_tuple: bool) -> Callable[[Any], Any]:
     """The forward solve's step-size norm with its value detached: the user's ``norm``,
     or torchdiffeq's default (RMS; its maximum over the parts of a tuple state, which
     torchdiffeq hands the norm as a tuple). The values, hence the steps, are unchanged."""
 
-    def frozen(value):
+    def frozen(value: Any) -> Any:
         if norm is not None:
             found = norm(value)
         elif is_tuple:
@@ -61,18 +62,18 @@ class StepCounter:
     would repeat, the kept graph's price (:mod:`.choice`). Called as a
     :class:`~.checkpoint.ForwardTape` is, by :class:`~.dynamics.CountedField`."""
 
-    def __init__(self, adaptive):
+    def __init__(self, adaptive: bool) -> None:
         self.adaptive = adaptive
         self.step_evaluations = 0
         self._attempt = 0
 
-    def on_evaluation(self, output):
+    def on_evaluation(self, output: Any) -> None:
         self._attempt += 1
 
-    def on_step(self, t0, y0, dt):
+    def on_step(self, t0: torch.Tensor, y0: torch.Tensor, dt: torch.Tensor) -> None:
         self._attempt = 0
 
-    def on_accept(self, t0, y0, dt):
+    def on_accept(self, t0: torch.Tensor, y0: torch.Tensor, dt: torch.Tensor) -> None:
         self.step_evaluations += self._attempt
 
 
@@ -92,7 +93,13 @@ class GraphGuard:
             two states for the solver's combinations.
     """
 
-    def __init__(self, field: Callable, params, state_bytes: int, limit_bytes: float):
+    def __init__(
+        self,
+        field: Callable[..., Any],
+        params: Sequence[torch.Tensor],
+        state_bytes: int,
+        limit_bytes: float,
+    ) -> None:
         self.field = field
         self.limit_bytes = limit_bytes
         self.state_bytes = state_bytes
@@ -107,7 +114,7 @@ class GraphGuard:
             if hasattr(field, name):
                 setattr(self, name, getattr(field, name))
 
-    def _pack(self, tensor):
+    def _pack(self, tensor: torch.Tensor) -> torch.Tensor:
         storage = tensor.untyped_storage()
         pointer = storage.data_ptr()
         if pointer not in self._seen:
@@ -115,7 +122,7 @@ class GraphGuard:
             self._measuring += storage.nbytes()
         return tensor
 
-    def __call__(self, t, y):
+    def __call__(self, t: torch.Tensor, y: Any) -> Any:
         self.evaluations += 1
         if self.evaluations & (self.evaluations - 1) == 0:
             # Measured at evaluations 1, 2, 4, 8, ...: a func whose graph grows as the solve
@@ -133,7 +140,7 @@ class GraphGuard:
         return output
 
 
-def _unpack(tensor):
+def _unpack(tensor: torch.Tensor) -> torch.Tensor:
     return tensor
 
 
@@ -149,7 +156,13 @@ class KeptGraph:
         used: bool, a backward pass has gone through it (and freed it).
     """
 
-    def __init__(self, leaves, solution, nbytes, step_evaluations):
+    def __init__(
+        self,
+        leaves: tuple[torch.Tensor, ...],
+        solution: tuple[torch.Tensor, ...],
+        nbytes: int,
+        step_evaluations: int,
+    ) -> None:
         self.leaves = leaves
         self.solution = solution
         self.nbytes = nbytes
@@ -157,11 +170,16 @@ class KeptGraph:
         self.used = False
 
 
-def backpropagate(graph, layout, params, grad_solution):
+def backpropagate(
+    graph: KeptGraph,
+    layout: StateLayout,
+    params: Sequence[torch.Tensor],
+    grad_solution: torch.Tensor,
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """The cotangents of ``y0`` (flat) and ``params`` through the kept ``graph``, for the
     output cotangents ``(T, n)``; the graph is freed (``graph.used`` is set)."""
-    grads = layout.unflatten(grad_solution)
-    grads = grads if layout.is_tuple else (grads,)
+    unflat = layout.unflatten(grad_solution)
+    grads = unflat if isinstance(unflat, tuple) else (unflat,)
     pairs = [(part, grad) for part, grad in zip(graph.solution, grads) if part.requires_grad]
     inputs = list(graph.leaves) + list(params)
     found: Any = [None] * len(inputs)

@@ -11,17 +11,23 @@ from __future__ import annotations
 
 import sys
 import warnings
+from typing import Hashable, Optional
 
-_SHOWN: set[tuple] = set()
+_SHOWN: set[tuple[Hashable, Optional[tuple[str, int]]]] = set()
 
 
-def call_site(depth=2):
+def call_site(depth: int = 2) -> tuple[str, int]:
     """``(filename, lineno)`` of the caller ``depth`` frames up (the user's call)."""
     frame = sys._getframe(depth)
     return frame.f_code.co_filename, frame.f_lineno
 
 
-def warn_once(message, location, key=None, category=RuntimeWarning):
+def warn_once(
+    message: str,
+    location: Optional[tuple[str, int]],
+    key: Hashable = None,
+    category: type[Warning] = RuntimeWarning,
+) -> None:
     """Warn with ``message`` at ``location`` (``(filename, lineno)``), once per process for
     each ``(key, location)`` (``key`` defaults to the message)."""
     identity = (message if key is None else key, location)
@@ -32,6 +38,6 @@ def warn_once(message, location, key=None, category=RuntimeWarning):
     warnings.warn_explicit(message, category, filename, lineno)
 
 
-def forget():
+def forget() -> None:
     """Show every warning again (tests)."""
     _SHOWN.clear()

@@ -13,14 +13,20 @@ dropout, ...) fall back to one vector–Jacobian product per node, with identica
 and a warning that points at the offending line of ``func``.
 """
 
+from __future__ import annotations
+
 import os
 import traceback
 import warnings
+from typing import Any, Callable, Optional, Sequence, cast
 
 import torch
 from torch.func import vmap
 
 from .notices import warn_once
+
+#: ``(state_grads, time_grads)`` per node, or None where not asked for.
+Extras = tuple[Optional[torch.Tensor], Optional[torch.Tensor]]
 
 #: Nodes per batch are chosen so that a batch holds at most this many state numbers;
 #: it bounds the memory of the activations kept for the batch's backward pass.
@@ -30,12 +36,12 @@ _LIBRARY_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _TORCH_DIR = os.path.dirname(os.path.abspath(torch.__file__))
 
 
-def _user_frame(error):
+def _user_frame(error: BaseException) -> Optional[tuple[str, int]]:
     """``(filename, lineno)`` of the innermost frame of ``error`` outside torch and us."""
     for frame in reversed(traceback.extract_tb(error.__traceback__)):
         path = os.path.abspath(frame.filename)
         if not (path.startswith(_LIBRARY_DIR) or path.startswith(_TORCH_DIR)):
-            return frame.filename, frame.lineno
+            return frame.filename, frame.lineno or 0
     return None
 
 
@@ -56,7 +62,14 @@ class NodeEvaluator:
         nodes: int, quadrature nodes evaluated.
     """
 
-    def __init__(self, field, params, state_size, vectorise=True, call_site=None):
+    def __init__(
+        self,
+        field: Callable[..., torch.Tensor],
+        params: Sequence[torch.Tensor],
+        state_size: int,
+        vectorise: bool = True,
+        call_site: Optional[tuple[str, int]] = None,
+    ) -> None:
         self.field = field
         self.call_site = call_site
         self.nodes = 0
@@ -67,8 +80,15 @@ class NodeEvaluator:
         self.calls = 0
 
     def evaluate(
-        self, times, states, cotangents, *, params=True, state_grads=False, time_grads=False
-    ):
+        self,
+        times: torch.Tensor,
+        states: torch.Tensor,
+        cotangents: torch.Tensor,
+        *,
+        params: bool = True,
+        state_grads: bool = False,
+        time_grads: bool = False,
+    ) -> Extras:
         """Add ``Σ_k cotangents_kᵀ ∂f/∂θ`` to :attr:`grads`; return per-node extras.
 
         Args:
@@ -84,7 +104,8 @@ class NodeEvaluator:
             not asked for; zeros where ``f`` does not depend on ``z`` or ``t``.
         """
         self.nodes += len(times)
-        extras_z, extras_t = [], []
+        extras_z: list[Any] = []
+        extras_t: list[Any] = []
         for start in range(0, len(times), self.batch_nodes):
             batch = slice(start, start + self.batch_nodes)
             grad_z, grad_t = self._batch(
@@ -97,7 +118,15 @@ class NodeEvaluator:
             torch.cat(extras_t) if time_grads else None,
         )
 
-    def _batch(self, times, states, cotangents, params, state_grads, time_grads):
+    def _batch(
+        self,
+        times: torch.Tensor,
+        states: torch.Tensor,
+        cotangents: torch.Tensor,
+        params: bool,
+        state_grads: bool,
+        time_grads: bool,
+    ) -> Extras:
         if self.vectorise:
             try:
                 return self._backward(
@@ -109,11 +138,16 @@ class NodeEvaluator:
             self._backward(self.field, time, state, cotangent, params, state_grads, time_grads)
             for time, state, cotangent in zip(times, states, cotangents)
         ]
-        grad_z = torch.stack([item[0] for item in results]) if state_grads else None
-        grad_t = torch.stack([item[1] for item in results]) if time_grads else None
+        # Each node returned what was asked for: tensors, not None.
+        grad_z = (
+            torch.stack([cast(torch.Tensor, item[0]) for item in results]) if state_grads else None
+        )
+        grad_t = (
+            torch.stack([cast(torch.Tensor, item[1]) for item in results]) if time_grads else None
+        )
         return grad_z, grad_t
 
-    def _fall_back(self, error, times, states):
+    def _fall_back(self, error: BaseException, times: torch.Tensor, states: torch.Tensor) -> None:
         """Switch to one node at a time, after checking that ``vmap`` was the problem.
 
         A genuine bug in ``func`` fails unbatched too: then that error is raised and no
@@ -133,7 +167,9 @@ class NodeEvaluator:
         location = _user_frame(error) or self.call_site
         warn_once(message, location, key='vmap')
 
-    def _time_differentiated(self, function, times, states):
+    def _time_differentiated(
+        self, function: Callable[..., torch.Tensor], times: torch.Tensor, states: torch.Tensor
+    ) -> torch.Tensor:
         """``function(times, states)`` where ``times`` requires grad (the error-controlled
         rule's time check). A ``func`` that turns ``t`` into a Python number there makes
         torch warn about "a tensor with requires_grad=True", which the user's own ``t``
@@ -157,7 +193,16 @@ class NodeEvaluator:
                 )
         return outputs
 
-    def _backward(self, function, times, states, cotangents, params, state_grads, time_grads):
+    def _backward(
+        self,
+        function: Callable[..., torch.Tensor],
+        times: torch.Tensor,
+        states: torch.Tensor,
+        cotangents: torch.Tensor,
+        params: bool,
+        state_grads: bool,
+        time_grads: bool,
+    ) -> Extras:
         self.calls += 1
         with torch.enable_grad():
             times = times.detach().requires_grad_(time_grads)
@@ -198,12 +243,18 @@ class ParameterIntegral:
         evaluator: :class:`NodeEvaluator`, which accumulates the gradients.
     """
 
-    def __init__(self, evaluator):
+    def __init__(self, evaluator: NodeEvaluator) -> None:
         self.evaluator = evaluator
-        self._pending = []
+        self._pending: list[tuple[torch.Tensor, ...]] = []
         self._pending_count = 0
 
-    def add(self, times, weights, states, adjoints):
+    def add(
+        self,
+        times: torch.Tensor,
+        weights: torch.Tensor,
+        states: torch.Tensor,
+        adjoints: torch.Tensor,
+    ) -> None:
         """Queue K nodes: ``times``, ``weights`` ``(K,)``; ``states``, ``adjoints`` ``(K, n)``."""
         if not self.evaluator.params:
             return
@@ -212,12 +263,12 @@ class ParameterIntegral:
         if self._pending_count >= self.evaluator.batch_nodes:
             self._flush()
 
-    def result(self):
+    def result(self) -> list[torch.Tensor]:
         """Evaluate what is queued and return the gradients, one per parameter."""
         self._flush()
         return self.evaluator.grads
 
-    def _flush(self):
+    def _flush(self) -> None:
         if not self._pending:
             return
         times = torch.cat([item[0] for item in self._pending])

@@ -30,12 +30,21 @@ Guards, each checked before its result is used:
   the propagator is anchored anew there too.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Optional
+
 import torch
 
 from . import checks
 from .backward_options import flat_state_norm
 from .backward_solves import BackwardSolves, integrate_intervals
-from .error_control import Rule
+from .error_control import Interval, Rule
+from .record import BackwardResult, ForwardRecord
+from .state import FlatField, StateLayout
+
+if TYPE_CHECKING:
+    from .gq_adjoint import Settings
 
 #: Largest condition number of Ψ(t_k) accepted before anchoring anew.
 COND_LIMIT = 100.0
@@ -55,7 +64,7 @@ TOLERANCE_FACTOR = 0.01
 TOLERANCE_FLOOR_EPS = 16
 
 
-def propagator_tolerance(value, dtype):
+def propagator_tolerance(value: Any, dtype: torch.dtype) -> Any:
     """The tolerance of the ``[z, Ψ]`` solve for an adjoint tolerance ``value``: that times
     :data:`TOLERANCE_FACTOR`, floored at :data:`TOLERANCE_FLOOR_EPS` epsilons of ``dtype``,
     and never looser than ``value`` itself (a number, a tensor, or a tuple of them)."""
@@ -77,7 +86,7 @@ class SampleLayout:
         ValueError: a part without a batch dimension, or parts with different batch sizes.
     """
 
-    def __init__(self, layout):
+    def __init__(self, layout: StateLayout) -> None:
         shapes = layout.shapes
         if any(len(shape) == 0 for shape in shapes):
             raise ValueError('every part of y0 needs a batch dimension (dimension 0)')
@@ -90,10 +99,10 @@ class SampleLayout:
         # A 1-D state may be one trajectory rather than a batch of scalars.
         self.batched = all(len(shape) >= 2 for shape in shapes)
 
-    def to_samples(self, flat):
+    def to_samples(self, flat: torch.Tensor) -> torch.Tensor:
         """``(..., n)`` -> ``(..., B, d)``."""
         leading = flat.shape[:-1]
-        pieces = torch.split(flat, self.numels, dim=-1)
+        pieces = torch.split(flat, list(self.numels), dim=-1)
         return torch.cat(
             [
                 piece.reshape(*leading, self.batch, width)
@@ -102,14 +111,16 @@ class SampleLayout:
             dim=-1,
         )
 
-    def from_samples(self, samples):
+    def from_samples(self, samples: torch.Tensor) -> torch.Tensor:
         """``(..., B, d)`` -> ``(..., n)``."""
         leading = samples.shape[:-2]
         pieces = torch.split(samples, self.widths, dim=-1)
         return torch.cat([piece.reshape(*leading, -1) for piece in pieces], dim=-1)
 
 
-def mixes_samples(field, times, states, samples):
+def mixes_samples(
+    field: FlatField, times: torch.Tensor, states: torch.Tensor, samples: SampleLayout
+) -> bool:
     """Whether ``field`` lets any sample's output depend on another sample's state, at any
     of the points ``(times[k], states[k])``: the premise of the propagator, established
     rather than guessed.
@@ -152,7 +163,9 @@ def mixes_samples(field, times, states, samples):
     return False
 
 
-def _batched_vjps(output, inputs, cotangents):
+def _batched_vjps(
+    output: torch.Tensor, inputs: torch.Tensor, cotangents: torch.Tensor
+) -> Optional[torch.Tensor]:
     """``cotangents (P, n)`` pulled back through ``output``: ``(P, n)``, or None where
     ``output`` does not reach ``inputs``; one batched product where ``vmap`` allows."""
     try:
@@ -174,14 +187,14 @@ class PropagatorDynamics:
         direction: +1.0 or -1.0, the sign of ``dt/ds``.
     """
 
-    def __init__(self, field, samples, direction):
+    def __init__(self, field: FlatField, samples: SampleLayout, direction: float) -> None:
         self.field, self.samples, self.direction = field, samples, direction
         self.size = samples.batch * samples.dim
         self.nfe = 0
         # Whether one batched backward computes the d products (False once it failed).
         self.batched = True
 
-    def split(self, state):
+    def split(self, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``z`` ``(..., n)`` and ``Ψ`` ``(..., B, d, d)`` of flat states."""
         batch, dim = self.samples.batch, self.samples.dim
         return (
@@ -189,7 +202,7 @@ class PropagatorDynamics:
             state[..., self.size :].reshape(*state.shape[:-1], batch, dim, dim),
         )
 
-    def __call__(self, s, state):
+    def __call__(self, s: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
         self.nfe += 1
         z, psi = self.split(state)
         t = s.detach() * self.direction
@@ -235,12 +248,12 @@ class PropagatorBackward:
     name = 'propagator'
 
     @staticmethod
-    def records(settings):
+    def records(settings: Settings) -> tuple[str, ...]:
         """What the forward pass must record for this pass: nothing."""
         return ()
 
     @staticmethod
-    def problem(record):
+    def problem(record: ForwardRecord) -> Optional[str]:
         """Why this pass cannot serve the solve (None if it can), without evaluating ``f``."""
         settings = record.settings
         if not settings.per_sample:
@@ -263,7 +276,7 @@ class PropagatorBackward:
         return None
 
     @staticmethod
-    def confirm(record):
+    def confirm(record: ForwardRecord) -> Optional[str]:
         """Why this pass cannot serve the solve, checked with an evaluation of ``f`` and
         one batched product at each of up to three output times: a function that lets
         one sample depend on another (None if it does not; :func:`mixes_samples`)."""
@@ -280,13 +293,13 @@ class PropagatorBackward:
         return None
 
     @staticmethod
-    def notify_under_auto(record):
+    def notify_under_auto(record: ForwardRecord) -> bool:
         """Whether ``'auto'`` warns when :meth:`confirm` fails: for a batched state. A
         1-D state is as likely one coupled trajectory as a batch of scalars, and another
         pass is simply right there."""
         return SampleLayout(record.settings.layout).batched
 
-    def __init__(self, record):
+    def __init__(self, record: ForwardRecord) -> None:
         self.solves = BackwardSolves(record)
         self.samples = samples = SampleLayout(record.settings.layout)
         solves = self.solves
@@ -295,7 +308,7 @@ class PropagatorBackward:
         part_norm = flat_state_norm(settings.options.get('norm'), settings.layout)
         size = solves.size
 
-        def norm(state):
+        def norm(state: torch.Tensor) -> torch.Tensor:
             # As the default backward norm: the forward norm of z, RMS of the rest.
             return torch.maximum(
                 torch.as_tensor(part_norm(state[:size])), state[size:].pow(2).mean().sqrt()
@@ -303,14 +316,20 @@ class PropagatorBackward:
 
         self.norm = norm
 
-    def __call__(self, grad_solution):
+    def __call__(self, grad_solution: torch.Tensor) -> BackwardResult:
         """:class:`~.record.BackwardResult` for output cotangents ``(T, n)``."""
         found, _ = _propagator_intervals(self, grad_solution)
         return integrate_intervals(
             self.solves, found, grad_solution, self.name, lambda: self.dynamics.nfe
         )
 
-    def solve(self, dynamics, start_state, solve_times, index):
+    def solve(
+        self,
+        dynamics: PropagatorDynamics,
+        start_state: torch.Tensor,
+        solve_times: torch.Tensor,
+        index: int,
+    ) -> torch.Tensor:
         """One ``[z, Ψ]`` solve; with ``gtol=None`` at :func:`propagator_tolerance`."""
         solves = self.solves
         settings = solves.settings
@@ -325,7 +344,9 @@ class PropagatorBackward:
         )
 
 
-def _propagator_intervals(backward, grad_solution):
+def _propagator_intervals(
+    backward: PropagatorBackward, grad_solution: torch.Tensor
+) -> tuple[list[Interval], torch.Tensor]:
     """The backward pass as :class:`~torch_gq_adjoint._impl.error_control.Interval`s.
 
     Returns:
@@ -355,7 +376,14 @@ def _propagator_intervals(backward, grad_solution):
     return intervals, adjoint
 
 
-def _segment(backward, dynamics, anchor, end, adjoint, grad_solution):
+def _segment(
+    backward: PropagatorBackward,
+    dynamics: PropagatorDynamics,
+    anchor: int,
+    end: int,
+    adjoint: torch.Tensor,
+    grad_solution: torch.Tensor,
+) -> tuple[list[Interval], torch.Tensor]:
     """Solve from observation ``anchor`` (a(t_anchor⁻) = ``adjoint``) towards ``end``, as
     far as the guards allow; returns the intervals done and the adjoint where the segment
     ends (⁻ side)."""
@@ -415,7 +443,13 @@ def _segment(backward, dynamics, anchor, end, adjoint, grad_solution):
     return intervals, adjoint
 
 
-def _drift(backward, index, nodes, offset_high, offset_low):
+def _drift(
+    backward: PropagatorBackward,
+    index: int,
+    nodes: torch.Tensor,
+    offset_high: torch.Tensor,
+    offset_low: torch.Tensor,
+) -> torch.Tensor:
     """The backward ``z``'s offset from the forward solution at ``nodes`` of interval
     ``[t_{index-1}, t_index]``: linear in time between the offsets measured at its ends
     (``offset_high`` at ``t_index``, ``offset_low`` at ``t_{index-1}``).
@@ -432,7 +466,12 @@ def _drift(backward, index, nodes, offset_high, offset_low):
     return share * offset_high + (1 - share) * offset_low
 
 
-def _last_good(backward, indices, offsets, psi_obs):
+def _last_good(
+    backward: PropagatorBackward,
+    indices: list[int],
+    offsets: torch.Tensor,
+    psi_obs: torch.Tensor,
+) -> int:
     """The observation index where this segment must end (0 if it reaches t_0).
 
     Taking in the jump at observation k needs Ψ(t_k)⁻¹: where Ψ(t_k) is ill conditioned
@@ -459,7 +498,9 @@ def _last_good(backward, indices, offsets, psi_obs):
     return indices[-1]
 
 
-def _vjp_or_zeros(output, inputs, cotangent):
+def _vjp_or_zeros(
+    output: torch.Tensor, inputs: torch.Tensor, cotangent: torch.Tensor
+) -> torch.Tensor:
     """``cotangentᵀ ∂output/∂inputs``, zeros where ``output`` does not reach ``inputs``."""
     (found,) = torch.autograd.grad(output, inputs, cotangent, retain_graph=True, allow_unused=True)
     return torch.zeros_like(inputs) if found is None else found

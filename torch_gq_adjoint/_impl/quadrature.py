@@ -1,5 +1,7 @@
 """Gauss–Legendre nodes, weights and the node-count rule of the GQ adjoint."""
 
+from __future__ import annotations
+
 import functools
 import math
 
@@ -10,7 +12,7 @@ import torch
 MAX_NODES = 64
 
 
-def node_count(gtol, forward_nfe, interval_length, total_length):
+def node_count(gtol: float, forward_nfe: int, interval_length: float, total_length: float) -> int:
     """Number of Gauss–Legendre nodes for one interval of the backward pass.
 
     ``min(ceil(gtol * forward_nfe * |interval_length| / |total_length|), MAX_NODES)``,
@@ -31,13 +33,15 @@ def node_count(gtol, forward_nfe, interval_length, total_length):
 
 
 @functools.lru_cache(maxsize=MAX_NODES)
-def _reference_rule(count):
+def _reference_rule(count: int) -> tuple[np.ndarray, np.ndarray]:
     # leggauss is exact to float64 precision; caching keeps it off the hot path.
     nodes, weights = np.polynomial.legendre.leggauss(count)
     return nodes, weights
 
 
-def gauss_legendre(start, end, count, dtype, device):
+def gauss_legendre(
+    start: float, end: float, count: int, dtype: torch.dtype, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Nodes and weights of the ``count``-point Gauss–Legendre rule on ``[start, end]``.
 
     The nodes are ordered from ``start`` to ``end``; the weights carry the sign of
@@ -86,12 +90,12 @@ FIRST_GTOL = 0.1
 CANDIDATE_RULES = 4
 
 
-def grid_node_count(method, steps):
+def grid_node_count(method: str, steps: int) -> int:
     """Nodes for an interval a fixed-grid method crossed in ``steps`` steps (1 to 64)."""
     return int(min(max(NODES_PER_GRID_STEP[method] * steps, 1), MAX_NODES))
 
 
-def candidate_counts(first):
+def candidate_counts(first: int) -> list[int]:
     """Node counts tried in turn by the error-controlled rule: ``first``, doubling, ≤ 64."""
     counts = [first]
     while len(counts) < CANDIDATE_RULES and counts[-1] < MAX_NODES:

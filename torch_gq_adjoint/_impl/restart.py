@@ -10,13 +10,21 @@ the forward solution. The parameter integral is then done over all intervals at 
 (:func:`~.backward_solves.integrate_intervals`).
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Iterator, Optional
+
 import torch
 
 from .backward_solves import BackwardSolves, integrate_intervals
 from .dynamics import AdjointDynamics
-from .error_control import Rule
+from .error_control import Interval, Rule
 from .interpolation import hermite
 from .quadrature import grid_node_count
+from .record import BackwardResult, ForwardRecord
+
+if TYPE_CHECKING:
+    from .gq_adjoint import Settings
 
 
 class RestartBackward:
@@ -29,16 +37,16 @@ class RestartBackward:
     name = 'restart'
 
     @staticmethod
-    def records(settings):
+    def records(settings: Settings) -> tuple[str, ...]:
         """What the forward pass must record for this pass: nothing."""
         return ()
 
     @staticmethod
-    def problem(record):
+    def problem(record: ForwardRecord) -> Optional[str]:
         """None: the restart method serves every solve (the others fall back to it)."""
         return None
 
-    def __init__(self, record):
+    def __init__(self, record: ForwardRecord) -> None:
         self.solves = solves = BackwardSolves(record)
         method = record.settings.adjoint_method
         self.dynamics = AdjointDynamics(
@@ -50,7 +58,7 @@ class RestartBackward:
         )
         self.method = method
 
-    def __call__(self, grad_solution):
+    def __call__(self, grad_solution: torch.Tensor) -> BackwardResult:
         """:class:`~.record.BackwardResult` for output cotangents ``(T, n)``."""
         return integrate_intervals(
             self.solves,
@@ -60,7 +68,7 @@ class RestartBackward:
             lambda: self.dynamics.nfe,
         )
 
-    def intervals(self, grad_solution):
+    def intervals(self, grad_solution: torch.Tensor) -> Iterator[Interval]:
         """The intervals from the last to the first, solved one at a time."""
         adjoint = grad_solution[-1]
         for index in range(len(self.solves.time_values) - 1, 0, -1):
@@ -68,7 +76,7 @@ class RestartBackward:
             yield interval
             adjoint = interval.adjoint_end + grad_solution[index - 1]
 
-    def solve(self, index, adjoint):
+    def solve(self, index: int, adjoint: torch.Tensor) -> Interval:
         """Solve ``[t_{index-1}, t_index]`` backwards from ``a(t_index⁻) = adjoint``."""
         solves = self.solves
         endpoints = solves.times[[index, index - 1]]
@@ -91,7 +99,13 @@ class RestartBackward:
             result.append(Rule(nodes, weights, at[:, : solves.size], at[:, solves.size :]))
         return self._interval(index, result, adjoint, path)
 
-    def _solve_grid(self, index, endpoints, start_state, adjoint):
+    def _solve_grid(
+        self,
+        index: int,
+        endpoints: torch.Tensor,
+        start_state: torch.Tensor,
+        adjoint: torch.Tensor,
+    ) -> Interval:
         solves, dynamics = self.solves, self.dynamics
         end, start = solves.time_values[index], solves.time_values[index - 1]
         dynamics.start_interval()
@@ -113,7 +127,7 @@ class RestartBackward:
         if solves.settings.gtol is None:
             steps = len(dynamics.grid)
 
-            def counts(length):
+            def counts(length: float) -> list[int]:
                 share = round(steps * abs(length / (end - start)))
                 return [grid_node_count(self.method, share)]
 
@@ -122,6 +136,8 @@ class RestartBackward:
         rule = Rule(nodes, weights, at[:, : solves.size], at[:, solves.size :])
         return self._interval(index, [rule], adjoint, path)
 
-    def _interval(self, index, rules, adjoint, path):
+    def _interval(
+        self, index: int, rules: list[Rule], adjoint: torch.Tensor, path: torch.Tensor
+    ) -> Interval:
         size = self.solves.size
         return self.solves.interval(index, rules, adjoint, path[-1, size:], path[-1, :size])

@@ -9,16 +9,23 @@ backprop's, and so are the derivatives of those. Memory: the whole solve's graph
 direct backprop keeps it.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence, cast
+
 import torch
 
 from .checkpoint import checkpoint_problem
 from .forward_solve import solve
 
+if TYPE_CHECKING:
+    from .gq_adjoint import Settings
+
 #: The passes that may run when the backward pass records its graph.
 TWICE_DIFFERENTIABLE = ('auto', 'checkpoint')
 
 
-def second_order_problem(settings):
+def second_order_problem(settings: Settings) -> Optional[str]:
     """Why the backward pass cannot record its graph for this solve (None if it can)."""
     if settings.backward not in TWICE_DIFFERENTIABLE:
         return f'backward={settings.backward!r} computes its gradients outside autograd'
@@ -27,7 +34,14 @@ def second_order_problem(settings):
     return checkpoint_problem(settings.method, False)
 
 
-def differentiable_backward(settings, t, y0_parts, params, grad_outputs, needs_t):
+def differentiable_backward(
+    settings: Settings,
+    t: torch.Tensor,
+    y0_parts: Sequence[torch.Tensor],
+    params: Sequence[torch.Tensor],
+    grad_outputs: Sequence[Optional[torch.Tensor]],
+    needs_t: bool,
+) -> tuple[Optional[torch.Tensor], list[torch.Tensor], list[torch.Tensor], dict[str, Any]]:
     """Cotangents of ``t``, ``y0``'s parts and ``params`` by backprop through a repeated
     solve, each with its own graph when grad mode is on (``create_graph=True``).
 
@@ -78,21 +92,22 @@ def differentiable_backward(settings, t, y0_parts, params, grad_outputs, needs_t
             else [None] * len(wanted)
         )
         found = [next(grads) if value.requires_grad else None for value in inputs]
-    found = [
-        torch.zeros_like(value) if grad is None else grad for value, grad in zip(inputs, found)
+    filled: list[torch.Tensor] = [
+        torch.zeros_like(value) if grad is None else cast(torch.Tensor, grad)
+        for value, grad in zip(inputs, found)
     ]
-    grad_t = found.pop(0) if needs_t else None
+    grad_t = filled.pop(0) if needs_t else None
     parts = len(y0_parts)
     costs = dict(backward='checkpoint (with its graph)', backward_nfe=counter.nfe, nodes=0)
-    return grad_t, found[:parts], found[parts:], costs
+    return grad_t, filled[:parts], filled[parts:], costs
 
 
 class _Counter:
     """``func`` with its evaluations counted."""
 
-    def __init__(self, func):
+    def __init__(self, func: Callable[..., Any]) -> None:
         self.func, self.nfe = func, 0
 
-    def __call__(self, t, y):
+    def __call__(self, t: torch.Tensor, y: Any) -> Any:
         self.nfe += 1
         return self.func(t, y)

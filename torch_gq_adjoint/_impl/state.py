@@ -5,7 +5,14 @@ over those nodes; all of that is simpler on one flat vector, so the user's tenso
 flattened on the way in and reshaped on the way out.
 """
 
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence, Union, cast
+
 import torch
+
+#: The state as the user gives it: one tensor or a tuple of tensors.
+UserState = Union[torch.Tensor, tuple[torch.Tensor, ...]]
 
 
 class StateLayout:
@@ -16,12 +23,12 @@ class StateLayout:
         is_tuple: bool, whether the user gave a tuple (else a single tensor).
     """
 
-    def __init__(self, parts, is_tuple):
+    def __init__(self, parts: Sequence[torch.Tensor], is_tuple: bool) -> None:
         self.shapes = tuple(part.shape for part in parts)
         self.numels = tuple(part.numel() for part in parts)
         self.is_tuple = is_tuple
 
-    def check(self, value, what):
+    def check(self, value: Any, what: str) -> None:
         """Raise ``ValueError`` naming ``what`` unless ``value`` has the state's structure
         and shapes (a tensor of ``y0``'s shape, or a tuple of tensors of its parts')."""
         parts = value if self.is_tuple else (value,)
@@ -46,7 +53,7 @@ class StateLayout:
                 where = f' (part {index})' if self.is_tuple else ''
                 raise ValueError(f'{what} must return {expected} (that of y0); got {got}{where}.')
 
-    def flatten(self, state, what='y'):
+    def flatten(self, state: Any, what: str = 'y') -> torch.Tensor:
         """Concatenate the user's ``state`` (tensor or tuple) into one 1-D tensor.
 
         Raises:
@@ -66,7 +73,7 @@ class StateLayout:
             return parts[0].reshape(-1)
         return torch.cat([part.reshape(-1) for part in parts])
 
-    def unflatten(self, flat):
+    def unflatten(self, flat: torch.Tensor) -> UserState:
         """Split a flat tensor ``(..., n)`` back into the user's structure ``(..., *shape)``."""
         # Shapes are passed as one tuple: ``reshape(*())`` fails for a 0-dim state.
         leading = tuple(flat.shape[:-1])
@@ -77,9 +84,13 @@ class StateLayout:
             piece.reshape(leading + tuple(shape)) for piece, shape in zip(pieces, self.shapes)
         )
 
-    def flatten_series(self, series):
+    def flatten_series(self, series: UserState) -> torch.Tensor:
         """Concatenate a solution ``(T, *shape)`` (tensor or tuple) into one ``(T, n)`` tensor."""
-        parts = series if self.is_tuple else (series,)
+        parts: Sequence[torch.Tensor] = (
+            cast(tuple[torch.Tensor, ...], series)
+            if self.is_tuple
+            else (cast(torch.Tensor, series),)
+        )
         length = parts[0].shape[0]
         return torch.cat([part.reshape(length, -1) for part in parts], dim=-1)
 
@@ -92,9 +103,9 @@ class FlatField:
         layout: :class:`StateLayout` of ``y``.
     """
 
-    def __init__(self, func, layout):
+    def __init__(self, func: Callable[..., Any], layout: StateLayout) -> None:
         self.func = func
         self.layout = layout
 
-    def __call__(self, t, y):
+    def __call__(self, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return self.layout.flatten(self.func(t, self.layout.unflatten(y)), what='func(t, y)')

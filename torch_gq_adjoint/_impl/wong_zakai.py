@@ -13,7 +13,10 @@ forwards and backwards. The ODE trains with :func:`odeint_adjoint_gq` (or any OD
 option); :class:`StratonovichSDE` hands the same ``f`` and ``g`` to torchsde for sampling.
 """
 
+from __future__ import annotations
+
 import math
+from typing import Optional, Sequence, Union
 
 import torch
 from torch import nn
@@ -37,7 +40,16 @@ class CosineBrownian(nn.Module):
     frequencies: torch.Tensor
     coefficients: torch.Tensor
 
-    def __init__(self, t0, t1, ncosines, shape, generator=None, device=None, dtype=torch.float32):
+    def __init__(
+        self,
+        t0: float,
+        t1: float,
+        ncosines: int,
+        shape: Sequence[int],
+        generator: Optional[torch.Generator] = None,
+        device: Union[torch.device, str, None] = None,
+        dtype: torch.dtype = torch.float32,
+    ) -> None:
         super().__init__()
         if not (isinstance(ncosines, int) and ncosines >= 0):
             raise ValueError(f'ncosines must be an integer >= 0; got {ncosines!r}')
@@ -53,7 +65,7 @@ class CosineBrownian(nn.Module):
         )
         self.redraw(generator)
 
-    def redraw(self, generator=None):
+    def redraw(self, generator: Optional[torch.Generator] = None) -> None:
         """Draw new coefficients ``ε ~ N(0, 1)`` (a new set of sample paths)."""
         noise = torch.randn(
             self.coefficients.shape,
@@ -63,24 +75,24 @@ class CosineBrownian(nn.Module):
         )
         self.coefficients.copy_(noise.to(self.coefficients.device))
 
-    def _contract(self, weights):
+    def _contract(self, weights: torch.Tensor) -> torch.Tensor:
         # Σ_n weights_n ε_n as one tensordot over the term dimension.
         return torch.tensordot(weights, self.coefficients, dims=1) * math.sqrt(2 / self.length)
 
-    def derivative(self, t):
+    def derivative(self, t: Union[torch.Tensor, float]) -> torch.Tensor:
         """``ξ(t) = dW/dt`` of shape ``shape`` at the scalar time ``t``."""
         if self.ncosines == 0:
             return self.coefficients.new_zeros(self.shape)
         return self._contract(torch.cos(self.frequencies * (t - self.t0)))
 
-    def path(self, t):
+    def path(self, t: Union[torch.Tensor, float]) -> torch.Tensor:
         """``W(t)`` of shape ``shape`` at the scalar time ``t`` (``W(t0) = 0``)."""
         if self.ncosines == 0:
             return self.coefficients.new_zeros(self.shape)
         return self._contract(torch.sin(self.frequencies * (t - self.t0)) / self.frequencies)
 
 
-def cosine_brownian_variance(t, t0, t1, ncosines):
+def cosine_brownian_variance(t: float, t0: float, t1: float, ncosines: int) -> float:
     """Closed-form variance of the ``ncosines``-term approximation ``W(t)``; tends to
     ``t - t0`` as ``ncosines`` grows.
 
@@ -107,11 +119,11 @@ class WongZakaiODE(nn.Module):
     so it can be passed to :func:`odeint_adjoint_gq` directly.
     """
 
-    def __init__(self, drift, diffusion, brownian):
+    def __init__(self, drift: nn.Module, diffusion: nn.Module, brownian: CosineBrownian) -> None:
         super().__init__()
         self.drift, self.diffusion, self.brownian = drift, diffusion, brownian
 
-    def forward(self, t, x):
+    def forward(self, t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         return self.drift(t, x) + self.diffusion(t, x) * self.brownian.derivative(t)
 
 
@@ -129,14 +141,14 @@ class StratonovichSDE(nn.Module):
     noise_type = 'diagonal'
     sde_type = 'stratonovich'
 
-    def __init__(self, drift, diffusion):
+    def __init__(self, drift: nn.Module, diffusion: nn.Module) -> None:
         super().__init__()
         self.drift, self.diffusion = drift, diffusion
 
-    def f(self, t, y):
+    def f(self, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Drift."""
         return self.drift(t, y)
 
-    def g(self, t, y):
+    def g(self, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Diagonal diffusion, ``y``'s shape."""
         return self.diffusion(t, y)
