@@ -218,6 +218,23 @@ def test_a_plan_can_be_pinned_read_and_reset():
     assert torch_gq_adjoint.plans() == []
 
 
+def test_batches_and_series_of_varying_length_share_a_few_plans():
+    """Irregular series (a different number of output times per batch) and the last,
+    smaller batch of an epoch: one plan per length would explore at every call."""
+    func, y0, _ = _problem()
+    calls = 160
+    for step in range(calls):
+        length = 5 + step % 60
+        batch = y0 if step % 4 else y0[:2]
+        _step(func, batch, torch.linspace(0, 1, length, dtype=torch.float64))
+    found = torch_gq_adjoint.plans()
+    # Lengths 5 to 64 in 4 powers of two, batches of 3 and 2 in 2.
+    assert len(found) <= 8
+    assert sum(plan.calls for plan in found) == calls
+    explored = sum(plan.explored for plan in found)
+    assert explored <= len(found) * _exploring_calls() + planner.EXPLORE_SHARE * calls
+
+
 def test_call_sites_and_settings_get_plans_of_their_own():
     func, y0, t = _problem()
     _step(func, y0, t)

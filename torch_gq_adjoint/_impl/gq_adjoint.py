@@ -503,16 +503,25 @@ def _plan_key(
     settings: Settings, t: torch.Tensor, like: torch.Tensor
 ) -> tuple[tuple[Any, ...], str]:
     """What a call site's plan is kept by (the call site and every setting that changes
-    which pass is fastest), and a short description of it."""
+    which pass is fastest), and a short description of it.
+
+    Sizes enter rounded up to a power of two (the leading dimension of each part of the
+    state, the number of output times): a training loop whose batches or series vary in
+    length (the last, smaller batch; irregular time series) keeps a few plans, not one
+    per length, each of which would explore anew.
+    """
     layout = settings.layout
     description = (
         f'state {sum(layout.numels)} {str(like.dtype).replace("torch.", "")} {like.device}, '
         f'{settings.method}, rtol {_short(settings.rtol)}, atol {_short(settings.atol)}, '
-        f'{len(t)} times'
+        f'{len(t)} times (sizes up to twice these share the plan)'
     )
     key = (
         settings.call_site,
-        tuple(layout.shapes),
+        tuple(
+            (_bucket(shape[0]), tuple(shape[1:])) if len(shape) else ()
+            for shape in layout.shapes
+        ),
         like.dtype,
         like.device,
         settings.method,
@@ -520,12 +529,17 @@ def _plan_key(
         _hashable(settings.rtol),
         _hashable(settings.atol),
         settings.gtol,
-        len(t),
+        _bucket(len(t)),
         settings.event_fn is not None,
         settings.backward,
         settings.checkpoint_memory,
     )
     return key, description
+
+
+def _bucket(size: int) -> int:
+    """``size`` rounded up to a power of two (1 stays 1)."""
+    return 1 << max(size - 1, 0).bit_length()
 
 
 def _hashable(value: Any) -> Any:
