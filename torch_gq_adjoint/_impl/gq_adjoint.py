@@ -519,8 +519,7 @@ def _plan_key(
     key = (
         settings.call_site,
         tuple(
-            (_bucket(shape[0]), tuple(shape[1:])) if len(shape) else ()
-            for shape in layout.shapes
+            (_bucket(shape[0]), tuple(shape[1:])) if len(shape) else () for shape in layout.shapes
         ),
         like.dtype,
         like.device,
