@@ -38,6 +38,8 @@ from benchmarks import torchode_mode, training
 from benchmarks.memory import peak_memory_bytes
 from benchmarks.timing import (
     add_machine_flags,
+    add_output_flag,
+    check_output,
     paired_ratios,
     record_header,
     settle_plans,
@@ -193,19 +195,12 @@ def parse_args(argv=None):
         default=None,
         help="training steps per mode with --train (default: each workload's own)",
     )
-    parser.add_argument(
-        '--output',
-        type=pathlib.Path,
-        default=None,
-        help='also write every measured second, machine and versions to this JSON file',
-    )
+    add_output_flag(parser, 'every measured second, machine and versions')
     add_machine_flags(parser)
     args = parser.parse_args(argv)
     if args.steps is not None and not args.train:
         parser.error('--steps: only with --train')
-    for flag, path in (('--output', args.output),):
-        if path is not None and not path.parent.is_dir():
-            parser.error(f'{flag}: the folder {path.parent} does not exist')
+    check_output(parser, args.output)
     if args.figure is not None and not args.figure.parent.is_dir():
         parser.error(f'--figure: the folder {args.figure.parent} does not exist')
     if args.quick:

@@ -33,12 +33,11 @@ committed run that docs/benchmarks.md shows). Problems:
 
 import argparse
 import copy
-import pathlib
 
 import torch
 
 from benchmarks.gradient_speed import _Case
-from benchmarks.timing import record_header, write_record
+from benchmarks.timing import add_output_flag, check_output, record_header, write_record
 from gradient_tests.problems import PROBLEM_NAMES as LIBRARY_PROBLEMS
 from gradient_tests.problems import REFERENCE, VARIANTS, Problem, flat_gradient, measure
 from gradient_tests.problems import problem as library_problem
@@ -124,15 +123,9 @@ def main(argv=None):
         choices=PROBLEM_NAMES,
         help='problem to run (repeatable; default all)',
     )
-    parser.add_argument(
-        '--output',
-        type=pathlib.Path,
-        default=None,
-        help='also write every error, the machine, the versions and the commit to this JSON file',
-    )
+    add_output_flag(parser, 'every error, the machine, the versions and the commit')
     args = parser.parse_args(argv)
-    if args.output is not None and not args.output.parent.is_dir():
-        parser.error(f'--output: the folder {args.output.parent} does not exist')
+    check_output(parser, args.output)
     print('\n'.join(header_lines()))
     record = dict(**record_header('benchmarks.gradient_accuracy', 'cpu'), errors={}, ran={})
     for name in args.problem or PROBLEM_NAMES:

@@ -30,7 +30,6 @@ and the commit as JSON; the committed record is ``results/benchmarks/gradient_sp
 """
 
 import argparse
-import pathlib
 import sys
 from functools import partial
 
@@ -40,6 +39,8 @@ from torch import nn
 from benchmarks.memory import peak_memory_bytes
 from benchmarks.timing import (
     add_machine_flags,
+    add_output_flag,
+    check_output,
     record_header,
     settle_plans,
     time_in_turns,
@@ -186,16 +187,10 @@ def parse_args(argv=None):
         action='store_true',
         help=f'cases {", ".join(QUICK_CASES)} with 1 repeat (well under a minute)',
     )
-    parser.add_argument(
-        '--output',
-        type=pathlib.Path,
-        default=None,
-        help='also write every timed step, memory, error, machine and versions to this JSON file',
-    )
+    add_output_flag(parser, 'every timed step, memory, error, machine and versions')
     add_machine_flags(parser)
     args = parser.parse_args(argv)
-    if args.output is not None and (args.output.is_dir() or not args.output.parent.is_dir()):
-        parser.error(f'--output {args.output} must be a file in an existing folder')
+    check_output(parser, args.output)
     if args.quick:
         args.case = args.case or list(QUICK_CASES)
         args.repeats = 1

@@ -100,6 +100,31 @@ def record_header(module, device):
     )
 
 
+def add_output_flag(parser, what):
+    """Add ``--output FILE`` (``what`` says what is written) to a benchmark's ``parser``;
+    :func:`check_output` refuses a bad one before any work."""
+    parser.add_argument(
+        '--output', type=pathlib.Path, default=None, help=f'also write {what} to this JSON file'
+    )
+
+
+def check_output(parser, path):
+    """Refuse, through ``parser``, an ``--output`` that is a folder or whose folder is
+    missing or not writable: found only at the end, it would lose the whole run."""
+    if path is None:
+        return
+    if path.is_dir():
+        parser.error(f'--output: {path} is a folder; give a file name, e.g. {path / "record.json"}')
+    if not path.parent.is_dir():
+        parser.error(f'--output: the folder {path.parent} does not exist')
+    probe = path.parent / f'.{path.name}.probe'
+    try:  # as the record will be written: a file created beside it, then renamed
+        probe.touch()
+        probe.unlink()
+    except OSError as error:
+        parser.error(f'--output: cannot write in the folder {path.parent} ({error.strerror})')
+
+
 def write_record(path, record):
     """Write a benchmark's JSON record whole or not at all (renamed over ``path``)."""
     path = pathlib.Path(path)

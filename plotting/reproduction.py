@@ -717,7 +717,13 @@ def render(text, results_dir, cache=None):
         if name not in BLOCKS:
             raise BlockError(f'line {begin + 1}: no block named {name!r}')
         if name not in cache:
-            cache[name] = BLOCKS[name](results_dir).rstrip('\n')
+            try:
+                cache[name] = BLOCKS[name](results_dir).rstrip('\n')
+            except (OSError, ValueError, KeyError, results.ResultsError) as error:
+                raise BlockError(
+                    f'line {begin + 1}: block {name!r} cannot be computed from '
+                    f'{results_dir} ({type(error).__name__}: {error})'
+                ) from None
         output += lines[last : begin + 1] + [cache[name]]
         last = end
     output += lines[last:]
@@ -788,9 +794,13 @@ def check(results_dir, root=ROOT):
 def write(results_dir, root=ROOT):
     """Rewrite every document's blocks; returns the names of the files that changed."""
     changed = []
-    for name, path, text, wanted in _rendered(results_dir, root):
+    # Every document rendered before any is written: a block that cannot be computed
+    # leaves every file as it was.
+    rendered = list(_rendered(results_dir, root))
+    for name, _, _, wanted in rendered:
         if isinstance(wanted, BlockError):
             raise BlockError(f'{name}: {wanted}')
+    for name, path, text, wanted in rendered:
         if wanted != text:
             atomic.write_bytes(path, wanted.encode())
             changed.append(name)

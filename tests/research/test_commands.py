@@ -305,3 +305,15 @@ def test_the_report_refuses_a_figure_it_cannot_write(tmp_path, capsys, name, wor
     with pytest.raises(SystemExit) as raised:
         report.main(['--figure', str(tmp_path / name)])
     assert raised.value.code == 2 and words in capsys.readouterr().err
+
+
+@pytest.mark.parametrize('module', ['gradient_speed', 'clients', 'gradient_accuracy'])
+def test_a_benchmark_refuses_an_output_it_could_not_write_before_any_work(tmp_path, module):
+    for output, words in (
+        (tmp_path, 'is a folder'),
+        (tmp_path / 'missing' / 'x.json', 'does not exist'),
+    ):
+        result = _run('-m', f'benchmarks.{module}', '--output', str(output))
+        assert result.returncode == 2, result.stderr
+        assert '--output: ' in result.stderr and words in result.stderr
+        assert 'Traceback' not in result.stderr

@@ -177,3 +177,18 @@ def test_an_accuracy_comparison_with_one_repeat_is_not_tested():
     assert item.verdict == 'one repeat'
     words = reproduction._accuracy_words([item], lambda found: f'width {found.width}')
     assert words == 'not tested (one repeat) at width 100'
+
+
+def test_a_results_folder_without_the_records_is_named_and_nothing_is_written(tmp_path):
+    root = _document(
+        tmp_path, 'x\n<!-- generated: one_step -->\n<!-- end generated: one_step -->\n'
+    )
+    empty = tmp_path / 'empty'
+    empty.mkdir()
+    (problem,) = reproduction.check(empty, root)
+    assert problem.startswith("REPRODUCTION.md: line 2: block 'one_step' cannot be computed")
+    assert 'gradient_speed.json' in problem
+    before = (root / 'REPRODUCTION.md').read_text()
+    with pytest.raises(reproduction.BlockError, match='one_step'):
+        reproduction.write(empty, root)
+    assert (root / 'REPRODUCTION.md').read_text() == before
