@@ -227,7 +227,11 @@ def main(argv=None):
         try:
             reference = reference_gradient(name, args.device)
         except Exception as error:  # noqa: BLE001 - the other workloads still run
-            print(f'{name:<15} reference failed: {type(error).__name__}: {error}', flush=True)
+            # Recorded too, so that the output rebuilt from the record shows it.
+            all_results[name] = {'reference': dict(failed=f'{type(error).__name__}: {error}')}
+            print('\n'.join(one_step_lines(name, all_results[name])), flush=True)
+            if args.output is not None:
+                _write_output(args, all_results, all_trained)
             continue
         results, runners = measure(name, args.mode, args.repeats, args.device)
         # Memory after the timings: measuring it changes how glibc hands out memory.
@@ -269,6 +273,8 @@ def one_step_lines(name, results):
         results: ``{mode: dict(seconds, memory, error, info, paired)}`` or
             ``{mode: dict(failed=reason)}``, as measured or as the record holds them.
     """
+    if set(results) == {'reference'}:
+        return [f'{name:<15} reference failed: {results["reference"]["failed"]}']
     adjoint = results['adjoint'].get('seconds', math.nan)
     direct = results['direct'].get('seconds', math.nan)
     lines = []
@@ -389,7 +395,7 @@ def header_lines(device, torch_version, threads, repeats):
 def output_lines(record):
     """Everything ``benchmarks.clients`` printed for a run, rebuilt from its ``--output``
     record: docs/benchmarks.md shows these lines, so they cannot drift from the file."""
-    repeats = next(
+    repeats = record.get('repeats') or next(
         (
             len(mode['turns'])
             for steps in record['one_step'].values()
@@ -443,6 +449,7 @@ def _write_output(args, results, trained):
     """Every measured second, the machine and the versions, as JSON (``--output``)."""
     record = dict(
         **record_header('benchmarks.clients', args.device),
+        repeats=args.repeats,
         one_step=results,
         training=trained,
     )

@@ -78,14 +78,25 @@ def settle_plans(call, limit=SETTLE_CALLS):
 
 
 def record_header(module, device):
-    """What every benchmark record starts with: the command, the machine, the versions and
-    the commit measured (``''`` outside a git checkout)."""
-    try:
-        commit = subprocess.run(
-            ['git', 'rev-parse', 'HEAD'], capture_output=True, text=True, check=False
-        ).stdout.strip()
-    except OSError:
-        commit = ''
+    """What every benchmark record starts with: the command, the machine, the versions, the
+    commit measured (``''`` outside a git checkout) and whether the library, benchmark or
+    test code differed from it (``uncommitted``: the changed files, or an empty list)."""
+    root = pathlib.Path(__file__).resolve().parent.parent
+
+    def git(*arguments):
+        try:
+            found = subprocess.run(
+                ['git', *arguments], capture_output=True, text=True, check=False, cwd=root
+            )
+        except OSError:
+            return ''
+        return found.stdout if found.returncode == 0 else ''
+
+    changed = [
+        line[3:]
+        for line in git('status', '--porcelain', '--untracked-files=no').splitlines()
+        if line[3:].endswith('.py')
+    ]
     return dict(
         command=' '.join([f'python -m {module}'] + sys.argv[1:]),
         machine=dict(
@@ -96,7 +107,8 @@ def record_header(module, device):
             device=str(device),
         ),
         versions=dict(python=platform.python_version(), torch=torch.__version__),
-        commit=commit,
+        commit=git('rev-parse', 'HEAD').strip(),
+        uncommitted=changed,
     )
 
 

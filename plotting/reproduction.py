@@ -93,6 +93,14 @@ def _fmt(value, digits=3):
     return f'{value:.{digits}g}'
 
 
+def _commit(record):
+    """The commit a benchmark record measured, and the files it changed, if any."""
+    changed = record.get('uncommitted') or []
+    return f'commit {record["commit"][:10]}' + (
+        f' with uncommitted changes to {", ".join(changed)}' if changed else ''
+    )
+
+
 def _mebibytes(value):
     """Bytes as MiB: one decimal below 10, whole numbers above."""
     mib = value / 2**20
@@ -465,7 +473,7 @@ def one_step(results_dir):
     path = pathlib.Path(results_dir) / 'benchmarks' / 'gradient_speed.json'
     record = json.loads(path.read_text())
     rows = [
-        f'Record: `{record["command"]}`, commit {record["commit"][:10]}, torch '
+        f'Record: `{record["command"]}`, {_commit(record)}, torch '
         f'{record["versions"]["torch"]}, {record["machine"]["threads"]} thread(s) on '
         f'{record["machine"]["cpus"]} CPUs.',
         '',
@@ -538,7 +546,7 @@ def gradient_speed_table(results_dir):
     lines += [
         '```',
         '',
-        f'(commit {record["commit"][:10]}, torch {record["versions"]["torch"]}, '
+        f'({_commit(record)}, torch {record["versions"]["torch"]}, '
         f'{record["machine"]["threads"]} thread.)',
     ]
     return '\n'.join(lines)
@@ -604,7 +612,15 @@ def gradient_accuracy_table(results_dir):
     from benchmarks import gradient_accuracy
 
     record = _accuracy_record(results_dir)
-    return '\n'.join(['```', *gradient_accuracy.output_lines(record), '```'])
+    return '\n'.join(
+        [
+            '```',
+            *gradient_accuracy.output_lines(record),
+            '```',
+            '',
+            f'({_commit(record)}, torch {record["versions"]["torch"]}.)',
+        ]
+    )
 
 
 def gradient_accuracy_summary(results_dir):

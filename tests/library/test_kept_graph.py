@@ -303,3 +303,37 @@ def test_the_guard_prices_every_evaluation_like_the_first():
     )
     with torch.enable_grad(), pytest.raises(kept_graph.GraphTooLargeError):
         small(0.0, y)
+
+
+def test_measuring_the_graph_leaves_no_reference_cycle():
+    """The graph is measured through saved-tensor hooks at evaluations 1, 2, 4, ...; a
+    hook that handed back the tensor itself made each saved output reference its own
+    graph, so what func computed and dropped (the exact trace's first-order graph in a
+    CNF) lived on until Python's cycle collector ran: 8 MiB above direct backprop on
+    the exact-trace CNF of benchmarks.clients."""
+    import gc
+    import weakref
+
+    dropped = []
+
+    class Field(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.linear = nn.Linear(2, 2).double()
+
+        def forward(self, t, y):
+            scratch = torch.tanh(self.linear(y))  # tanh saves its output; then dropped
+            dropped.append(weakref.ref(scratch))
+            return self.linear(y)
+
+    func = Field()
+    y0 = torch.randn(3, 2, dtype=torch.float64)
+    t = torch.linspace(0, 1, 4, dtype=torch.float64)
+    gc.disable()
+    try:
+        solution = odeint_adjoint_gq(func, y0, t, backward='checkpoint')
+        alive = sum(reference() is not None for reference in dropped)
+        solution.pow(2).sum().backward()
+    finally:
+        gc.enable()
+    assert len(dropped) > 4 and alive == 0

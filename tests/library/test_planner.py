@@ -228,11 +228,40 @@ def test_batches_and_series_of_varying_length_share_a_few_plans():
         batch = y0 if step % 4 else y0[:2]
         _step(func, batch, torch.linspace(0, 1, length, dtype=torch.float64))
     found = torch_gq_adjoint.plans()
-    # Lengths 5 to 64 in 4 powers of two, batches of 3 and 2 in 2.
-    assert len(found) <= 8
+    # Lengths 5-8, 9-16, 17-32, 33-64 (4), batches of 3 and of 2 (2): 8 plans.
+    assert len(found) == 8
     assert sum(plan.calls for plan in found) == calls
     explored = sum(plan.explored for plan in found)
     assert explored <= len(found) * _exploring_calls() + planner.EXPLORE_SHARE * calls
+
+
+@pytest.mark.parametrize(
+    'first, second, shared',
+    [
+        (1, 2, False),  # one output time: no interval (the interpolating pass refuses)
+        (2, 3, False),  # one interval: the propagator refuses it
+        (3, 4, True),
+        (4, 5, False),
+        (5, 8, True),
+        (8, 9, False),
+    ],
+)
+def test_the_number_of_times_shares_plans_by_powers_of_two(first, second, shared):
+    func, y0, _ = _problem()
+    for length in (first, second):
+        _step(func, y0, torch.linspace(0, 1, length, dtype=torch.float64))
+    assert len(torch_gq_adjoint.plans()) == (1 if shared else 2)
+
+
+def test_state_shapes_share_plans_by_their_leading_size_only():
+    func = _Field(dim=2)
+    for shape in ((3, 2), (4, 2), (5, 2), (4, 1, 2)):
+        y0 = torch.ones(shape, dtype=torch.float64)
+        _step(func, y0, torch.linspace(0, 1, 4, dtype=torch.float64))
+    # (3, 2) and (4, 2) share; (5, 2) is the next power of two; (4, 1, 2) another layout.
+    assert [plan.calls for plan in torch_gq_adjoint.plans()] == [2, 1, 1]
+    text = str(torch_gq_adjoint.plans()[0])
+    assert '4 times (a plan for 3-4 times' in text
 
 
 def test_call_sites_and_settings_get_plans_of_their_own():

@@ -100,3 +100,19 @@ def test_the_record_prints_what_the_run_printed(tmp_path, capsys, monkeypatch):
     ]
     assert printed[-1].startswith('spiral          gq default ran: ')
     assert 'explored ' in printed[-1] and ' of 3 calls' in printed[-1]
+
+
+def test_a_failed_reference_is_recorded_and_rebuilt(tmp_path, capsys, monkeypatch):
+    import json
+
+    def failing(name, device):
+        raise RuntimeError('no reference today')
+
+    monkeypatch.setattr(clients, 'reference_gradient', failing)
+    output = tmp_path / 'clients.json'
+    argv = ['--workload', 'spiral', '--repeats', '1', '--output', str(output)]
+    monkeypatch.setattr('sys.argv', ['clients.py', *argv])
+    clients.main(argv)
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[-1] == 'spiral          reference failed: RuntimeError: no reference today'
+    assert clients.output_lines(json.loads(output.read_text()))[1:] == printed

@@ -100,8 +100,9 @@ def test_accuracy_benchmark_prints_errors_of_every_mode(tmp_path):
         assert default == interpolated
     elif ran['gq default'] == 'restart':
         assert default == restart
-    else:
-        assert ran['gq default'] in ('checkpoint', 'propagator')
+    else:  # no batch_dim: the propagator cannot serve; tolerances of 1e-6 admit the checkpoint
+        assert ran['gq default'] == 'checkpoint'
+        assert default > adjoint  # the forward discretisation's error, as direct backprop's
     assert 0 < default < 1e-5 and 0 < adjoint < 1e-5 and 0 < restart < 1e-5  # rtol 1e-6
     if ran['gq gtol=0.1'] != 'checkpoint':
         assert paper > restart  # one node per interval with gtol = 0.1

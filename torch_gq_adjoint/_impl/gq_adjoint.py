@@ -514,7 +514,8 @@ def _plan_key(
     description = (
         f'state {sum(layout.numels)} {str(like.dtype).replace("torch.", "")} {like.device}, '
         f'{settings.method}, rtol {_short(settings.rtol)}, atol {_short(settings.atol)}, '
-        f'{len(t)} times (sizes up to twice these share the plan)'
+        f'{len(t)} times (a plan for {_span(len(t))} times and leading sizes in the same '
+        'power of two)'
     )
     key = (
         settings.call_site,
@@ -539,6 +540,13 @@ def _plan_key(
 def _bucket(size: int) -> int:
     """``size`` rounded up to a power of two (1 stays 1)."""
     return 1 << max(size - 1, 0).bit_length()
+
+
+def _span(size: int) -> str:
+    """The sizes that share ``size``'s bucket (:func:`_bucket`), as text."""
+    high = _bucket(size)
+    low = high // 2 + 1 if high > 2 else high
+    return str(high) if low == high else f'{low}-{high}'
 
 
 def _hashable(value: Any) -> Any:

@@ -120,7 +120,10 @@ class GraphGuard:
         if pointer not in self._seen:
             self._seen.add(pointer)
             self._measuring += storage.nbytes()
-        return tensor
+        # A detached alias, not the tensor: a saved output handed back as itself would
+        # reference its own graph, and what func computed and dropped would live on
+        # until Python's cycle collector ran.
+        return tensor.detach()
 
     def __call__(self, t: torch.Tensor, y: Any) -> Any:
         self.evaluations += 1
