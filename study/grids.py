@@ -193,7 +193,6 @@ EXPERIMENTS = {
                 ),
                 pending=(
                     'nested_spheres/gtol0.003/1000/adjoint_ode/2',
-                    'nested_spheres/gtol0.003/2000/adjoint_ode',
                     'nested_spheres/gtol0.003/2000/direct/4',
                     'nested_spheres/gtol0.003/2000/direct/5',
                     'nested_spheres/gtol0.003/2000/adjoint_gq/4',
