@@ -330,7 +330,6 @@ EXPERIMENTS = {
                     'ornstein_uhlenbeck/10/50/adjoint_gq/3',
                     'ornstein_uhlenbeck/10/50/adjoint_gq/4',
                     'ornstein_uhlenbeck/10/50/adjoint_gq/5',
-                    'ornstein_uhlenbeck/10/100/sde_direct',
                     'ornstein_uhlenbeck/10/100/sde_adjoint',
                 ),
                 budget='about 355 min with --jobs 2, the cosines ablation included '
