@@ -192,7 +192,6 @@ EXPERIMENTS = {
                     Block(ODE_OPTIONS, (1000, 2000), 2, epochs=3),
                 ),
                 pending=(
-                    'nested_spheres/gtol0.003/1000/adjoint_ode/2',
                     'nested_spheres/gtol0.003/2000/direct/4',
                     'nested_spheres/gtol0.003/2000/direct/5',
                     'nested_spheres/gtol0.003/2000/adjoint_gq/4',
