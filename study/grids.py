@@ -326,7 +326,6 @@ EXPERIMENTS = {
                     'ornstein_uhlenbeck/10/50/sde_direct/3',
                     'ornstein_uhlenbeck/10/50/sde_direct/4',
                     'ornstein_uhlenbeck/10/50/sde_direct/5',
-                    'ornstein_uhlenbeck/10/50/adjoint_gq/3',
                     'ornstein_uhlenbeck/10/50/adjoint_gq/4',
                     'ornstein_uhlenbeck/10/50/adjoint_gq/5',
                     'ornstein_uhlenbeck/10/100/sde_adjoint',
