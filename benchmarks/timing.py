@@ -32,13 +32,15 @@ def time_in_turns(calls, repeats, device, turns=None):
     (``{name: callable with no arguments}``).
 
     One warm-up call each first; then the calls take turns, repeat by repeat, so that
-    drifts of the machine (other load, allocator state) touch all of them alike. Pass a
+    drifts of the machine (other load, allocator state) touch all of them alike, the
+    order rotated each repeat (:func:`rotated`). Pass a
     dict as ``turns`` to receive every call's seconds, turn by turn (``{name: list}``).
     """
     results = {name: call() for name, call in calls.items()}
     seconds = {name: [] for name in calls}
-    for _ in range(repeats):
-        for name, call in calls.items():
+    for repeat in range(repeats):
+        for name in rotated(list(calls), repeat):
+            call = calls[name]
             synchronise(device)
             start = time.perf_counter()
             call()
@@ -47,6 +49,21 @@ def time_in_turns(calls, repeats, device, turns=None):
     if turns is not None:
         turns.update(seconds)
     return {name: (statistics.median(seconds[name]), results[name]) for name in calls}
+
+
+def rotated(names, turn):
+    """``names`` starting at entry ``turn`` (modulo their number).
+
+    Modes that take turns in a fixed order do not share the machine alike: a step that
+    follows another mode's pays for the allocator and caches that mode left (on the
+    spiral of :mod:`benchmarks.workloads`, the forward after a direct-backprop step took
+    0.5-0.8 ms longer than the same forward after its own mode's step, 3-5 %). Rotating
+    the order gives every mode each place in turn.
+    """
+    if not names:
+        return []
+    start = turn % len(names)
+    return names[start:] + names[:start]
 
 
 def paired_ratios(turns, name, reference):

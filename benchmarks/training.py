@@ -4,9 +4,10 @@ One step of an untrained model does not show what a training run costs: the forw
 evaluations grow as a model trains, and ``backward='auto'`` plans at each call site as
 the run goes (``torch_gq_adjoint.plans()``). Here each mode trains its own copy of a
 workload (the same initial parameters and data) with Adam for the workload's
-``train_steps``; the modes take turns in chunks of steps, so that drifts of the machine
-touch all of them alike; each step draws its batch as the workload's script does
-(``Workload.next_batch``, the same sequence for every mode). Reported per mode: the mean
+``train_steps``; the modes take turns in chunks of steps, in an order rotated each
+turn, so that drifts of the machine touch all of them alike; each step draws its batch
+as the workload's script does (``Workload.next_batch``, the same sequence for every
+mode). Reported per mode: the mean
 seconds of a step over the whole run (forward, loss, backward, optimiser step); the
 ratio of each chunk's mean to direct backprop's in the same turn (median and quartiles);
 and, for the default, which passes served its calls and how many of them the planner
@@ -23,7 +24,7 @@ import time
 import torch
 
 import torch_gq_adjoint
-from benchmarks.timing import paired_ratios
+from benchmarks.timing import paired_ratios, rotated
 from benchmarks.workloads import build
 from common.devices import synchronise
 
@@ -64,10 +65,11 @@ def train_in_turns(name, modes, runner_factory, steps, device, chunk=CHUNK):
             passes=collections.Counter(),
             losses=[],
         )
-    done = 0
+    done = turn = 0
     while done < steps:
         count = min(chunk, steps - done)
-        for run in runs.values():
+        for mode in rotated(list(runs), turn):
+            run = runs[mode]
             if 'failed' in run:
                 continue
             try:
@@ -76,6 +78,7 @@ def train_in_turns(name, modes, runner_factory, steps, device, chunk=CHUNK):
             except Exception as error:  # noqa: BLE001 - reported in the table, not raised
                 run['failed'] = f'{type(error).__name__}: {str(error).splitlines()[0]}'
         done += count
+        turn += 1
     results = {}
     for mode, run in runs.items():
         if 'failed' in run:

@@ -285,6 +285,26 @@ def test_a_second_backward_through_the_same_solve_recomputes_the_steps():
     assert _relative(second, first) < 1e-12
 
 
+def test_the_forced_checkpoint_keeps_no_tape_and_records_again_for_a_second_backward():
+    """Beside a kept graph the forced checkpoint records no steps (the tape is a cost of
+    every forward solve, read only by a second backward pass); a second backward pass
+    records the graph again: the same gradient, the forward's evaluations again."""
+    func, y0, t = _many_times()
+    info = {}
+    solution = odeint_adjoint_gq(
+        func, y0, t, rtol=1e-7, atol=1e-9, backward='checkpoint', info=info
+    )
+    assert info['checkpoint_steps'] == 0 and info['checkpoint_bytes'] == 0
+    loss = solution.pow(2).sum()
+    first = torch.autograd.grad(loss, [y0, *func.parameters()], retain_graph=True)
+    assert info['backward_nfe'] == 0 and info['graph_bytes'] > 0
+    forward_nfe = info['forward_nfe']
+    second = torch.autograd.grad(loss, [y0, *func.parameters()], retain_graph=True)
+    assert info['backward'] == 'checkpoint' and info['backward_nfe'] == forward_nfe
+    third = torch.autograd.grad(loss, [y0, *func.parameters()])
+    assert _relative(second, first) < 1e-12 and _relative(third, first) < 1e-12
+
+
 def test_the_guard_prices_every_evaluation_like_the_first():
     layer = nn.Linear(8, 8).double()
     y = torch.randn(5, 8, dtype=torch.float64, requires_grad=True)

@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+import torchdiffeq
 
 from benchmarks import clients
 
@@ -38,6 +39,45 @@ def test_paired_ratios_are_taken_turn_by_turn():
     assert middle == pytest.approx(1.1)
     assert (lower, upper) == (pytest.approx(1.0), pytest.approx(1.1))
     assert paired_ratios({'a': [2.0], 'b': [4.0]}, 'a', 'b') == (0.5, 0.5, 0.5)
+
+
+def test_the_modes_take_every_place_in_the_turns():
+    from benchmarks.timing import rotated, time_in_turns
+
+    order = []
+    calls = {name: (lambda name=name: order.append(name)) for name in 'abc'}
+    time_in_turns(calls, 3, torch.device('cpu'))
+    # The warm-up in the given order, then each turn starting one mode later.
+    assert order == list('abc' + 'abc' + 'bca' + 'cab')
+    assert rotated(['a', 'b'], 5) == ['b', 'a'] and rotated([], 2) == []
+
+
+def test_training_turns_rotate_the_modes(monkeypatch):
+    from benchmarks import training
+
+    order = []
+
+    class Runner:
+        info = None
+
+        def __init__(self, mode):
+            self.mode = mode
+
+        def solve(self, func, y0, t, **kwargs):
+            order.append(self.mode)
+            return torchdiffeq.odeint(func, y0, t, **kwargs)
+
+    training.train_in_turns(
+        'bouncing_ball',
+        ['x', 'y'],
+        lambda workload, mode: Runner(mode),
+        4,
+        torch.device('cpu'),
+        chunk=2,
+    )
+    # Turns x y, then y x (in a fixed order: x y x y); each step solves several times.
+    runs = [mode for index, mode in enumerate(order) if index == 0 or order[index - 1] != mode]
+    assert runs == ['x', 'y', 'x']
 
 
 def test_the_default_gets_its_turn_by_turn_ratio_line():

@@ -145,7 +145,14 @@ class _GaussQuadratureAdjoint(torch.autograd.Function):
             _report(settings.info, **costs)
             return (None, grad_times, *grad_y0, *param_grads)
         return _backward(
-            ctx, settings, t, event_t if event_mode else None, solution_parts, params, grad_outputs
+            ctx,
+            settings,
+            t,
+            event_t if event_mode else None,
+            solution_parts,
+            params,
+            y0_parts,
+            grad_outputs,
         )
 
 
@@ -184,6 +191,7 @@ def _backward(
     event_t: Optional[torch.Tensor],
     solution_parts: Sequence[torch.Tensor],
     params: Sequence[torch.Tensor],
+    y0_parts: Sequence[torch.Tensor],
     grad_outputs: Sequence[Optional[torch.Tensor]],
 ) -> tuple[Optional[torch.Tensor], ...]:
     """The backward pass without a graph of its own: the chosen pass's cotangents."""
@@ -203,6 +211,17 @@ def _backward(
             times = torch.cat([times[:1], event_t.detach().reshape(1).to(times)])
 
         recording = ctx.recording
+        device = solution.device
+        recorded_again = 0
+        if recording.graph is not None and recording.graph.used and recording.tape is None:
+            # A second backward pass through this solve (retain_graph=True outside): the
+            # first one freed the kept graph and no steps were recorded beside it, so
+            # the solve is recorded again from y0 (the same steps, the same gradient).
+            with generators.untouched(device):
+                recording = record_forward(
+                    settings, t, tuple(y0_parts), tuple(params), {'graph', 'steps'}
+                )
+            ctx.recording, recorded_again = recording, recording.nfe
         record = ForwardRecord(
             settings,
             t.detach(),
@@ -216,7 +235,6 @@ def _backward(
             forward_steps=recording.accepted,
         )
         ticket = ctx.ticket
-        device = solution.device
         if ticket is not None:
             ticket.start(device)
         with generators.untouched(device):
@@ -230,7 +248,10 @@ def _backward(
             if ctx.needs_input_grad[1]:
                 grad_times = time_gradients(record, grad_solution, result.adjoint_after_start)
         check_finite(result)
-        _report(settings.info, **result.costs)
+        costs = dict(result.costs)
+        if recorded_again:
+            costs['backward_nfe'] = costs.get('backward_nfe', 0) + recorded_again
+        _report(settings.info, **costs)
         read_tape = result.costs.get('backward') in TAPE_READERS
         if settings.info is not None and (not read_tape or 'graph_bytes' in result.costs):
             # Recorded for a pass that did not run: report only what ran.

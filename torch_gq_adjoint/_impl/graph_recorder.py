@@ -19,7 +19,8 @@ if TYPE_CHECKING:
 
 class GraphRecorder:
     """The solve with grad mode on, from detached copies of ``y0``'s parts, its graph
-    kept within ``checkpoint_memory``; the steps on a tape beside it where needed."""
+    kept within ``checkpoint_memory``; the steps and their stages on a tape beside it
+    where a pass that reads stages may run."""
 
     name = 'graph'
     #: Returns None where the graph would not fit (the next recorder solves instead).
@@ -45,7 +46,11 @@ class GraphRecorder:
 
         layout = settings.layout
         adaptive = settings.method in checks.ADAPTIVE_METHODS
-        tape = new_tape(settings, t, needs)
+        # Steps without stages are the checkpoint's own need, which the graph serves (a
+        # second backward pass through the solve records the graph again: see
+        # gq_adjoint); a tape beside the graph is kept only for a pass that reads
+        # stages (the interpolated pass, on a call's first call or while exploring).
+        tape = new_tape(settings, t, needs) if 'stages' in needs else None
         leaves = tuple(part.detach().requires_grad_(True) for part in parts)
         steps: Any = StepCounter(adaptive) if tape is None else tape
         counted = CountedField(settings.func, adaptive, steps, layout)

@@ -23,7 +23,9 @@ checkpoint is the pass to run (forced, or the plan's choice or candidate) and on
 call site's first call, which records for every pass.
 
 The backward through the graph frees it. A second backward through the same solve
-(``retain_graph=True`` outside) recomputes the steps from the record kept beside it.
+(``retain_graph=True`` outside) records the graph again from ``y0`` (the same steps),
+or reads the steps' tape where one was kept beside the graph for another pass; no tape
+is kept for the checkpoint alone, whose recording would cost every forward solve.
 """
 
 from __future__ import annotations
