@@ -205,6 +205,8 @@ def main(argv=None):
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    # The commit and the tree as the run starts (the code that ran).
+    started = record_header('benchmarks.gradient_speed', args.device)
     header = (
         f'{"case":<16} {"option":<23} {"params":>9} {"s/step":>9} {"peak MiB":>9} '
         f'{"rel err":>9} {"÷ adj_ode":>9} {"÷ direct":>9}'
@@ -246,7 +248,7 @@ def main(argv=None):
             # After each case: an interrupted run keeps the cases it finished.
             write_record(
                 args.output,
-                dict(**record_header('benchmarks.gradient_speed', args.device), cases=recorded),
+                dict(**started, cases=recorded),
             )
 
 

@@ -15,7 +15,7 @@ import os
 import pathlib
 import statistics
 
-from benchmarks.training import FORCED, chunk_ratios, exploring
+from benchmarks.training import FORCED, chunk_ratios, exploring, mode_of
 
 #: The file types ``--figure`` may be written as.
 FIGURE_SUFFIXES = ('.png', '.pdf', '.svg')
@@ -64,7 +64,7 @@ def summary(record, name):
         fastest=fastest,
         versus_fastest=None if fastest is None else means['gq default'] / forced[fastest],
         versus_adjoint=one_step['gq default']['seconds'] / one_step['adjoint']['seconds'],
-        plan_error=one_step.get('gq ' + plan, {}).get('error'),
+        plan_error=one_step.get(mode_of(plan), {}).get('error'),
         adjoint_error=one_step['adjoint']['error'],
     )
 

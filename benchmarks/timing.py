@@ -97,7 +97,8 @@ def settle_plans(call, limit=SETTLE_CALLS):
 def record_header(module, device):
     """What every benchmark record starts with: the command, the machine, the versions, the
     commit measured (``''`` outside a git checkout) and whether the library, benchmark or
-    test code differed from it (``uncommitted``: the changed files, or an empty list)."""
+    test code differed from it (``uncommitted``: the changed files, or an empty list).
+    Taken when the run starts: the code that ran, whatever the tree holds by its end."""
     root = pathlib.Path(__file__).resolve().parent.parent
 
     def git(*arguments):

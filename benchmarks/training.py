@@ -30,8 +30,15 @@ from common.devices import synchronise
 
 #: Steps each mode trains before the next takes its turn.
 CHUNK = 20
+#: The mode of ``benchmarks.clients`` that forces the paper's rule (``'paper'`` in a plan).
+PAPER_MODE = 'gq gtol=0.1'
 #: The modes of ``benchmarks.clients`` that force one backward pass of the library.
-FORCED = ('gq checkpoint', 'gq interpolated', 'gq propagator', 'gq restart')
+FORCED = ('gq checkpoint', 'gq interpolated', 'gq propagator', 'gq restart', PAPER_MODE)
+
+
+def mode_of(name):
+    """The ``benchmarks.clients`` mode that forces the pass ``name`` (``info['backward']``)."""
+    return PAPER_MODE if name == 'paper' else 'gq ' + name
 
 
 def train_in_turns(name, modes, runner_factory, steps, device, chunk=CHUNK):

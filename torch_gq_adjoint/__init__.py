@@ -42,4 +42,4 @@ __all__ = [
     'cosine_brownian_variance',
 ]
 #: The library's version (pyproject.toml reads it from here; CHANGELOG.md says what changed).
-__version__ = '0.5.0'
+__version__ = '0.6.0'

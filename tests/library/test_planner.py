@@ -406,3 +406,21 @@ def test_a_pass_that_stops_serving_at_a_shared_call_site_leaves_each_call_the_es
                 ran[type(func).__name__, info['backward']] += 1
     assert ran[('Independent', 'propagator')] == 16
     assert ran[('Coupled', 'interpolated')] == 4
+
+
+def test_a_spent_budget_leaves_the_choice_to_the_calibrated_estimates(monkeypatch):
+    """A pass tied with another when measured may grow with the solve while the other
+    does not (sines with 10 times: the propagator against the interpolating pass); with
+    nothing left to measure, the calibrated estimates switch where they clearly differ."""
+    plan = planner.CallSitePlan(('train.py', 1), 'a solve')
+    plan.state, plan.choice = 'settled', 'propagator'
+    plan.calibration = {'propagator': 1.0, 'interpolated': 1.0}
+    plan.calls, plan.explored, plan.first_exploration = 50, 7, 7
+    costs = {'propagator': 200.0, 'interpolated': 100.0}
+    monkeypatch.setattr(choice, 'estimate', lambda name, record: costs[name])
+    plan._recalibrate(None, (38, 6), 'the solve moved')
+    assert plan.state == 'settled' and plan.explored == 7
+    assert plan.choice == 'interpolated' and 'which it takes' in plan.reason
+    plan.choice, costs['interpolated'] = 'propagator', 190.0  # within SWITCH_MARGIN
+    plan._recalibrate(None, (50, 8), 'the solve moved again')
+    assert plan.choice == 'propagator' and plan.reason.endswith('estimates keep it')

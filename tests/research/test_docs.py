@@ -146,6 +146,18 @@ def test_the_rule_of_auto_quotes_the_constants_of_the_code():
     assert choice.MARGIN == 2 and 'less than half the cheapest quadrature' in rule
 
 
+def test_the_paper_rules_check_quotes_the_constants_of_the_code():
+    from torch_gq_adjoint._impl import paper_rule
+
+    text = (REPOSITORY / 'docs' / 'backward.md').read_text()
+    check = text[text.index("**The paper's rule, checked.**") :].split('\n\n')[0]
+    assert f'`gtol={paper_rule.PAPER_GTOL:g}`' in check
+    assert f'{paper_rule.TIGHTER:g} times tighter' in check
+    assert f'at least {paper_rule.MIN_TIGHTER:g} times tighter' in check
+    assert f'{paper_rule.EPSILONS:g} machine epsilons' in check
+    assert f'at most {paper_rule.ERROR_FACTOR:g} times as far' in check
+
+
 def test_the_readme_main_command_is_a_committed_study_and_writes_elsewhere():
     from experiments import results as results_command
     from study import results

@@ -26,6 +26,7 @@ from .checkpoint import CheckpointBackward, step_evaluations
 from .checks import tight_enough
 from .interpolated import InterpolatedBackward
 from .notices import warn_once
+from .paper_rule import PAPER, PaperBackward, paper_record
 from .propagator import PropagatorBackward, SampleLayout
 from .record import BackwardPass, ForwardRecord
 from .restart import RestartBackward
@@ -143,13 +144,28 @@ def _automatic_candidate(entry: Entry, settings: Settings) -> bool:
 #: The passes, by name (the values of ``backward`` other than ``'auto'``).
 PASSES = tuple(_BY_NAME)
 
+#: The paper's rule (:mod:`.paper_rule`): a candidate of the measured plan only, priced
+#: as the restart method with its ``gtol``; never the estimate's choice.
+_MEASURED_ONLY = {
+    PAPER: Entry(
+        PaperBackward, lambda record, vectorised: restart_cost(paper_record(record), vectorised)
+    )
+}
+
+#: What a plan may take and be pinned to.
+PLANNED = PASSES + tuple(_MEASURED_ONLY)
+
+
+def _entry(name: str) -> Entry:
+    return _BY_NAME.get(name) or _MEASURED_ONLY[name]
+
 
 def records(settings: Settings, name: Optional[str] = None) -> set[str]:
     """What the forward pass records (a set of ``'steps'``, ``'stages'``, ``'graph'``):
     for the pass ``name`` if given, else for the pass asked for or every pass ``'auto'``
     may take."""
     if name is not None:
-        entries = [_BY_NAME[name]]
+        entries = [_entry(name)]
     elif settings.backward == 'auto':
         entries = [entry for entry in REGISTRY if _automatic_candidate(entry, settings)]
     else:
@@ -171,18 +187,20 @@ def admissible_estimates(record: ForwardRecord) -> dict[str, tuple[float, Option
         problem = entry.backward.problem(record) or _confirm(entry.backward, record)
         cost = math.inf if problem is not None else entry.cost(record, vectorised)
         found[entry.backward.name] = (cost, problem)
+    if PaperBackward.problem(record) is None:
+        found[PAPER] = (estimate(PAPER, record), None)
     return found
 
 
 def estimate(name: str, record: ForwardRecord) -> float:
     """The estimate's price of the pass ``name`` for ``record``'s solve (restart
     evaluations), whatever the record holds: the counts alone."""
-    return _BY_NAME[name].cost(record, record.vectorisable())
+    return _entry(name).cost(record, record.vectorisable())
 
 
 def take(name: str, record: ForwardRecord) -> Optional[BackwardPass]:
     """The pass ``name`` built from ``record``, or None where it cannot serve it."""
-    backward = _BY_NAME[name].backward
+    backward = _entry(name).backward
     if backward.problem(record) is None and _confirm(backward, record) is None:
         return backward(record)
     return None

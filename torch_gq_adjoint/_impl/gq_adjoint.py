@@ -14,6 +14,7 @@ what the call cost.
 
 from __future__ import annotations
 
+import dataclasses
 import numbers
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, Sequence, Union
@@ -26,8 +27,9 @@ from .checkpoint import DEFAULT_CHECKPOINT_MEMORY
 from .choice import BACKWARDS, choose, records, take
 from .func_state import FuncState
 from .notices import call_site
+from .paper_rule import PAPER, check_accuracy
 from .planner import PLANNER, CallSitePlan, Ticket
-from .record import ForwardRecord, check_finite, time_gradients
+from .record import BackwardResult, ForwardRecord, check_finite, time_gradients
 from .recorders import record_forward
 from .second_order import differentiable_backward
 from .state import FlatField, StateLayout
@@ -244,6 +246,8 @@ def _backward(
             if backward is None:
                 backward = choose(record)
             result = backward(grad_solution)
+            if ticket is not None and ticket.plan.needs_accuracy_check(ticket):
+                result = _check_paper_rule(ticket, record, y0_parts, grad_solution, result)
             grad_times = None
             if ctx.needs_input_grad[1]:
                 grad_times = time_gradients(record, grad_solution, result.adjoint_after_start)
@@ -271,6 +275,30 @@ def _backward(
                 )
             _report(settings.info, plan=ticket.plan.state)
         return (None, grad_times, *grad_y0, *param_grads)
+
+
+def _check_paper_rule(
+    ticket: Ticket,
+    record: ForwardRecord,
+    y0_parts: Sequence[torch.Tensor],
+    grad_solution: torch.Tensor,
+    paper: BackwardResult,
+) -> BackwardResult:
+    """The paper's rule's first call in a plan: its accuracy checked outside the clock
+    (:mod:`.paper_rule`); where it is not admitted, the error-controlled pass's result
+    serves the call instead."""
+    device = grad_solution.device
+    ticket.stop(device)
+    check = check_accuracy(record, y0_parts, grad_solution, paper)
+    ticket.plan.accuracy_checked(PAPER, check.ratio, check.admitted)
+    ticket.start(device)
+    if check.admitted:
+        return paper
+    costs = dict(check.controlled.costs)
+    costs['backward_nfe'] = (
+        costs.get('backward_nfe', 0) + paper.costs.get('backward_nfe', 0) + check.evaluations
+    )
+    return dataclasses.replace(check.controlled, costs=costs)
 
 
 def _report(info: Optional[dict[str, Any]], **values: Any) -> None:
@@ -366,7 +394,10 @@ def odeint_adjoint_gq(
               estimate (a count of evaluations), the next few time each admissible
               pass on real calls and the fastest is kept, planned again when the solve
               changes (at most 2 % of a site's calls spent exploring after the first
-              plan). The checkpoint only where the forward solve is tight. Under
+              plan). The checkpoint only where the forward solve is tight; at coarse
+              tolerances also the paper's rule (``gtol=0.1``, carried steps), where a
+              check against a tighter solve finds it as accurate as the
+              error-controlled pass (``info['backward']`` is then ``'paper'``). Under
               ``torch.use_deterministic_algorithms(True)`` or
               ``set_planning('estimate')`` every call takes the estimate: the same
               passes and bit-identical gradients on every run.

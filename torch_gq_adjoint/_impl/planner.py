@@ -23,11 +23,17 @@ it, as FFTW's planner (MEASURE against ESTIMATE) and cuDNN's benchmark mode do:
    measured-over-estimated ratio. Those within :data:`PRUNE_MEASURED` of the best are
    measured again, if the exploring budget allows: after the first plan, calls spent
    exploring stay within :data:`EXPLORE_SHARE` of all its calls. Where the current
-   choice alone stays within it, the band moves and nothing is measured. A pass that
+   choice alone stays within it, the band moves and nothing is measured; where the
+   budget is spent, the calibrated estimates choose (a switch needs them to put another
+   pass :data:`SWITCH_MARGIN` times cheaper). A pass that
    cannot serve a call makes the call site plan again from step 1 (within the budget).
 
-So exploring costs at most ``1 + ROUNDS × passes`` calls (9 with the four passes) at
-first and 2 % of the calls after that. Under ``torch.use_deterministic_algorithms(True)``
+At coarse tolerances the paper's rule is a candidate too (:mod:`.paper_rule`): the first
+call that runs it in a plan checks its accuracy against a tighter solve, outside the
+clock, and it stays a candidate only where it is as accurate as the error-controlled pass
+(within a factor of 2). So exploring costs at most ``1 + ROUNDS × passes`` calls (9 with
+the four passes, 11 with the paper's rule, plus its check) at first and 2 % of the calls
+after that. Under ``torch.use_deterministic_algorithms(True)``
 or ``set_planning('estimate')``, nothing is timed: every call takes the estimate's choice
 from its own record, and two runs of a script take the same passes and give bit-identical
 gradients. A plan can be read (:func:`plans`, ``str(plan)``), pinned to a pass
@@ -60,6 +66,10 @@ BAND = 1.25
 WINDOW = 9
 #: After the first plan, the share of a call site's calls that may be spent exploring.
 EXPLORE_SHARE = 0.02
+#: Where the exploring budget is spent, a re-priced pass replaces the current choice
+#: only when the calibrated estimates put it at least this many times cheaper (they are
+#: estimates: a near tie is not worth a switch).
+SWITCH_MARGIN = 1.1
 #: The ways of planning: ``'measure'`` (time the admissible passes; the default) and
 #: ``'estimate'`` (the count of evaluations alone; deterministic).
 PLANNING_MODES = ('measure', 'estimate')
@@ -105,6 +115,9 @@ class Candidate:
         excluded: why it is not measured (None while it is).
         refused: it could not serve a call it was given (its measurements, if any, do
             not price it for a re-plan).
+        error_ratio: the paper's rule only: its gradient's distance from a tighter
+            solve's over the error-controlled pass's, at its first call of the plan
+            (:mod:`.paper_rule`); None before that check.
     """
 
     name: str
@@ -112,6 +125,7 @@ class Candidate:
     seconds: list[float] = field(default_factory=list)
     excluded: str | None = None
     refused: bool = False
+    error_ratio: float | None = None
 
     @property
     def best(self) -> float | None:
@@ -175,13 +189,13 @@ class CallSitePlan:
         Raises:
             ValueError: no name given and nothing chosen yet, or an unknown pass.
         """
-        from .choice import PASSES  # the table imports this module
+        from .choice import PLANNED  # the table imports this module
 
         with self._lock:
             name = self.choice if name is None else name
-            if name not in PASSES:
+            if name not in PLANNED:
                 raise ValueError(
-                    f'pin: name must be one of {", ".join(map(repr, PASSES))}'
+                    f'pin: name must be one of {", ".join(map(repr, PLANNED))}'
                     + (' (nothing is chosen yet here)' if self.choice is None else '')
                     + f'; got {name!r}.'
                 )
@@ -215,6 +229,38 @@ class CallSitePlan:
             # choice None (settled): the forward records for every pass, the estimate chooses.
             return Ticket(self, self.choice, False, self.state, self.plans_made)
 
+    def needs_accuracy_check(self, ticket: Ticket) -> bool:
+        """Whether ``ticket``'s call runs the paper's rule for the first time in this plan
+        (its accuracy is checked then, :mod:`.paper_rule`)."""
+        from .paper_rule import PAPER
+
+        with self._lock:
+            candidate = self.candidates.get(ticket.candidate or '')
+            return (
+                ticket.candidate == PAPER
+                and candidate is not None
+                and candidate.excluded is None
+                and candidate.error_ratio is None
+                and self.state == ticket.phase == 'exploring'
+                and ticket.generation == self.plans_made
+            )
+
+    def accuracy_checked(self, name: str, ratio: float, admitted: bool) -> None:
+        """The paper's rule's accuracy check: its ``ratio`` to the error-controlled pass's
+        distance from a tighter solve; not ``admitted``, it is measured no more."""
+        from .paper_rule import ERROR_FACTOR
+
+        with self._lock:
+            candidate = self.candidates.get(name)
+            if candidate is None:
+                return
+            candidate.error_ratio = ratio
+            if not admitted:
+                candidate.excluded = (
+                    f'its gradient {ratio:.3g} times as far from a tighter solve as the '
+                    f"error-controlled pass's (at most {ERROR_FACTOR:g})"
+                )
+
     def _next_candidate(self) -> str:
         measured = [c for c in self.candidates.values() if c.excluded is None]
         return min(measured, key=lambda c: len(c.seconds)).name
@@ -243,14 +289,15 @@ class CallSitePlan:
         self.explored += 1
         self._seen.append(size)
         candidate = self.candidates.get(name)
-        if candidate is None or candidate.excluded is not None:
-            return
-        if ran != candidate.name:
-            candidate.excluded = f'could not serve a call (ran {ran} instead)'
-            candidate.refused = True
-        elif seconds is not None:
-            candidate.seconds.append(seconds)
-            self._prune_measured()
+        if candidate is not None and candidate.excluded is None:
+            if ran != candidate.name:
+                candidate.excluded = f'could not serve a call (ran {ran} instead)'
+                candidate.refused = True
+            elif seconds is not None:
+                candidate.seconds.append(seconds)
+                self._prune_measured()
+        # Settled here also where this call's candidate was excluded on the way (the
+        # paper's rule by its accuracy check): the others may all be measured.
         if all(c.excluded is not None or len(c.seconds) >= ROUNDS for c in self._live()):
             self._settle()
 
@@ -296,11 +343,24 @@ class CallSitePlan:
         again = [name for name, cost in predicted.items() if cost <= PRUNE_MEASURED * best]
         allowed = self.first_exploration + EXPLORE_SHARE * self.calls
         if again in ([], [self.choice]) or self.explored + ROUNDS * len(again) > allowed:
-            kept = (
-                'the calibrated estimates keep it'
-                if again in ([], [self.choice])
-                else ('the exploring budget is spent')
-            )
+            if again in ([], [self.choice]):
+                kept = 'the calibrated estimates keep it'
+            else:
+                # Nothing may be measured: the calibrated estimates choose. (A pass tied
+                # with another when measured may grow with the solve while the other
+                # does not: sines with 10 times, the propagator against the
+                # interpolating pass.)
+                cheapest = min(predicted, key=predicted.__getitem__)
+                current = predicted.get(self.choice or '', float('inf'))
+                if cheapest != self.choice and predicted[cheapest] * SWITCH_MARGIN < current:
+                    kept = (
+                        f'the exploring budget is spent; the calibrated estimates put '
+                        f'{self.choice} at {current / predicted[cheapest]:.2f} times '
+                        f'{cheapest}, which it takes'
+                    )
+                    self.choice = cheapest
+                else:
+                    kept = 'the exploring budget is spent; the calibrated estimates keep it'
             self.reference = ((typical[0], typical[0]), (typical[1], typical[1]))
             self.reason = f'{why}; {kept}'
             self._recent.clear()
@@ -339,6 +399,7 @@ class CallSitePlan:
     def _plan(self, record: Any, ran: str, size: tuple[int, int]) -> None:
         """The first call's record: which passes may serve, and their estimates."""
         from . import choice
+        from .paper_rule import PAPER
 
         self.plans_made += 1
         self.explored += 1
@@ -348,7 +409,8 @@ class CallSitePlan:
             name: Candidate(name, cost, excluded=problem)
             for name, (cost, problem) in estimates.items()
         }
-        costs = [c.estimate for c in self._live()]
+        # The paper's rule does not set the bar: its accuracy check may exclude it later.
+        costs = [c.estimate for c in self._live() if c.name != PAPER]
         cheapest = min(costs) if costs else 0.0
         for candidate in self._live():
             if cheapest > 0 and candidate.estimate > PRUNE_ESTIMATE * cheapest:
@@ -420,6 +482,11 @@ class CallSitePlan:
                 else:
                     what = 'not measured'
                 why = f' ({candidate.excluded})' if candidate.excluded else ''
+                if candidate.error_ratio is not None and not candidate.excluded:
+                    why = (
+                        f' (gradient {candidate.error_ratio:.3g} times as far from a '
+                        "tighter solve as the error-controlled pass's)"
+                    )
                 lines.append(
                     f'  {candidate.name:<13} estimate {candidate.estimate:8.1f}  {what}{why}'
                 )

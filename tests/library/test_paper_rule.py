@@ -1,0 +1,210 @@
+"""The paper's rule as a candidate of the measured plan: offered at coarse tolerances,
+admitted where a check against a tighter solve finds it as accurate as the
+error-controlled pass, taken where it is fastest, refused (that call served by the
+error-controlled pass) where it is not accurate."""
+
+import math
+import time
+
+import pytest
+import torch
+from torch import nn
+
+import torch_gq_adjoint
+from torch_gq_adjoint import odeint_adjoint_gq
+from torch_gq_adjoint._impl import choice, paper_rule, planner
+from torch_gq_adjoint._impl.interpolated import InterpolatedBackward
+from torch_gq_adjoint._impl.propagator import PropagatorBackward
+from torch_gq_adjoint._impl.restart import RestartBackward
+
+
+@pytest.fixture(autouse=True)
+def _measured_planning():
+    torch_gq_adjoint.reset_plans()
+    torch_gq_adjoint.set_planning('measure')
+    yield
+    torch_gq_adjoint.set_planning(None)
+    torch_gq_adjoint.reset_plans()
+
+
+class _Spheres(nn.Module):
+    """A small nested-spheres field (Section 5.1): one output time, a tanh MLP."""
+
+    def __init__(self, dim=3, width=32):
+        super().__init__()
+        torch.manual_seed(0)
+        self.net = nn.Sequential(nn.Linear(dim, width), nn.Tanh(), nn.Linear(width, dim))
+
+    def forward(self, t, z):
+        return self.net(z)
+
+
+class _Sines(nn.Module):
+    """The paper's sines model (Section 5.2), small: ``dx/dt = v``, ``dv/dt = MLP([x, v])``.
+    Observed at 10 times, each interval gets about one of the paper's nodes, too few for
+    the adjoint's accuracy (about 190 times the adjoint's error on the paper's model)."""
+
+    def __init__(self, width=16):
+        super().__init__()
+        torch.manual_seed(0)
+        self.net = nn.Sequential(
+            nn.Linear(2, width),
+            nn.Softplus(),
+            nn.Linear(width, width),
+            nn.Softplus(),
+            nn.Linear(width, 1),
+        ).double()
+
+    def forward(self, t, state):
+        return torch.cat([state[..., 1:], self.net(state)], dim=-1)
+
+
+def _spheres_problem():
+    generator = torch.Generator().manual_seed(1)
+    y0 = torch.randn(16, 3, generator=generator)
+    return _Spheres(), y0, torch.tensor([0.0, 1.0])
+
+
+def _sines_problem():
+    generator = torch.Generator().manual_seed(0)
+    y0 = 2 * torch.rand(20, 2, generator=generator, dtype=torch.float64) - 1
+    return _Sines(), y0, torch.linspace(0, 2 * math.pi, 10, dtype=torch.float64)
+
+
+def _step(func, y0, t, rtol=1e-3, atol=1e-3, **kwargs):
+    info = {}
+    solution = odeint_adjoint_gq(func, y0, t, rtol=rtol, atol=atol, info=info, **kwargs)
+    loss = (solution**2).sum()
+    return torch.autograd.grad(loss, list(func.parameters())), info
+
+
+def _slow_all_but_the_paper(monkeypatch, seconds=0.1):
+    for cls in (RestartBackward, InterpolatedBackward, PropagatorBackward):
+        original = cls.__call__
+
+        def slow(self, grad_solution, original=original):
+            if not isinstance(self, paper_rule.PaperBackward):
+                time.sleep(seconds)
+            return original(self, grad_solution)
+
+        monkeypatch.setattr(cls, '__call__', slow)
+
+
+def _plan():
+    (plan,) = torch_gq_adjoint.plans()
+    return plan
+
+
+def test_the_paper_rule_is_admitted_where_accurate_and_taken_where_fastest(monkeypatch):
+    _slow_all_but_the_paper(monkeypatch)
+    func, y0, t = _spheres_problem()
+    ran = []
+    for _ in range(1 + planner.ROUNDS * (len(choice.PASSES) + 1) + 2):
+        _, info = _step(func, y0, t)
+        ran.append(info['backward'])
+    plan = _plan()
+    paper = plan.candidates[paper_rule.PAPER]
+    assert paper.excluded is None and paper.error_ratio <= paper_rule.ERROR_FACTOR, str(plan)
+    assert plan.state == 'settled' and plan.choice == 'paper', str(plan)
+    assert ran[-2:] == ['paper', 'paper']
+    assert 'times as far from a tighter solve' in str(plan)
+    # Its gradient is the paper's rule's, forced: restart with gtol=0.1.
+    got, _ = _step(func, y0, t)
+    forced, _ = _step(func, y0, t, gtol=0.1, backward='restart')
+    for mine, theirs in zip(got, forced):
+        assert torch.equal(mine, theirs)
+
+
+def test_the_check_refuses_an_inaccurate_paper_rule_and_serves_that_call_controlled():
+    func, y0, t = _sines_problem()
+    plan_calls = []
+    for _ in range(1 + planner.ROUNDS * (len(choice.PASSES) + 1)):
+        grads, info = _step(func, y0, t)
+        plan_calls.append((info['backward'], grads))
+    plan = _plan()
+    paper = plan.candidates[paper_rule.PAPER]
+    assert paper.error_ratio > paper_rule.ERROR_FACTOR, str(plan)
+    assert paper.excluded.startswith('its gradient') and not paper.seconds
+    assert 'paper' not in [ran for ran, _ in plan_calls]
+    assert plan.choice != 'paper'
+    # The checked call was served by the error-controlled restart pass: its gradient is
+    # the forced restart's, bit for bit.
+    forced, _ = _step(func, y0, t, backward='restart')
+    served = [grads for ran, grads in plan_calls if ran == 'restart']
+    assert len(served) == len(plan.candidates['restart'].seconds) + 1
+    for grads in served:
+        assert all(torch.equal(mine, theirs) for mine, theirs in zip(grads, forced))
+
+
+@pytest.mark.parametrize(
+    'kwargs, dtype, why',
+    [
+        (dict(rtol=1e-7, atol=1e-9), torch.float64, 'tight tolerances'),
+        (dict(rtol=1e-3, atol=1e-3, gtol=0.5), torch.float64, 'a quadrature rule was given'),
+        (
+            dict(rtol=1e-3, atol=1e-3, method='rk4', options=dict(step_size=0.1)),
+            torch.float64,
+            'not an adaptive method',
+        ),
+        (dict(rtol=1.1e-5, atol=1e-6), torch.float32, 'no reference solve'),
+        (dict(rtol=torch.tensor(1e-3), atol=1e-3), torch.float64, 'tolerances given as tensors'),
+    ],
+)
+def test_where_the_paper_rule_is_not_offered(kwargs, dtype, why):
+    func, y0, t = _spheres_problem()
+    func, y0, t = func.to(dtype), y0.to(dtype), t.to(dtype)
+    info = {}
+    solution = odeint_adjoint_gq(func, y0, t, info=info, **kwargs)
+    solution[-1].sum().backward()
+    plan = _plan()
+    assert paper_rule.PAPER not in plan.candidates, str(plan)
+    record = _record(func, y0, t, **kwargs)
+    assert why in paper_rule.paper_problem(record.settings, dtype)
+
+
+def test_the_float32_floor_admits_rtol_2e_5():
+    func, y0, t = _spheres_problem()
+    record = _record(func, y0, t, rtol=2e-5, atol=1e-6)
+    assert paper_rule.paper_problem(record.settings, torch.float32) is None
+    assert math.isclose(
+        paper_rule._reference_rtol(2e-5, torch.float32), 10 * torch.finfo(torch.float32).eps
+    )
+
+
+def test_planning_by_estimate_never_takes_the_paper_rule():
+    torch_gq_adjoint.set_planning('estimate')
+    func, y0, t = _spheres_problem()
+    for _ in range(8):
+        _, info = _step(func, y0, t)
+        assert info['backward'] != 'paper'
+
+
+def test_a_plan_can_be_pinned_to_the_paper_rule():
+    func, y0, t = _spheres_problem()
+    _step(func, y0, t)
+    _plan().pin('paper')
+    got, info = _step(func, y0, t)
+    assert info['backward'] == 'paper'
+    with pytest.raises(ValueError, match="'paper'"):
+        _plan().pin('gauss')
+
+
+def _record(func, y0, t, **kwargs):
+    """The settings a call makes, read back through a forced pass's record."""
+    from torch_gq_adjoint._impl import gq_adjoint
+
+    seen = []
+    original = gq_adjoint.ForwardRecord
+
+    class Spy(original):
+        def __post_init__(self):
+            super().__post_init__()
+            seen.append(self)
+
+    gq_adjoint.ForwardRecord = Spy
+    try:
+        solution = odeint_adjoint_gq(func, y0, t, backward='restart', **kwargs)
+        solution[-1].sum().backward()
+    finally:
+        gq_adjoint.ForwardRecord = original
+    return seen[0]

@@ -1,0 +1,185 @@
+"""The paper's rule as a pass the measured plan of ``backward='auto'`` may take, and the
+check of its accuracy that admits it.
+
+The paper's backward pass (Section 3: the restart method, about ``C · NFE`` quadrature
+nodes with ``C = gtol = 0.1``, each backward solve starting from the last accepted step
+of the one before) is often the fastest pass there is, but its accuracy depends on the
+problem: on the nested spheres of Section 5 its gradient is as accurate as the adjoint's,
+on sines with many output times it is a hundred times less (docs/benchmarks.md). So the
+planner measures it only where it is checked: the first call that runs it in each plan
+also computes, outside the clock, the error-controlled restart pass's gradient and a
+reference from a solve at :data:`TIGHTER` times tighter tolerances (forward and
+backward); the paper's rule stays a candidate where its gradient is at most
+:data:`ERROR_FACTOR` times as far from the reference as the error-controlled pass's.
+Where it is not, that call returns the error-controlled pass's gradient.
+
+It is offered only at coarse tolerances (where the checkpoint is not taken, ``rtol``
+above 1e-5, and the reference solve can be :data:`MIN_TIGHTER` times tighter while
+staying :data:`EPSILONS` machine epsilons above the rounding floor), for adaptive
+methods, without events, and never under planning by estimate: the estimate keeps the
+adjoint's accuracy without a check.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import numbers
+from typing import TYPE_CHECKING, Any, Optional, Sequence
+
+import torch
+
+from . import checks
+from .record import BackwardResult, ForwardRecord
+from .restart import RestartBackward
+
+if TYPE_CHECKING:
+    from .gq_adjoint import Settings
+
+#: The name the plan and ``info['backward']`` give the paper's rule.
+PAPER = 'paper'
+#: The paper's ``gtol`` (Section 5 uses 0.1 throughout).
+PAPER_GTOL = 0.1
+#: How much tighter the reference solve's tolerances are.
+TIGHTER = 100.0
+#: The least tightening that makes a reference, and the floor of its ``rtol`` in machine
+#: epsilons of the state's dtype.
+MIN_TIGHTER = 10.0
+EPSILONS = 10.0
+#: The paper's rule is admitted where its gradient's distance from the reference is at
+#: most this many times the error-controlled pass's.
+ERROR_FACTOR = 2.0
+
+
+def paper_problem(settings: Settings, dtype: torch.dtype) -> Optional[str]:
+    """Why the measured plan may not offer the paper's rule for these settings (None if
+    it may)."""
+    if settings.gtol is not None:
+        return 'a quadrature rule was given (gtol)'
+    if settings.method not in checks.ADAPTIVE_METHODS:
+        return 'not an adaptive method'
+    if settings.adjoint_method != settings.method:
+        return 'another method solves backwards'
+    if settings.event_fn is not None:
+        return 'event_fn: the reference solve would end at another time'
+    tolerances = (settings.rtol, settings.atol, settings.adjoint_rtol, settings.adjoint_atol)
+    if not all(_number(value) for value in tolerances):
+        return 'tolerances given as tensors'
+    if checks.tight_enough(settings.rtol):
+        return 'tight tolerances (rtol at most 1e-5): the checkpoint serves'
+    if float(settings.rtol) / _reference_rtol(float(settings.rtol), dtype) < MIN_TIGHTER:
+        return f'no reference solve {MIN_TIGHTER:g} times tighter above the rounding floor'
+    return None
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _reference_rtol(rtol: float, dtype: torch.dtype) -> float:
+    return max(rtol / TIGHTER, EPSILONS * torch.finfo(dtype).eps)
+
+
+class PaperBackward(RestartBackward):
+    """The restart pass under the paper's rule (``gtol`` :data:`PAPER_GTOL`, carried
+    steps), as a candidate of the measured plan.
+
+    Args:
+        record: :class:`~.record.ForwardRecord` of a solve with ``gtol=None``.
+    """
+
+    name = PAPER
+
+    @staticmethod
+    def problem(record: ForwardRecord) -> Optional[str]:
+        """Why the paper's rule may not serve the solve (None if it may)."""
+        return paper_problem(record.settings, record.solution.dtype)
+
+    def __init__(self, record: ForwardRecord) -> None:
+        super().__init__(paper_record(record))
+
+
+def paper_record(record: ForwardRecord) -> ForwardRecord:
+    """``record`` with the paper's rule in its settings (the probe of ``vmap`` carried
+    over)."""
+    settings = dataclasses.replace(record.settings, gtol=PAPER_GTOL)
+    changed = dataclasses.replace(record, settings=settings)
+    changed._vectorisable = record._vectorisable
+    return changed
+
+
+@dataclasses.dataclass
+class AccuracyCheck:
+    """The check's outcome.
+
+    Attributes:
+        ratio: the paper's gradient's distance from the reference over the
+            error-controlled pass's (0 where both are exact).
+        admitted: ``ratio`` is at most :data:`ERROR_FACTOR`.
+        controlled: the error-controlled restart pass's result for the same cotangents.
+        evaluations: evaluations of ``func`` the check made.
+    """
+
+    ratio: float
+    admitted: bool
+    controlled: BackwardResult
+    evaluations: int
+
+
+def check_accuracy(
+    record: ForwardRecord,
+    y0_parts: Sequence[torch.Tensor],
+    grad_solution: torch.Tensor,
+    paper: BackwardResult,
+) -> AccuracyCheck:
+    """Compare the paper's rule's result ``paper`` with the error-controlled restart pass's,
+    both against a solve at :data:`TIGHTER` times tighter tolerances from ``y0``, for the
+    output cotangents ``grad_solution`` ``(T, n)``."""
+    from .recorders import record_forward  # the recorders import the pass table
+
+    settings = record.settings
+    controlled = RestartBackward(record)(grad_solution)
+    rtol = _reference_rtol(float(settings.rtol), record.solution.dtype)
+    scale = rtol / float(settings.rtol)
+    tight_settings = dataclasses.replace(
+        settings,
+        rtol=rtol,
+        atol=float(settings.atol) * scale,
+        adjoint_rtol=float(settings.adjoint_rtol) * scale,
+        adjoint_atol=float(settings.adjoint_atol) * scale,
+        backward='restart',
+        info=None,
+        plan=None,
+    )
+    recording = record_forward(tight_settings, record.t, tuple(y0_parts), record.params, set())
+    layout = settings.layout
+    solution = layout.flatten_series(
+        tuple(recording.result) if layout.is_tuple else recording.result
+    )
+    tight_record = ForwardRecord(
+        tight_settings,
+        record.t,
+        record.times,
+        solution,
+        record.params,
+        recording.nfe,
+        recording.last_step,
+        forward_steps=recording.accepted,
+    )
+    reference = RestartBackward(tight_record)(grad_solution)
+    found = _flat(reference)
+    paper_distance = float((_flat(paper) - found).norm())
+    controlled_distance = float((_flat(controlled) - found).norm())
+    if paper_distance == 0.0:
+        ratio = 0.0
+    elif controlled_distance == 0.0:
+        ratio = float('inf')
+    else:
+        ratio = paper_distance / controlled_distance
+    evaluations = sum(result.costs.get('backward_nfe', 0) for result in (controlled, reference))
+    evaluations += recording.nfe
+    return AccuracyCheck(ratio, ratio <= ERROR_FACTOR, controlled, evaluations)
+
+
+def _flat(result: BackwardResult) -> torch.Tensor:
+    parts = [result.grad_y0.reshape(-1)] + [grad.reshape(-1) for grad in result.param_grads]
+    return torch.cat([part.double() for part in parts])
