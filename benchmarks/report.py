@@ -121,7 +121,7 @@ def paragraph(record):
         labels = ', '.join(LABELS.get(name, name).split(',')[0] for name in names)
         plural = 's' if len(names) > 1 else ''
         parts.append(
-            f'It settles on the {plan} pass on {len(names)} workload{plural} ({labels}), '
+            f'It settles on {_pass_name(plan)} on {len(names)} workload{plural} ({labels}), '
             f"at {_span(ratios)} × direct backprop's mean step (chunk medians {_span(medians)})."
         )
     extra = []
@@ -204,6 +204,11 @@ def targets(record):
             cells += [f'{extra + 0.0:+.1f}' if round(extra, 1) else '0.0', _met(extra, 0.0)]
         lines.append('| ' + ' | '.join(cells) + ' |')
     return '\n'.join(lines)
+
+
+def _pass_name(plan):
+    """A pass as prose: ``'paper'`` is the paper's rule (``info['backward']``)."""
+    return "the paper's rule" if plan == 'paper' else f'the {plan} pass'
 
 
 def main(argv=None):
