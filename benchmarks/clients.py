@@ -10,7 +10,8 @@ of one training step (forward, loss, backward) over ``--repeats`` steps after a 
 the modes taking turns; its ratio to the adjoint's and to direct backpropagation's
 (and, for the default, the ratio to direct's step in each turn: its median and
 quartiles, the spread a single ratio hides); the
-extra peak memory of one step; the relative error of the parameter gradient against a
+extra peak memory of one step (the median of :data:`MEMORY_READINGS` readings); the
+relative error of the parameter gradient against a
 tight reference (direct backpropagation in float64 at rtol = atol = 1e-10); and, for the
 library's modes, what ran (the ``info`` argument): the backward pass the default chose,
 the forward and backward evaluations, and the quadrature nodes.
@@ -28,6 +29,7 @@ which passes served the default's calls and how many calls its planner spent exp
 import argparse
 import math
 import pathlib
+import statistics
 import sys
 import warnings
 
@@ -95,6 +97,21 @@ class _Runner:
                 for param, grad in zip(self.workload.params, grads)
             ]
         )
+
+
+#: Readings of one step's peak memory per mode (the modes in turns); the median is quoted.
+MEMORY_READINGS = 3
+
+
+def memory_readings(runners, device, readings=MEMORY_READINGS):
+    """``{mode: [bytes, ...]}``: the extra peak memory of ``readings`` steps per mode, the
+    modes taking turns. One reading of the resident set moves by a MiB or so from step to
+    step; the median of a few says whether a mode needs more than another."""
+    found = {mode: [] for mode in runners}
+    for _ in range(readings):
+        for mode, runner in runners.items():
+            found[mode].append(peak_memory_bytes(runner, device))
+    return found
 
 
 def reference_gradient(name, device):
@@ -238,8 +255,9 @@ def main(argv=None):
             continue
         results, runners = measure(name, args.mode, args.repeats, args.device)
         # Memory after the timings: measuring it changes how glibc hands out memory.
-        for mode, runner in runners.items():
-            results[mode]['memory'] = peak_memory_bytes(runner, args.device)
+        for mode, readings in memory_readings(runners, args.device).items():
+            results[mode]['memory_readings'] = readings
+            results[mode]['memory'] = None if None in readings else int(statistics.median(readings))
         for result in results.values():
             if 'failed' in result:
                 continue
@@ -431,7 +449,7 @@ def output_lines(record):
 
 
 #: The keys of a single step's result that the record keeps.
-RECORDED = ('failed', 'seconds', 'turns', 'memory', 'error', 'info', 'paired')
+RECORDED = ('failed', 'seconds', 'turns', 'memory', 'memory_readings', 'error', 'info', 'paired')
 
 
 def record_one_step(results):

@@ -41,6 +41,20 @@ def test_paired_ratios_are_taken_turn_by_turn():
     assert paired_ratios({'a': [2.0], 'b': [4.0]}, 'a', 'b') == (0.5, 0.5, 0.5)
 
 
+def test_memory_is_read_several_times_in_turns(monkeypatch):
+    order = []
+
+    def reading(call, device):
+        call()
+        return 10 * len(order)
+
+    monkeypatch.setattr(clients, 'peak_memory_bytes', reading)
+    runners = {name: (lambda name=name: order.append(name)) for name in 'ab'}
+    found = clients.memory_readings(runners, torch.device('cpu'), readings=3)
+    assert order == list('ababab')
+    assert found == {'a': [10, 30, 50], 'b': [20, 40, 60]}
+
+
 def test_the_modes_take_every_place_in_the_turns():
     from benchmarks.timing import rotated, time_in_turns
 
