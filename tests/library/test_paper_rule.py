@@ -136,6 +136,21 @@ def test_the_check_refuses_an_inaccurate_paper_rule_and_serves_that_call_control
         assert all(torch.equal(mine, theirs) for mine, theirs in zip(grads, forced))
 
 
+def test_a_failing_reference_solve_refuses_the_rule_and_serves_the_call(monkeypatch):
+    def underflow(*args, **kwargs):
+        raise AssertionError('underflow in dt 0.0')
+
+    monkeypatch.setattr(paper_rule, '_reference', underflow)
+    func, y0, t = _spheres_problem()
+    served = []
+    for _ in range(1 + planner.ROUNDS * (len(choice.PASSES) + 1)):
+        _, info = _step(func, y0, t)
+        served.append(info['backward'])
+    paper = _plan().candidates[paper_rule.PAPER]
+    assert paper.excluded == 'its accuracy check failed (AssertionError: underflow in dt 0.0)'
+    assert 'paper' not in served and not paper.seconds
+
+
 @pytest.mark.parametrize(
     'kwargs, dtype, why',
     [

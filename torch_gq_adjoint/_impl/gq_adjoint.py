@@ -290,7 +290,7 @@ def _check_paper_rule(
     device = grad_solution.device
     ticket.stop(device)
     check = check_accuracy(record, y0_parts, grad_solution, paper)
-    ticket.plan.accuracy_checked(PAPER, check.ratio, check.admitted)
+    ticket.plan.accuracy_checked(PAPER, check.ratio, check.admitted, check.failed)
     ticket.start(device)
     if check.admitted:
         return paper

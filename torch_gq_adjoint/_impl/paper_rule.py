@@ -117,12 +117,14 @@ class AccuracyCheck:
         admitted: ``ratio`` is at most :data:`ERROR_FACTOR`.
         controlled: the error-controlled restart pass's result for the same cotangents.
         evaluations: evaluations of ``func`` the check made.
+        failed: why the reference solve failed (None where it did not).
     """
 
     ratio: float
     admitted: bool
     controlled: BackwardResult
     evaluations: int
+    failed: str | None = None
 
 
 def check_accuracy(
@@ -133,11 +135,38 @@ def check_accuracy(
 ) -> AccuracyCheck:
     """Compare the paper's rule's result ``paper`` with the error-controlled restart pass's,
     both against a solve at :data:`TIGHTER` times tighter tolerances from ``y0``, for the
-    output cotangents ``grad_solution`` ``(T, n)``."""
+    output cotangents ``grad_solution`` ``(T, n)``. A reference solve that fails (a step
+    size that underflows at the tighter tolerances) leaves the rule not admitted."""
+    controlled = RestartBackward(record)(grad_solution)
+    evaluations = controlled.costs.get('backward_nfe', 0)
+    try:
+        reference, reference_evaluations = _reference(record, y0_parts, grad_solution)
+    except Exception as error:  # noqa: BLE001 - any failure of the check refuses the rule
+        return AccuracyCheck(
+            float('inf'), False, controlled, evaluations, f'{type(error).__name__}: {error}'
+        )
+    found = _flat(reference)
+    paper_distance = float((_flat(paper) - found).norm())
+    controlled_distance = float((_flat(controlled) - found).norm())
+    if paper_distance == 0.0:
+        ratio = 0.0
+    elif controlled_distance == 0.0:
+        ratio = float('inf')
+    else:
+        ratio = paper_distance / controlled_distance
+    return AccuracyCheck(
+        ratio, ratio <= ERROR_FACTOR, controlled, evaluations + reference_evaluations
+    )
+
+
+def _reference(
+    record: ForwardRecord, y0_parts: Sequence[torch.Tensor], grad_solution: torch.Tensor
+) -> tuple[BackwardResult, int]:
+    """The error-controlled restart pass's result after a forward solve from ``y0`` at
+    :data:`TIGHTER` times tighter tolerances (both ways), and the evaluations it took."""
     from .recorders import record_forward  # the recorders import the pass table
 
     settings = record.settings
-    controlled = RestartBackward(record)(grad_solution)
     rtol = _reference_rtol(float(settings.rtol), record.solution.dtype)
     scale = rtol / float(settings.rtol)
     tight_settings = dataclasses.replace(
@@ -166,18 +195,7 @@ def check_accuracy(
         forward_steps=recording.accepted,
     )
     reference = RestartBackward(tight_record)(grad_solution)
-    found = _flat(reference)
-    paper_distance = float((_flat(paper) - found).norm())
-    controlled_distance = float((_flat(controlled) - found).norm())
-    if paper_distance == 0.0:
-        ratio = 0.0
-    elif controlled_distance == 0.0:
-        ratio = float('inf')
-    else:
-        ratio = paper_distance / controlled_distance
-    evaluations = sum(result.costs.get('backward_nfe', 0) for result in (controlled, reference))
-    evaluations += recording.nfe
-    return AccuracyCheck(ratio, ratio <= ERROR_FACTOR, controlled, evaluations)
+    return reference, recording.nfe + reference.costs.get('backward_nfe', 0)
 
 
 def _flat(result: BackwardResult) -> torch.Tensor:

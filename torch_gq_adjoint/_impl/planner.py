@@ -245,9 +245,12 @@ class CallSitePlan:
                 and ticket.generation == self.plans_made
             )
 
-    def accuracy_checked(self, name: str, ratio: float, admitted: bool) -> None:
+    def accuracy_checked(
+        self, name: str, ratio: float, admitted: bool, failed: str | None = None
+    ) -> None:
         """The paper's rule's accuracy check: its ``ratio`` to the error-controlled pass's
-        distance from a tighter solve; not ``admitted``, it is measured no more."""
+        distance from a tighter solve; not ``admitted`` (or the check ``failed``: why), it
+        is measured no more."""
         from .paper_rule import ERROR_FACTOR
 
         with self._lock:
@@ -255,7 +258,9 @@ class CallSitePlan:
             if candidate is None:
                 return
             candidate.error_ratio = ratio
-            if not admitted:
+            if failed is not None:
+                candidate.excluded = f'its accuracy check failed ({failed})'
+            elif not admitted:
                 candidate.excluded = (
                     f'its gradient {ratio:.3g} times as far from a tighter solve as the '
                     f"error-controlled pass's (at most {ERROR_FACTOR:g})"
