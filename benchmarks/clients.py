@@ -332,7 +332,7 @@ def training_modes(results, tight):
             return tight
         if mode == training.PAPER_MODE:
             error, adjoint = results[mode].get('error'), results['adjoint'].get('error')
-            return not tight and error is not None and adjoint and error <= 2 * adjoint
+            return not tight and None not in (error, adjoint) and error <= 2 * adjoint
         return True
 
     forced = {

@@ -305,6 +305,32 @@ def test_the_forced_checkpoint_keeps_no_tape_and_records_again_for_a_second_back
     assert _relative(second, first) < 1e-12 and _relative(third, first) < 1e-12
 
 
+def test_a_second_backward_draws_what_the_forward_drew():
+    """Recording the graph again for a second backward pass restores the generators'
+    states of the forward solve: a func with dropout gives the same gradient twice."""
+    torch.manual_seed(0)
+    func = nn.Sequential(nn.Linear(3, 32), nn.Tanh(), nn.Dropout(0.3), nn.Linear(32, 3))
+    field = lambda t, z: func(z)  # noqa: E731
+    y0, t = torch.randn(8, 3), torch.tensor([0.0, 1.0])
+    params = list(func.parameters())
+    solution = odeint_adjoint_gq(
+        field,
+        y0,
+        t,
+        method='rk4',
+        options=dict(step_size=0.1),
+        backward='checkpoint',
+        adjoint_params=params,
+    )
+    loss = solution[-1].pow(2).sum()
+    first = torch.autograd.grad(loss, params, retain_graph=True)
+    torch.rand(7)  # the user's code draws between the two backward passes
+    after = torch.get_rng_state()
+    second = torch.autograd.grad(loss, params)
+    assert all(torch.equal(a, b) for a, b in zip(first, second))
+    assert torch.equal(torch.get_rng_state(), after)  # and the generator is left alone
+
+
 def test_the_guard_prices_every_evaluation_like_the_first():
     layer = nn.Linear(8, 8).double()
     y = torch.randn(5, 8, dtype=torch.float64, requires_grad=True)

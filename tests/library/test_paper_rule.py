@@ -223,3 +223,69 @@ def _record(func, y0, t, **kwargs):
     finally:
         gq_adjoint.ForwardRecord = original
     return seen[0]
+
+
+def test_solves_sharing_a_call_site_never_get_a_refused_rule():
+    """Several solves per training step take their tickets before any backward pass; the
+    one checked first refuses the rule, and the others (a second backward through the
+    same solve too) get the error-controlled pass, not the refused rule."""
+    func, y0, t = _sines_problem()
+    params = list(func.parameters())
+    served = []
+    for _ in range(14):
+        infos = [{}, {}]
+        solutions = [
+            odeint_adjoint_gq(func, y0 * scale, t, rtol=1e-3, atol=1e-3, info=info)
+            for scale, info in zip((1.0, 0.9), infos)
+        ]
+        loss = sum((solution**2).sum() for solution in solutions)
+        first = torch.autograd.grad(loss, params, retain_graph=True)
+        served += [info['backward'] for info in infos]
+        second = torch.autograd.grad(loss, params)
+        served += [info['backward'] for info in infos]
+        assert all(torch.equal(a, b) for a, b in zip(first, second))
+    assert _plan().candidates[paper_rule.PAPER].error_ratio > paper_rule.ERROR_FACTOR
+    assert 'paper' not in served
+
+
+def test_the_checked_call_counts_the_checks_evaluations():
+    func, y0, t = _spheres_problem()
+    counts = []
+    for _ in range(1 + planner.ROUNDS * (len(choice.PASSES) + 1) + 1):
+        _, info = _step(func, y0, t)
+        counts.append((info['backward'], info['backward_nfe']))
+    paper = [nfe for ran, nfe in counts if ran == 'paper']
+    # The first call ran the rule and the check (an error-controlled pass and a tighter
+    # solve both ways); the later ones ran the rule alone.
+    assert paper[0] > 3 * paper[-1] and len(set(paper[1:])) == 1
+
+
+def test_a_refused_rule_is_not_taken_by_the_re_priced_estimates(monkeypatch):
+    plan = planner.CallSitePlan(('train.py', 1), 'a solve')
+    plan.state, plan.choice, plan.plans_made = 'settled', 'propagator', 2
+    plan.calibration = {'propagator': 1.0, 'paper': 1.0}
+    plan.candidates = {
+        'paper': planner.Candidate('paper', 50.0, excluded='refused', error_ratio=58.6),
+        'propagator': planner.Candidate('propagator', 100.0, seconds=[1.0, 1.0]),
+    }
+    plan.calls, plan.explored, plan.first_exploration = 500, 30, 11
+    monkeypatch.setattr(
+        choice, 'estimate', lambda name, record: {'propagator': 100.0, 'paper': 50.0}[name]
+    )
+    plan._recalibrate(None, (38, 6), 'the solve moved')
+    assert plan.choice == 'propagator' and plan.reason.endswith('estimates keep it')
+
+
+def test_a_re_priced_round_with_the_rule_measures_the_current_choice_too(monkeypatch):
+    """Its check may refuse the rule; the pass the plan runs is then still measured."""
+    plan = planner.CallSitePlan(('train.py', 1), 'a solve')
+    plan.state, plan.choice, plan.plans_made = 'settled', 'propagator', 1
+    plan.calibration = {'propagator': 1.0, 'paper': 1.0}
+    plan.calls, plan.explored, plan.first_exploration = 1000, 11, 11
+    monkeypatch.setattr(
+        choice, 'estimate', lambda name, record: {'propagator': 300.0, 'paper': 100.0}[name]
+    )
+    plan._recalibrate(None, (38, 6), 'the solve moved')
+    assert plan.state == 'exploring'
+    assert plan.candidates['propagator'].excluded is None
+    assert plan.candidates['paper'].excluded is None

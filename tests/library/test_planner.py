@@ -161,7 +161,9 @@ def test_exploring_stays_within_its_bound_over_a_long_run():
         _step(func, y0, t)
     plan = _site_plan()
     assert plan.calls == calls
-    assert plan.plans_made >= 2  # it did re-plan
+    # It re-priced the passes as the solve grew: measured again, or (the budget spent)
+    # moved its band on the re-priced estimates.
+    assert plan.plans_made >= 2 or 'the solve moved' in plan.reason, str(plan)
     assert plan.explored <= plan.first_exploration + planner.EXPLORE_SHARE * calls
 
 

@@ -220,6 +220,9 @@ def _backward(
             # first one freed the kept graph and no steps were recorded beside it, so
             # the solve is recorded again from y0 (the same steps, the same gradient).
             with generators.untouched(device):
+                if recording.generator_states is not None:
+                    # What the forward drew (a func with dropout), drawn again.
+                    generators.restore(device, recording.generator_states)
                 recording = record_forward(
                     settings, t, tuple(y0_parts), tuple(params), {'graph', 'steps'}
                 )
@@ -241,12 +244,18 @@ def _backward(
             ticket.start(device)
         with generators.untouched(device):
             backward = None
-            if ticket is not None and ticket.candidate is not None:
-                backward = take(ticket.candidate, record)
+            candidate = None if ticket is None else ticket.candidate
+            paper = None if candidate != PAPER else ticket.plan.paper_status(ticket)
+            if paper == 'refused':
+                # Not (or no longer) admitted where this call's ticket was issued: the
+                # error-controlled pass serves it, as it served the checked call.
+                candidate = 'restart'
+            if candidate is not None:
+                backward = take(candidate, record)
             if backward is None:
                 backward = choose(record)
             result = backward(grad_solution)
-            if ticket is not None and ticket.plan.needs_accuracy_check(ticket):
+            if paper == 'check':
                 result = _check_paper_rule(ticket, record, y0_parts, grad_solution, result)
             grad_times = None
             if ctx.needs_input_grad[1]:
@@ -290,15 +299,13 @@ def _check_paper_rule(
     device = grad_solution.device
     ticket.stop(device)
     check = check_accuracy(record, y0_parts, grad_solution, paper)
-    ticket.plan.accuracy_checked(PAPER, check.ratio, check.admitted, check.failed)
+    ticket.plan.accuracy_checked(ticket, check.ratio, check.admitted, check.failed)
     ticket.start(device)
-    if check.admitted:
-        return paper
-    costs = dict(check.controlled.costs)
-    costs['backward_nfe'] = (
-        costs.get('backward_nfe', 0) + paper.costs.get('backward_nfe', 0) + check.evaluations
-    )
-    return dataclasses.replace(check.controlled, costs=costs)
+    # Where even the error-controlled pass failed, the paper's gradient is all there is.
+    served = paper if check.admitted or check.controlled is None else check.controlled
+    costs = dict(served.costs)
+    costs['backward_nfe'] = paper.costs.get('backward_nfe', 0) + check.evaluations
+    return dataclasses.replace(served, costs=costs)
 
 
 def _report(info: Optional[dict[str, Any]], **values: Any) -> None:

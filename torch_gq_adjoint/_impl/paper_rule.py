@@ -115,14 +115,15 @@ class AccuracyCheck:
         ratio: the paper's gradient's distance from the reference over the
             error-controlled pass's (0 where both are exact).
         admitted: ``ratio`` is at most :data:`ERROR_FACTOR`.
-        controlled: the error-controlled restart pass's result for the same cotangents.
+        controlled: the error-controlled restart pass's result for the same cotangents
+            (None where it failed).
         evaluations: evaluations of ``func`` the check made.
-        failed: why the reference solve failed (None where it did not).
+        failed: why the check could not be made (None where it was).
     """
 
     ratio: float
     admitted: bool
-    controlled: BackwardResult
+    controlled: BackwardResult | None
     evaluations: int
     failed: str | None = None
 
@@ -135,11 +136,14 @@ def check_accuracy(
 ) -> AccuracyCheck:
     """Compare the paper's rule's result ``paper`` with the error-controlled restart pass's,
     both against a solve at :data:`TIGHTER` times tighter tolerances from ``y0``, for the
-    output cotangents ``grad_solution`` ``(T, n)``. A reference solve that fails (a step
-    size that underflows at the tighter tolerances) leaves the rule not admitted."""
-    controlled = RestartBackward(record)(grad_solution)
-    evaluations = controlled.costs.get('backward_nfe', 0)
+    output cotangents ``grad_solution`` ``(T, n)``. A check that cannot be made (a step
+    size that underflows at the tighter tolerances) leaves the rule not admitted; it
+    never raises."""
+    controlled: BackwardResult | None = None
+    evaluations = 0
     try:
+        controlled = RestartBackward(record)(grad_solution)
+        evaluations = controlled.costs.get('backward_nfe', 0)
         reference, reference_evaluations = _reference(record, y0_parts, grad_solution)
     except Exception as error:  # noqa: BLE001 - any failure of the check refuses the rule
         return AccuracyCheck(

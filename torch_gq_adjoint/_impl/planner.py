@@ -51,6 +51,8 @@ from typing import Any
 
 import torch
 
+from .paper_rule import ERROR_FACTOR, PAPER
+
 #: Times each admissible pass is measured before the plan is made.
 ROUNDS = 2
 #: A pass estimated at more than this many times the cheapest estimate is not measured
@@ -229,38 +231,40 @@ class CallSitePlan:
             # choice None (settled): the forward records for every pass, the estimate chooses.
             return Ticket(self, self.choice, False, self.state, self.plans_made)
 
-    def needs_accuracy_check(self, ticket: Ticket) -> bool:
-        """Whether ``ticket``'s call runs the paper's rule for the first time in this plan
-        (its accuracy is checked then, :mod:`.paper_rule`)."""
-        from .paper_rule import PAPER
-
+    def paper_status(self, ticket: Ticket) -> str:
+        """What a call whose ticket names the paper's rule does: ``'check'`` (its first
+        call in this plan: run it and check it, :mod:`.paper_rule`), ``'run'`` (admitted
+        in the plan the ticket was issued in, or pinned by the user), or ``'refused'``
+        (refused, or the ticket is from an earlier plan: the error-controlled pass
+        serves the call)."""
         with self._lock:
-            candidate = self.candidates.get(ticket.candidate or '')
-            return (
-                ticket.candidate == PAPER
-                and candidate is not None
-                and candidate.excluded is None
-                and candidate.error_ratio is None
-                and self.state == ticket.phase == 'exploring'
-                and ticket.generation == self.plans_made
-            )
+            if ticket.phase == 'pinned':
+                return 'run'
+            candidate = self.candidates.get(PAPER)
+            if candidate is None or ticket.generation != self.plans_made:
+                return 'refused'
+            if candidate.error_ratio is None:
+                exploring = self.state == ticket.phase == 'exploring'
+                return 'check' if exploring and candidate.excluded is None else 'refused'
+            return 'run' if candidate.error_ratio <= ERROR_FACTOR else 'refused'
 
     def accuracy_checked(
-        self, name: str, ratio: float, admitted: bool, failed: str | None = None
+        self, ticket: Ticket, ratio: float, admitted: bool, failed: str | None = None
     ) -> None:
-        """The paper's rule's accuracy check: its ``ratio`` to the error-controlled pass's
-        distance from a tighter solve; not ``admitted`` (or the check ``failed``: why), it
-        is measured no more."""
-        from .paper_rule import ERROR_FACTOR
-
+        """The paper's rule's accuracy check on ``ticket``'s call: its ``ratio`` to the
+        error-controlled pass's distance from a tighter solve; not ``admitted`` (or the
+        check ``failed``: why), it is measured no more, nor priced for a re-plan."""
         with self._lock:
-            candidate = self.candidates.get(name)
-            if candidate is None:
+            candidate = self.candidates.get(PAPER)
+            if candidate is None or ticket.generation != self.plans_made:
+                return  # the plan moved on while the check ran
+            candidate.error_ratio = ratio if failed is None else float('inf')
+            if failed is None and admitted:
                 return
-            candidate.error_ratio = ratio
+            self.calibration.pop(PAPER, None)
             if failed is not None:
                 candidate.excluded = f'its accuracy check failed ({failed})'
-            elif not admitted:
+            else:
                 candidate.excluded = (
                     f'its gradient {ratio:.3g} times as far from a tighter solve as the '
                     f"error-controlled pass's (at most {ERROR_FACTOR:g})"
@@ -346,6 +350,9 @@ class CallSitePlan:
         }
         best = min(predicted.values(), default=0.0)
         again = [name for name, cost in predicted.items() if cost <= PRUNE_MEASURED * best]
+        if PAPER in again and self.choice in predicted and self.choice not in again:
+            # Its check may refuse it: the pass the plan runs now is measured beside it.
+            again.append(self.choice)
         allowed = self.first_exploration + EXPLORE_SHARE * self.calls
         if again in ([], [self.choice]) or self.explored + ROUNDS * len(again) > allowed:
             if again in ([], [self.choice]):
@@ -355,9 +362,17 @@ class CallSitePlan:
                 # with another when measured may grow with the solve while the other
                 # does not: sines with 10 times, the propagator against the
                 # interpolating pass.)
-                cheapest = min(predicted, key=predicted.__getitem__)
+                paper = self.candidates.get(PAPER)
+                if paper is None or paper.error_ratio is None or paper.error_ratio > ERROR_FACTOR:
+                    # Only a rule checked and admitted in this plan may be switched to.
+                    predicted.pop(PAPER, None)
+                cheapest = min(predicted, key=predicted.__getitem__, default=self.choice)
                 current = predicted.get(self.choice or '', float('inf'))
-                if cheapest != self.choice and predicted[cheapest] * SWITCH_MARGIN < current:
+                if (
+                    cheapest is not None
+                    and cheapest != self.choice
+                    and predicted[cheapest] * SWITCH_MARGIN < current
+                ):
                     kept = (
                         f'the exploring budget is spent; the calibrated estimates put '
                         f'{self.choice} at {current / predicted[cheapest]:.2f} times '
@@ -404,7 +419,6 @@ class CallSitePlan:
     def _plan(self, record: Any, ran: str, size: tuple[int, int]) -> None:
         """The first call's record: which passes may serve, and their estimates."""
         from . import choice
-        from .paper_rule import PAPER
 
         self.plans_made += 1
         self.explored += 1

@@ -45,6 +45,9 @@ class Recording:
         last_step: the last accepted step size (adaptive methods) or None.
         tape: the accepted steps (:class:`~.checkpoint.ForwardTape`) or None.
         graph: the solve's graph (:class:`~.kept_graph.KeptGraph`) or None.
+        generator_states: the random number generators' states before the solve, where
+            a recorder that may give way made it (a second backward pass that records
+            the graph again draws what the forward drew).
     """
 
     result: Any
@@ -53,6 +56,7 @@ class Recording:
     last_step: torch.Tensor | None
     tape: ForwardTape | None = None
     graph: KeptGraph | None = None
+    generator_states: Any = None
 
 
 def new_tape(settings: Settings, t: torch.Tensor, needs: set[str]) -> ForwardTape | None:
@@ -138,6 +142,7 @@ def record_forward(
         saved = generators.states(device) if recorder.may_give_way else None
         recording = recorder.record(settings, t, parts, params, needs)
         if recording is not None:
+            recording.generator_states = saved
             return recording
         assert saved is not None
         # The attempt gave way: the solve that follows draws what it drew (a func with
