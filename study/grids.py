@@ -323,7 +323,6 @@ EXPERIMENTS = {
                     Block(('sde_direct',), (100,), 2, epochs=3),
                 ),
                 pending=(
-                    'ornstein_uhlenbeck/10/50/sde_direct/3',
                     'ornstein_uhlenbeck/10/50/sde_direct/4',
                     'ornstein_uhlenbeck/10/50/sde_direct/5',
                     'ornstein_uhlenbeck/10/50/adjoint_gq/4',
