@@ -325,7 +325,6 @@ EXPERIMENTS = {
                 pending=(
                     'ornstein_uhlenbeck/10/50/sde_direct/4',
                     'ornstein_uhlenbeck/10/50/sde_direct/5',
-                    'ornstein_uhlenbeck/10/50/adjoint_gq/4',
                     'ornstein_uhlenbeck/10/50/adjoint_gq/5',
                     'ornstein_uhlenbeck/10/100/sde_adjoint',
                 ),
