@@ -323,7 +323,6 @@ EXPERIMENTS = {
                     Block(('sde_direct',), (100,), 2, epochs=3),
                 ),
                 pending=(
-                    'ornstein_uhlenbeck/10/50/sde_direct/5',
                     'ornstein_uhlenbeck/10/100/sde_adjoint',
                 ),
                 budget='about 355 min with --jobs 2, the cosines ablation included '
