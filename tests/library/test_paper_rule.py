@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 import torch_gq_adjoint
+from gradient_tests.problems import SecondOrderField
 from torch_gq_adjoint import odeint_adjoint_gq
 from torch_gq_adjoint._impl import choice, paper_rule, planner
 from torch_gq_adjoint._impl.interpolated import InterpolatedBackward
@@ -39,24 +40,12 @@ class _Spheres(nn.Module):
         return self.net(z)
 
 
-class _Sines(nn.Module):
-    """The paper's sines model (Section 5.2), small: ``dx/dt = v``, ``dv/dt = MLP([x, v])``.
-    Observed at 10 times, each interval gets about one of the paper's nodes, too few for
-    the adjoint's accuracy (about 190 times the adjoint's error on the paper's model)."""
-
-    def __init__(self, width=16):
-        super().__init__()
-        torch.manual_seed(0)
-        self.net = nn.Sequential(
-            nn.Linear(2, width),
-            nn.Softplus(),
-            nn.Linear(width, width),
-            nn.Softplus(),
-            nn.Linear(width, 1),
-        ).double()
-
-    def forward(self, t, state):
-        return torch.cat([state[..., 1:], self.net(state)], dim=-1)
+def _sines_field():
+    """The paper's sines model (Section 5.2), small (width 16). Observed at 10 times, each
+    interval gets about one of the paper's nodes, too few for the adjoint's accuracy
+    (about 190 times the adjoint's error on the paper's model)."""
+    torch.manual_seed(0)
+    return SecondOrderField(16).double()
 
 
 def _spheres_problem():
@@ -68,7 +57,7 @@ def _spheres_problem():
 def _sines_problem():
     generator = torch.Generator().manual_seed(0)
     y0 = 2 * torch.rand(20, 2, generator=generator, dtype=torch.float64) - 1
-    return _Sines(), y0, torch.linspace(0, 2 * math.pi, 10, dtype=torch.float64)
+    return _sines_field(), y0, torch.linspace(0, 2 * math.pi, 10, dtype=torch.float64)
 
 
 def _step(func, y0, t, rtol=1e-3, atol=1e-3, **kwargs):
