@@ -391,9 +391,11 @@ def settings(results_dir):
             {float(lr) for losses in probe.get('losses', {}).values() for lr in losses},
             reverse=True,
         )
+        paper_widths = set(spec.grids['paper'].trained_widths())
         chosen = ', '.join(
             f'{width} → {grid.lr[width]:g}'
             + ('' if str(width) in probe.get('chosen', {}) else ' (not probed)')
+            + ('' if width in paper_widths else " (not one of the paper's widths)")
             for width in sorted(grid.lr)
         )
         defaults = spec.parse([])
@@ -582,17 +584,24 @@ def pending(results_dir):
     return '\n'.join(lines) if lines else 'None: every run of the reduced grids is committed.'
 
 
-def _clients_record(results_dir):
+#: The record of the training-run benchmark over every workload, and the record of its
+#: longer run of nested spheres alone (half the paper's run, the default against direct
+#: backprop and the paper's rule forced).
+CLIENTS_RECORD, LONG_RUN_RECORD = 'clients.json', 'clients_spheres2000_long.json'
+
+
+def _clients_record(results_dir, name=CLIENTS_RECORD):
     from benchmarks import report
 
-    return report.load(pathlib.Path(results_dir) / 'benchmarks' / 'clients.json')
+    return report.load(pathlib.Path(results_dir) / 'benchmarks' / name)
 
 
-def clients_output(results_dir):
+def clients_output(results_dir, name=CLIENTS_RECORD):
     """Everything the training-run benchmark printed, rebuilt from its record."""
     from benchmarks import clients as client_benchmark
 
-    return '\n'.join(['```', *client_benchmark.output_lines(_clients_record(results_dir)), '```'])
+    lines = client_benchmark.output_lines(_clients_record(results_dir, name))
+    return '\n'.join(['```', *lines, '```'])
 
 
 def clients_targets(results_dir):
@@ -678,6 +687,7 @@ def _block_table():
         'clients': clients,
         'clients_summary': clients_summary,
         'clients_output': clients_output,
+        'clients_long_output': lambda d: clients_output(d, LONG_RUN_RECORD),
         'clients_targets': clients_targets,
         'gradient_accuracy_table': gradient_accuracy_table,
         'gradient_accuracy_summary': gradient_accuracy_summary,

@@ -191,12 +191,6 @@ EXPERIMENTS = {
                     Block(('adjoint_ode',), (2000,), 1),
                     Block(ODE_OPTIONS, (1000, 2000), 2, epochs=3),
                 ),
-                pending=(
-                    'nested_spheres/gtol0.003/2000/direct/4',
-                    'nested_spheres/gtol0.003/2000/direct/5',
-                    'nested_spheres/gtol0.003/2000/adjoint_gq/4',
-                    'nested_spheres/gtol0.003/2000/adjoint_gq/5',
-                ),
                 budget='about 35 min for 2 repeats, the third about 20 min; '
                 'width 5 about 4 min; widths 1000 and 2000: about 102 '
                 'min (the committed sweeps), the third repeat at 2000 about 47 min',
