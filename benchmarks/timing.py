@@ -4,6 +4,7 @@ import json
 import os
 import pathlib
 import platform
+import shlex
 import statistics
 import subprocess
 import sys
@@ -117,7 +118,8 @@ def record_header(module, device):
         if line[3:].endswith('.py')
     ]
     return dict(
-        command=' '.join([f'python -m {module}'] + sys.argv[1:]),
+        # Quoted as a shell would need it, so the line can be pasted back.
+        command=f'python -m {module} {shlex.join(sys.argv[1:])}'.rstrip(),
         machine=dict(
             platform=platform.platform(),
             processor=platform.processor(),

@@ -1,5 +1,8 @@
 """The clients benchmark survives a mode that fails: its row says why, the rest prints."""
 
+import shlex
+import sys
+
 import pytest
 import torch
 import torchdiffeq
@@ -170,3 +173,13 @@ def test_a_failed_reference_is_recorded_and_rebuilt(tmp_path, capsys, monkeypatc
     printed = capsys.readouterr().out.splitlines()
     assert printed[-1] == 'spiral          reference failed: RuntimeError: no reference today'
     assert clients.output_lines(json.loads(output.read_text()))[1:] == printed
+
+
+def test_record_header_quotes_the_command_as_a_shell_needs(monkeypatch):
+    # A mode name holds a space; the recorded line must paste back as one argument.
+    from benchmarks.timing import record_header
+
+    monkeypatch.setattr(sys, 'argv', ['clients.py', '--mode', 'gq default', '--steps', '5'])
+    header = record_header('benchmarks.clients', torch.device('cpu'))
+    assert header['command'] == "python -m benchmarks.clients --mode 'gq default' --steps 5"
+    assert shlex.split(header['command'])[4] == 'gq default'
