@@ -162,23 +162,34 @@ def _met(value, bound):
     return 'yes' if value <= bound else '**no**'
 
 
-def targets(record):
+def targets(record, longer=()):
     """A markdown table: per workload, the default's figures beside each aim (mean step
     ÷ direct over the run, ÷ the fastest single pass, gradient error ÷ the adjoint's,
-    extra peak memory of one step over direct backprop's) and whether it was met."""
+    extra peak memory of one step over direct backprop's) and whether it was met.
+
+    Args:
+        record: the record of the run over every workload.
+        longer: records of longer runs of single workloads; each adds its rows, the
+            workload named with its steps, below the main run's.
+    """
     lines = [
         '| workload | ÷ direct (aim) | met | ÷ fastest single pass (aim '
         f"{VERSUS_FASTEST:g}) | met | error ÷ adjoint's (aim {VERSUS_ADJOINT_ERROR:g}) | met | "
         "one step's peak memory − direct's, MiB (aim 0) | met |",
         '|---|---|---|---|---|---|---|---|---|',
     ]
-    for name in record['training']:
+    runs = [(record, name, LABELS.get(name, name)) for name in record['training']]
+    for extra in longer:
+        for name in extra['training']:
+            steps = len(extra['training'][name].get('gq default', {}).get('seconds', ()))
+            runs.append((extra, name, f'{LABELS.get(name, name)}, {steps} steps'))
+    for record, name, label in runs:
         figures = summary(record, name)
         if figures is None:
             continue
         bound = VERSUS_DIRECT.get(name)
         direct = f'{figures["versus_direct"]:.2f} ({"—" if bound is None else f"{bound:g}"})'
-        cells = [LABELS.get(name, name), direct]
+        cells = [label, direct]
         cells.append('—' if bound is None else _met(figures['versus_direct'], bound))
         fastest = figures['versus_fastest']
         cells += (

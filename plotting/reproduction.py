@@ -608,7 +608,9 @@ def clients_targets(results_dir):
     """The default's figures over the training runs beside each aim."""
     from benchmarks import report
 
-    return report.targets(_clients_record(results_dir))
+    longer = pathlib.Path(results_dir) / 'benchmarks' / LONG_RUN_RECORD
+    extra = [report.load(longer)] if longer.exists() else []
+    return report.targets(_clients_record(results_dir), extra)
 
 
 def _accuracy_record(results_dir):

@@ -94,6 +94,22 @@ def test_the_readme_speed_table_is_the_committed_benchmark_run():
     assert ['| ' + ' | '.join(row) + ' |' for row in readme] == expected
 
 
+def test_the_targets_add_a_row_per_longer_run_from_its_own_record():
+    from benchmarks import report
+
+    record = report.load()
+    longer = report.load(report.RECORD.parent / 'clients_spheres2000_long.json')
+    lines = report.targets(record, [longer]).splitlines()
+    assert len(lines) == 2 + 7 + 1
+    figures = report.summary(longer, 'spheres2000')
+    assert len(longer['training']['spheres2000']['gq default']['seconds']) == 500
+    cells = [cell.strip() for cell in lines[-1].strip('|').split('|')]
+    assert cells[0] == f'{report.LABELS["spheres2000"]}, 500 steps'
+    assert cells[1] == f'{figures["versus_direct"]:.2f} (0.95)'
+    assert cells[3] == f'{figures["versus_fastest"]:.2f}'
+    assert report.targets(record).splitlines() == lines[:-1]
+
+
 def test_the_report_reads_the_plans_as_the_library_prints_them():
     import torch
 
