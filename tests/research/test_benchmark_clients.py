@@ -145,7 +145,7 @@ def test_the_record_prints_what_the_run_printed(tmp_path, capsys, monkeypatch):
     clients.main(argv)
     printed = capsys.readouterr().out.splitlines()
     record = json.loads(output.read_text())
-    assert record['command'] == 'python -m benchmarks.clients ' + ' '.join(argv)
+    assert record['command'] == 'python -m benchmarks.clients ' + shlex.join(argv)
     rebuilt = clients.output_lines(record)
     assert rebuilt[0] == '$ ' + record['command']
     assert rebuilt[1:] == printed
