@@ -178,15 +178,13 @@ def targets(record, longer=()):
         "one step's peak memory − direct's, MiB (aim 0) | met |",
         '|---|---|---|---|---|---|---|---|---|',
     ]
-    runs = [(record, name, LABELS.get(name, name)) for name in record['training']]
-    for extra in longer:
-        for name in extra['training']:
-            steps = len(extra['training'][name].get('gq default', {}).get('seconds', ()))
-            runs.append((extra, name, f'{LABELS.get(name, name)}, {steps} steps'))
-    for record, name, label in runs:
-        figures = summary(record, name)
+    runs = [(record, name, False) for name in record['training']]
+    runs += [(extra, name, True) for extra in longer for name in extra['training']]
+    for source, name, is_longer in runs:
+        figures = summary(source, name)
         if figures is None:
             continue
+        label = LABELS.get(name, name) + (f', {figures["steps"]} steps' if is_longer else '')
         bound = VERSUS_DIRECT.get(name)
         direct = f'{figures["versus_direct"]:.2f} ({"—" if bound is None else f"{bound:g}"})'
         cells = [label, direct]
@@ -206,7 +204,7 @@ def targets(record, longer=()):
         else:
             ratio = error / figures['adjoint_error']
             cells += [f'{ratio:.2f}', _met(ratio, VERSUS_ADJOINT_ERROR)]
-        steps = record['one_step'][name]
+        steps = source['one_step'][name]
         default, direct = steps['gq default'].get('memory'), steps['direct'].get('memory')
         if default is None or direct is None:
             cells += ['—', '—']
