@@ -323,17 +323,17 @@ def one_step_lines(name, results):
 def training_modes(results, tight):
     """Direct backprop, the default, and the forced passes of the adjoint's accuracy
     within :data:`TRAIN_WITHIN` of the fastest of them in the one-step ``results``: the
-    checkpoint where the tolerances are ``tight``, the paper's rule where they are not
-    and its gradient error was within twice the adjoint's (the passes the default may
-    take there)."""
+    checkpoint where the tolerances are ``tight``; where they are not, the checkpoint and
+    the paper's rule where their gradient error was within twice the adjoint's (the
+    passes the default may take there, after its check of accuracy)."""
 
     def admissible(mode):
-        if mode == 'gq checkpoint':
-            return tight
-        if mode == training.PAPER_MODE:
-            error, adjoint = results[mode].get('error'), results['adjoint'].get('error')
-            return not tight and None not in (error, adjoint) and error <= 2 * adjoint
-        return True
+        if mode not in ('gq checkpoint', training.PAPER_MODE):
+            return True
+        if tight:
+            return mode == 'gq checkpoint'
+        error, adjoint = results[mode].get('error'), results['adjoint'].get('error')
+        return None not in (error, adjoint) and error <= 2 * adjoint
 
     forced = {
         mode: results[mode]['seconds']

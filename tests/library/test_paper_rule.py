@@ -1,7 +1,7 @@
-"""The paper's rule as a candidate of the measured plan: offered at coarse tolerances,
-admitted where a check against a tighter solve finds it as accurate as the
-error-controlled pass, taken where it is fastest, refused (that call served by the
-error-controlled pass) where it is not accurate."""
+"""The paper's rule and the checkpoint as checked candidates of the measured plan: offered
+at coarse tolerances, admitted where a check against a tighter solve finds them as
+accurate as the error-controlled pass, taken where fastest, refused (that call served by
+the error-controlled pass) where not accurate."""
 
 import math
 import time
@@ -14,6 +14,7 @@ import torch_gq_adjoint
 from gradient_tests.problems import SecondOrderField
 from torch_gq_adjoint import odeint_adjoint_gq
 from torch_gq_adjoint._impl import choice, paper_rule, planner
+from torch_gq_adjoint._impl.checkpoint import CheckpointBackward
 from torch_gq_adjoint._impl.interpolated import InterpolatedBackward
 from torch_gq_adjoint._impl.propagator import PropagatorBackward
 from torch_gq_adjoint._impl.restart import RestartBackward
@@ -67,16 +68,22 @@ def _step(func, y0, t, rtol=1e-3, atol=1e-3, **kwargs):
     return torch.autograd.grad(loss, list(func.parameters())), info
 
 
-def _slow_all_but_the_paper(monkeypatch, seconds=0.1):
-    for cls in (RestartBackward, InterpolatedBackward, PropagatorBackward):
+def _slow_all_but(monkeypatch, fast, seconds=0.1):
+    """Every pass but the one named ``fast`` made slow by ``seconds`` a call."""
+    for cls in (RestartBackward, InterpolatedBackward, PropagatorBackward, CheckpointBackward):
         original = cls.__call__
 
         def slow(self, grad_solution, original=original):
-            if not isinstance(self, paper_rule.PaperBackward):
+            if self.name != fast:
                 time.sleep(seconds)
             return original(self, grad_solution)
 
         monkeypatch.setattr(cls, '__call__', slow)
+
+
+#: Calls that explore every candidate at coarse tolerances: the first (the estimate's)
+#: and each of the four passes and the paper's rule measured ROUNDS times.
+_EXPLORING = 1 + planner.ROUNDS * (len(choice.PASSES) + 1)
 
 
 def _plan():
@@ -85,10 +92,10 @@ def _plan():
 
 
 def test_the_paper_rule_is_admitted_where_accurate_and_taken_where_fastest(monkeypatch):
-    _slow_all_but_the_paper(monkeypatch)
+    _slow_all_but(monkeypatch, 'paper')
     func, y0, t = _spheres_problem()
     ran = []
-    for _ in range(1 + planner.ROUNDS * (len(choice.PASSES) + 1) + 2):
+    for _ in range(_EXPLORING + 2):
         _, info = _step(func, y0, t)
         ran.append(info['backward'])
     plan = _plan()
@@ -107,7 +114,7 @@ def test_the_paper_rule_is_admitted_where_accurate_and_taken_where_fastest(monke
 def test_the_check_refuses_an_inaccurate_paper_rule_and_serves_that_call_controlled():
     func, y0, t = _sines_problem()
     plan_calls = []
-    for _ in range(1 + planner.ROUNDS * (len(choice.PASSES) + 1)):
+    for _ in range(_EXPLORING):
         grads, info = _step(func, y0, t)
         plan_calls.append((info['backward'], grads))
     plan = _plan()
@@ -120,7 +127,8 @@ def test_the_check_refuses_an_inaccurate_paper_rule_and_serves_that_call_control
     # the forced restart's, bit for bit.
     forced, _ = _step(func, y0, t, backward='restart')
     served = [grads for ran, grads in plan_calls if ran == 'restart']
-    assert len(served) == len(plan.candidates['restart'].seconds) + 1
+    # Both checked calls (the paper's rule's and the checkpoint's) were served by it.
+    assert len(served) == len(plan.candidates['restart'].seconds) + 2
     for grads in served:
         assert all(torch.equal(mine, theirs) for mine, theirs in zip(grads, forced))
 
@@ -132,7 +140,7 @@ def test_a_failing_reference_solve_refuses_the_rule_and_serves_the_call(monkeypa
     monkeypatch.setattr(paper_rule, '_reference', underflow)
     func, y0, t = _spheres_problem()
     served = []
-    for _ in range(1 + planner.ROUNDS * (len(choice.PASSES) + 1)):
+    for _ in range(_EXPLORING):
         _, info = _step(func, y0, t)
         served.append(info['backward'])
     paper = _plan().candidates[paper_rule.PAPER]
@@ -240,7 +248,7 @@ def test_solves_sharing_a_call_site_never_get_a_refused_rule():
 def test_the_checked_call_counts_the_checks_evaluations():
     func, y0, t = _spheres_problem()
     counts = []
-    for _ in range(1 + planner.ROUNDS * (len(choice.PASSES) + 1) + 1):
+    for _ in range(_EXPLORING + 1):
         _, info = _step(func, y0, t)
         counts.append((info['backward'], info['backward_nfe']))
     paper = [nfe for ran, nfe in counts if ran == 'paper']
@@ -253,8 +261,11 @@ def test_a_refused_rule_is_not_taken_by_the_re_priced_estimates(monkeypatch):
     plan = planner.CallSitePlan(('train.py', 1), 'a solve')
     plan.state, plan.choice, plan.plans_made = 'settled', 'propagator', 2
     plan.calibration = {'propagator': 1.0, 'paper': 1.0}
+    plan.checked = {'paper'}
     plan.candidates = {
-        'paper': planner.Candidate('paper', 50.0, excluded='refused', error_ratio=58.6),
+        'paper': planner.Candidate(
+            'paper', 50.0, excluded='refused', checked=True, error_ratio=58.6
+        ),
         'propagator': planner.Candidate('propagator', 100.0, seconds=[1.0, 1.0]),
     }
     plan.calls, plan.explored, plan.first_exploration = 500, 30, 11
@@ -270,6 +281,7 @@ def test_a_re_priced_round_with_the_rule_measures_the_current_choice_too(monkeyp
     plan = planner.CallSitePlan(('train.py', 1), 'a solve')
     plan.state, plan.choice, plan.plans_made = 'settled', 'propagator', 1
     plan.calibration = {'propagator': 1.0, 'paper': 1.0}
+    plan.checked = {'paper'}
     plan.calls, plan.explored, plan.first_exploration = 1000, 11, 11
     monkeypatch.setattr(
         choice, 'estimate', lambda name, record: {'propagator': 300.0, 'paper': 100.0}[name]
@@ -278,3 +290,75 @@ def test_a_re_priced_round_with_the_rule_measures_the_current_choice_too(monkeyp
     assert plan.state == 'exploring'
     assert plan.candidates['propagator'].excluded is None
     assert plan.candidates['paper'].excluded is None
+
+
+def test_at_coarse_tolerances_the_checkpoint_is_checked_and_taken_where_fastest(monkeypatch):
+    _slow_all_but(monkeypatch, 'checkpoint')
+    func, y0, t = _spheres_problem()
+    ran = []
+    for _ in range(_EXPLORING + 2):
+        _, info = _step(func, y0, t)
+        ran.append(info['backward'])
+    plan = _plan()
+    checkpoint = plan.candidates['checkpoint']
+    assert checkpoint.checked and plan.checked == {'checkpoint', 'paper'}, str(plan)
+    assert checkpoint.excluded is None and checkpoint.error_ratio <= paper_rule.ERROR_FACTOR
+    assert plan.state == 'settled' and plan.choice == 'checkpoint', str(plan)
+    assert ran[-2:] == ['checkpoint', 'checkpoint']
+    # Its gradient is the forced checkpoint's, bit for bit (the kept graph's).
+    got, info = _step(func, y0, t)
+    forced, forced_info = _step(func, y0, t, backward='checkpoint')
+    assert info.get('graph_bytes', 0) > 0 and forced_info.get('graph_bytes', 0) > 0
+    for mine, theirs in zip(got, forced):
+        assert torch.equal(mine, theirs)
+
+
+def test_an_inaccurate_checkpoint_is_refused_and_its_checked_call_served_controlled():
+    """On sines at 10 times and rtol 1e-3 the forward takes 3 steps over 10 intervals:
+    the discretisation's gradient is about 9 times as far from a tighter solve as the
+    error-controlled pass's."""
+    func, y0, t = _sines_problem()
+    calls = []
+    for _ in range(_EXPLORING):
+        grads, info = _step(func, y0, t)
+        calls.append((info['backward'], grads))
+    plan = _plan()
+    checkpoint = plan.candidates['checkpoint']
+    assert checkpoint.error_ratio > paper_rule.ERROR_FACTOR, str(plan)
+    assert checkpoint.excluded.startswith('its gradient') and not checkpoint.seconds
+    assert 'checkpoint' not in [ran for ran, _ in calls] and plan.choice != 'checkpoint'
+    forced, _ = _step(func, y0, t, backward='restart')
+    served = [grads for ran, grads in calls if ran == 'restart']
+    # The restart pass's own measured calls, and the two checked calls it served.
+    assert len(served) == len(plan.candidates['restart'].seconds) + 2
+    for grads in served:
+        assert all(torch.equal(mine, theirs) for mine, theirs in zip(grads, forced))
+
+
+def test_at_tight_tolerances_the_checkpoint_is_a_candidate_without_a_check():
+    func, y0, t = _spheres_problem()
+    func, y0, t = func.double(), y0.double(), t.double()
+    for _ in range(1 + planner.ROUNDS * len(choice.PASSES)):
+        _step(func, y0, t, rtol=1e-7, atol=1e-9)
+    plan = _plan()
+    assert not plan.checked and not plan.candidates['checkpoint'].checked, str(plan)
+    assert plan.candidates['checkpoint'].error_ratio is None
+    assert plan.candidates['checkpoint'].seconds, str(plan)
+
+
+def test_planning_by_estimate_never_takes_the_checkpoint_at_coarse_tolerances():
+    torch_gq_adjoint.set_planning('estimate')
+    func, y0, t = _spheres_problem()
+    for _ in range(4):
+        _, info = _step(func, y0, t)
+        assert info['backward'] != 'checkpoint'
+
+
+def test_a_plan_pinned_to_the_checkpoint_at_coarse_tolerances_runs_it_unchecked():
+    func, y0, t = _spheres_problem()
+    _step(func, y0, t)
+    _plan().pin('checkpoint')
+    for _ in range(3):
+        _, info = _step(func, y0, t)
+        assert info['backward'] == 'checkpoint'
+    assert _plan().candidates['checkpoint'].error_ratio is None

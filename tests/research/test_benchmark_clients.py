@@ -183,3 +183,32 @@ def test_record_header_quotes_the_command_as_a_shell_needs(monkeypatch):
     header = record_header('benchmarks.clients', torch.device('cpu'))
     assert header['command'] == "python -m benchmarks.clients --mode 'gq default' --steps 5"
     assert shlex.split(header['command'])[4] == 'gq default'
+
+
+def _one_step(errors, seconds):
+    return {
+        mode: dict(seconds=seconds.get(mode, 1.0), error=error) for mode, error in errors.items()
+    }
+
+
+@pytest.mark.parametrize(
+    'tight, checkpoint_error, trained',
+    [
+        (True, 9.0, ['gq checkpoint']),  # tight: the checkpoint unchecked, no paper's rule
+        (False, 1.5, ['gq checkpoint', 'gq gtol=0.1']),  # coarse: both within 2 times
+        (False, 9.0, ['gq gtol=0.1']),  # coarse: the checkpoint's error too large
+    ],
+)
+def test_training_takes_the_passes_the_default_may_take(tight, checkpoint_error, trained):
+    results = _one_step(
+        {
+            'direct': 1.0,
+            'adjoint': 1.0,
+            'gq default': 1.0,
+            'gq checkpoint': checkpoint_error,
+            'gq gtol=0.1': 1.9,
+            'gq restart': 1.0,
+        },
+        seconds={'gq restart': 10.0},  # beyond TRAIN_WITHIN of the fastest: not trained
+    )
+    assert clients.training_modes(results, tight) == ['direct', 'gq default'] + trained

@@ -162,11 +162,12 @@ def test_the_rule_of_auto_quotes_the_constants_of_the_code():
     assert choice.MARGIN == 2 and 'less than half the cheapest quadrature' in rule
 
 
-def test_the_paper_rules_check_quotes_the_constants_of_the_code():
+def test_the_check_of_accuracy_quotes_the_constants_of_the_code():
     from torch_gq_adjoint._impl import paper_rule
 
     text = (REPOSITORY / 'docs' / 'backward.md').read_text()
-    check = text[text.index("**The paper's rule, checked.**") :].split('\n\n')[0]
+    heading = "**The paper's rule and the checkpoint, checked.**"
+    check = text[text.index(heading) :].split('\n\n')[0]
     assert f'`gtol={paper_rule.PAPER_GTOL:g}`' in check
     assert f'{paper_rule.TIGHTER:g} times tighter' in check
     assert f'at least {paper_rule.MIN_TIGHTER:g} times tighter' in check

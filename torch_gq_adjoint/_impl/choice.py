@@ -22,11 +22,11 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Optional
 
-from .checkpoint import CheckpointBackward, step_evaluations
+from .checkpoint import CheckpointBackward, checkpoint_problem, step_evaluations
 from .checks import tight_enough
 from .interpolated import InterpolatedBackward
 from .notices import warn_once
-from .paper_rule import PAPER, PaperBackward, paper_record
+from .paper_rule import PAPER, PaperBackward, check_problem, paper_record
 from .propagator import PropagatorBackward, SampleLayout
 from .record import BackwardPass, ForwardRecord
 from .restart import RestartBackward
@@ -173,11 +173,24 @@ def records(settings: Settings, name: Optional[str] = None) -> set[str]:
     return {need for entry in entries for need in entry.backward.records(settings)}
 
 
-def admissible_estimates(record: ForwardRecord) -> dict[str, tuple[float, Optional[str]]]:
-    """``{name: (estimated cost, why it may not serve or None)}`` of every pass
-    ``'auto'`` may take at these settings, from a record of everything they need: what
-    the planner (:mod:`.planner`) measures. The costs are in restart evaluations, the
-    checkpoint's without :data:`MARGIN` (a preference of the estimate's, not a cost)."""
+@dataclass(frozen=True)
+class Offer:
+    """A pass the measured plan may take: its estimated cost (restart evaluations), why
+    it may not serve (None if it may), and whether its accuracy must be checked first
+    (:mod:`.paper_rule`)."""
+
+    cost: float
+    problem: Optional[str] = None
+    checked: bool = False
+
+
+def admissible_estimates(record: ForwardRecord) -> dict[str, Offer]:
+    """``{name: Offer}`` of every pass the planner (:mod:`.planner`) may measure at these
+    settings, from a record of everything the estimate's passes need. The costs are in
+    restart evaluations, the checkpoint's without :data:`MARGIN` (a preference of the
+    estimate's, not a cost). At coarse tolerances, where the estimate never takes the
+    checkpoint, the checkpoint and the paper's rule are offered checked, wherever their
+    accuracy can be checked."""
     settings = record.settings
     vectorised = record.vectorisable()
     found = {}
@@ -186,9 +199,16 @@ def admissible_estimates(record: ForwardRecord) -> dict[str, tuple[float, Option
             continue
         problem = entry.backward.problem(record) or _confirm(entry.backward, record)
         cost = math.inf if problem is not None else entry.cost(record, vectorised)
-        found[entry.backward.name] = (cost, problem)
+        found[entry.backward.name] = Offer(cost, problem)
+    checkable = check_problem(settings, record.solution.dtype) is None
+    name = CheckpointBackward.name
+    # The first call's record holds no steps for it: whether the method is covered is
+    # all that can be asked before it runs.
+    if checkable and name not in found:
+        if checkpoint_problem(settings.method, settings.event_fn is not None) is None:
+            found[name] = Offer(estimate(name, record), checked=True)
     if PaperBackward.problem(record) is None:
-        found[PAPER] = (estimate(PAPER, record), None)
+        found[PAPER] = Offer(estimate(PAPER, record), checked=True)
     return found
 
 

@@ -27,7 +27,7 @@ from .checkpoint import DEFAULT_CHECKPOINT_MEMORY
 from .choice import BACKWARDS, choose, records, take
 from .func_state import FuncState
 from .notices import call_site
-from .paper_rule import PAPER, check_accuracy
+from .paper_rule import check_accuracy
 from .planner import PLANNER, CallSitePlan, Ticket
 from .record import BackwardResult, ForwardRecord, check_finite, time_gradients
 from .recorders import record_forward
@@ -245,18 +245,18 @@ def _backward(
         with generators.untouched(device):
             backward = None
             candidate = None if ticket is None else ticket.candidate
-            paper = None if candidate != PAPER else ticket.plan.paper_status(ticket)
-            if paper == 'refused':
-                # Not (or no longer) admitted where this call's ticket was issued: the
-                # error-controlled pass serves it, as it served the checked call.
+            status = None if ticket is None else ticket.plan.check_status(ticket)
+            if status == 'refused':
+                # A checked pass not (or no longer) admitted where this call's ticket was
+                # issued: the error-controlled pass serves it, as it served the check.
                 candidate = 'restart'
             if candidate is not None:
                 backward = take(candidate, record)
             if backward is None:
                 backward = choose(record)
             result = backward(grad_solution)
-            if paper == 'check':
-                result = _check_paper_rule(ticket, record, y0_parts, grad_solution, result)
+            if status == 'check' and backward.name == candidate:
+                result = _check_accuracy(ticket, record, y0_parts, grad_solution, result)
             grad_times = None
             if ctx.needs_input_grad[1]:
                 grad_times = time_gradients(record, grad_solution, result.adjoint_after_start)
@@ -286,25 +286,26 @@ def _backward(
         return (None, grad_times, *grad_y0, *param_grads)
 
 
-def _check_paper_rule(
+def _check_accuracy(
     ticket: Ticket,
     record: ForwardRecord,
     y0_parts: Sequence[torch.Tensor],
     grad_solution: torch.Tensor,
-    paper: BackwardResult,
+    checked: BackwardResult,
 ) -> BackwardResult:
-    """The paper's rule's first call in a plan: its accuracy checked outside the clock
-    (:mod:`.paper_rule`); where it is not admitted, the error-controlled pass's result
-    serves the call instead."""
+    """A checked pass's first call in a plan (the paper's rule, or the checkpoint at
+    coarse tolerances): its accuracy checked outside the clock (:mod:`.paper_rule`);
+    where it is not admitted, the error-controlled pass's result serves the call
+    instead."""
     device = grad_solution.device
     ticket.stop(device)
-    check = check_accuracy(record, y0_parts, grad_solution, paper)
+    check = check_accuracy(record, y0_parts, grad_solution, checked)
     ticket.plan.accuracy_checked(ticket, check.ratio, check.admitted, check.failed)
     ticket.start(device)
-    # Where even the error-controlled pass failed, the paper's gradient is all there is.
-    served = paper if check.admitted or check.controlled is None else check.controlled
+    # Where even the error-controlled pass failed, the checked gradient is all there is.
+    served = checked if check.admitted or check.controlled is None else check.controlled
     costs = dict(served.costs)
-    costs['backward_nfe'] = paper.costs.get('backward_nfe', 0) + check.evaluations
+    costs['backward_nfe'] = checked.costs.get('backward_nfe', 0) + check.evaluations
     return dataclasses.replace(served, costs=costs)
 
 

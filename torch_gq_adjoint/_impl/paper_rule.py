@@ -1,23 +1,27 @@
-"""The paper's rule as a pass the measured plan of ``backward='auto'`` may take, and the
-check of its accuracy that admits it.
+"""The paper's rule as a pass the measured plan of ``backward='auto'`` may take, the
+checkpoint at coarse tolerances likewise, and the check of accuracy that admits either.
 
 The paper's backward pass (Section 3: the restart method, about ``C · NFE`` quadrature
 nodes with ``C = gtol = 0.1``, each backward solve starting from the last accepted step
 of the one before) is often the fastest pass there is, but its accuracy depends on the
 problem: on the nested spheres of Section 5 its gradient is as accurate as the adjoint's,
-on sines with many output times it is a hundred times less (docs/benchmarks.md). So the
-planner measures it only where it is checked: the first call that runs it in each plan
-also computes, outside the clock, the error-controlled restart pass's gradient and a
-reference from a solve at :data:`TIGHTER` times tighter tolerances (forward and
-backward); the paper's rule stays a candidate where its gradient is at most
+on sines with many output times it is a hundred times less (docs/benchmarks.md). The
+checkpoint (the gradient of the forward's own discretisation, through its kept graph
+where it fits) costs about direct backprop's time; its error follows the forward
+solve's, which at coarse tolerances may be larger than the adjoint's or not. So the
+planner measures either only where it is checked: the first call that runs it in each
+plan also computes, outside the clock, the error-controlled restart pass's gradient and
+a reference from a solve at :data:`TIGHTER` times tighter tolerances (forward and
+backward); the pass stays a candidate where its gradient is at most
 :data:`ERROR_FACTOR` times as far from the reference as the error-controlled pass's.
 Where it is not, that call returns the error-controlled pass's gradient.
 
-It is offered only at coarse tolerances (where the checkpoint is not taken, ``rtol``
-above 1e-5, and the reference solve can be :data:`MIN_TIGHTER` times tighter while
-staying :data:`EPSILONS` machine epsilons above the rounding floor), for adaptive
-methods, without events, and never under planning by estimate: the estimate keeps the
-adjoint's accuracy without a check.
+Both are offered checked only at coarse tolerances (``rtol`` above 1e-5: at tight ones
+the checkpoint is a candidate without a check, and the paper's rule is not offered),
+where the reference solve can be :data:`MIN_TIGHTER` times tighter while staying
+:data:`EPSILONS` machine epsilons above the rounding floor, for adaptive methods,
+without events, and never under planning by estimate: the estimate keeps the adjoint's
+accuracy without a check.
 """
 
 from __future__ import annotations
@@ -55,6 +59,12 @@ def paper_problem(settings: Settings, dtype: torch.dtype) -> Optional[str]:
     it may)."""
     if settings.gtol is not None:
         return 'a quadrature rule was given (gtol)'
+    return check_problem(settings, dtype)
+
+
+def check_problem(settings: Settings, dtype: torch.dtype) -> Optional[str]:
+    """Why the accuracy of a pass cannot be checked for these settings, so that the
+    measured plan may not offer a pass that needs the check (None if it can)."""
     if settings.method not in checks.ADAPTIVE_METHODS:
         return 'not an adaptive method'
     if settings.adjoint_method != settings.method:
@@ -65,7 +75,7 @@ def paper_problem(settings: Settings, dtype: torch.dtype) -> Optional[str]:
     if not all(_number(value) for value in tolerances):
         return 'tolerances given as tensors'
     if checks.tight_enough(settings.rtol):
-        return 'tight tolerances (rtol at most 1e-5): the checkpoint serves'
+        return 'tight tolerances (rtol at most 1e-5): the checkpoint serves unchecked'
     if float(settings.rtol) / _reference_rtol(float(settings.rtol), dtype) < MIN_TIGHTER:
         return f'no reference solve {MIN_TIGHTER:g} times tighter above the rounding floor'
     return None
@@ -112,7 +122,7 @@ class AccuracyCheck:
     """The check's outcome.
 
     Attributes:
-        ratio: the paper's gradient's distance from the reference over the
+        ratio: the checked pass's gradient's distance from the reference over the
             error-controlled pass's (0 where both are exact).
         admitted: ``ratio`` is at most :data:`ERROR_FACTOR`.
         controlled: the error-controlled restart pass's result for the same cotangents
@@ -132,13 +142,13 @@ def check_accuracy(
     record: ForwardRecord,
     y0_parts: Sequence[torch.Tensor],
     grad_solution: torch.Tensor,
-    paper: BackwardResult,
+    checked: BackwardResult,
 ) -> AccuracyCheck:
-    """Compare the paper's rule's result ``paper`` with the error-controlled restart pass's,
-    both against a solve at :data:`TIGHTER` times tighter tolerances from ``y0``, for the
-    output cotangents ``grad_solution`` ``(T, n)``. A check that cannot be made (a step
-    size that underflows at the tighter tolerances) leaves the rule not admitted; it
-    never raises."""
+    """Compare the checked pass's result ``checked`` with the error-controlled restart
+    pass's, both against a solve at :data:`TIGHTER` times tighter tolerances from
+    ``y0``, for the output cotangents ``grad_solution`` ``(T, n)``. A check that cannot
+    be made (a step size that underflows at the tighter tolerances) leaves the pass not
+    admitted; it never raises."""
     controlled: BackwardResult | None = None
     evaluations = 0
     try:
@@ -150,14 +160,14 @@ def check_accuracy(
             float('inf'), False, controlled, evaluations, f'{type(error).__name__}: {error}'
         )
     found = _flat(reference)
-    paper_distance = float((_flat(paper) - found).norm())
+    checked_distance = float((_flat(checked) - found).norm())
     controlled_distance = float((_flat(controlled) - found).norm())
-    if paper_distance == 0.0:
+    if checked_distance == 0.0:
         ratio = 0.0
     elif controlled_distance == 0.0:
         ratio = float('inf')
     else:
-        ratio = paper_distance / controlled_distance
+        ratio = checked_distance / controlled_distance
     return AccuracyCheck(
         ratio, ratio <= ERROR_FACTOR, controlled, evaluations + reference_evaluations
     )

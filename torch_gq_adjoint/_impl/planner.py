@@ -28,16 +28,17 @@ it, as FFTW's planner (MEASURE against ESTIMATE) and cuDNN's benchmark mode do:
    pass :data:`SWITCH_MARGIN` times cheaper). A pass that
    cannot serve a call makes the call site plan again from step 1 (within the budget).
 
-At coarse tolerances the paper's rule is a candidate too (:mod:`.paper_rule`): the first
-call that runs it in a plan checks its accuracy against a tighter solve, outside the
-clock, and it stays a candidate only where it is as accurate as the error-controlled pass
-(within a factor of 2). So exploring costs at most ``1 + ROUNDS × passes`` calls (9 with
-the four passes, 11 with the paper's rule, plus its check) at first and 2 % of the calls
-after that. Under ``torch.use_deterministic_algorithms(True)``
-or ``set_planning('estimate')``, nothing is timed: every call takes the estimate's choice
-from its own record, and two runs of a script take the same passes and give bit-identical
-gradients. A plan can be read (:func:`plans`, ``str(plan)``), pinned to a pass
-(:meth:`CallSitePlan.pin`) and forgotten (:func:`reset_plans`).
+At coarse tolerances the paper's rule and the checkpoint are candidates under a check
+(:mod:`.paper_rule`): the first call that runs either in a plan checks its accuracy
+against a tighter solve, outside the clock, and it stays a candidate only where it is as
+accurate as the error-controlled pass (within a factor of 2). So exploring costs at most
+``1 + ROUNDS × passes`` calls (9 with the four passes at tight tolerances, 11 with the
+five at coarse ones, plus the checks) at first and 2 % of the calls after that. Under
+``torch.use_deterministic_algorithms(True)`` or ``set_planning('estimate')``, nothing
+is timed: every call takes the estimate's choice from its own record, and two runs of a
+script take the same passes and give bit-identical gradients. A plan can be read
+(:func:`plans`, ``str(plan)``), pinned to a pass (:meth:`CallSitePlan.pin`) and forgotten
+(:func:`reset_plans`).
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ from typing import Any
 
 import torch
 
-from .paper_rule import ERROR_FACTOR, PAPER
+from .paper_rule import ERROR_FACTOR
 
 #: Times each admissible pass is measured before the plan is made.
 ROUNDS = 2
@@ -117,9 +118,12 @@ class Candidate:
         excluded: why it is not measured (None while it is).
         refused: it could not serve a call it was given (its measurements, if any, do
             not price it for a re-plan).
-        error_ratio: the paper's rule only: its gradient's distance from a tighter
-            solve's over the error-controlled pass's, at its first call of the plan
-            (:mod:`.paper_rule`); None before that check.
+        checked: its accuracy is checked at its first call of each plan before it may
+            serve (:mod:`.paper_rule`: the paper's rule, and the checkpoint at coarse
+            tolerances).
+        error_ratio: a checked pass only: its gradient's distance from a tighter
+            solve's over the error-controlled pass's, at its first call of the plan;
+            None before that check.
     """
 
     name: str
@@ -127,7 +131,15 @@ class Candidate:
     seconds: list[float] = field(default_factory=list)
     excluded: str | None = None
     refused: bool = False
+    checked: bool = False
     error_ratio: float | None = None
+
+    @property
+    def admitted(self) -> bool:
+        """Unchecked, or checked in this plan and found accurate enough."""
+        if not self.checked:
+            return True
+        return self.error_ratio is not None and self.error_ratio <= ERROR_FACTOR
 
     @property
     def best(self) -> float | None:
@@ -161,6 +173,8 @@ class CallSitePlan:
             (the forward no longer tries).
         last_estimate: the estimate's last choice here (under ``'estimate'`` the forward
             keeps its graph only while it is the checkpoint).
+        checked: the passes offered here under the check of accuracy (none at tight
+            tolerances; the paper's rule and the checkpoint at coarse ones).
     """
 
     def __init__(self, site: tuple[str, int], settings: str) -> None:
@@ -180,6 +194,8 @@ class CallSitePlan:
         self._recent: collections.deque[tuple[int, int]] = collections.deque(maxlen=WINDOW)
         self.graph_too_large = False
         self.last_estimate: str | None = None
+        #: The passes offered under the check of accuracy at this call site.
+        self.checked: set[str] = set()
         self._lock = threading.RLock()
 
     # What the user may change.
@@ -231,37 +247,41 @@ class CallSitePlan:
             # choice None (settled): the forward records for every pass, the estimate chooses.
             return Ticket(self, self.choice, False, self.state, self.plans_made)
 
-    def paper_status(self, ticket: Ticket) -> str:
-        """What a call whose ticket names the paper's rule does: ``'check'`` (its first
-        call in this plan: run it and check it, :mod:`.paper_rule`), ``'run'`` (admitted
-        in the plan the ticket was issued in, or pinned by the user), or ``'refused'``
-        (refused, or the ticket is from an earlier plan: the error-controlled pass
-        serves the call)."""
+    def check_status(self, ticket: Ticket) -> str:
+        """What a call whose ticket names a pass does: ``'run'`` (a pass without a check,
+        one admitted by its check in the plan the ticket was issued in, or one pinned by
+        the user), ``'check'`` (a checked pass's first call in this plan: run it and
+        check it, :mod:`.paper_rule`), or ``'refused'`` (a checked pass refused, or
+        named by a ticket from an earlier plan: the error-controlled pass serves the
+        call)."""
         with self._lock:
-            if ticket.phase == 'pinned':
+            if ticket.phase == 'pinned' or ticket.candidate is None:
                 return 'run'
-            candidate = self.candidates.get(PAPER)
+            if ticket.candidate not in self.checked:
+                return 'run'
+            candidate = self.candidates.get(ticket.candidate)
             if candidate is None or ticket.generation != self.plans_made:
                 return 'refused'
             if candidate.error_ratio is None:
                 exploring = self.state == ticket.phase == 'exploring'
                 return 'check' if exploring and candidate.excluded is None else 'refused'
-            return 'run' if candidate.error_ratio <= ERROR_FACTOR else 'refused'
+            return 'run' if candidate.admitted else 'refused'
 
     def accuracy_checked(
         self, ticket: Ticket, ratio: float, admitted: bool, failed: str | None = None
     ) -> None:
-        """The paper's rule's accuracy check on ``ticket``'s call: its ``ratio`` to the
+        """A checked pass's accuracy check on ``ticket``'s call: its ``ratio`` to the
         error-controlled pass's distance from a tighter solve; not ``admitted`` (or the
         check ``failed``: why), it is measured no more, nor priced for a re-plan."""
         with self._lock:
-            candidate = self.candidates.get(PAPER)
+            name = ticket.candidate or ''
+            candidate = self.candidates.get(name)
             if candidate is None or ticket.generation != self.plans_made:
                 return  # the plan moved on while the check ran
             candidate.error_ratio = ratio if failed is None else float('inf')
             if failed is None and admitted:
                 return
-            self.calibration.pop(PAPER, None)
+            self.calibration.pop(name, None)
             if failed is not None:
                 candidate.excluded = f'its accuracy check failed ({failed})'
             else:
@@ -350,8 +370,9 @@ class CallSitePlan:
         }
         best = min(predicted.values(), default=0.0)
         again = [name for name, cost in predicted.items() if cost <= PRUNE_MEASURED * best]
-        if PAPER in again and self.choice in predicted and self.choice not in again:
-            # Its check may refuse it: the pass the plan runs now is measured beside it.
+        checking = any(name in self.checked for name in again)
+        if checking and self.choice in predicted and self.choice not in again:
+            # A check may refuse a pass: the one the plan runs now is measured beside it.
             again.append(self.choice)
         allowed = self.first_exploration + EXPLORE_SHARE * self.calls
         if again in ([], [self.choice]) or self.explored + ROUNDS * len(again) > allowed:
@@ -362,10 +383,11 @@ class CallSitePlan:
                 # with another when measured may grow with the solve while the other
                 # does not: sines with 10 times, the propagator against the
                 # interpolating pass.)
-                paper = self.candidates.get(PAPER)
-                if paper is None or paper.error_ratio is None or paper.error_ratio > ERROR_FACTOR:
-                    # Only a rule checked and admitted in this plan may be switched to.
-                    predicted.pop(PAPER, None)
+                for name in self.checked:
+                    candidate = self.candidates.get(name)
+                    if candidate is None or candidate.error_ratio is None or not candidate.admitted:
+                        # Only a pass checked and admitted in this plan may be switched to.
+                        predicted.pop(name, None)
                 cheapest = min(predicted, key=predicted.__getitem__, default=self.choice)
                 current = predicted.get(self.choice or '', float('inf'))
                 if (
@@ -386,13 +408,16 @@ class CallSitePlan:
             self._recent.clear()
             return
         self.plans_made += 1
-        self.candidates = {name: Candidate(name, estimates[name]) for name in again}
+        self.candidates = {
+            name: Candidate(name, estimates[name], checked=name in self.checked) for name in again
+        }
         for name, cost in predicted.items():
             if name not in again:
                 self.candidates[name] = Candidate(
                     name,
                     estimates[name],
                     excluded=f're-priced at {cost / best:.1f} times the fastest',
+                    checked=name in self.checked,
                 )
         self._seen = []
         self.state = 'exploring'
@@ -423,13 +448,14 @@ class CallSitePlan:
         self.plans_made += 1
         self.explored += 1
         self._seen, self.calibration = [size], {}
-        estimates = choice.admissible_estimates(record)
+        offers = choice.admissible_estimates(record)
         self.candidates = {
-            name: Candidate(name, cost, excluded=problem)
-            for name, (cost, problem) in estimates.items()
+            name: Candidate(name, offer.cost, excluded=offer.problem, checked=offer.checked)
+            for name, offer in offers.items()
         }
-        # The paper's rule does not set the bar: its accuracy check may exclude it later.
-        costs = [c.estimate for c in self._live() if c.name != PAPER]
+        self.checked = {name for name, offer in offers.items() if offer.checked}
+        # A checked pass does not set the bar: its check may exclude it later.
+        costs = [c.estimate for c in self._live() if not c.checked]
         cheapest = min(costs) if costs else 0.0
         for candidate in self._live():
             if cheapest > 0 and candidate.estimate > PRUNE_ESTIMATE * cheapest:
