@@ -220,6 +220,21 @@ def test_a_plan_can_be_pinned_read_and_reset():
     assert torch_gq_adjoint.plans() == []
 
 
+def test_a_pinned_pass_that_cannot_serve_warns_and_names_what_ran():
+    from torch_gq_adjoint._impl import notices
+
+    notices.forget()
+    func, y0, t = _problem()
+    t = t[[0, -1]]  # one output interval: the propagator does not serve it
+    _step(func, y0, t)
+    _site_plan().pin('propagator')
+    with pytest.warns(RuntimeWarning, match=r"pinned to 'propagator', which cannot serve") as seen:
+        _, info = _step(func, y0, t)
+    assert info['backward'] != 'propagator' and info['plan'] == 'pinned'
+    assert f"got '{info['backward']}'" in str(seen[0].message)
+    assert 'one output interval' in str(seen[0].message)
+
+
 def test_batches_and_series_of_varying_length_share_a_few_plans():
     """Irregular series (a different number of output times per batch) and the last,
     smaller batch of an epoch: one plan per length would explore at every call."""

@@ -218,12 +218,15 @@ def estimate(name: str, record: ForwardRecord) -> float:
     return _entry(name).cost(record, record.vectorisable())
 
 
+def problem(name: str, record: ForwardRecord) -> Optional[str]:
+    """Why the pass ``name`` cannot serve ``record``'s solve (None if it can)."""
+    backward = _entry(name).backward
+    return backward.problem(record) or _confirm(backward, record)
+
+
 def take(name: str, record: ForwardRecord) -> Optional[BackwardPass]:
     """The pass ``name`` built from ``record``, or None where it cannot serve it."""
-    backward = _entry(name).backward
-    if backward.problem(record) is None and _confirm(backward, record) is None:
-        return backward(record)
-    return None
+    return _entry(name).backward(record) if problem(name, record) is None else None
 
 
 def choose(record: ForwardRecord) -> BackwardPass:

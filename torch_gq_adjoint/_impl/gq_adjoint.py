@@ -24,12 +24,12 @@ import torch
 from . import checks, generators
 from .backward_options import backward_norm
 from .checkpoint import DEFAULT_CHECKPOINT_MEMORY
-from .choice import BACKWARDS, choose, records, take
+from .choice import BACKWARDS, choose, problem, records, take
 from .func_state import FuncState
-from .notices import call_site
+from .notices import call_site, warn_once
 from .paper_rule import check_accuracy
 from .planner import PLANNER, CallSitePlan, Ticket
-from .record import BackwardResult, ForwardRecord, check_finite, time_gradients
+from .record import BackwardPass, BackwardResult, ForwardRecord, check_finite, time_gradients
 from .recorders import record_forward
 from .second_order import differentiable_backward
 from .state import FlatField, StateLayout
@@ -254,6 +254,8 @@ def _backward(
                 backward = take(candidate, record)
             if backward is None:
                 backward = choose(record)
+                if candidate is not None and ticket is not None and ticket.phase == 'pinned':
+                    _pinned_cannot_serve(settings, candidate, problem(candidate, record), backward)
             result = backward(grad_solution)
             if status == 'check' and backward.name == candidate:
                 result = _check_accuracy(ticket, record, y0_parts, grad_solution, result)
@@ -284,6 +286,17 @@ def _backward(
                 )
             _report(settings.info, plan=ticket.plan.state)
         return (None, grad_times, *grad_y0, *param_grads)
+
+
+def _pinned_cannot_serve(
+    settings: Settings, pinned: str, why: Optional[str], served: BackwardPass
+) -> None:
+    warn_once(
+        f"odeint_adjoint_gq: the plan here is pinned to '{pinned}', which cannot serve this "
+        f"call ({why}); it got '{served.name}', the estimate's choice. plan.unpin() plans "
+        'again; plan.pin(name) runs another pass.',
+        settings.call_site,
+    )
 
 
 def _check_accuracy(
