@@ -17,8 +17,8 @@ experiments run it: restarting at every observation time); ``adjoint_gq_restart`
 ``gtol=None`` (error-controlled quadrature, each backward solve started like torchdiffeq's
 adjoint) with ``backward='restart'``, ``adjoint_gq_interpolated`` the same with
 ``backward='interpolated'``, and ``adjoint_gq_default`` the library's defaults (the same
-with ``backward='auto'``; at these tolerances it never takes the checkpoint, so: the
-interpolating pass, or the per-sample propagator where that is cheaper).
+with ``backward='auto'``: at these tolerances the checkpoint and the paper's rule only
+where its check of accuracy admits them).
 Times are medians over ``--repeats`` steps after one warm-up step (the default's warm-up
 lasts until its planner settled), the options taking turns; memory is the extra peak of
 one step, measured after all timings; the error is ``‖g - g_direct‖ / ‖g_direct‖`` over

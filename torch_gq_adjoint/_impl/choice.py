@@ -202,9 +202,9 @@ def admissible_estimates(record: ForwardRecord) -> dict[str, Offer]:
         found[entry.backward.name] = Offer(cost, problem)
     checkable = check_problem(settings, record.solution.dtype) is None
     name = CheckpointBackward.name
-    # The first call's record holds no steps for it: whether the method is covered is
-    # all that can be asked before it runs.
-    if checkable and name not in found:
+    # The first call's record holds no steps for it: whether the method is covered (and
+    # anything may be kept) is all that can be asked before it runs.
+    if checkable and name not in found and settings.checkpoint_memory > 0:
         if checkpoint_problem(settings.method, settings.event_fn is not None) is None:
             found[name] = Offer(estimate(name, record), checked=True)
     if PaperBackward.problem(record) is None:
@@ -218,15 +218,12 @@ def estimate(name: str, record: ForwardRecord) -> float:
     return _entry(name).cost(record, record.vectorisable())
 
 
-def problem(name: str, record: ForwardRecord) -> Optional[str]:
-    """Why the pass ``name`` cannot serve ``record``'s solve (None if it can)."""
+def take(name: str, record: ForwardRecord) -> tuple[Optional[BackwardPass], Optional[str]]:
+    """The pass ``name`` built from ``record`` and None, or None and why it cannot serve
+    the solve."""
     backward = _entry(name).backward
-    return backward.problem(record) or _confirm(backward, record)
-
-
-def take(name: str, record: ForwardRecord) -> Optional[BackwardPass]:
-    """The pass ``name`` built from ``record``, or None where it cannot serve it."""
-    return _entry(name).backward(record) if problem(name, record) is None else None
+    why = backward.problem(record) or _confirm(backward, record)
+    return (backward(record), None) if why is None else (None, why)
 
 
 def choose(record: ForwardRecord) -> BackwardPass:

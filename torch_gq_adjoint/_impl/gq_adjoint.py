@@ -24,7 +24,7 @@ import torch
 from . import checks, generators
 from .backward_options import backward_norm
 from .checkpoint import DEFAULT_CHECKPOINT_MEMORY
-from .choice import BACKWARDS, choose, problem, records, take
+from .choice import BACKWARDS, choose, records, take
 from .func_state import FuncState
 from .notices import call_site, warn_once
 from .paper_rule import check_accuracy
@@ -250,12 +250,13 @@ def _backward(
                 # A checked pass not (or no longer) admitted where this call's ticket was
                 # issued: the error-controlled pass serves it, as it served the check.
                 candidate = 'restart'
+            why = None
             if candidate is not None:
-                backward = take(candidate, record)
+                backward, why = take(candidate, record)
             if backward is None:
                 backward = choose(record)
-                if candidate is not None and ticket is not None and ticket.phase == 'pinned':
-                    _pinned_cannot_serve(settings, candidate, problem(candidate, record), backward)
+                if why is not None and ticket is not None and ticket.phase == 'pinned':
+                    _pinned_cannot_serve(settings, candidate, why, backward)
             result = backward(grad_solution)
             if status == 'check' and backward.name == candidate:
                 result = _check_accuracy(ticket, record, y0_parts, grad_solution, result)
@@ -289,12 +290,12 @@ def _backward(
 
 
 def _pinned_cannot_serve(
-    settings: Settings, pinned: str, why: Optional[str], served: BackwardPass
+    settings: Settings, pinned: Optional[str], why: str, served: BackwardPass
 ) -> None:
     warn_once(
         f"odeint_adjoint_gq: the plan here is pinned to '{pinned}', which cannot serve this "
-        f"call ({why}); it got '{served.name}', the estimate's choice. plan.unpin() plans "
-        'again; plan.pin(name) runs another pass.',
+        f"call ({why}); it got '{served.name}' instead. plan.unpin() plans again; "
+        'plan.pin(name) runs another pass.',
         settings.call_site,
     )
 
@@ -415,10 +416,10 @@ def odeint_adjoint_gq(
               estimate (a count of evaluations), the next few time each admissible
               pass on real calls and the fastest is kept, planned again when the solve
               changes (at most 2 % of a site's calls spent exploring after the first
-              plan). The checkpoint only where the forward solve is tight; at coarse
-              tolerances also the paper's rule (``gtol=0.1``, carried steps), where a
-              check against a tighter solve finds it as accurate as the
-              error-controlled pass (``info['backward']`` is then ``'paper'``). Under
+              plan). At coarse tolerances (``rtol`` above 1e-5) the checkpoint and
+              the paper's rule (``gtol=0.1``, carried steps; ``info['backward']`` is
+              then ``'paper'``) serve only where a check against a tighter solve finds
+              them as accurate as the error-controlled pass. Under
               ``torch.use_deterministic_algorithms(True)`` or
               ``set_planning('estimate')`` every call takes the estimate: the same
               passes and bit-identical gradients on every run.

@@ -243,9 +243,13 @@ class CallSitePlan:
                 self.state = 'new'
                 return Ticket(self, None, timed=False)
             if self.state == 'exploring':
-                return Ticket(self, self._next_candidate(), True, 'exploring', self.plans_made)
+                name = self._next_candidate()
+                return Ticket(
+                    self, name, True, 'exploring', self.plans_made, checked=name in self.checked
+                )
             # choice None (settled): the forward records for every pass, the estimate chooses.
-            return Ticket(self, self.choice, False, self.state, self.plans_made)
+            checked = self.choice in self.checked and self.state != 'pinned'
+            return Ticket(self, self.choice, False, self.state, self.plans_made, checked=checked)
 
     def check_status(self, ticket: Ticket) -> str:
         """What a call whose ticket names a pass does: ``'run'`` (a pass without a check,
@@ -255,9 +259,7 @@ class CallSitePlan:
         named by a ticket from an earlier plan: the error-controlled pass serves the
         call)."""
         with self._lock:
-            if ticket.phase == 'pinned' or ticket.candidate is None:
-                return 'run'
-            if ticket.candidate not in self.checked:
+            if ticket.phase == 'pinned' or ticket.candidate is None or not ticket.checked:
                 return 'run'
             candidate = self.candidates.get(ticket.candidate)
             if candidate is None or ticket.generation != self.plans_made:
@@ -278,8 +280,12 @@ class CallSitePlan:
             candidate = self.candidates.get(name)
             if candidate is None or ticket.generation != self.plans_made:
                 return  # the plan moved on while the check ran
-            candidate.error_ratio = ratio if failed is None else float('inf')
-            if failed is None and admitted:
+            found = ratio if failed is None else float('inf')
+            # Two calls in flight (threads) may both have checked it: the worse stands.
+            candidate.error_ratio = max(found, candidate.error_ratio or 0.0)
+            if failed is None and admitted and candidate.admitted:
+                return
+            if candidate.excluded is not None:
                 return
             self.calibration.pop(name, None)
             if failed is not None:
@@ -325,8 +331,8 @@ class CallSitePlan:
             elif seconds is not None:
                 candidate.seconds.append(seconds)
                 self._prune_measured()
-        # Settled here also where this call's candidate was excluded on the way (the
-        # paper's rule by its accuracy check): the others may all be measured.
+        # Settled here also where this call's candidate was excluded on the way (a
+        # checked pass by its check of accuracy): the others may all be measured.
         if all(c.excluded is not None or len(c.seconds) >= ROUNDS for c in self._live()):
             self._settle()
 
@@ -359,7 +365,10 @@ class CallSitePlan:
         """Re-price the passes measured before: each one's estimate from this call's
         record times its measured-over-estimated ratio of the last plan. Those within
         :data:`PRUNE_MEASURED` of the best are measured again (within the exploring
-        budget); where that is the current choice alone, the plan just moves its band."""
+        budget), a checked pass among them checked again, beside the cheapest unchecked
+        pass; where that is the current choice alone, the plan just moves its band.
+        Where the budget is spent, the re-priced estimates may switch to an unchecked
+        pass only."""
         from . import choice
 
         estimates = {name: choice.estimate(name, record) for name in self.calibration}
@@ -370,10 +379,13 @@ class CallSitePlan:
         }
         best = min(predicted.values(), default=0.0)
         again = [name for name, cost in predicted.items() if cost <= PRUNE_MEASURED * best]
-        checking = any(name in self.checked for name in again)
-        if checking and self.choice in predicted and self.choice not in again:
-            # A check may refuse a pass: the one the plan runs now is measured beside it.
-            again.append(self.choice)
+        unchecked = [name for name in predicted if name not in self.checked]
+        if any(name in self.checked for name in again) and not set(unchecked) & set(again):
+            # A checked pass is checked again at the new solve (its error moves with the
+            # solve's steps), and a check may refuse it: the cheapest unchecked pass is
+            # measured beside it.
+            if unchecked:
+                again.append(min(unchecked, key=predicted.__getitem__))
         allowed = self.first_exploration + EXPLORE_SHARE * self.calls
         if again in ([], [self.choice]) or self.explored + ROUNDS * len(again) > allowed:
             if again in ([], [self.choice]):
@@ -383,11 +395,9 @@ class CallSitePlan:
                 # with another when measured may grow with the solve while the other
                 # does not: sines with 10 times, the propagator against the
                 # interpolating pass.)
-                for name in self.checked:
-                    candidate = self.candidates.get(name)
-                    if candidate is None or candidate.error_ratio is None or not candidate.admitted:
-                        # Only a pass checked and admitted in this plan may be switched to.
-                        predicted.pop(name, None)
+                for name in self.checked - {self.choice}:
+                    # No switch to a checked pass without its check at the new solve.
+                    predicted.pop(name, None)
                 cheapest = min(predicted, key=predicted.__getitem__, default=self.choice)
                 current = predicted.get(self.choice or '', float('inf'))
                 if (
@@ -566,6 +576,9 @@ class Ticket:
     #: The plan's state and number of plans when the ticket was issued.
     phase: str = 'new'
     generation: int = 0
+    #: Whether its pass was offered under the check of accuracy when the ticket was
+    #: issued (a reset between the forward and the backward forgets the plan, not this).
+    checked: bool = False
     seconds: float = 0.0
     _start: float = 0.0
 
