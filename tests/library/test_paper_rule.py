@@ -91,24 +91,35 @@ def _plan():
     return plan
 
 
-def test_the_paper_rule_is_admitted_where_accurate_and_taken_where_fastest(monkeypatch):
-    _slow_all_but(monkeypatch, 'paper')
+@pytest.mark.parametrize(
+    'name, forced',
+    [
+        ('paper', dict(gtol=0.1, backward='restart')),  # the paper's rule forced
+        ('checkpoint', dict(backward='checkpoint')),  # through the kept graph
+    ],
+)
+def test_a_checked_pass_is_admitted_where_accurate_and_taken_where_fastest(
+    monkeypatch, name, forced
+):
+    _slow_all_but(monkeypatch, name)
     func, y0, t = _spheres_problem()
     ran = []
     for _ in range(_EXPLORING + 2):
         _, info = _step(func, y0, t)
         ran.append(info['backward'])
     plan = _plan()
-    paper = plan.candidates[paper_rule.PAPER]
-    assert paper.excluded is None and paper.error_ratio <= paper_rule.ERROR_FACTOR, str(plan)
-    assert plan.state == 'settled' and plan.choice == 'paper', str(plan)
-    assert ran[-2:] == ['paper', 'paper']
+    candidate = plan.candidates[name]
+    assert candidate.checked and plan.checked == {'checkpoint', 'paper'}, str(plan)
+    assert candidate.excluded is None and candidate.error_ratio <= paper_rule.ERROR_FACTOR
+    assert plan.state == 'settled' and plan.choice == name, str(plan)
+    assert ran[-2:] == [name, name]
     assert 'times as far from a tighter solve' in str(plan)
-    # Its gradient is the paper's rule's, forced: restart with gtol=0.1.
-    got, _ = _step(func, y0, t)
-    forced, _ = _step(func, y0, t, gtol=0.1, backward='restart')
-    for mine, theirs in zip(got, forced):
-        assert torch.equal(mine, theirs)
+    # Its gradient is the pass's, forced, bit for bit (the checkpoint's from the graph).
+    got, info = _step(func, y0, t)
+    theirs, _ = _step(func, y0, t, **forced)
+    assert (info.get('graph_bytes', 0) > 0) == (name == 'checkpoint'), info
+    for mine, expected in zip(got, theirs):
+        assert torch.equal(mine, expected)
 
 
 def test_the_check_refuses_an_inaccurate_paper_rule_and_serves_that_call_controlled():
@@ -184,21 +195,25 @@ def test_the_float32_floor_admits_rtol_2e_5():
     )
 
 
-def test_planning_by_estimate_never_takes_the_paper_rule():
+@pytest.mark.parametrize('name', ['paper', 'checkpoint'])
+def test_planning_by_estimate_never_takes_a_checked_pass(name):
     torch_gq_adjoint.set_planning('estimate')
     func, y0, t = _spheres_problem()
     for _ in range(8):
         _, info = _step(func, y0, t)
-        assert info['backward'] != 'paper'
+        assert info['backward'] != name
 
 
-def test_a_plan_can_be_pinned_to_the_paper_rule():
+@pytest.mark.parametrize('name', ['paper', 'checkpoint'])
+def test_a_plan_pinned_to_a_checked_pass_runs_it_unchecked(name):
     func, y0, t = _spheres_problem()
     _step(func, y0, t)
-    _plan().pin('paper')
-    got, info = _step(func, y0, t)
-    assert info['backward'] == 'paper'
-    with pytest.raises(ValueError, match="'paper'"):
+    _plan().pin(name)
+    for _ in range(3):
+        _, info = _step(func, y0, t)
+        assert info['backward'] == name
+    assert _plan().candidates[name].error_ratio is None
+    with pytest.raises(ValueError, match=f"'{name}'"):
         _plan().pin('gauss')
 
 
@@ -246,17 +261,19 @@ def test_solves_sharing_a_call_site_never_get_a_refused_rule():
     assert 'paper' not in served
 
 
-def test_the_checked_call_counts_the_checks_evaluations(monkeypatch):
-    _slow_all_but(monkeypatch, 'paper', seconds=0.02)
+@pytest.mark.parametrize('name', ['paper', 'checkpoint'])
+def test_the_checked_call_counts_the_checks_evaluations(monkeypatch, name):
+    _slow_all_but(monkeypatch, name, seconds=0.02)
     func, y0, t = _spheres_problem()
     counts = []
     for _ in range(_EXPLORING + 1):
         _, info = _step(func, y0, t)
         counts.append((info['backward'], info['backward_nfe']))
-    paper = [nfe for ran, nfe in counts if ran == 'paper']
-    # The first call ran the rule and the check (an error-controlled pass and a tighter
-    # solve both ways); the later ones ran the rule alone.
-    assert paper[0] > 3 * paper[-1] and len(set(paper[1:])) == 1
+    ran = [nfe for served, nfe in counts if served == name]
+    # The first call ran the pass and the check (an error-controlled pass and a tighter
+    # solve both ways); the later ones ran the pass alone (the checkpoint through its
+    # kept graph: no evaluation at all).
+    assert ran[0] > 3 * ran[-1] and len(set(ran[1:])) == 1, counts
 
 
 def test_a_spent_budget_never_switches_to_a_checked_pass(monkeypatch):
@@ -346,19 +363,6 @@ def test_where_the_checkpoint_is_not_offered_checked(kwargs, why):
         assert why in paper_rule.check_problem(record.settings, torch.float32)
 
 
-def test_the_checkpoints_checked_call_counts_the_checks_evaluations(monkeypatch):
-    _slow_all_but(monkeypatch, 'checkpoint', seconds=0.02)
-    func, y0, t = _spheres_problem()
-    counts = []
-    for _ in range(_EXPLORING + 1):
-        _, info = _step(func, y0, t)
-        counts.append((info['backward'], info['backward_nfe']))
-    checkpoint = [nfe for ran, nfe in counts if ran == 'checkpoint']
-    # Through the kept graph the checkpoint evaluates nothing; its checked call made an
-    # error-controlled pass and a tighter solve both ways.
-    assert checkpoint[0] > 0 and set(checkpoint[1:]) == {0}, counts
-
-
 def test_a_refused_rule_is_not_taken_by_the_re_priced_estimates(monkeypatch):
     plan = planner.CallSitePlan(('train.py', 1), 'a solve')
     plan.state, plan.choice, plan.plans_made = 'settled', 'propagator', 2
@@ -394,27 +398,6 @@ def test_a_re_priced_round_with_the_rule_measures_the_current_choice_too(monkeyp
     assert plan.candidates['paper'].excluded is None
 
 
-def test_at_coarse_tolerances_the_checkpoint_is_checked_and_taken_where_fastest(monkeypatch):
-    _slow_all_but(monkeypatch, 'checkpoint')
-    func, y0, t = _spheres_problem()
-    ran = []
-    for _ in range(_EXPLORING + 2):
-        _, info = _step(func, y0, t)
-        ran.append(info['backward'])
-    plan = _plan()
-    checkpoint = plan.candidates['checkpoint']
-    assert checkpoint.checked and plan.checked == {'checkpoint', 'paper'}, str(plan)
-    assert checkpoint.excluded is None and checkpoint.error_ratio <= paper_rule.ERROR_FACTOR
-    assert plan.state == 'settled' and plan.choice == 'checkpoint', str(plan)
-    assert ran[-2:] == ['checkpoint', 'checkpoint']
-    # Its gradient is the forced checkpoint's, bit for bit (the kept graph's).
-    got, info = _step(func, y0, t)
-    forced, forced_info = _step(func, y0, t, backward='checkpoint')
-    assert info.get('graph_bytes', 0) > 0 and forced_info.get('graph_bytes', 0) > 0
-    for mine, theirs in zip(got, forced):
-        assert torch.equal(mine, theirs)
-
-
 def test_an_inaccurate_checkpoint_is_refused_and_its_checked_call_served_controlled():
     """On sines at 10 times and rtol 1e-3 the forward takes 3 steps over 10 intervals:
     the discretisation's gradient is about 9 times as far from a tighter solve as the
@@ -446,21 +429,3 @@ def test_at_tight_tolerances_the_checkpoint_is_a_candidate_without_a_check():
     assert not plan.checked and not plan.candidates['checkpoint'].checked, str(plan)
     assert plan.candidates['checkpoint'].error_ratio is None
     assert plan.candidates['checkpoint'].seconds, str(plan)
-
-
-def test_planning_by_estimate_never_takes_the_checkpoint_at_coarse_tolerances():
-    torch_gq_adjoint.set_planning('estimate')
-    func, y0, t = _spheres_problem()
-    for _ in range(4):
-        _, info = _step(func, y0, t)
-        assert info['backward'] != 'checkpoint'
-
-
-def test_a_plan_pinned_to_the_checkpoint_at_coarse_tolerances_runs_it_unchecked():
-    func, y0, t = _spheres_problem()
-    _step(func, y0, t)
-    _plan().pin('checkpoint')
-    for _ in range(3):
-        _, info = _step(func, y0, t)
-        assert info['backward'] == 'checkpoint'
-    assert _plan().candidates['checkpoint'].error_ratio is None

@@ -11,7 +11,8 @@ taking the output cotangents. :data:`REGISTRY` lists them with their cost models
 pass is one module and one line there.
 
 The rule of ``'auto'`` (the cheapest pass that serves the solve, priced in evaluations,
-never seconds; the checkpoint only at tight tolerances) and the reasons for each cost
+never seconds; the checkpoint only at tight tolerances, though the measured plan of
+:mod:`.planner` also times it at coarse ones, under a check) and the reasons for each cost
 model have one home, docs/backward.md ("'auto': the default"); the constants it quotes
 are defined here, and ``tests/research/test_docs.py`` checks that the two agree.
 """
