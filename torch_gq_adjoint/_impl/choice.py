@@ -208,7 +208,7 @@ def admissible_estimates(record: ForwardRecord) -> dict[str, Offer]:
     if checkable and name not in found and settings.checkpoint_memory > 0:
         if checkpoint_problem(settings.method, settings.event_fn is not None) is None:
             found[name] = Offer(estimate(name, record), checked=True)
-    if PaperBackward.problem(record) is None:
+    if checkable:  # the paper's rule's own conditions are the check's
         found[PAPER] = Offer(estimate(PAPER, record), checked=True)
     return found
 

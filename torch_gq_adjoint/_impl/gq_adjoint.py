@@ -245,7 +245,9 @@ def _backward(
         with generators.untouched(device):
             backward = None
             candidate = None if ticket is None else ticket.candidate
-            status = None if ticket is None else ticket.plan.check_status(ticket)
+            # Only a checked pass's ticket asks its plan (a lock) what to do.
+            checked = ticket is not None and ticket.checked
+            status = ticket.plan.check_status(ticket) if checked else None
             if status == 'refused':
                 # A checked pass not (or no longer) admitted where this call's ticket was
                 # issued: the error-controlled pass serves it, as it served the check.
