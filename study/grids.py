@@ -316,7 +316,6 @@ EXPERIMENTS = {
                     Block(('sde_adjoint',), (20, 50, 100), 2, epochs=3),
                     Block(('sde_direct',), (100,), 2, epochs=3),
                 ),
-                pending=('ornstein_uhlenbeck/10/100/sde_adjoint',),
                 budget='about 355 min with --jobs 2, the cosines ablation included '
                 '(estimated from the measurements above)',
             ),
