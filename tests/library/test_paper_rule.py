@@ -286,7 +286,7 @@ def test_a_spent_budget_never_switches_to_a_checked_pass(monkeypatch):
         'checkpoint': planner.Candidate('checkpoint', 50.0, checked=True, error_ratio=0.5),
         'propagator': planner.Candidate('propagator', 100.0, seconds=[1.0, 1.0]),
     }
-    plan.calls, plan.explored, plan.first_exploration = 500, 30, 11
+    plan.calls, plan.spent, plan.first_exploration = 500, 30, 11
     prices = {'propagator': 100.0, 'checkpoint': 20.0}
     monkeypatch.setattr(choice, 'estimate', lambda name, record: prices[name])
     plan._recalibrate(None, (38, 6), 'the solve moved')
@@ -305,7 +305,7 @@ def test_a_checked_choice_is_checked_again_where_the_solve_moves(monkeypatch):
             'checkpoint', 10.0, seconds=[1.0, 1.0], checked=True, error_ratio=0.5
         )
     }
-    plan.calls, plan.explored, plan.first_exploration = 1000, 11, 11
+    plan.calls, plan.spent, plan.first_exploration = 1000, 11, 11
     prices = {'checkpoint': 10.0, 'restart': 50.0, 'interpolated': 40.0}
     monkeypatch.setattr(choice, 'estimate', lambda name, record: prices[name])
     plan._recalibrate(None, (38, 6), 'the solve moved')
@@ -374,7 +374,7 @@ def test_a_refused_rule_is_not_taken_by_the_re_priced_estimates(monkeypatch):
         ),
         'propagator': planner.Candidate('propagator', 100.0, seconds=[1.0, 1.0]),
     }
-    plan.calls, plan.explored, plan.first_exploration = 500, 30, 11
+    plan.calls, plan.spent, plan.first_exploration = 500, 30, 11
     monkeypatch.setattr(
         choice, 'estimate', lambda name, record: {'propagator': 100.0, 'paper': 50.0}[name]
     )
@@ -388,7 +388,7 @@ def test_a_re_priced_round_with_the_rule_measures_the_current_choice_too(monkeyp
     plan.state, plan.choice, plan.plans_made = 'settled', 'propagator', 1
     plan.calibration = {'propagator': 1.0, 'paper': 1.0}
     plan.checked = {'paper'}
-    plan.calls, plan.explored, plan.first_exploration = 1000, 11, 11
+    plan.calls, plan.spent, plan.first_exploration = 1000, 11, 11
     monkeypatch.setattr(
         choice, 'estimate', lambda name, record: {'propagator': 300.0, 'paper': 100.0}[name]
     )

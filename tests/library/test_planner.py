@@ -14,6 +14,8 @@ import torch_gq_adjoint
 from torch_gq_adjoint import odeint, odeint_adjoint_gq
 from torch_gq_adjoint._impl import choice, planner
 
+from .test_paper_rule import _Size  # what the planner reads of a record
+
 
 class _Field(nn.Module):
     def __init__(self, dim=2, width=16):
@@ -60,6 +62,13 @@ def _exploring_calls():
     return 1 + planner.ROUNDS * len(choice.PASSES)
 
 
+@pytest.fixture
+def size_band_only(monkeypatch):
+    """The plan watches the solve's size alone, not its pass's time: for the tests of what
+    the size band does, whose calls (milliseconds) a busy machine may slow by half."""
+    monkeypatch.setattr(planner, 'TIME_BAND', float('inf'))
+
+
 @pytest.mark.parametrize('fast', ['checkpoint', 'interpolated', 'restart'])
 def test_the_plan_takes_the_pass_that_is_fastest(monkeypatch, fast):
     func, y0, t = _problem()
@@ -102,7 +111,7 @@ def _settled_with_a_stiffer_solve_to_come():
     return plan, func, y0, t
 
 
-def test_a_solve_that_changes_moves_the_band_where_the_prices_keep_the_plan():
+def test_a_solve_that_changes_moves_the_band_where_the_prices_keep_the_plan(size_band_only):
     plan, func, y0, t = _settled_with_a_stiffer_solve_to_come()
     reference = plan.reference
     for _ in range(8):  # the median of recent calls leaves the band after a few calls
@@ -114,12 +123,13 @@ def test_a_solve_that_changes_moves_the_band_where_the_prices_keep_the_plan():
         assert 'keep it' in plan.reason or 'budget is spent' in plan.reason
 
 
-def test_it_measures_again_where_the_re_priced_passes_compete(monkeypatch):
+def test_it_measures_again_where_the_re_priced_passes_compete(monkeypatch, size_band_only):
     monkeypatch.setattr(planner, 'EXPLORE_SHARE', 1.0)  # no budget limit in this test
     plan, func, y0, t = _settled_with_a_stiffer_solve_to_come()
-    # Every measured pass priced alike: all of them are measured again.
-    plan.calibration = {name: 1.0 for name in plan.calibration}
-    assert len(plan.calibration) >= 2
+    # Every other measured pass priced far below the current choice (priced from its
+    # recent calls): they are measured again.
+    plan.calibration = {name: 1e-12 for name in plan.calibration if name != plan.choice}
+    assert len(plan.calibration) >= 1
     for _ in range(8):
         _step(func, y0, t)
         if plan.state == 'exploring':
@@ -131,7 +141,7 @@ def test_it_measures_again_where_the_re_priced_passes_compete(monkeypatch):
     assert plan.state == 'settled' and plan.plans_made == 2
 
 
-def test_one_batchs_outlier_does_not_move_the_plan():
+def test_one_batchs_outlier_does_not_move_the_plan(size_band_only):
     """Batches of different difficulty (ode_demo draws a new one every step): a single
     stiff batch between ordinary ones leaves the plan and its band alone."""
     plan, func, y0, t = _settled_with_a_stiffer_solve_to_come()
@@ -163,8 +173,8 @@ def test_exploring_stays_within_its_bound_over_a_long_run():
     assert plan.calls == calls
     # It re-priced the passes as the solve grew: measured again, or (the budget spent)
     # moved its band on the re-priced estimates.
-    assert plan.plans_made >= 2 or 'the solve moved' in plan.reason, str(plan)
-    assert plan.explored <= plan.first_exploration + planner.EXPLORE_SHARE * calls
+    assert plan.plans_made >= 2 or 'moved from' in plan.reason, str(plan)
+    assert plan.spent <= plan.first_exploration + planner.EXPLORE_SHARE * calls
 
 
 def test_the_deterministic_switch_plans_by_estimate_with_identical_gradients(monkeypatch):
@@ -248,8 +258,8 @@ def test_batches_and_series_of_varying_length_share_a_few_plans():
     # Lengths 5-8, 9-16, 17-32, 33-64 (4), batches of 3 and of 2 (2): 8 plans.
     assert len(found) == 8
     assert sum(plan.calls for plan in found) == calls
-    explored = sum(plan.explored for plan in found)
-    assert explored <= len(found) * _exploring_calls() + planner.EXPLORE_SHARE * calls
+    spent = sum(plan.spent for plan in found)
+    assert spent <= len(found) * _exploring_calls() + planner.EXPLORE_SHARE * calls
 
 
 @pytest.mark.parametrize(
@@ -323,7 +333,7 @@ def test_two_threads_share_a_plan_safely():
     assert _site_plan().calls == 16
 
 
-def test_several_solves_per_step_from_one_line_settle_once():
+def test_several_solves_per_step_from_one_line_settle_once(size_band_only):
     """Three solves of different lengths per training step from one line (as the
     bouncing ball's bounces): their tickets are taken before any backward pass, and the
     plan's band spans all three, so it settles once and stays."""
@@ -386,7 +396,9 @@ def test_the_generator_moves_as_under_direct_backprop(kwargs):
             assert torch.equal(after_a_step(odeint_adjoint_gq, **kwargs), wanted)
 
 
-def test_a_pass_that_stops_serving_at_a_shared_call_site_leaves_each_call_the_estimate():
+def test_a_pass_that_stops_serving_at_a_shared_call_site_leaves_each_call_the_estimate(
+    size_band_only,
+):
     # One call site, two functions: the first lets the propagator serve, the second
     # couples its samples. Once the exploring budget is spent, the propagator's refusal
     # must not settle the site on the pass the refused call fell back to (restart, twice
@@ -432,12 +444,206 @@ def test_a_spent_budget_leaves_the_choice_to_the_calibrated_estimates(monkeypatc
     plan = planner.CallSitePlan(('train.py', 1), 'a solve')
     plan.state, plan.choice = 'settled', 'propagator'
     plan.calibration = {'propagator': 1.0, 'interpolated': 1.0}
-    plan.calls, plan.explored, plan.first_exploration = 50, 7, 7
+    plan.calls, plan.spent, plan.first_exploration = 50, 8, 7
     costs = {'propagator': 200.0, 'interpolated': 100.0}
     monkeypatch.setattr(choice, 'estimate', lambda name, record: costs[name])
     plan._recalibrate(None, (38, 6), 'the solve moved')
-    assert plan.state == 'settled' and plan.explored == 7
+    assert plan.state == 'settled' and plan.spent == 8 and plan.explored == 0
     assert plan.choice == 'interpolated' and 'which it takes' in plan.reason
     plan.choice, costs['interpolated'] = 'propagator', 190.0  # within SWITCH_MARGIN
     plan._recalibrate(None, (50, 8), 'the solve moved again')
     assert plan.choice == 'propagator' and plan.reason.endswith('estimates keep it')
+
+
+def _delays(monkeypatch):
+    """``{pass: seconds}`` each backward pass sleeps, read at every call (change it to
+    make a pass slower from the next call on)."""
+    delays = dict.fromkeys(choice.PASSES, 0.0)
+    for name in choice.PASSES:
+        cls = choice._BY_NAME[name].backward
+        original = cls.__call__
+
+        def slow(self, grad_solution, original=original, name=name):
+            time.sleep(delays[name])
+            return original(self, grad_solution)
+
+        monkeypatch.setattr(cls, '__call__', slow)
+    return delays
+
+
+def test_a_pass_whose_time_grows_on_an_unchanged_solve_is_planned_again(monkeypatch):
+    """The forward's size cannot see a backward that grows on its own (the paper's rule
+    on the nested spheres off their plateau takes three times its first time): the plan
+    watches its pass's time and, where it leaves TIME_BAND, measures the others again."""
+    monkeypatch.setattr(planner, 'EXPLORE_SHARE', 1.0)  # the budget is tested below
+    delays = _delays(monkeypatch)
+    for name in delays:
+        delays[name] = 0.0 if name == 'checkpoint' else 0.03
+    func, y0, t = _problem()
+    for _ in range(_exploring_calls() + planner.WINDOW):
+        _step(func, y0, t)
+    plan = _site_plan()
+    assert plan.state == 'settled' and plan.choice == 'checkpoint', str(plan)
+    reference = plan.reference
+    delays['checkpoint'] = 0.15  # five times the others' from now on
+    ran = []
+    for _ in range(planner.WINDOW + _exploring_calls() + 3):
+        _, info = _step(func, y0, t)
+        ran.append(info['backward'])
+    assert plan.plans_made == 2 and plan.reference == reference, str(plan)
+    assert plan.state == 'settled' and plan.choice != 'checkpoint', str(plan)
+    assert ran[-3:] == [plan.choice] * 3
+    # The checkpoint was priced from its recent calls and not measured again: the others
+    # cost a fifth of it.
+    assert plan.candidates['checkpoint'].excluded.startswith('re-priced at'), str(plan)
+    assert ran.count('checkpoint') <= planner.WINDOW // 2 + 2
+
+
+def test_a_time_within_its_band_keeps_the_plan(monkeypatch):
+    delays = _delays(monkeypatch)
+    for name in delays:
+        delays[name] = 0.1 if name == 'checkpoint' else 0.3
+    func, y0, t = _problem()
+    for _ in range(_exploring_calls() + planner.WINDOW):
+        _step(func, y0, t)
+    plan = _site_plan()
+    delays['checkpoint'] = 0.12  # slower, within TIME_BAND
+    for _ in range(2 * planner.WINDOW):
+        _step(func, y0, t)
+    assert plan.plans_made == 1 and plan.choice == 'checkpoint', str(plan)
+    assert 'moved' not in plan.reason
+
+
+def _settled_on(name, seconds, monkeypatch, costs):
+    """A plan settled on ``name``, its last calls timed at ``seconds`` each, whose next
+    re-pricing finds the estimates ``costs`` (calibrated 1:1 for every pass)."""
+    plan = planner.CallSitePlan(('train.py', 1), 'a solve')
+    plan.state, plan.choice, plan.plans_made = 'settled', name, 1
+    plan.calibration = dict.fromkeys(costs, 1.0)
+    plan.calls, plan.spent, plan.first_exploration = 100, 9, 9
+    times = [seconds] * (planner.WINDOW - 1) + [1.1 * seconds]
+    plan._times.extend((plan.calls, time) for time in times)
+    monkeypatch.setattr(choice, 'estimate', lambda name, record: costs[name])
+    return plan
+
+
+def _serve(plan, seconds):
+    """Run ``plan``'s exploring calls, each pass taking ``seconds[pass]``; the passes run."""
+    ran = []
+    while plan.state == 'exploring':
+        ticket = plan.ticket()
+        ran.append(ticket.candidate)
+        plan.learn(ticket, _Size(38, 6), ticket.candidate, seconds[ticket.candidate])
+    return ran
+
+
+def test_a_re_plan_spends_nothing_on_a_pass_that_runs_faster(monkeypatch):
+    """Measuring a pass that turns out faster than the current choice costs no step: the
+    budget counts only calls slower than the pass they would replace."""
+    plan = _settled_on('restart', 1.0, monkeypatch, {'restart': 1.0, 'checkpoint': 0.8})
+    plan._recalibrate(_Size(38, 6), (38, 6), 'its calls moved')
+    assert plan.state == 'exploring'
+    # The current choice is priced from its recent calls: only the checkpoint is run.
+    assert plan.candidates['restart'].seconds == [1.0, 1.1][-planner.ROUNDS :]
+    ran = _serve(plan, {'checkpoint': 0.7})
+    assert ran == ['checkpoint'] * planner.ROUNDS
+    assert plan.choice == 'checkpoint' and plan.spent == 9 and plan.explored == 2
+
+
+def test_a_re_plan_spends_its_slower_calls_and_stops_at_the_budget(monkeypatch):
+    costs = {'restart': 1.0, 'checkpoint': 0.8, 'interpolated': 0.9}
+    plan = _settled_on('restart', 1.0, monkeypatch, costs)
+    allowed = plan.first_exploration + planner.EXPLORE_SHARE * plan.calls  # 11 calls
+    plan._recalibrate(_Size(38, 6), (38, 6), 'its calls moved')
+    # Cheapest first; both slower than the current choice: each call is spent, and the
+    # re-plan stops where the next would pass the budget, keeping the current choice.
+    ran = _serve(plan, {'checkpoint': 1.3, 'interpolated': 1.4})
+    assert ran == ['checkpoint', 'interpolated']
+    assert plan.spent == 11 <= allowed and plan.choice == 'restart', str(plan)
+    assert plan.state == 'settled'
+
+
+def test_a_settled_call_is_timed_on_the_cpu_and_sampled_elsewhere():
+    plan = planner.CallSitePlan(('train.py', 1), 'a solve')
+    plan.state, plan.choice, plan.calls = 'settled', 'checkpoint', 1
+    ticket = plan.ticket()
+    assert not ticket.timed and ticket.timed_on_cpu
+    ticket.start(torch.device('cuda'))  # no clock (and no wait for the device)
+    assert not ticket.timed
+    ticket.start(torch.device('cpu'))
+    time.sleep(0.01)
+    ticket.stop(torch.device('cpu'))
+    assert ticket.timed and ticket.seconds >= 0.01
+    # One ticket in SAMPLE_EVERY is timed wherever it runs (tickets, not calls: several
+    # solves per step take theirs before any backward pass).
+    timed = [plan.ticket().timed for _ in range(2 * planner.SAMPLE_EVERY)]
+    assert sum(timed) == 2 and timed[planner.SAMPLE_EVERY - 2]
+
+
+def test_a_checked_choice_is_checked_first_before_a_re_plan_may_stop(monkeypatch):
+    """The paper's rule, the current choice, is re-checked before a slower pass's call
+    spends the budget: the re-plan cannot stop on a pass it just found slower."""
+    plan = _settled_on('paper', 1.0, monkeypatch, {'paper': 1.0, 'restart': 0.9})
+    plan.checked, plan.spent = {'paper'}, 10  # one call of budget left
+    plan._recalibrate(_Size(38, 6), (38, 6), 'its calls moved')
+    first = plan.ticket()
+    assert first.candidate == 'paper' and plan.check_status(first) == 'check'
+    assert len(plan.candidates['paper'].seconds) == planner.ROUNDS - 1
+    plan.accuracy_checked(first, 0.5, admitted=True)
+    plan.learn(first, _Size(38, 6), 'paper', 1.0)
+    second = plan.ticket()
+    assert second.candidate == 'restart'
+    plan.learn(second, _Size(38, 6), 'restart', 1.3)  # slower: spent, and the last call
+    assert plan.state == 'settled' and plan.choice == 'paper', str(plan)
+    assert plan.spent == 11
+
+
+def test_a_pass_kept_for_want_of_budget_stays_watched(monkeypatch):
+    """Its time keeps the reference it was chosen at, so that once the budget allows, the
+    next window still finds it moved and measures the passes again."""
+    costs = {'propagator': 1.0, 'interpolated': 1.9}
+    plan = _settled_on('propagator', 1.0, monkeypatch, costs)
+    plan._times.clear()
+    plan.reference, plan._time_reference = ((38, 38), (6, 6)), 1.0
+    plan.calls, plan.spent, plan.first_exploration = 500, 30, 11  # the budget is spent
+    for _ in range(planner.WINDOW // 2 + 1):
+        plan.learn(plan.ticket(), _Size(38, 6), 'propagator', 2.0)
+    assert plan.state == 'settled' and 'calibrated estimates keep it' in plan.reason
+    plan.spent = 11  # the budget allows a re-plan again
+    for _ in range(planner.WINDOW // 2 + 1):
+        plan.learn(plan.ticket(), _Size(38, 6), 'propagator', 2.0)
+    assert plan.state == 'exploring' and 'its calls moved from 1e+03 ms' in plan.reason
+
+
+def test_a_second_backward_through_one_solve_is_not_another_call():
+    """With ``retain_graph=True`` the second backward's clock would add to the first's."""
+    func, y0, t = _problem()
+    for _ in range(2):
+        loss = (odeint_adjoint_gq(func, y0, t, rtol=1e-7, atol=1e-9) ** 2).sum()
+        first = torch.autograd.grad(loss, list(func.parameters()), retain_graph=True)
+        second = torch.autograd.grad(loss, list(func.parameters()))
+        for one, other in zip(first, second):
+            assert torch.allclose(one, other, rtol=1e-6, atol=0.0)
+    assert _site_plan().calls == 2
+
+
+def test_a_re_plan_the_time_alone_set_off_keeps_the_checks_made_at_this_solve(monkeypatch):
+    """Each check of accuracy costs a tighter solve; the error moves with the solve's
+    steps, not with the pass's time: at an unchanged solve the checks stand."""
+    costs = {'paper': 1.0, 'checkpoint': 0.8, 'restart': 1.5}
+    plan = _settled_on('paper', 1.0, monkeypatch, costs)
+    plan.checked = {'paper', 'checkpoint'}
+    plan._ratios = {'paper': 0.6, 'checkpoint': 0.9}
+    plan._recalibrate(_Size(38, 6), (38, 6), 'its calls moved', solve_moved=False)
+    paper, checkpoint = plan.candidates['paper'], plan.candidates['checkpoint']
+    assert paper.admitted and len(paper.seconds) == planner.ROUNDS  # not run again
+    assert checkpoint.admitted and checkpoint.error_ratio == 0.9
+    ticket = plan.ticket()
+    assert ticket.candidate == 'checkpoint' and plan.check_status(ticket) == 'run'
+    # Where the solve moved, both are checked again.
+    plan = _settled_on('paper', 1.0, monkeypatch, costs)
+    plan.checked = {'paper', 'checkpoint'}
+    plan._ratios = {'paper': 0.6, 'checkpoint': 0.9}
+    plan._recalibrate(_Size(38, 6), (38, 6), 'the solve moved')
+    assert plan.candidates['paper'].error_ratio is None
+    assert plan.check_status(plan.ticket()) == 'check'

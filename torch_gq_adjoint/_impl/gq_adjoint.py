@@ -283,10 +283,12 @@ def _backward(
         grad_y0 = unflat if isinstance(unflat, tuple) else (unflat,)
         if ticket is not None:
             ticket.stop(device)
-            with generators.untouched(device):  # a first plan probes func
-                ticket.plan.learn(
-                    ticket, record, backward.name, ticket.seconds if ticket.timed else None
-                )
+            if not ticket.learnt:  # a second backward through this solve is no new call
+                ticket.learnt = True
+                with generators.untouched(device):  # a first plan probes func
+                    ticket.plan.learn(
+                        ticket, record, backward.name, ticket.seconds if ticket.timed else None
+                    )
             _report(settings.info, plan=ticket.plan.state)
         return (None, grad_times, *grad_y0, *param_grads)
 

@@ -17,23 +17,30 @@ it, as FFTW's planner (MEASURE against ESTIMATE) and cuDNN's benchmark mode do:
    at more than :data:`PRUNE_MEASURED` times the best first measurement is not measured
    again. Each is measured :data:`ROUNDS` times; the fastest (least of its times) wins.
 3. The plan holds while the solve stays within :data:`BAND` of the forward evaluations
-   and accepted steps it was measured at (their median over the last :data:`WINDOW`
-   calls, so that one batch's outlier changes nothing). Beyond the band the passes
-   measured before are re-priced: each one's estimate for the new solve times its
-   measured-over-estimated ratio. Those within :data:`PRUNE_MEASURED` of the best are
-   measured again, if the exploring budget allows: after the first plan, calls spent
-   exploring stay within :data:`EXPLORE_SHARE` of all its calls. Where the current
-   choice alone stays within it, the band moves and nothing is measured; where the
-   budget is spent, the calibrated estimates choose (a switch needs them to put another
-   pass :data:`SWITCH_MARGIN` times cheaper). A pass that
-   cannot serve a call makes the call site plan again from step 1 (within the budget).
+   and accepted steps it was measured at, and the chosen pass's time within
+   :data:`TIME_BAND` of the time it first ran at (medians over the last :data:`WINDOW`
+   calls, so that one batch's outlier changes nothing; the time watches what the
+   forward's size cannot, e.g. a backward solve that grows on its own). Beyond either
+   band the passes measured before are re-priced: each one's estimate for the new solve
+   times its measured-over-estimated ratio (the chosen pass's from its recent times).
+   Those within :data:`PRUNE_MEASURED` of the best are measured again, cheapest first,
+   if the exploring budget allows: after the first plan, calls spent exploring stay
+   within :data:`EXPLORE_SHARE` of all its calls, where a re-plan's call is spent only
+   if its pass ran slower than the current choice (measuring a pass that turns out
+   faster costs nothing). Where the current choice alone stays within it, the band moves
+   and nothing is measured; where the budget is spent, the calibrated estimates choose
+   (a switch needs them to put another pass :data:`SWITCH_MARGIN` times cheaper). A
+   pass that cannot serve a call makes the call site plan again from step 1 (within the
+   budget).
 
 At coarse tolerances the paper's rule and the checkpoint are candidates under a check
 (:mod:`.paper_rule`): the first call that runs either in a plan checks its accuracy
 against a tighter solve, outside the clock, and it stays a candidate only where it is as
-accurate as the error-controlled pass (within a factor of 2). So exploring costs at most
+accurate as the error-controlled pass (within a factor of 2); a re-plan that the pass's
+time alone set off keeps the checks made at that solve. So exploring costs at most
 ``1 + ROUNDS × passes`` calls (9 with the four passes at tight tolerances, 11 with the
-five at coarse ones, plus the checks) at first and 2 % of the calls after that. Under
+five at coarse ones, plus the checks) at first and 2 % of the calls after that (calls
+on a pass slower than the current choice). Under
 ``torch.use_deterministic_algorithms(True)`` or ``set_planning('estimate')``, nothing
 is timed: every call takes the estimate's choice from its own record, and two runs of a
 script take the same passes and give bit-identical gradients. A plan can be read
@@ -67,7 +74,17 @@ PRUNE_MEASURED = 2.0
 #: within this factor of those it was measured at.
 BAND = 1.25
 WINDOW = 9
-#: After the first plan, the share of a call site's calls that may be spent exploring.
+#: A settled plan also watches its own pass's time: where the median of its last
+#: :data:`WINDOW` timed calls leaves this factor of the median it first ran at, the passes
+#: are re-priced as where the solve moves. (The backward's own solve may grow while the
+#: forward's does not: the paper's rule on the nested spheres once the loss leaves its
+#: plateau takes three times its first time, the checkpoint twice.)
+TIME_BAND = 1.5
+#: Timing a call on a GPU waits for the device: there a settled call is timed once in
+#: this many (on the CPU, every one: its clock costs nothing).
+SAMPLE_EVERY = 8
+#: After the first plan, the share of a call site's calls that may be spent exploring (a
+#: re-plan's call is spent only where its pass ran slower than the pass it would replace).
 EXPLORE_SHARE = 0.02
 #: Where the exploring budget is spent, a re-priced pass replaces the current choice
 #: only when the calibrated estimates put it at least this many times cheaper (they are
@@ -165,7 +182,11 @@ class CallSitePlan:
         reason: why :attr:`choice` was taken.
         candidates: ``{name: Candidate}`` of the last plan.
         calls: backward passes completed here.
-        explored: calls spent exploring.
+        explored: calls spent exploring (the first plan's record of every pass, and the
+            calls that ran a pass to measure it).
+        spent: calls charged to the exploring budget: every exploring call of the first
+            plan (and of a plan made anew), and of a re-plan each call whose pass ran
+            slower than the pass it would replace.
         plans_made: plans made here (the first and every re-plan).
         reference: ``((least, most) forward evaluations, (least, most) accepted steps)``
             of the calls the plan was made from.
@@ -186,16 +207,28 @@ class CallSitePlan:
         self.candidates: dict[str, Candidate] = {}
         self.calls = 0
         self.explored = 0
+        self.spent = 0
         self.plans_made = 0
         self.first_exploration = 0
         self.reference: tuple[tuple[int, int], tuple[int, int]] | None = None
         self.calibration: dict[str, float] = {}
         self._seen: list[tuple[int, int]] = []
         self._recent: collections.deque[tuple[int, int]] = collections.deque(maxlen=WINDOW)
+        # The settled pass's recent times and their median when it first ran (the plan's
+        # own clock, see TIME_BAND).
+        # (call number, seconds) of the settled pass's recent timed calls.
+        self._times: collections.deque[tuple[int, float]] = collections.deque(maxlen=WINDOW)
+        self._time_reference: float | None = None
+        # In a re-plan: the pass it would replace and its seconds a call before it
+        # (what a measured call is charged against).
+        self._incumbent: tuple[str, float] | None = None
+        self._issued = 0  # settled tickets issued (one in SAMPLE_EVERY timed off the CPU)
         self.graph_too_large = False
         self.last_estimate: str | None = None
         #: The passes offered under the check of accuracy at this call site.
         self.checked: set[str] = set()
+        # Their checks' ratios, good until the solve leaves the band they were made at.
+        self._ratios: dict[str, float] = {}
         self._lock = threading.RLock()
 
     # What the user may change.
@@ -249,7 +282,17 @@ class CallSitePlan:
                 )
             # choice None (settled): the forward records for every pass, the estimate chooses.
             checked = self.choice in self.checked and self.state != 'pinned'
-            return Ticket(self, self.choice, False, self.state, self.plans_made, checked=checked)
+            watched = self.state == 'settled' and self.choice is not None
+            self._issued += 1
+            return Ticket(
+                self,
+                self.choice,
+                watched and self._issued % SAMPLE_EVERY == 0,
+                self.state,
+                self.plans_made,
+                checked=checked,
+                timed_on_cpu=watched,
+            )
 
     def check_status(self, ticket: Ticket) -> str:
         """What a call whose ticket names a pass does: ``'run'`` (a pass without a check,
@@ -283,6 +326,7 @@ class CallSitePlan:
             found = ratio if failed is None else float('inf')
             # Two calls in flight (threads) may both have checked it: the worse stands.
             candidate.error_ratio = max(found, candidate.error_ratio or 0.0)
+            self._ratios[name] = candidate.error_ratio
             if failed is None and admitted and candidate.admitted:
                 return
             if candidate.excluded is not None:
@@ -298,7 +342,15 @@ class CallSitePlan:
 
     def _next_candidate(self) -> str:
         measured = [c for c in self.candidates.values() if c.excluded is None]
-        return min(measured, key=lambda c: len(c.seconds)).name
+        current = self._incumbent[0] if self._incumbent is not None else None
+
+        def order(candidate: Candidate) -> tuple[bool, int]:
+            # A re-plan's current choice awaiting its check goes first (the re-plan may
+            # not stop before it has run); then the least measured, the cheapest first.
+            waiting = candidate.name == current and candidate.error_ratio is None
+            return (not (waiting and candidate.checked), len(candidate.seconds))
+
+        return min(measured, key=order).name
 
     def learn(self, ticket: Ticket, record: Any, ran: str, seconds: float | None) -> None:
         """After a backward pass: what ``ticket``'s call ran (``ran``, a pass name), in
@@ -318,10 +370,22 @@ class CallSitePlan:
             if self.state == 'exploring':
                 self._measured(ticket.candidate, ran, seconds, size)
             elif self.state == 'settled':
-                self._check(ran, size, record)
+                self._check(ran, size, record, seconds)
+
+    def _allowed(self) -> float:
+        """Calls the exploring budget allows so far: the first plan's and
+        :data:`EXPLORE_SHARE` of all calls."""
+        return self.first_exploration + EXPLORE_SHARE * self.calls
 
     def _measured(self, name: str, ran: str, seconds: float | None, size: tuple[int, int]) -> None:
         self.explored += 1
+        incumbent = self._incumbent
+        if incumbent is None or (
+            name != incumbent[0] and (seconds is None or seconds > incumbent[1])
+        ):
+            # A re-plan's call that ran no slower than the pass it would replace cost
+            # nothing; the first plan's calls all count.
+            self.spent += 1
         self._seen.append(size)
         candidate = self.candidates.get(name)
         if candidate is not None and candidate.excluded is None:
@@ -333,19 +397,35 @@ class CallSitePlan:
                 self._prune_measured()
         # Settled here also where this call's candidate was excluded on the way (a
         # checked pass by its check of accuracy): the others may all be measured.
-        if all(c.excluded is not None or len(c.seconds) >= ROUNDS for c in self._live()):
+        done = all(c.excluded is not None or len(c.seconds) >= ROUNDS for c in self._live())
+        if not done and incumbent is not None and self.spent + 1 > self._allowed():
+            # A re-plan stops where the budget is spent, once the current choice (where
+            # it is measured again) and some pass it may take are timed.
+            current = self.candidates.get(incumbent[0])
+            ready = (
+                current is None
+                or current.excluded is not None
+                or bool(current.seconds and current.admitted)
+            )
+            done = ready and any(c.seconds and c.admitted for c in self._live())
+        if done:
             self._settle()
 
-    def _check(self, ran: str, size: tuple[int, int], record: Any) -> None:
+    def _check(
+        self, ran: str, size: tuple[int, int], record: Any, seconds: float | None = None
+    ) -> None:
         """A settled plan's call: plan again where its pass could not serve; where the
-        solve (its running average) left the band the plan was made in, re-price the
-        measured passes (:meth:`_recalibrate`)."""
+        solve (its running median) left the band the plan was made in, or the pass's
+        time (its running median, :data:`TIME_BAND`) left the one it first ran at,
+        re-price the measured passes (:meth:`_recalibrate`)."""
         if ran != self.choice:
             self._replan(f'{self.choice} could not serve a call (ran {ran})', fallback=ran)
             return
         if self.reference is None:
             return
         self._recent.append(size)
+        if seconds is not None:
+            self._times.append((self.calls, seconds))
         if len(self._recent) < WINDOW // 2 + 1:
             return
         typical = (
@@ -360,25 +440,78 @@ class CallSitePlan:
                 f'the solve moved from {low}-{high} evaluations and {fewest}-{most} steps '
                 f'to about {typical[0]} and {typical[1]}',
             )
+            return
+        timed = self._recent_seconds()
+        if timed is None:
+            return
+        if self._time_reference is None:
+            self._time_reference = timed
+        elif not self._time_reference / TIME_BAND <= timed <= self._time_reference * TIME_BAND:
+            self._recalibrate(
+                record,
+                typical,
+                f'its calls moved from {1000 * self._time_reference:.3g} ms to about '
+                f'{1000 * timed:.3g} ms',
+                solve_moved=False,
+            )
 
-    def _recalibrate(self, record: Any, typical: tuple[int, int], why: str) -> None:
+    def _recent_seconds(self, within: int | None = None) -> float | None:
+        """The median of the settled pass's recent times (of the last ``within`` calls;
+        None: all of them), None where fewer than half a window were timed."""
+        found = self._recent_times(within)
+        return statistics.median(found) if len(found) >= WINDOW // 2 + 1 else None
+
+    def _recent_times(self, within: int | None = None) -> list[float]:
+        return [
+            seconds
+            for number, seconds in self._times
+            if within is None or number > self.calls - within
+        ]
+
+    def _watch_afresh(self) -> None:
+        """Forget the recent solves and times: the next calls set the plan's references."""
+        self._recent.clear()
+        self._times.clear()
+        self._time_reference = None
+
+    def _recalibrate(
+        self, record: Any, typical: tuple[int, int], why: str, solve_moved: bool = True
+    ) -> None:
         """Re-price the passes measured before: each one's estimate from this call's
-        record times its measured-over-estimated ratio of the last plan. Those within
-        :data:`PRUNE_MEASURED` of the best are measured again (within the exploring
-        budget), a checked pass among them checked again, beside the cheapest unchecked
-        pass; where that is the current choice alone, the plan just moves its band.
-        Where the budget is spent, the re-priced estimates may switch to an unchecked
-        pass only."""
+        record times its measured-over-estimated ratio (the current choice's from its
+        recent times, where they were timed; the others' from the last plan). Those
+        within :data:`PRUNE_MEASURED` of the best are measured again, cheapest first
+        (within the exploring budget), a checked pass among them checked again, beside
+        the cheapest unchecked pass; where that is the current choice alone, the plan
+        just moves its band. Where the budget is spent, the re-priced estimates may
+        switch to an unchecked pass only.
+
+        Where the solve moved (not only the pass's time), the current choice's recent
+        times are those of the calls that moved the solve's median (off the CPU, one
+        call in :data:`SAMPLE_EVERY` is timed), and the checks of accuracy are made anew;
+        where only its time moved, the checks made at this solve stand."""
         from . import choice
 
-        estimates = {name: choice.estimate(name, record) for name in self.calibration}
+        within = WINDOW if solve_moved else None
+        if solve_moved:
+            self._ratios.clear()
+        names = set(self.calibration)
+        fresh = self._recent_seconds(within)
+        if fresh is not None and self.choice is not None:
+            names.add(self.choice)
+        estimates = {name: choice.estimate(name, record) for name in names}
+        if fresh is not None and 0 < estimates.get(self.choice or '', 0.0) < float('inf'):
+            self.calibration[self.choice or ''] = fresh / estimates[self.choice or '']
         predicted = {
             name: self.calibration[name] * cost
             for name, cost in estimates.items()
-            if cost < float('inf')
+            if cost < float('inf') and name in self.calibration
         }
         best = min(predicted.values(), default=0.0)
-        again = [name for name, cost in predicted.items() if cost <= PRUNE_MEASURED * best]
+        again = sorted(
+            (name for name, cost in predicted.items() if cost <= PRUNE_MEASURED * best),
+            key=predicted.__getitem__,
+        )
         unchecked = [name for name in predicted if name not in self.checked]
         if any(name in self.checked for name in again) and not set(unchecked) & set(again):
             # A checked pass is checked again at the new solve (its error moves with the
@@ -386,8 +519,11 @@ class CallSitePlan:
             # measured beside it.
             if unchecked:
                 again.append(min(unchecked, key=predicted.__getitem__))
-        allowed = self.first_exploration + EXPLORE_SHARE * self.calls
-        if again in ([], [self.choice]) or self.explored + ROUNDS * len(again) > allowed:
+        if again in ([], [self.choice]) or self.spent + 1 > self._allowed():
+            # Kept unmeasured for want of budget: its time stays watched against the
+            # time it was chosen at, so that a slow drift re-prices it again once the
+            # budget allows (a pass the prices keep, or take, is watched afresh).
+            unmeasured = False
             if again in ([], [self.choice]):
                 kept = 'the calibrated estimates keep it'
             else:
@@ -411,16 +547,37 @@ class CallSitePlan:
                         f'{cheapest}, which it takes'
                     )
                     self.choice = cheapest
+                    # Tickets issued for the pass it leaves teach this plan nothing.
+                    self.plans_made += 1
                 else:
                     kept = 'the exploring budget is spent; the calibrated estimates keep it'
-            self.reference = ((typical[0], typical[0]), (typical[1], typical[1]))
+                    unmeasured = True
+            if self.reference is None or _outside(typical, self.reference):
+                # The band moves where the solve left it (not where only the time did).
+                self.reference = ((typical[0], typical[0]), (typical[1], typical[1]))
+            reference = self._time_reference
+            self._watch_afresh()
+            if unmeasured:
+                self._time_reference = reference
             self.reason = f'{why}; {kept}'
-            self._recent.clear()
             return
         self.plans_made += 1
-        self.candidates = {
-            name: Candidate(name, estimates[name], checked=name in self.checked) for name in again
-        }
+        self.candidates = {}
+        for name in again:
+            candidate = self.candidates[name] = Candidate(
+                name,
+                estimates[name],
+                checked=name in self.checked,
+                error_ratio=self._ratios.get(name) if name in self.checked else None,
+            )
+            if name == self.choice and fresh is not None:
+                # Its time at this solve is known from the calls just run: its last
+                # ROUNDS (the least prices it, as the others' least does them), or one
+                # fewer where it is checked again (one call runs its check).
+                waiting = candidate.checked and candidate.error_ratio is None
+                keep = ROUNDS - 1 if waiting else ROUNDS
+                recent = self._recent_times(within)
+                candidate.seconds = recent[len(recent) - keep :]
         for name, cost in predicted.items():
             if name not in again:
                 self.candidates[name] = Candidate(
@@ -429,6 +586,10 @@ class CallSitePlan:
                     excluded=f're-priced at {cost / best:.1f} times the fastest',
                     checked=name in self.checked,
                 )
+        if self.choice is not None:
+            # What a measured call is charged against: the current choice's time (its
+            # recent median, else its re-priced estimate; unknown, every call is charged).
+            self._incumbent = (self.choice, fresh or predicted.get(self.choice, 0.0))
         self._seen = []
         self.state = 'exploring'
         self.reason = f'{why}: measuring ' + ', '.join(again)
@@ -437,8 +598,7 @@ class CallSitePlan:
         """Plan again from the next call where the exploring budget allows it (the calls
         spent exploring stay within the first plan's and :data:`EXPLORE_SHARE` of all
         calls); else settle on ``fallback`` (None: keep the plan)."""
-        allowed = self.first_exploration + EXPLORE_SHARE * self.calls
-        if self.explored + 1 + ROUNDS * max(len(self.candidates), 1) <= allowed:
+        if self.spent + 1 + ROUNDS * max(len(self.candidates), 1) <= self._allowed():
             self._restart(why)
         elif fallback is not None:
             # The pass that could not serve may serve the next call again (one call site,
@@ -457,7 +617,9 @@ class CallSitePlan:
 
         self.plans_made += 1
         self.explored += 1
-        self._seen, self.calibration = [size], {}
+        self.spent += 1
+        self._seen, self.calibration, self._ratios = [size], {}, {}
+        self._incumbent = None
         offers = choice.admissible_estimates(record)
         self.candidates = {
             name: Candidate(name, offer.cost, excluded=offer.problem, checked=offer.checked)
@@ -476,7 +638,7 @@ class CallSitePlan:
         if len(live) <= 1:
             self.choice = live[0].name if live else ran
             self.state, self.reference = 'settled', _range(self._seen)
-            self._recent.clear()
+            self._watch_afresh()
             self.reason = 'the only pass that may serve' if live else 'the estimate'
             self._close_first_plan()
             return
@@ -492,14 +654,23 @@ class CallSitePlan:
                 )
 
     def _settle(self) -> None:
-        live = [c for c in self._live() if c.seconds]
+        # A checked pass may be taken only once its check in this plan admitted it.
+        live = [c for c in self._live() if c.seconds and c.admitted]
+        replanned, self._incumbent = self._incumbent is not None, None
         if not live:
             self._replan('no pass could be measured', fallback=self.last_estimate or 'restart')
             return
         fastest = min(live, key=lambda c: c.best or 0.0)
         self.choice, self.state = fastest.name, 'settled'
-        self.reference = _range(self._seen)
-        self._recent.clear()
+        if not (
+            replanned
+            and self.reference is not None
+            and not any(_outside(size, self.reference) for size in self._seen)
+        ):
+            # (A re-plan whose few calls lie within the band, one the pass's time set
+            # off, keeps the band the plan was measured in.)
+            self.reference = _range(self._seen)
+        self._watch_afresh()
         # Measured over estimated, per pass: what a re-plan prices the passes with.
         self.calibration.update(
             {
@@ -513,7 +684,7 @@ class CallSitePlan:
 
     def _close_first_plan(self) -> None:
         if self.plans_made == 1:
-            self.first_exploration = self.explored
+            self.first_exploration = self.spent
 
     def _restart(self, why: str) -> None:
         self.state, self.reason = 'new', f'planning again: {why}'
@@ -523,7 +694,8 @@ class CallSitePlan:
             lines = [
                 f'call site {self.site[0]}:{self.site[1]} ({self.settings})',
                 f'  {self.state}: {self.choice or "nothing chosen"} ({self.reason}); '
-                f'{self.calls} calls, {self.explored} exploring, {self.plans_made} plans',
+                f'{self.calls} calls, {self.explored} exploring ({self.spent} spent), '
+                f'{self.plans_made} plans',
             ]
             if self.reference is not None:
                 (low, high), (fewest, most) = self.reference
@@ -579,11 +751,19 @@ class Ticket:
     #: Whether its pass was offered under the check of accuracy when the ticket was
     #: issued (a reset between the forward and the backward forgets the plan, not this).
     checked: bool = False
+    #: Whether the call is timed where that costs nothing (on the CPU) though not
+    #: ``timed`` (a settled plan's call: its clock watches the pass's time).
+    timed_on_cpu: bool = False
     seconds: float = 0.0
+    #: Whether its call was learnt from (a second backward pass through the same solve,
+    #: ``retain_graph=True``, is not another call).
+    learnt: bool = False
     _start: float = 0.0
 
     def start(self, device: torch.device) -> None:
         """Start (or resume) the clock."""
+        if self.timed_on_cpu and device.type == 'cpu':
+            self.timed = True
         if self.timed:
             _synchronise(device)
             self._start = time.perf_counter()
