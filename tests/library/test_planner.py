@@ -471,19 +471,26 @@ def _delays(monkeypatch):
     return delays
 
 
+def _settled_on_the_checkpoint(monkeypatch, own, others):
+    """A plan settled on the checkpoint (its backward sleeping ``own`` seconds, the other
+    passes' ``others``), its first settled calls timed; ``(plan, delays, problem)``."""
+    delays = _delays(monkeypatch)
+    for name in delays:
+        delays[name] = own if name == 'checkpoint' else others
+    problem = _problem()
+    for _ in range(_exploring_calls() + planner.WINDOW):
+        _step(*problem)
+    plan = _site_plan()
+    assert plan.state == 'settled' and plan.choice == 'checkpoint', str(plan)
+    return plan, delays, problem
+
+
 def test_a_pass_whose_time_grows_on_an_unchanged_solve_is_planned_again(monkeypatch):
     """The forward's size cannot see a backward that grows on its own (the paper's rule
     on the nested spheres off their plateau takes three times its first time): the plan
     watches its pass's time and, where it leaves TIME_BAND, measures the others again."""
     monkeypatch.setattr(planner, 'EXPLORE_SHARE', 1.0)  # the budget is tested below
-    delays = _delays(monkeypatch)
-    for name in delays:
-        delays[name] = 0.0 if name == 'checkpoint' else 0.03
-    func, y0, t = _problem()
-    for _ in range(_exploring_calls() + planner.WINDOW):
-        _step(func, y0, t)
-    plan = _site_plan()
-    assert plan.state == 'settled' and plan.choice == 'checkpoint', str(plan)
+    plan, delays, (func, y0, t) = _settled_on_the_checkpoint(monkeypatch, 0.0, 0.03)
     reference = plan.reference
     delays['checkpoint'] = 0.15  # five times the others' from now on
     ran = []
@@ -500,13 +507,7 @@ def test_a_pass_whose_time_grows_on_an_unchanged_solve_is_planned_again(monkeypa
 
 
 def test_a_time_within_its_band_keeps_the_plan(monkeypatch):
-    delays = _delays(monkeypatch)
-    for name in delays:
-        delays[name] = 0.1 if name == 'checkpoint' else 0.3
-    func, y0, t = _problem()
-    for _ in range(_exploring_calls() + planner.WINDOW):
-        _step(func, y0, t)
-    plan = _site_plan()
+    plan, delays, (func, y0, t) = _settled_on_the_checkpoint(monkeypatch, 0.1, 0.3)
     delays['checkpoint'] = 0.12  # slower, within TIME_BAND
     for _ in range(2 * planner.WINDOW):
         _step(func, y0, t)
