@@ -183,13 +183,13 @@ def test_where_the_paper_rule_is_not_offered(kwargs, dtype, why):
     plan = _plan()
     assert paper_rule.PAPER not in plan.candidates, str(plan)
     record = _record(func, y0, t, **kwargs)
-    assert why in paper_rule.paper_problem(record.settings, dtype)
+    assert why in paper_rule.check_problem(record.settings, dtype)
 
 
 def test_the_float32_floor_admits_rtol_2e_5():
     func, y0, t = _spheres_problem()
     record = _record(func, y0, t, rtol=2e-5, atol=1e-6)
-    assert paper_rule.paper_problem(record.settings, torch.float32) is None
+    assert paper_rule.check_problem(record.settings, torch.float32) is None
     assert math.isclose(
         paper_rule._reference_rtol(2e-5, torch.float32), 10 * torch.finfo(torch.float32).eps
     )

@@ -209,8 +209,3 @@ def _reference(
 def _flat(result: BackwardResult) -> torch.Tensor:
     parts = [result.grad_y0.reshape(-1)] + [grad.reshape(-1) for grad in result.param_grads]
     return torch.cat([part.double() for part in parts])
-
-
-#: Why the measured plan may not offer the paper's rule for some settings (None if it
-#: may): the conditions of its check, and no others.
-paper_problem = check_problem

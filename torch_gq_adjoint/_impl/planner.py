@@ -455,11 +455,9 @@ class CallSitePlan:
                 solve_moved=False,
             )
 
-    def _recent_seconds(self, within: int | None = None) -> float | None:
-        """The median of the settled pass's recent times (of the last ``within`` calls;
-        None: all of them), None where fewer than half a window were timed."""
-        found = self._recent_times(within)
-        return statistics.median(found) if len(found) >= WINDOW // 2 + 1 else None
+    def _recent_seconds(self) -> float | None:
+        """The median of the settled pass's recent times (None: too few timed)."""
+        return _median(self._recent_times())
 
     def _recent_times(self, within: int | None = None) -> list[float]:
         return [
@@ -496,7 +494,8 @@ class CallSitePlan:
         if solve_moved:
             self._ratios.clear()
         names = set(self.calibration)
-        fresh = self._recent_seconds(within)
+        recent = self._recent_times(within)
+        fresh = _median(recent)
         if fresh is not None and self.choice is not None:
             names.add(self.choice)
         estimates = {name: choice.estimate(name, record) for name in names}
@@ -576,7 +575,6 @@ class CallSitePlan:
                 # fewer where it is checked again (one call runs its check).
                 waiting = candidate.checked and candidate.error_ratio is None
                 keep = ROUNDS - 1 if waiting else ROUNDS
-                recent = self._recent_times(within)
                 candidate.seconds = recent[len(recent) - keep :]
         for name, cost in predicted.items():
             if name not in again:
@@ -720,6 +718,11 @@ class CallSitePlan:
             return '\n'.join(lines)
 
     __repr__ = __str__
+
+
+def _median(times: list[float]) -> float | None:
+    """The median of ``times``, None where fewer than half a window were timed."""
+    return statistics.median(times) if len(times) >= WINDOW // 2 + 1 else None
 
 
 def _range(sizes: list[tuple[int, int]]) -> tuple[tuple[int, int], tuple[int, int]]:
