@@ -286,7 +286,7 @@ def test_a_spent_budget_never_switches_to_a_checked_pass(monkeypatch):
         'checkpoint': planner.Candidate('checkpoint', 50.0, checked=True, error_ratio=0.5),
         'propagator': planner.Candidate('propagator', 100.0, seconds=[1.0, 1.0]),
     }
-    plan.calls, plan.spent, plan.first_exploration = 500, 30, 11
+    plan.calls, plan.spent, plan.first_exploration = 500, 40, 11
     prices = {'propagator': 100.0, 'checkpoint': 20.0}
     monkeypatch.setattr(choice, 'estimate', lambda name, record: prices[name])
     plan._recalibrate(None, (38, 6), 'the solve moved')
@@ -294,8 +294,9 @@ def test_a_spent_budget_never_switches_to_a_checked_pass(monkeypatch):
 
 
 def test_a_checked_choice_is_checked_again_where_the_solve_moves(monkeypatch):
-    """Where the re-priced estimates keep a checked pass alone, it is measured and checked
-    again beside the cheapest unchecked pass, not just kept."""
+    """Where the re-priced estimates keep a checked pass alone, it is checked again, not
+    just kept; the cheapest unchecked pass is held in reserve, measured only where the
+    check refuses it."""
     plan = planner.CallSitePlan(('train.py', 1), 'a solve')
     plan.state, plan.choice, plan.plans_made = 'settled', 'checkpoint', 1
     plan.calibration = {'checkpoint': 1.0, 'restart': 1.0, 'interpolated': 1.0}
@@ -311,15 +312,40 @@ def test_a_checked_choice_is_checked_again_where_the_solve_moves(monkeypatch):
     plan._recalibrate(None, (38, 6), 'the solve moved')
     assert plan.state == 'exploring' and plan.plans_made == 2, str(plan)
     live = {name for name, c in plan.candidates.items() if c.excluded is None}
-    assert live == {'checkpoint', 'interpolated'}
+    assert live == {'checkpoint'}
     checkpoint = plan.candidates['checkpoint']
     assert checkpoint.checked and checkpoint.error_ratio is None and not checkpoint.seconds
-    # Its next ticket is a checking one.
     ticket = plan.ticket()
-    while ticket.candidate != 'checkpoint':
-        plan.learn(ticket, _Size(38, 6), ticket.candidate, 0.5)
+    assert ticket.candidate == 'checkpoint' and plan.check_status(ticket) == 'check'
+    # Admitted, it is kept on its own calls: nothing else ran.
+    plan.accuracy_checked(ticket, 0.5, admitted=True)
+    for _ in range(planner.ROUNDS):
+        plan.learn(ticket, _Size(38, 6), 'checkpoint', 1.0)
         ticket = plan.ticket()
-    assert ticket.checked and plan.check_status(ticket) == 'check'
+    assert plan.state == 'settled' and plan.choice == 'checkpoint', str(plan)
+    assert not plan.candidates['interpolated'].seconds and plan.explored == 2
+
+
+def test_a_refused_check_in_a_re_plan_measures_the_pass_held_in_reserve(monkeypatch):
+    plan = planner.CallSitePlan(('train.py', 1), 'a solve')
+    plan.state, plan.choice, plan.plans_made = 'settled', 'checkpoint', 1
+    plan.calibration = {'checkpoint': 1.0, 'restart': 1.0, 'interpolated': 1.0}
+    plan.checked = {'checkpoint'}
+    plan.calls, plan.spent, plan.first_exploration = 1000, 11, 11
+    prices = {'checkpoint': 10.0, 'restart': 50.0, 'interpolated': 40.0}
+    monkeypatch.setattr(choice, 'estimate', lambda name, record: prices[name])
+    plan._recalibrate(None, (38, 6), 'the solve moved')
+    ticket = plan.ticket()
+    plan.accuracy_checked(ticket, 5.0, admitted=False)
+    plan.learn(ticket, _Size(38, 6), 'restart', 1.0)  # the controlled pass served it
+    ran = []
+    while plan.state == 'exploring':
+        ticket = plan.ticket()
+        ran.append(ticket.candidate)
+        plan.learn(ticket, _Size(38, 6), ticket.candidate, 1.0)
+    assert ran == ['interpolated'] * planner.ROUNDS
+    assert plan.choice == 'interpolated', str(plan)
+    assert plan.candidates['checkpoint'].excluded.startswith('its gradient')
 
 
 class _Size:
@@ -374,7 +400,7 @@ def test_a_refused_rule_is_not_taken_by_the_re_priced_estimates(monkeypatch):
         ),
         'propagator': planner.Candidate('propagator', 100.0, seconds=[1.0, 1.0]),
     }
-    plan.calls, plan.spent, plan.first_exploration = 500, 30, 11
+    plan.calls, plan.spent, plan.first_exploration = 500, 40, 11
     monkeypatch.setattr(
         choice, 'estimate', lambda name, record: {'propagator': 100.0, 'paper': 50.0}[name]
     )
@@ -382,8 +408,8 @@ def test_a_refused_rule_is_not_taken_by_the_re_priced_estimates(monkeypatch):
     assert plan.choice == 'propagator' and plan.reason.endswith('estimates keep it')
 
 
-def test_a_re_priced_round_with_the_rule_measures_the_current_choice_too(monkeypatch):
-    """Its check may refuse the rule; the pass the plan runs is then still measured."""
+def test_a_re_priced_round_with_the_rule_keeps_the_current_choice_in_reserve(monkeypatch):
+    """Its check may refuse the rule; the pass the plan runs is then measured."""
     plan = planner.CallSitePlan(('train.py', 1), 'a solve')
     plan.state, plan.choice, plan.plans_made = 'settled', 'propagator', 1
     plan.calibration = {'propagator': 1.0, 'paper': 1.0}
@@ -394,8 +420,12 @@ def test_a_re_priced_round_with_the_rule_measures_the_current_choice_too(monkeyp
     )
     plan._recalibrate(None, (38, 6), 'the solve moved')
     assert plan.state == 'exploring'
-    assert plan.candidates['propagator'].excluded is None
     assert plan.candidates['paper'].excluded is None
+    ticket = plan.ticket()
+    assert ticket.candidate == 'paper' and plan.check_status(ticket) == 'check'
+    plan.accuracy_checked(ticket, 3.0, admitted=False)
+    assert plan.candidates['propagator'].excluded is None
+    assert plan.ticket().candidate == 'propagator'
 
 
 def test_an_inaccurate_checkpoint_is_refused_and_its_checked_call_served_controlled():
@@ -412,6 +442,9 @@ def test_an_inaccurate_checkpoint_is_refused_and_its_checked_call_served_control
     assert checkpoint.error_ratio > paper_rule.ERROR_FACTOR, str(plan)
     assert checkpoint.excluded.startswith('its gradient') and not checkpoint.seconds
     assert 'checkpoint' not in [ran for ran, _ in calls] and plan.choice != 'checkpoint'
+    # The checks' time was charged to the plan's exploring calls (a check is a tighter
+    # solve: more than a call's time).
+    assert plan._check_seconds > 0 and plan.first_exploration > plan.explored
     forced, _ = _step(func, y0, t, backward='restart')
     served = [grads for ran, grads in calls if ran == 'restart']
     # The restart pass's own measured calls, and the two checked calls it served.
@@ -429,3 +462,56 @@ def test_at_tight_tolerances_the_checkpoint_is_a_candidate_without_a_check():
     assert not plan.checked and not plan.candidates['checkpoint'].checked, str(plan)
     assert plan.candidates['checkpoint'].error_ratio is None
     assert plan.candidates['checkpoint'].seconds, str(plan)
+
+
+def test_a_check_is_charged_to_the_budget_by_its_time(monkeypatch):
+    """A check is a solve at tighter tolerances: it costs several calls of the current
+    choice, and the budget counts them; the next re-plan that must check a pass waits
+    until the budget holds one more such check."""
+    plan = planner.CallSitePlan(('train.py', 1), 'a solve')
+    plan.state, plan.choice, plan.plans_made = 'settled', 'paper', 1
+    plan.calibration = {'paper': 1.0, 'interpolated': 1.0}
+    plan.checked = {'paper'}
+    plan.calls, plan.spent, plan.first_exploration = 200, 11, 11  # 10 calls of budget
+    plan._times.extend((plan.calls, 0.5) for _ in range(planner.WINDOW))
+    costs = {'paper': 0.5, 'interpolated': 1.2}
+    monkeypatch.setattr(choice, 'estimate', lambda name, record: costs[name])
+    plan._recalibrate(_Size(38, 6), (38, 6), 'the solve moved')
+    ticket = plan.ticket()
+    assert ticket.candidate == 'paper' and plan.check_status(ticket) == 'check'
+    plan.accuracy_checked(ticket, 0.5, admitted=True, seconds=2.0)  # four calls of 0.5 s
+    plan.learn(ticket, _Size(38, 6), 'paper', 0.5)
+    assert plan.state == 'settled' and plan.choice == 'paper', str(plan)
+    assert plan.spent == pytest.approx(15.0) and plan.explored == 1
+    # 5 calls of budget left at 200 calls: the next check (about 4 calls) and a call
+    # fit; at 120 calls (1 left) they do not, and the estimates keep the plan.
+    for calls, replans in ((120, False), (200, True)):
+        plan.calls, plan.spent = calls, 15.0
+        plan.reference = ((30, 30), (5, 5))
+        plan._ratios.clear()
+        plan._recalibrate(_Size(50, 8), (50, 8), 'the solve moved')
+        assert (plan.state == 'exploring') == replans, str(plan)
+        if not replans:
+            assert 'budget is spent' in plan.reason
+        plan.state = 'settled'
+
+
+def test_a_re_plan_checks_no_pass_priced_above_the_current_choice(monkeypatch):
+    """Measuring a checked pass costs its check: where the re-priced estimates put it
+    above the current choice, it is not checked (nor run)."""
+    plan = planner.CallSitePlan(('train.py', 1), 'a solve')
+    plan.state, plan.choice, plan.plans_made = 'settled', 'paper', 1
+    plan.calibration = {'paper': 1.0, 'checkpoint': 1.0, 'interpolated': 1.0}
+    plan.checked = {'paper', 'checkpoint'}
+    plan.calls, plan.spent, plan.first_exploration = 1000, 11, 11
+    plan._times.extend((plan.calls, 0.5) for _ in range(planner.WINDOW))
+    costs = {'paper': 0.5, 'checkpoint': 0.6, 'interpolated': 0.9}
+    monkeypatch.setattr(choice, 'estimate', lambda name, record: costs[name])
+    plan._recalibrate(_Size(38, 6), (38, 6), 'the solve moved')
+    assert plan.candidates['checkpoint'].excluded is not None, str(plan)
+    assert plan.candidates['paper'].excluded is None
+    # Priced below it, it is checked and measured.
+    costs['checkpoint'] = 0.4
+    plan.state = 'settled'
+    plan._recalibrate(_Size(38, 6), (38, 6), 'the solve moved')
+    assert plan.candidates['checkpoint'].excluded is None, str(plan)

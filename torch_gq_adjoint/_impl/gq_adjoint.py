@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import numbers
+import time
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, Sequence, Union
 
@@ -28,7 +29,7 @@ from .choice import BACKWARDS, choose, records, take
 from .func_state import FuncState
 from .notices import call_site, warn_once
 from .paper_rule import check_accuracy
-from .planner import PLANNER, CallSitePlan, Ticket
+from .planner import PLANNER, CallSitePlan, Ticket, synchronise
 from .record import BackwardPass, BackwardResult, ForwardRecord, check_finite, time_gradients
 from .recorders import record_forward
 from .second_order import differentiable_backward
@@ -317,8 +318,12 @@ def _check_accuracy(
     instead."""
     device = grad_solution.device
     ticket.stop(device)
+    # Its time is charged to the plan's exploring budget (not to the pass's clock).
+    started = time.perf_counter()
     check = check_accuracy(record, y0_parts, grad_solution, checked)
-    ticket.plan.accuracy_checked(ticket, check.ratio, check.admitted, check.failed)
+    synchronise(device)
+    seconds = time.perf_counter() - started
+    ticket.plan.accuracy_checked(ticket, check.ratio, check.admitted, check.failed, seconds)
     ticket.start(device)
     # Where even the error-controlled pass failed, the checked gradient is all there is.
     served = checked if check.admitted or check.controlled is None else check.controlled
@@ -419,11 +424,12 @@ def odeint_adjoint_gq(
               call site (:func:`torch_gq_adjoint.plans`): the first call takes the
               estimate (a count of evaluations), the next few time each admissible
               pass on real calls and the fastest is kept, planned again when the solve
-              changes (at most 2 % of a site's calls spent exploring after the first
-              plan). At coarse tolerances (``rtol`` above 1e-5) the checkpoint and
-              the paper's rule (``gtol=0.1``, carried steps; ``info['backward']`` is
-              then ``'paper'``) serve only where a check against a tighter solve finds
-              them as accurate as the error-controlled pass. Under
+              changes (after the first plan, exploring costs at most 5 % of a site's
+              calls, counted in calls of the current choice). At coarse tolerances
+              (``rtol`` above 1e-5) the checkpoint and the paper's rule (``gtol=0.1``,
+              carried steps; ``info['backward']`` is then ``'paper'``) serve only where
+              a check against a tighter solve finds them as accurate as the
+              error-controlled pass. Under
               ``torch.use_deterministic_algorithms(True)`` or
               ``set_planning('estimate')`` every call takes the estimate: the same
               passes and bit-identical gradients on every run.

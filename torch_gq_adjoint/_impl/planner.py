@@ -23,15 +23,17 @@ it, as FFTW's planner (MEASURE against ESTIMATE) and cuDNN's benchmark mode do:
    forward's size cannot, e.g. a backward solve that grows on its own). Beyond either
    band the passes measured before are re-priced: each one's estimate for the new solve
    times its measured-over-estimated ratio (the chosen pass's from its recent times).
-   Those within :data:`PRUNE_MEASURED` of the best are measured again, cheapest first,
-   if the exploring budget allows: after the first plan, calls spent exploring stay
-   within :data:`EXPLORE_SHARE` of all its calls, where a re-plan's call is spent only
-   if its pass ran slower than the current choice (measuring a pass that turns out
-   faster costs nothing). Where the current choice alone stays within it, the band moves
-   and nothing is measured; where the budget is spent, the calibrated estimates choose
-   (a switch needs them to put another pass :data:`SWITCH_MARGIN` times cheaper). A
-   pass that cannot serve a call makes the call site plan again from step 1 (within the
-   budget).
+   Those within :data:`PRUNE_MEASURED` of the best are measured again, cheapest first
+   (a checked pass only where it is priced below the current choice: its check costs a
+   tighter solve), if the exploring budget allows: after the first plan, what exploring
+   costs stays within :data:`EXPLORE_SHARE` of all its calls, counted in calls of the
+   current choice: a re-plan's call where its pass ran slower than the current choice
+   (measuring a pass that turns out faster costs nothing) and each check of accuracy by
+   its time. Where the current choice alone stays within it, the band moves and nothing
+   is measured (a checked one is checked again where the solve moved); where the budget
+   is spent, the calibrated estimates choose (a switch needs them to put another pass
+   :data:`SWITCH_MARGIN` times cheaper). A pass that cannot serve a call makes the call
+   site plan again from step 1 (within the budget).
 
 At coarse tolerances the paper's rule and the checkpoint are candidates under a check
 (:mod:`.paper_rule`): the first call that runs either in a plan checks its accuracy
@@ -39,8 +41,8 @@ against a tighter solve, outside the clock, and it stays a candidate only where 
 accurate as the error-controlled pass (within a factor of 2); a re-plan that the pass's
 time alone set off keeps the checks made at that solve. So exploring costs at most
 ``1 + ROUNDS × passes`` calls (9 with the four passes at tight tolerances, 11 with the
-five at coarse ones, plus the checks) at first and 2 % of the calls after that (calls
-on a pass slower than the current choice). Under
+five at coarse ones, plus the checks) at first and 5 % of the calls' time after that
+(calls on a pass slower than the current choice, and the checks). Under
 ``torch.use_deterministic_algorithms(True)`` or ``set_planning('estimate')``, nothing
 is timed: every call takes the estimate's choice from its own record, and two runs of a
 script take the same passes and give bit-identical gradients. A plan can be read
@@ -83,9 +85,11 @@ TIME_BAND = 1.5
 #: Timing a call on a GPU waits for the device: there a settled call is timed once in
 #: this many (on the CPU, every one: its clock costs nothing).
 SAMPLE_EVERY = 8
-#: After the first plan, the share of a call site's calls that may be spent exploring (a
-#: re-plan's call is spent only where its pass ran slower than the pass it would replace).
-EXPLORE_SHARE = 0.02
+#: After the first plan, the share of a call site's calls that may be spent exploring,
+#: counted in calls of the current choice: a re-plan's call where its pass ran slower than
+#: the pass it would replace, and each check of accuracy by its time (one check, a solve
+#: at tighter tolerances, costs several calls off the nested spheres' plateau).
+EXPLORE_SHARE = 0.05
 #: Where the exploring budget is spent, a re-priced pass replaces the current choice
 #: only when the calibrated estimates put it at least this many times cheaper (they are
 #: estimates: a near tie is not worth a switch).
@@ -185,8 +189,9 @@ class CallSitePlan:
         explored: calls spent exploring (the first plan's record of every pass, and the
             calls that ran a pass to measure it).
         spent: calls charged to the exploring budget: every exploring call of the first
-            plan (and of a plan made anew), and of a re-plan each call whose pass ran
-            slower than the pass it would replace.
+            plan (and of a plan made anew), of a re-plan each call whose pass ran
+            slower than the pass it would replace, and each check of accuracy's time in
+            calls of the current choice.
         plans_made: plans made here (the first and every re-plan).
         reference: ``((least, most) forward evaluations, (least, most) accepted steps)``
             of the calls the plan was made from.
@@ -207,9 +212,9 @@ class CallSitePlan:
         self.candidates: dict[str, Candidate] = {}
         self.calls = 0
         self.explored = 0
-        self.spent = 0
+        self.spent = 0.0
         self.plans_made = 0
-        self.first_exploration = 0
+        self.first_exploration = 0.0
         self.reference: tuple[tuple[int, int], tuple[int, int]] | None = None
         self.calibration: dict[str, float] = {}
         self._seen: list[tuple[int, int]] = []
@@ -223,6 +228,11 @@ class CallSitePlan:
         # (what a measured call is charged against).
         self._incumbent: tuple[str, float] | None = None
         self._issued = 0  # settled tickets issued (one in SAMPLE_EVERY timed off the CPU)
+        # The last check of accuracy's seconds here (what the next one is expected to cost).
+        self._check_seconds: float | None = None
+        # In a re-plan whose checked passes may all be refused: the unchecked pass to
+        # measure then, and its estimate (measured only where they are).
+        self._reserve: tuple[str, float] | None = None
         self.graph_too_large = False
         self.last_estimate: str | None = None
         #: The passes offered under the check of accuracy at this call site.
@@ -313,14 +323,24 @@ class CallSitePlan:
             return 'run' if candidate.admitted else 'refused'
 
     def accuracy_checked(
-        self, ticket: Ticket, ratio: float, admitted: bool, failed: str | None = None
+        self,
+        ticket: Ticket,
+        ratio: float,
+        admitted: bool,
+        failed: str | None = None,
+        seconds: float | None = None,
     ) -> None:
         """A checked pass's accuracy check on ``ticket``'s call: its ``ratio`` to the
         error-controlled pass's distance from a tighter solve; not ``admitted`` (or the
-        check ``failed``: why), it is measured no more, nor priced for a re-plan."""
+        check ``failed``: why), it is measured no more, nor priced for a re-plan. The
+        check's ``seconds`` (None: not timed) are charged to the exploring budget, in
+        calls of the current choice."""
         with self._lock:
             name = ticket.candidate or ''
             candidate = self.candidates.get(name)
+            if seconds is not None:
+                self._check_seconds = seconds
+                self.spent += self._in_calls(seconds)
             if candidate is None or ticket.generation != self.plans_made:
                 return  # the plan moved on while the check ran
             found = ratio if failed is None else float('inf')
@@ -339,6 +359,12 @@ class CallSitePlan:
                     f'its gradient {ratio:.3g} times as far from a tighter solve as the '
                     f"error-controlled pass's (at most {ERROR_FACTOR:g})"
                 )
+            if self._reserve is not None and not self._live():
+                # Every pass this re-plan measured was refused: the unchecked one held in
+                # reserve is measured now.
+                reserve, estimate = self._reserve
+                self.candidates[reserve] = Candidate(reserve, estimate)
+                self._reserve = None
 
     def _next_candidate(self) -> str:
         measured = [c for c in self.candidates.values() if c.excluded is None]
@@ -376,6 +402,16 @@ class CallSitePlan:
         """Calls the exploring budget allows so far: the first plan's and
         :data:`EXPLORE_SHARE` of all calls."""
         return self.first_exploration + EXPLORE_SHARE * self.calls
+
+    def _in_calls(self, seconds: float, per_call: float | None = None) -> float:
+        """``seconds`` in calls of ``per_call`` seconds (default: the current choice's;
+        in a re-plan, the pass it would replace; in a plan made anew, the fastest call
+        measured so far; where none is known, a call)."""
+        if per_call is None and self._incumbent is not None:
+            per_call = self._incumbent[1]
+        if per_call is None:
+            per_call = min((c.best for c in self.candidates.values() if c.best), default=0.0)
+        return seconds / per_call if per_call > 0 else 1.0
 
     def _measured(self, name: str, ran: str, seconds: float | None, size: tuple[int, int]) -> None:
         self.explored += 1
@@ -507,23 +543,36 @@ class CallSitePlan:
             if cost < float('inf') and name in self.calibration
         }
         best = min(predicted.values(), default=0.0)
+        current = predicted.get(self.choice or '')
         again = sorted(
-            (name for name, cost in predicted.items() if cost <= PRUNE_MEASURED * best),
+            (
+                name
+                for name, cost in predicted.items()
+                if cost <= PRUNE_MEASURED * best
+                # A checked pass costs a check (a tighter solve) to measure: it is
+                # measured only where it may be taken, priced below the current choice.
+                and (
+                    name not in self.checked
+                    or name == self.choice
+                    or current is None
+                    or cost < current
+                )
+            ),
             key=predicted.__getitem__,
         )
-        unchecked = [name for name in predicted if name not in self.checked]
-        if any(name in self.checked for name in again) and not set(unchecked) & set(again):
-            # A checked pass is checked again at the new solve (its error moves with the
-            # solve's steps), and a check may refuse it: the cheapest unchecked pass is
-            # measured beside it.
-            if unchecked:
-                again.append(min(unchecked, key=predicted.__getitem__))
-        if again in ([], [self.choice]) or self.spent + 1 > self._allowed():
+        checking = [name for name in again if name in self.checked and name not in self._ratios]
+        # A re-plan needs one call of budget, and as many more as a check is expected
+        # to cost (the last one's time) where it checks a pass.
+        expected = self._in_calls(self._check_seconds or 0.0, fresh or current)
+        nothing_to_measure = again in ([], [self.choice]) and not checking
+        if nothing_to_measure or self.spent + 1 + (expected if checking else 0.0) > (
+            self._allowed()
+        ):
             # Kept unmeasured for want of budget: its time stays watched against the
             # time it was chosen at, so that a slow drift re-prices it again once the
             # budget allows (a pass the prices keep, or take, is watched afresh).
             unmeasured = False
-            if again in ([], [self.choice]):
+            if nothing_to_measure:
                 kept = 'the calibrated estimates keep it'
             else:
                 # Nothing may be measured: the calibrated estimates choose. (A pass tied
@@ -560,6 +609,13 @@ class CallSitePlan:
                 self._time_reference = reference
             self.reason = f'{why}; {kept}'
             return
+        unchecked = [name for name in predicted if name not in self.checked]
+        if checking and unchecked and not set(unchecked) & set(again):
+            # A checked pass is checked again at the new solve (its error moves with the
+            # solve's steps), and a check may refuse it: the cheapest unchecked pass is
+            # held in reserve, measured only where every checked one is refused.
+            reserve = min(unchecked, key=predicted.__getitem__)
+            self._reserve = (reserve, estimates[reserve])
         self.plans_made += 1
         self.candidates = {}
         for name in again:
@@ -617,7 +673,7 @@ class CallSitePlan:
         self.explored += 1
         self.spent += 1
         self._seen, self.calibration, self._ratios = [size], {}, {}
-        self._incumbent = None
+        self._incumbent, self._reserve = None, None
         offers = choice.admissible_estimates(record)
         self.candidates = {
             name: Candidate(name, offer.cost, excluded=offer.problem, checked=offer.checked)
@@ -655,6 +711,7 @@ class CallSitePlan:
         # A checked pass may be taken only once its check in this plan admitted it.
         live = [c for c in self._live() if c.seconds and c.admitted]
         replanned, self._incumbent = self._incumbent is not None, None
+        self._reserve = None
         if not live:
             self._replan('no pass could be measured', fallback=self.last_estimate or 'restart')
             return
@@ -768,17 +825,18 @@ class Ticket:
         if self.timed_on_cpu and device.type == 'cpu':
             self.timed = True
         if self.timed:
-            _synchronise(device)
+            synchronise(device)
             self._start = time.perf_counter()
 
     def stop(self, device: torch.device) -> None:
         """Stop the clock, adding the time since :meth:`start`."""
         if self.timed:
-            _synchronise(device)
+            synchronise(device)
             self.seconds += time.perf_counter() - self._start
 
 
-def _synchronise(device: torch.device) -> None:
+def synchronise(device: torch.device) -> None:
+    """Wait for ``device``'s queued work (a clock on a GPU reads nothing before it)."""
     if device.type == 'cuda':
         torch.cuda.synchronize(device)
 
