@@ -335,6 +335,8 @@ def test_a_refused_check_in_a_re_plan_measures_the_pass_held_in_reserve(monkeypa
     prices = {'checkpoint': 10.0, 'restart': 50.0, 'interpolated': 40.0}
     monkeypatch.setattr(choice, 'estimate', lambda name, record: prices[name])
     plan._recalibrate(None, (38, 6), 'the solve moved')
+    assert plan._reserve[0] == 'interpolated'
+    assert plan.candidates['interpolated'].excluded is not None  # not measured yet
     ticket = plan.ticket()
     plan.accuracy_checked(ticket, 5.0, admitted=False)
     plan.learn(ticket, _Size(38, 6), 'restart', 1.0)  # the controlled pass served it
@@ -421,6 +423,7 @@ def test_a_re_priced_round_with_the_rule_keeps_the_current_choice_in_reserve(mon
     plan._recalibrate(None, (38, 6), 'the solve moved')
     assert plan.state == 'exploring'
     assert plan.candidates['paper'].excluded is None
+    assert plan.candidates['propagator'].excluded is not None  # held in reserve
     ticket = plan.ticket()
     assert ticket.candidate == 'paper' and plan.check_status(ticket) == 'check'
     plan.accuracy_checked(ticket, 3.0, admitted=False)
@@ -515,3 +518,61 @@ def test_a_re_plan_checks_no_pass_priced_above_the_current_choice(monkeypatch):
     plan.state = 'settled'
     plan._recalibrate(_Size(38, 6), (38, 6), 'the solve moved')
     assert plan.candidates['checkpoint'].excluded is None, str(plan)
+
+
+def _owing_a_check(monkeypatch, costs, per_call=0.5):
+    """A plan settled on the checked ``paper`` whose solve just moved, its calls timed
+    at ``per_call`` s and its last check at 2 s (four calls)."""
+    plan = planner.CallSitePlan(('train.py', 1), 'a solve')
+    plan.state, plan.choice, plan.plans_made = 'settled', 'paper', 1
+    plan.calibration = dict.fromkeys(costs, 1.0)
+    plan.checked = {name for name in costs if name in ('paper', 'checkpoint')}
+    plan._check_seconds, plan.reference = 2.0, ((30, 30), (5, 5))
+    plan._times.extend((0, per_call) for _ in range(planner.WINDOW))
+    monkeypatch.setattr(choice, 'estimate', lambda name, record: costs[name])
+    return plan
+
+
+def test_a_pass_that_cannot_serve_in_a_re_plan_releases_the_reserve(monkeypatch):
+    plan = _owing_a_check(monkeypatch, {'paper': 0.5, 'interpolated': 1.2})
+    plan.calls, plan.spent, plan.first_exploration = 1000, 11, 11
+    plan._recalibrate(_Size(38, 6), (38, 6), 'the solve moved')
+    ticket = plan.ticket()
+    assert ticket.candidate == 'paper'
+    plan.learn(ticket, _Size(38, 6), 'restart', 0.6)  # it could not serve this call
+    assert plan.state == 'exploring', str(plan)
+    assert plan.ticket().candidate == 'interpolated'
+
+
+def test_a_re_plan_stops_before_a_check_the_budget_cannot_hold(monkeypatch):
+    """The current choice's check is made; the second checked pass's is not, where the
+    budget left holds its call but not its check (priced by the last)."""
+    plan = _owing_a_check(monkeypatch, {'paper': 0.5, 'checkpoint': 0.4, 'interpolated': 1.2})
+    plan.calls, plan.spent, plan.first_exploration = 200, 15, 11  # 6 calls left
+    plan._recalibrate(_Size(38, 6), (38, 6), 'the solve moved')
+    assert plan.state == 'exploring' and 'checkpoint' in plan.reason, str(plan)
+    ticket = plan.ticket()
+    assert ticket.candidate == 'paper' and plan.check_status(ticket) == 'check'
+    plan.accuracy_checked(ticket, 0.5, admitted=True, seconds=2.0)  # 4 calls: 2 left
+    plan.learn(ticket, _Size(38, 6), 'paper', 0.5)
+    assert plan.state == 'settled' and plan.choice == 'paper', str(plan)
+    assert not plan.candidates['checkpoint'].seconds and plan.spent == pytest.approx(19)
+
+
+def test_a_check_the_budget_cannot_hold_is_made_once_it_can(monkeypatch):
+    """Where the solve moved and the budget cannot hold the current choice's check, the
+    band is not moved: the next calls find the solve out of it again, and once the
+    budget allows, the check is made."""
+    plan = _owing_a_check(monkeypatch, {'paper': 0.5, 'interpolated': 1.2})
+    plan.calls, plan.spent, plan.first_exploration = 200, 19, 11  # 2 calls left
+    plan._recalibrate(_Size(38, 6), (38, 6), 'the solve moved')
+    assert plan.state == 'settled' and plan.choice == 'paper', str(plan)
+    assert 'waits for the budget' in plan.reason
+    assert plan.reference == ((30, 30), (5, 5))
+    plan.spent = 11  # the budget holds the check again
+    for _ in range(planner.WINDOW // 2 + 1):
+        ticket = plan.ticket()
+        plan.learn(ticket, _Size(38, 6), 'paper', 0.5)
+    assert plan.state == 'exploring', str(plan)
+    ticket = plan.ticket()
+    assert ticket.candidate == 'paper' and plan.check_status(ticket) == 'check'

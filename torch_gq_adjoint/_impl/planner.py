@@ -359,12 +359,7 @@ class CallSitePlan:
                     f'its gradient {ratio:.3g} times as far from a tighter solve as the '
                     f"error-controlled pass's (at most {ERROR_FACTOR:g})"
                 )
-            if self._reserve is not None and not self._live():
-                # Every pass this re-plan measured was refused: the unchecked one held in
-                # reserve is measured now.
-                reserve, estimate = self._reserve
-                self.candidates[reserve] = Candidate(reserve, estimate)
-                self._reserve = None
+            self._release_reserve()
 
     def _next_candidate(self) -> str:
         measured = [c for c in self.candidates.values() if c.excluded is None]
@@ -398,6 +393,14 @@ class CallSitePlan:
             elif self.state == 'settled':
                 self._check(ran, size, record, seconds)
 
+    def _next_cost(self) -> float:
+        """What the next exploring call is expected to cost the budget: a call, and a
+        check (priced by the last) where its pass awaits one."""
+        upcoming = self.candidates.get(self._next_candidate()) if self._live() else None
+        if upcoming is not None and upcoming.checked and upcoming.error_ratio is None:
+            return 1 + self._in_calls(self._check_seconds or 0.0)
+        return 1.0
+
     def _allowed(self) -> float:
         """Calls the exploring budget allows so far: the first plan's and
         :data:`EXPLORE_SHARE` of all calls."""
@@ -407,9 +410,11 @@ class CallSitePlan:
         """``seconds`` in calls of ``per_call`` seconds (default: the current choice's;
         in a re-plan, the pass it would replace; in a plan made anew, the fastest call
         measured so far; where none is known, a call)."""
-        if per_call is None and self._incumbent is not None:
+        if seconds <= 0:
+            return 0.0
+        if not per_call and self._incumbent is not None:
             per_call = self._incumbent[1]
-        if per_call is None:
+        if not per_call:
             per_call = min((c.best for c in self.candidates.values() if c.best), default=0.0)
         return seconds / per_call if per_call > 0 else 1.0
 
@@ -431,10 +436,12 @@ class CallSitePlan:
             elif seconds is not None:
                 candidate.seconds.append(seconds)
                 self._prune_measured()
+        self._release_reserve()
         # Settled here also where this call's candidate was excluded on the way (a
         # checked pass by its check of accuracy): the others may all be measured.
         done = all(c.excluded is not None or len(c.seconds) >= ROUNDS for c in self._live())
-        if not done and incumbent is not None and self.spent + 1 > self._allowed():
+        passes_budget = self.spent + self._next_cost() > self._allowed()
+        if not done and incumbent is not None and passes_budget:
             # A re-plan stops where the budget is spent, once the current choice (where
             # it is measured again) and some pass it may take are timed.
             current = self.candidates.get(incumbent[0])
@@ -515,9 +522,10 @@ class CallSitePlan:
         record times its measured-over-estimated ratio (the current choice's from its
         recent times, where they were timed; the others' from the last plan). Those
         within :data:`PRUNE_MEASURED` of the best are measured again, cheapest first
-        (within the exploring budget), a checked pass among them checked again, beside
-        the cheapest unchecked pass; where that is the current choice alone, the plan
-        just moves its band. Where the budget is spent, the re-priced estimates may
+        (within the exploring budget; a checked pass only where priced below the current
+        choice, checked again, the cheapest unchecked pass held in reserve); where that
+        is the current choice alone, unchecked or with its check standing, the plan just
+        moves its band. Where the budget is spent, the re-priced estimates may
         switch to an unchecked pass only.
 
         Where the solve moved (not only the pass's time), the current choice's recent
@@ -600,8 +608,13 @@ class CallSitePlan:
                 else:
                     kept = 'the exploring budget is spent; the calibrated estimates keep it'
                     unmeasured = True
-            if self.reference is None or _outside(typical, self.reference):
-                # The band moves where the solve left it (not where only the time did).
+            owed = self.choice in checking and not nothing_to_measure
+            if owed:
+                kept += ' (its check at the new solve waits for the budget)'
+            if (self.reference is None or _outside(typical, self.reference)) and not owed:
+                # The band moves where the solve left it (not where only the time did,
+                # nor where the current choice's check waits for the budget: the next
+                # calls find it out of its band again and check it once that allows).
                 self.reference = ((typical[0], typical[0]), (typical[1], typical[1]))
             reference = self._time_reference
             self._watch_afresh()
@@ -634,11 +647,14 @@ class CallSitePlan:
                 candidate.seconds = recent[len(recent) - keep :]
         for name, cost in predicted.items():
             if name not in again:
+                excluded = f're-priced at {cost / best:.1f} times the fastest'
+                if cost <= PRUNE_MEASURED * best and current:
+                    excluded = (
+                        f're-priced at {cost / current:.2f} times the current choice '
+                        '(a checked pass is measured only where it may be taken)'
+                    )
                 self.candidates[name] = Candidate(
-                    name,
-                    estimates[name],
-                    excluded=f're-priced at {cost / best:.1f} times the fastest',
-                    checked=name in self.checked,
+                    name, estimates[name], excluded=excluded, checked=name in self.checked
                 )
         if self.choice is not None:
             # What a measured call is charged against: the current choice's time (its
@@ -661,6 +677,14 @@ class CallSitePlan:
             self.state, self.choice = 'settled', None
             self.reason = f'{why}; the exploring budget is spent: each call takes the estimate'
             self._close_first_plan()
+
+    def _release_reserve(self) -> None:
+        """Where every pass a re-plan measures was refused (by its check, or by a call
+        it could not serve), the unchecked pass held in reserve is measured now."""
+        if self._reserve is not None and not self._live():
+            reserve, estimate = self._reserve
+            self.candidates[reserve] = Candidate(reserve, estimate)
+            self._reserve = None
 
     def _live(self) -> list[Candidate]:
         return [c for c in self.candidates.values() if c.excluded is None]
@@ -749,7 +773,7 @@ class CallSitePlan:
             lines = [
                 f'call site {self.site[0]}:{self.site[1]} ({self.settings})',
                 f'  {self.state}: {self.choice or "nothing chosen"} ({self.reason}); '
-                f'{self.calls} calls, {self.explored} exploring ({self.spent} spent), '
+                f'{self.calls} calls, {self.explored} exploring ({self.spent:.3g} spent), '
                 f'{self.plans_made} plans',
             ]
             if self.reference is not None:
