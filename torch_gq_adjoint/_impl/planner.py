@@ -88,8 +88,8 @@ SAMPLE_EVERY = 8
 #: After the first plan, the share of a call site's calls that may be spent exploring,
 #: counted in calls of the current choice: a re-plan's call where its pass ran slower than
 #: the pass it would replace, and each check of accuracy by its time (one check, a solve
-#: at tighter tolerances, costs two to ten calls as the nested spheres leave their
-#: loss plateau).
+#: at tighter tolerances, costs several calls as the nested spheres leave their
+#: loss plateau, more as the solve grows).
 EXPLORE_SHARE = 0.05
 #: Where the exploring budget is spent, a re-priced pass replaces the current choice
 #: only when the calibrated estimates put it at least this many times cheaper (they are
