@@ -13,7 +13,7 @@ from torch import nn
 import torch_gq_adjoint
 from gradient_tests.problems import SecondOrderField
 from torch_gq_adjoint import odeint_adjoint_gq
-from torch_gq_adjoint._impl import choice, paper_rule, planner
+from torch_gq_adjoint._impl import choice, gq_adjoint, paper_rule, planner
 from torch_gq_adjoint._impl.checkpoint import CheckpointBackward
 from torch_gq_adjoint._impl.interpolated import InterpolatedBackward
 from torch_gq_adjoint._impl.propagator import PropagatorBackward
@@ -138,11 +138,63 @@ def test_the_check_refuses_an_inaccurate_paper_rule_and_serves_that_call_control
     # the forced restart's, bit for bit.
     forced, _ = _step(func, y0, t, backward='restart')
     served = [grads for ran, grads in plan_calls if ran == 'restart']
-    # Both checked calls (the paper's rule's and the checkpoint's) were served by it,
-    # beside its own measured calls (and any the estimate or the plan gave it).
-    assert len(served) >= len(plan.candidates['restart'].seconds) + 2
+    # The checked call (the checkpoint's, which judged the paper's rule too) was served
+    # by it, beside its own measured calls (and any the estimate or the plan gave it).
+    assert len(served) >= len(plan.candidates['restart'].seconds) + 1
     for grads in served:
         assert all(torch.equal(mine, theirs) for mine, theirs in zip(grads, forced))
+
+
+@pytest.mark.parametrize('problem, admitted', [(_spheres_problem, True), (_sines_problem, False)])
+def test_one_tighter_solve_checks_the_checkpoint_and_the_paper_rule(monkeypatch, problem, admitted):
+    """The first plan measures the checkpoint before the paper's rule: the checkpoint's
+    check judges the paper's rule too, against the same reference, so the plan makes
+    one tighter solve, not two (admitting both on the nested spheres, refusing both on
+    sines with 10 times)."""
+    references = []
+    original = paper_rule._reference
+
+    def counted(*args, **kwargs):
+        references.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(paper_rule, '_reference', counted)
+    func, y0, t = problem()
+    served = []
+    for _ in range(_EXPLORING):
+        _, info = _step(func, y0, t)
+        served.append(info['backward'])
+    plan = _plan()
+    checkpoint, paper = plan.candidates['checkpoint'], plan.candidates[paper_rule.PAPER]
+    assert len(references) == 1, str(plan)
+    assert checkpoint.error_ratio is not None and paper.error_ratio is not None
+    assert checkpoint.admitted == paper.admitted == admitted, str(plan)
+    # A judged pass's own calls run it without a check; a refused one never runs.
+    assert ('paper' in served) == admitted and ('checkpoint' in served) == admitted
+    if admitted:  # measured at least once (a slow time may prune it after that)
+        assert paper.seconds, str(plan)
+    else:
+        assert paper.excluded.startswith('its gradient') and not paper.seconds
+
+
+def test_a_check_judges_only_the_passes_awaiting_theirs_in_its_plan():
+    plan = planner.CallSitePlan(('train.py', 1), 'a solve')
+    plan.state, plan.plans_made = 'exploring', 1
+    plan.checked = {'checkpoint', 'paper'}
+    plan.candidates = {
+        'restart': planner.Candidate('restart', 20.0),
+        'checkpoint': planner.Candidate('checkpoint', 20.0, checked=True),
+        'paper': planner.Candidate('paper', 10.0, checked=True),
+    }
+    ticket = planner.Ticket(plan, 'checkpoint', True, 'exploring', generation=1, checked=True)
+    assert plan.awaiting_check(ticket) == ['paper']
+    stale = planner.Ticket(plan, 'checkpoint', True, 'exploring', generation=0, checked=True)
+    assert plan.awaiting_check(stale) == []
+    plan.accuracy_checked(ticket, 5.0, admitted=False, name='paper')
+    paper = plan.candidates['paper']
+    assert paper.error_ratio == 5.0 and paper.excluded.startswith('its gradient 5 times')
+    assert plan.candidates['checkpoint'].error_ratio is None
+    assert plan.awaiting_check(ticket) == []
 
 
 def test_a_failing_reference_solve_refuses_the_rule_and_serves_the_call(monkeypatch):
@@ -261,19 +313,64 @@ def test_solves_sharing_a_call_site_never_get_a_refused_rule():
     assert 'paper' not in served
 
 
-@pytest.mark.parametrize('name', ['paper', 'checkpoint'])
-def test_the_checked_call_counts_the_checks_evaluations(monkeypatch, name):
-    _slow_all_but(monkeypatch, name, seconds=0.02)
+def test_a_rule_checked_on_its_own_call_counts_the_checks_evaluations(monkeypatch):
+    """Where the checkpoint is not offered (``checkpoint_memory=0``), the paper's rule
+    is checked on its own first call."""
+    _slow_all_but(monkeypatch, 'paper', seconds=0.02)
+    func, y0, t = _spheres_problem()
+    counts = []
+    for _ in range(_EXPLORING):
+        _, info = _step(func, y0, t, checkpoint_memory=0)
+        counts.append((info['backward'], info['backward_nfe']))
+    ran = [nfe for served, nfe in counts if served == 'paper']
+    # The first call ran the pass and the check (an error-controlled pass and a tighter
+    # solve both ways); the later ones ran the pass alone.
+    assert ran[0] > 3 * ran[-1] and len(set(ran[1:])) == 1, counts
+
+
+def test_a_pass_that_fails_when_judged_beside_a_check_is_refused(monkeypatch):
+    def failing(self, grad_solution):
+        raise RuntimeError('no memory left')
+
+    monkeypatch.setattr(paper_rule.PaperBackward, '__call__', failing)
+    func, y0, t = _spheres_problem()
+    served = []
+    for _ in range(_EXPLORING):
+        _, info = _step(func, y0, t)
+        served.append(info['backward'])
+    plan = _plan()
+    paper = plan.candidates[paper_rule.PAPER]
+    assert paper.excluded == 'its accuracy check failed (RuntimeError: no memory left)'
+    assert 'paper' not in served and plan.candidates['checkpoint'].admitted, str(plan)
+
+
+def test_the_checked_call_counts_the_checks_evaluations(monkeypatch):
+    _slow_all_but(monkeypatch, 'checkpoint', seconds=0.02)
+    checks, judged = [], []
+
+    def spy(function, into):
+        def spied(*args, **kwargs):
+            into.append(function(*args, **kwargs))
+            return into[-1]
+
+        return spied
+
+    monkeypatch.setattr(gq_adjoint, 'check_accuracy', spy(gq_adjoint.check_accuracy, checks))
+    monkeypatch.setattr(gq_adjoint, '_judge_beside', spy(gq_adjoint._judge_beside, judged))
     func, y0, t = _spheres_problem()
     counts = []
     for _ in range(_EXPLORING + 1):
         _, info = _step(func, y0, t)
         counts.append((info['backward'], info['backward_nfe']))
-    ran = [nfe for served, nfe in counts if served == name]
-    # The first call ran the pass and the check (an error-controlled pass and a tighter
-    # solve both ways); the later ones ran the pass alone (the checkpoint through its
-    # kept graph: no evaluation at all).
-    assert ran[0] > 3 * ran[-1] and len(set(ran[1:])) == 1, counts
+    checkpoint = [nfe for served, nfe in counts if served == 'checkpoint']
+    paper = [nfe for served, nfe in counts if served == 'paper']
+    # The checkpoint's first call ran the pass (through its kept graph: no evaluation),
+    # the check (an error-controlled pass and a tighter solve both ways) and the paper's
+    # rule judged beside it; the later calls of either ran the pass alone.
+    (check,), ((beside, beside_evaluations),) = checks, judged
+    assert [name for name, *_ in beside] == ['paper'] and beside_evaluations > 0
+    assert checkpoint[0] == check.evaluations + beside_evaluations, counts
+    assert set(checkpoint[1:]) == {0} and len(set(paper)) == 1, counts
 
 
 def test_a_spent_budget_never_switches_to_a_checked_pass(monkeypatch):
@@ -445,13 +542,13 @@ def test_an_inaccurate_checkpoint_is_refused_and_its_checked_call_served_control
     assert checkpoint.error_ratio > paper_rule.ERROR_FACTOR, str(plan)
     assert checkpoint.excluded.startswith('its gradient') and not checkpoint.seconds
     assert 'checkpoint' not in [ran for ran, _ in calls] and plan.choice != 'checkpoint'
-    # The checks' time was charged to the plan's exploring calls (a check is a tighter
+    # The check's time was charged to the plan's exploring calls (a check is a tighter
     # solve: more than a call's time).
     assert plan._check_seconds > 0 and plan.first_exploration > plan.explored
     forced, _ = _step(func, y0, t, backward='restart')
     served = [grads for ran, grads in calls if ran == 'restart']
-    # The restart pass's own measured calls, and the two checked calls it served.
-    assert len(served) >= len(plan.candidates['restart'].seconds) + 2
+    # The restart pass's own measured calls, and the checked call it served.
+    assert len(served) >= len(plan.candidates['restart'].seconds) + 1
     for grads in served:
         assert all(torch.equal(mine, theirs) for mine, theirs in zip(grads, forced))
 
@@ -545,18 +642,43 @@ def test_a_pass_that_cannot_serve_in_a_re_plan_releases_the_reserve(monkeypatch)
 
 
 def test_a_re_plan_stops_before_a_check_the_budget_cannot_hold(monkeypatch):
-    """The current choice's check is made; the second checked pass's is not, where the
-    budget left holds its call but not its check (priced by the last)."""
-    plan = _owing_a_check(monkeypatch, {'paper': 0.5, 'checkpoint': 0.4, 'interpolated': 1.2})
-    plan.calls, plan.spent, plan.first_exploration = 200, 15, 11  # 6 calls left
+    """A re-plan's next call is priced with its check (by the last one's time) where its
+    pass awaits one: where the budget left holds the call but not the check, the re-plan
+    stops before it."""
+    plan = _owing_a_check(monkeypatch, {'restart': 0.3, 'paper': 0.4, 'interpolated': 0.5})
+    plan.choice = 'interpolated'  # unchecked, its calls at 0.5 s; a check is 4 calls
+    plan.calls, plan.spent, plan.first_exploration = 200, 16, 11  # 5 calls left
+    plan._times.clear()
+    plan._times.extend((plan.calls, 0.5) for _ in range(planner.WINDOW))
     plan._recalibrate(_Size(38, 6), (38, 6), 'the solve moved')
-    assert plan.state == 'exploring' and 'checkpoint' in plan.reason, str(plan)
+    assert plan.state == 'exploring' and 'paper' in plan.reason, str(plan)
     ticket = plan.ticket()
-    assert ticket.candidate == 'paper' and plan.check_status(ticket) == 'check'
-    plan.accuracy_checked(ticket, 0.5, admitted=True, seconds=2.0)  # 4 calls: 2 left
-    plan.learn(ticket, _Size(38, 6), 'paper', 0.5)
-    assert plan.state == 'settled' and plan.choice == 'paper', str(plan)
-    assert not plan.candidates['checkpoint'].seconds and plan.spent == pytest.approx(19)
+    assert ticket.candidate == 'restart'  # the cheapest first
+    plan.learn(ticket, _Size(38, 6), 'restart', 0.6)  # slower: 4 calls left, the check 5
+    assert plan.state == 'settled' and plan.choice == 'interpolated', str(plan)
+    paper = plan.candidates['paper']
+    assert not paper.seconds and paper.error_ratio is None and plan.spent == 17
+
+
+def test_a_re_plan_checks_the_checkpoint_first_and_judges_the_current_rule_beside_it(
+    monkeypatch,
+):
+    """Where the current choice (the paper's rule) and the checkpoint both await their
+    check, the checkpoint's call goes first: its check judges the paper's rule too, and
+    prices the next check by its own time, not by the pass judged beside it."""
+    plan = _owing_a_check(monkeypatch, {'paper': 0.5, 'checkpoint': 0.4, 'interpolated': 1.2})
+    plan.calls, plan.spent, plan.first_exploration = 1000, 11, 11
+    plan._recalibrate(_Size(38, 6), (38, 6), 'the solve moved')
+    ticket = plan.ticket()
+    assert ticket.candidate == 'checkpoint' and plan.check_status(ticket) == 'check'
+    assert plan.awaiting_check(ticket) == ['paper']
+    plan.accuracy_checked(ticket, 0.8, admitted=True, seconds=2.0)  # 4 calls of 0.5 s
+    plan.accuracy_checked(ticket, 0.6, admitted=True, seconds=0.5, name='paper')
+    plan.learn(ticket, _Size(38, 6), 'checkpoint', 0.45)  # faster: no call spent
+    assert plan._check_seconds == 2.0 and plan.spent == pytest.approx(16.0)
+    assert plan.candidates['paper'].error_ratio == 0.6
+    following = plan.ticket()
+    assert plan.check_status(following) == 'run', str(plan)
 
 
 def test_a_check_the_budget_cannot_hold_is_made_once_it_can(monkeypatch):
@@ -576,3 +698,25 @@ def test_a_check_the_budget_cannot_hold_is_made_once_it_can(monkeypatch):
     assert plan.state == 'exploring', str(plan)
     ticket = plan.ticket()
     assert ticket.candidate == 'paper' and plan.check_status(ticket) == 'check'
+
+
+@pytest.mark.parametrize('spent, plans_anew', [(11.0, True), (13.0, False)])
+def test_a_plan_made_anew_counts_the_check_it_will_make(spent, plans_anew):
+    """Where the chosen pass cannot serve a call, the call site plans anew only where the
+    budget holds the new plan's calls and, where passes are offered checked, a check."""
+    plan = planner.CallSitePlan(('train.py', 1), 'a solve')
+    plan.state, plan.choice, plan.plans_made = 'settled', 'interpolated', 1
+    plan.candidates = {
+        'interpolated': planner.Candidate('interpolated', 10.0, seconds=[0.5, 0.5]),
+        'restart': planner.Candidate('restart', 10.0, seconds=[1.0, 1.0]),
+    }
+    plan.checked = {'paper'}
+    plan._check_seconds = 2.0  # four calls of the fastest pass (0.5 s)
+    # 21 calls allowed; a plan made anew takes 1 + ROUNDS × 2 = 5 calls and the check 4.
+    plan.calls, plan.spent, plan.first_exploration = 200, spent, 11.0
+    plan._replan('interpolated could not serve a call (ran restart)', fallback='restart')
+    if plans_anew:
+        assert plan.state == 'new' and plan.reason.startswith('planning again'), str(plan)
+    else:
+        assert plan.state == 'settled' and plan.choice is None, str(plan)
+        assert 'the exploring budget is spent' in plan.reason

@@ -455,6 +455,25 @@ def test_a_spent_budget_leaves_the_choice_to_the_calibrated_estimates(monkeypatc
     assert plan.choice == 'propagator' and plan.reason.endswith('estimates keep it')
 
 
+def test_a_spent_budget_never_switches_to_a_pass_priced_from_an_older_plan(monkeypatch):
+    """The current choice's price holds how its time grew since it was measured; a pass
+    last measured in an earlier plan is priced from before that growth. With nothing
+    left to measure, no switch rests on that difference (on the nested spheres at width
+    2000 it took the interpolating pass at 2.3 times the paper's rule's time, for the
+    rest of a 500-step run)."""
+    plan = _settled_on('paper', 2.5, monkeypatch, {'paper': 20.0, 'interpolated': 20.0})
+    plan.plans_made = 3
+    plan.calibration = {'paper': 2.5 / 20, 'interpolated': 0.9 / 20}
+    plan._measured_in = {'paper': 3, 'interpolated': 1}
+    plan.calls, plan.spent, plan.first_exploration = 150, 40, 11  # the budget is spent
+    plan._recalibrate(None, (26, 4), 'the solve moved')
+    assert plan.choice == 'paper' and plan.reason.endswith('estimates keep it'), str(plan)
+    # Measured in the same plan, the calibrated estimates still choose between them.
+    plan._measured_in['interpolated'] = 3
+    plan._recalibrate(None, (26, 4), 'the solve moved')
+    assert plan.choice == 'interpolated' and 'which it takes' in plan.reason, str(plan)
+
+
 def _delays(monkeypatch):
     """``{pass: seconds}`` each backward pass sleeps, read at every call (change it to
     make a pass slower from the next call on)."""

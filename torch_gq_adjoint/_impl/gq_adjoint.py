@@ -28,7 +28,7 @@ from .checkpoint import DEFAULT_CHECKPOINT_MEMORY
 from .choice import BACKWARDS, choose, records, take
 from .func_state import FuncState
 from .notices import call_site, warn_once
-from .paper_rule import check_accuracy
+from .paper_rule import AccuracyCheck, check_accuracy
 from .planner import PLANNER, CallSitePlan, Ticket, synchronise
 from .record import BackwardPass, BackwardResult, ForwardRecord, check_finite, time_gradients
 from .recorders import record_forward
@@ -313,23 +313,59 @@ def _check_accuracy(
     checked: BackwardResult,
 ) -> BackwardResult:
     """A checked pass's first call in a plan (the paper's rule, or the checkpoint at
-    coarse tolerances): its accuracy checked outside the clock (:mod:`.paper_rule`);
-    where it is not admitted, the error-controlled pass's result serves the call
-    instead."""
+    coarse tolerances): its accuracy checked outside the clock (:mod:`.paper_rule`),
+    and the other checked passes awaiting their check judged beside it where this
+    call's record serves them; where it is not admitted, the error-controlled pass's
+    result serves the call instead. ``backward_nfe`` counts every evaluation made."""
     device = grad_solution.device
     ticket.stop(device)
     # Its time is charged to the plan's exploring budget (not to the pass's clock).
     started = time.perf_counter()
     check = check_accuracy(record, y0_parts, grad_solution, checked)
     synchronise(device)
-    seconds = time.perf_counter() - started
-    ticket.plan.accuracy_checked(ticket, check.ratio, check.admitted, check.failed, seconds)
+    judging = time.perf_counter()
+    beside, evaluations = _judge_beside(ticket, record, grad_solution, check)
+    synchronise(device)
+    judged = time.perf_counter() - judging
+    plan = ticket.plan
+    plan.accuracy_checked(ticket, check.ratio, check.admitted, check.failed, judging - started)
+    for number, (name, ratio, admitted, failed) in enumerate(beside):
+        # The passes judged beside are charged their time (once, with the first).
+        seconds = judged if number == 0 else None
+        plan.accuracy_checked(ticket, ratio, admitted, failed, seconds, name=name)
     ticket.start(device)
     # Where even the error-controlled pass failed, the checked gradient is all there is.
     served = checked if check.admitted or check.controlled is None else check.controlled
     costs = dict(served.costs)
-    costs['backward_nfe'] = checked.costs.get('backward_nfe', 0) + check.evaluations
+    costs['backward_nfe'] = checked.costs.get('backward_nfe', 0) + check.evaluations + evaluations
     return dataclasses.replace(served, costs=costs)
+
+
+def _judge_beside(
+    ticket: Ticket, record: ForwardRecord, grad_solution: torch.Tensor, check: AccuracyCheck
+) -> tuple[list[tuple[str, float, bool, Optional[str]]], int]:
+    """The other checked passes of the plan that await their check, where this call's
+    record serves them (the paper's rule on the checkpoint's call): each one's gradient
+    judged against the same tighter solve, ``(name, ratio, admitted, failed)``, and the
+    evaluations they took. Nothing where the check itself failed (each pass is then
+    checked on its own call)."""
+    judged: list[tuple[str, float, bool, Optional[str]]] = []
+    evaluations = 0
+    if check.failed is not None:
+        return judged, evaluations
+    for name in ticket.plan.awaiting_check(ticket):
+        backward, _ = take(name, record)
+        if backward is None:  # its record is not this call's (the checkpoint's steps)
+            continue
+        try:
+            result = backward(grad_solution)
+        except Exception as error:  # noqa: BLE001 - as a failing check: the pass is refused
+            judged.append((name, float('inf'), False, f'{type(error).__name__}: {error}'))
+            continue
+        evaluations += result.costs.get('backward_nfe', 0)
+        ratio, admitted = check.judge(result)
+        judged.append((name, ratio, admitted, None))
+    return judged, evaluations
 
 
 def _report(info: Optional[dict[str, Any]], **values: Any) -> None:

@@ -9,12 +9,16 @@ on sines with many output times it is a hundred times less (docs/benchmarks.md).
 checkpoint (the gradient of the forward's own discretisation, through its kept graph
 where it fits) costs about direct backprop's time; its error follows the forward
 solve's, which at coarse tolerances may be larger than the adjoint's or not. So the
-planner measures either only where it is checked: the first call that runs it in each
-plan also computes, outside the clock, the error-controlled restart pass's gradient and
-a reference from a solve at :data:`TIGHTER` times tighter tolerances (forward and
-backward); the pass stays a candidate where its gradient is at most
+planner measures either only where it is checked, once in each plan: the first call
+that runs it also computes, outside the clock, the error-controlled restart pass's
+gradient and a reference from a solve at :data:`TIGHTER` times tighter tolerances
+(forward and backward); the pass stays a candidate where its gradient is at most
 :data:`ERROR_FACTOR` times as far from the reference as the error-controlled pass's.
-Where it is not, that call returns the error-controlled pass's gradient.
+Where both await their check, the planner runs the checkpoint first, and its call also
+computes the paper's rule's gradient (which needs only the solution) and judges it
+against the same reference (:meth:`AccuracyCheck.judge`): one tighter solve checks both.
+Where the pass checked on its own call is not admitted, that call returns the
+error-controlled pass's gradient.
 
 Both are offered checked only at coarse tolerances (``rtol`` above 1e-5: at tight ones
 the checkpoint is a candidate without a check, and the paper's rule is not offered),
@@ -123,6 +127,9 @@ class AccuracyCheck:
             (None where it failed).
         evaluations: evaluations of ``func`` the check made.
         failed: why the check could not be made (None where it was).
+        reference: the tighter solve's gradient, flat, in float64 (None where the
+            check failed): what :meth:`judge` measures another pass's result against.
+        controlled_distance: the error-controlled pass's distance from ``reference``.
     """
 
     ratio: float
@@ -130,6 +137,21 @@ class AccuracyCheck:
     controlled: BackwardResult | None
     evaluations: int
     failed: str | None = None
+    reference: torch.Tensor | None = None
+    controlled_distance: float = float('nan')
+
+    def judge(self, result: BackwardResult) -> tuple[float, bool]:
+        """Another pass's ``result`` for the same call's cotangents, measured against
+        this check's reference and error-controlled gradient: ``(ratio, admitted)``, as
+        if it had been checked itself (one tighter solve judges every pass of the call).
+
+        Raises:
+            ValueError: the check failed (it holds no reference).
+        """
+        if self.reference is None:
+            raise ValueError(f'judge: the check failed ({self.failed}); it has no reference.')
+        ratio = _ratio(float((_flat(result) - self.reference).norm()), self.controlled_distance)
+        return ratio, ratio <= ERROR_FACTOR
 
 
 def check_accuracy(
@@ -154,17 +176,26 @@ def check_accuracy(
             float('inf'), False, controlled, evaluations, f'{type(error).__name__}: {error}'
         )
     found = _flat(reference)
-    checked_distance = float((_flat(checked) - found).norm())
     controlled_distance = float((_flat(controlled) - found).norm())
-    if checked_distance == 0.0:
-        ratio = 0.0
-    elif controlled_distance == 0.0:
-        ratio = float('inf')
-    else:
-        ratio = checked_distance / controlled_distance
+    ratio = _ratio(float((_flat(checked) - found).norm()), controlled_distance)
     return AccuracyCheck(
-        ratio, ratio <= ERROR_FACTOR, controlled, evaluations + reference_evaluations
+        ratio,
+        ratio <= ERROR_FACTOR,
+        controlled,
+        evaluations + reference_evaluations,
+        reference=found,
+        controlled_distance=controlled_distance,
     )
+
+
+def _ratio(distance: float, controlled_distance: float) -> float:
+    """A pass's distance from the reference over the error-controlled pass's (0 where
+    the pass is exact, infinite where only the error-controlled pass is)."""
+    if distance == 0.0:
+        return 0.0
+    if controlled_distance == 0.0:
+        return float('inf')
+    return distance / controlled_distance
 
 
 def _reference(

@@ -32,16 +32,20 @@ it, as FFTW's planner (MEASURE against ESTIMATE) and cuDNN's benchmark mode do:
    its time. Where the current choice alone stays within it, the band moves and nothing
    is measured (a checked one is checked again where the solve moved); where the budget
    is spent, the calibrated estimates choose (a switch needs them to put another pass
-   :data:`SWITCH_MARGIN` times cheaper). A pass that cannot serve a call makes the call
+   :data:`SWITCH_MARGIN` times cheaper, and that pass measured in the same plan as the
+   current choice). A pass that cannot serve a call makes the call
    site plan again from step 1 (within the budget).
 
 At coarse tolerances the paper's rule and the checkpoint are candidates under a check
 (:mod:`.paper_rule`): the first call that runs either in a plan checks its accuracy
 against a tighter solve, outside the clock, and it stays a candidate only where it is as
-accurate as the error-controlled pass (within a factor of 2); a re-plan that the pass's
+accurate as the error-controlled pass (within a factor of 2); where both await their
+check, the checkpoint runs first and its check judges the paper's rule too, on the same
+call and against the same tighter solve (one check for both); a re-plan that the pass's
 time alone set off keeps the checks made at that solve. So exploring costs at most
 ``1 + ROUNDS × passes`` calls (9 with the four passes at tight tolerances, 11 with the
-five at coarse ones, plus the checks) at first and 5 % of the calls' time after that
+five at coarse ones, plus one check, two where it fails or the checkpoint cannot
+serve its call) at first and 5 % of the calls' time after that
 (calls on a pass slower than the current choice, and the checks). Under
 ``torch.use_deterministic_algorithms(True)`` or ``set_planning('estimate')``, nothing
 is timed: every call takes the estimate's choice from its own record, and two runs of a
@@ -95,6 +99,10 @@ EXPLORE_SHARE = 0.05
 #: only when the calibrated estimates put it at least this many times cheaper (they are
 #: estimates: a near tie is not worth a switch).
 SWITCH_MARGIN = 1.1
+#: The checked pass whose call's record (its steps or graph) also serves the other (the
+#: paper's rule needs only the solution): its check judges the paper's rule beside it,
+#: against the same tighter solve, so a plan measures it first where both await a check.
+JUDGES_BESIDE = 'checkpoint'
 #: The ways of planning: ``'measure'`` (time the admissible passes; the default) and
 #: ``'estimate'`` (the count of evaluations alone; deterministic).
 PLANNING_MODES = ('measure', 'estimate')
@@ -140,12 +148,13 @@ class Candidate:
         excluded: why it is not measured (None while it is).
         refused: it could not serve a call it was given (its measurements, if any, do
             not price it for a re-plan).
-        checked: its accuracy is checked at its first call of each plan before it may
-            serve (:mod:`.paper_rule`: the paper's rule, and the checkpoint at coarse
-            tolerances).
+        checked: its accuracy is checked once in each plan before it may serve
+            (:mod:`.paper_rule`: the paper's rule, and the checkpoint at coarse
+            tolerances), at its first call, or the paper's rule judged beside the
+            checkpoint's check.
         error_ratio: a checked pass only: its gradient's distance from a tighter
-            solve's over the error-controlled pass's, at its first call of the plan;
-            None before that check.
+            solve's over the error-controlled pass's, from its check in this plan; None
+            before that check.
     """
 
     name: str
@@ -238,6 +247,8 @@ class CallSitePlan:
         self.last_estimate: str | None = None
         #: The passes offered under the check of accuracy at this call site.
         self.checked: set[str] = set()
+        # The plan (its number) each pass's calibration was last measured in.
+        self._measured_in: dict[str, int] = {}
         # Their checks' ratios, good until the solve leaves the band they were made at.
         self._ratios: dict[str, float] = {}
         self._lock = threading.RLock()
@@ -323,6 +334,18 @@ class CallSitePlan:
                 return 'check' if exploring and candidate.excluded is None else 'refused'
             return 'run' if candidate.admitted else 'refused'
 
+    def awaiting_check(self, ticket: Ticket) -> list[str]:
+        """The checked passes other than ``ticket``'s that still await their check in
+        the plan the ticket was issued in (a check on its call may judge them too)."""
+        with self._lock:
+            if ticket.generation != self.plans_made or self.state != 'exploring':
+                return []
+            return [
+                c.name
+                for c in self._live()
+                if c.checked and c.error_ratio is None and c.name != ticket.candidate
+            ]
+
     def accuracy_checked(
         self,
         ticket: Ticket,
@@ -330,17 +353,23 @@ class CallSitePlan:
         admitted: bool,
         failed: str | None = None,
         seconds: float | None = None,
+        name: str | None = None,
     ) -> None:
         """A checked pass's accuracy check on ``ticket``'s call: its ``ratio`` to the
         error-controlled pass's distance from a tighter solve; not ``admitted`` (or the
         check ``failed``: why), it is measured no more, nor priced for a re-plan. The
         check's ``seconds`` (None: not timed) are charged to the exploring budget, in
-        calls of the current choice."""
+        calls of the current choice, and price the next check. ``name`` (default: the
+        ticket's pass) is the pass checked: another one awaiting its check may be judged
+        on the same call (:meth:`awaiting_check`), its ``seconds`` those of its pass
+        alone (charged, not pricing the next check)."""
         with self._lock:
-            name = ticket.candidate or ''
+            beside = name is not None
+            name = name or ticket.candidate or ''
             candidate = self.candidates.get(name)
             if seconds is not None:
-                self._check_seconds = seconds
+                if not beside:  # a judgement beside a check costs a pass, not a check
+                    self._check_seconds = seconds
                 self.spent += self._in_calls(seconds)
             if candidate is None or ticket.generation != self.plans_made:
                 return  # the plan moved on while the check ran
@@ -366,11 +395,23 @@ class CallSitePlan:
         measured = [c for c in self.candidates.values() if c.excluded is None]
         current = self._incumbent[0] if self._incumbent is not None else None
 
-        def order(candidate: Candidate) -> tuple[bool, int]:
+        def awaiting(candidate: Candidate) -> bool:
+            return candidate.checked and candidate.error_ratio is None
+
+        current_awaits = any(c.name == current and awaiting(c) for c in measured)
+
+        def order(candidate: Candidate) -> tuple[bool, int, bool]:
             # A re-plan's current choice awaiting its check goes first (the re-plan may
-            # not stop before it has run); then the least measured, the cheapest first.
-            waiting = candidate.name == current and candidate.error_ratio is None
-            return (not (waiting and candidate.checked), len(candidate.seconds))
+            # not stop before it has run), or the pass whose check judges it too; then
+            # the least measured, a pass whose check judges others first among equals,
+            # the cheapest first.
+            judges = awaiting(candidate) and candidate.name == JUDGES_BESIDE
+            first = awaiting(candidate) and candidate.name == current
+            return (
+                not (first or (judges and current_awaits)),
+                len(candidate.seconds),
+                not judges,
+            )
 
         return min(measured, key=order).name
 
@@ -399,8 +440,13 @@ class CallSitePlan:
         check (priced by the last) where its pass awaits one."""
         upcoming = self.candidates.get(self._next_candidate()) if self._live() else None
         if upcoming is not None and upcoming.checked and upcoming.error_ratio is None:
-            return 1 + self._in_calls(self._check_seconds or 0.0)
+            return 1 + self._expected_check()
         return 1.0
+
+    def _expected_check(self, per_call: float | None = None) -> float:
+        """What the next check of accuracy is expected to cost the budget: the last one's
+        time, in calls of ``per_call`` seconds (as :meth:`_in_calls`; none made yet: 0)."""
+        return self._in_calls(self._check_seconds or 0.0, per_call)
 
     def _allowed(self) -> float:
         """Calls the exploring budget allows so far: the first plan's and
@@ -572,7 +618,7 @@ class CallSitePlan:
         checking = [name for name in again if name in self.checked and name not in self._ratios]
         # A re-plan needs one call of budget, and as many more as a check is expected
         # to cost (the last one's time) where it checks a pass.
-        expected = self._in_calls(self._check_seconds or 0.0, fresh or current)
+        expected = self._expected_check(fresh or current)
         nothing_to_measure = again in ([], [self.choice]) and not checking
         if nothing_to_measure or self.spent + 1 + (expected if checking else 0.0) > (
             self._allowed()
@@ -591,6 +637,15 @@ class CallSitePlan:
                 for name in self.checked - {self.choice}:
                     # No switch to a checked pass without its check at the new solve.
                     predicted.pop(name, None)
+                # Nor to a pass last measured in an earlier plan than the current
+                # choice: the current choice's price holds how its time grew since
+                # (a backward solve that grows on its own), the other's does not (on
+                # the nested spheres off their plateau such a switch took a pass that
+                # ran at 2.3 times the current choice's time, for the rest of the run).
+                latest = self._measured_in.get(self.choice or '', 0)
+                for name in list(predicted):
+                    if name != self.choice and self._measured_in.get(name, 0) < latest:
+                        predicted.pop(name)
                 cheapest = min(predicted, key=predicted.__getitem__, default=self.choice)
                 current = predicted.get(self.choice or '', float('inf'))
                 if (
@@ -609,7 +664,7 @@ class CallSitePlan:
                 else:
                     kept = 'the exploring budget is spent; the calibrated estimates keep it'
                     unmeasured = True
-            owed = self.choice in checking and not nothing_to_measure
+            owed = self.choice in checking
             if owed:
                 kept += ' (its check at the new solve waits for the budget)'
             if (self.reference is None or _outside(typical, self.reference)) and not owed:
@@ -667,9 +722,12 @@ class CallSitePlan:
 
     def _replan(self, why: str, fallback: str | None) -> None:
         """Plan again from the next call where the exploring budget allows it (the calls
-        spent exploring stay within the first plan's and :data:`EXPLORE_SHARE` of all
-        calls); else settle on ``fallback`` (None: keep the plan)."""
-        if self.spent + 1 + ROUNDS * max(len(self.candidates), 1) <= self._allowed():
+        spent exploring, and a check of accuracy where passes are offered checked, stay
+        within the first plan's and :data:`EXPLORE_SHARE` of all calls); else settle on
+        ``fallback`` (None: keep the plan)."""
+        calls = 1 + ROUNDS * max(len(self.candidates), 1)
+        check = self._expected_check() if self.checked else 0.0
+        if self.spent + calls + check <= self._allowed():
             self._restart(why)
         elif fallback is not None:
             # The pass that could not serve may serve the next call again (one call site,
@@ -698,6 +756,7 @@ class CallSitePlan:
         self.explored += 1
         self.spent += 1
         self._seen, self.calibration, self._ratios = [size], {}, {}
+        self._measured_in = {}
         self._incumbent, self._reserve = None, None
         offers = choice.admissible_estimates(record)
         self.candidates = {
@@ -752,13 +811,13 @@ class CallSitePlan:
             self.reference = _range(self._seen)
         self._watch_afresh()
         # Measured over estimated, per pass: what a re-plan prices the passes with.
-        self.calibration.update(
-            {
-                c.name: (c.best or 0.0) / c.estimate
-                for c in self.candidates.values()
-                if c.seconds and 0 < c.estimate < float('inf') and not c.refused
-            }
-        )
+        measured = {
+            c.name: (c.best or 0.0) / c.estimate
+            for c in self.candidates.values()
+            if c.seconds and 0 < c.estimate < float('inf') and not c.refused
+        }
+        self.calibration.update(measured)
+        self._measured_in.update(dict.fromkeys(measured, self.plans_made))
         self.reason = f'fastest measured ({1000 * (fastest.best or 0.0):.3g} ms a call)'
         self._close_first_plan()
 
