@@ -86,6 +86,11 @@ def _slow_all_but(monkeypatch, fast, seconds=0.1):
 _EXPLORING = 1 + planner.ROUNDS * (len(choice.PASSES) + 1)
 
 
+def _served(func, y0, t, calls=_EXPLORING):
+    """The passes that served ``calls`` training steps."""
+    return [_step(func, y0, t)[1]['backward'] for _ in range(calls)]
+
+
 def _plan():
     (plan,) = torch_gq_adjoint.plans()
     return plan
@@ -160,10 +165,7 @@ def test_one_tighter_solve_checks_the_checkpoint_and_the_paper_rule(monkeypatch,
 
     monkeypatch.setattr(paper_rule, '_reference', counted)
     func, y0, t = problem()
-    served = []
-    for _ in range(_EXPLORING):
-        _, info = _step(func, y0, t)
-        served.append(info['backward'])
+    served = _served(func, y0, t)
     plan = _plan()
     checkpoint, paper = plan.candidates['checkpoint'], plan.candidates[paper_rule.PAPER]
     assert len(references) == 1, str(plan)
@@ -203,10 +205,7 @@ def test_a_failing_reference_solve_refuses_the_rule_and_serves_the_call(monkeypa
 
     monkeypatch.setattr(paper_rule, '_reference', underflow)
     func, y0, t = _spheres_problem()
-    served = []
-    for _ in range(_EXPLORING):
-        _, info = _step(func, y0, t)
-        served.append(info['backward'])
+    served = _served(func, y0, t)
     paper = _plan().candidates[paper_rule.PAPER]
     assert paper.excluded == 'its accuracy check failed (AssertionError: underflow in dt 0.0)'
     assert 'paper' not in served and not paper.seconds
@@ -334,10 +333,7 @@ def test_a_pass_that_fails_when_judged_beside_a_check_is_refused(monkeypatch):
 
     monkeypatch.setattr(paper_rule.PaperBackward, '__call__', failing)
     func, y0, t = _spheres_problem()
-    served = []
-    for _ in range(_EXPLORING):
-        _, info = _step(func, y0, t)
-        served.append(info['backward'])
+    served = _served(func, y0, t)
     plan = _plan()
     paper = plan.candidates[paper_rule.PAPER]
     assert paper.excluded == 'its accuracy check failed (RuntimeError: no memory left)'
