@@ -14,7 +14,8 @@ that runs it also computes, outside the clock, the error-controlled restart pass
 gradient and a reference from a solve at :data:`TIGHTER` times tighter tolerances
 (forward and backward); the pass stays a candidate where its gradient is at most
 :data:`ERROR_FACTOR` times as far from the reference as the error-controlled pass's.
-Where both await their check, the planner runs the checkpoint first, and its call also
+Where both await their check and the checkpoint runs first (the first plan measures it
+before the paper's rule), its call also
 computes the paper's rule's gradient (which needs only the solution) and judges it
 against the same reference (:meth:`AccuracyCheck.judge`): one tighter solve checks both.
 Where the pass checked on its own call is not admitted, that call returns the

@@ -40,7 +40,8 @@ At coarse tolerances the paper's rule and the checkpoint are candidates under a 
 (:mod:`.paper_rule`): the first call that runs either in a plan checks its accuracy
 against a tighter solve, outside the clock, and it stays a candidate only where it is as
 accurate as the error-controlled pass (within a factor of 2); where both await their
-check, the checkpoint runs first and its check judges the paper's rule too, on the same
+check, the checkpoint runs before the paper's rule (in the first plan, and in a re-plan
+whose current choice is the paper's rule) and its check judges the paper's rule too, on the same
 call and against the same tighter solve (one check for both); a re-plan that the pass's
 time alone set off keeps the checks made at that solve. So exploring costs at most
 ``1 + ROUNDS × passes`` calls (9 with the four passes at tight tolerances, 11 with the
@@ -101,7 +102,8 @@ EXPLORE_SHARE = 0.05
 SWITCH_MARGIN = 1.1
 #: The checked pass whose call's record (its steps or graph) also serves the other (the
 #: paper's rule needs only the solution): its check judges the paper's rule beside it,
-#: against the same tighter solve, so a plan measures it first where both await a check.
+#: against the same tighter solve (the first plan measures it before the paper's rule; a
+#: re-plan whose current choice is the paper's rule, awaiting its check, runs it first).
 JUDGES_BESIDE = 'checkpoint'
 #: The ways of planning: ``'measure'`` (time the admissible passes; the default) and
 #: ``'estimate'`` (the count of evaluations alone; deterministic).
@@ -400,18 +402,16 @@ class CallSitePlan:
 
         current_awaits = any(c.name == current and awaiting(c) for c in measured)
 
-        def order(candidate: Candidate) -> tuple[bool, int, bool]:
+        def order(candidate: Candidate) -> tuple[bool, int]:
             # A re-plan's current choice awaiting its check goes first (the re-plan may
             # not stop before it has run), or the pass whose check judges it too; then
-            # the least measured, a pass whose check judges others first among equals,
-            # the cheapest first.
+            # the least measured, in the plan's order (the first plan's offers put the
+            # checkpoint before the paper's rule; a re-plan's, the cheapest first). The
+            # first plan does not measure the checkpoint first: a process's first call
+            # through a kept graph pays a warm-up that may prune it.
             judges = awaiting(candidate) and candidate.name == JUDGES_BESIDE
             first = awaiting(candidate) and candidate.name == current
-            return (
-                not (first or (judges and current_awaits)),
-                len(candidate.seconds),
-                not judges,
-            )
+            return (not (first or (judges and current_awaits)), len(candidate.seconds))
 
         return min(measured, key=order).name
 
