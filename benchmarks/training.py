@@ -22,6 +22,7 @@ import statistics
 import time
 
 import torch
+from tqdm import tqdm
 
 import torch_gq_adjoint
 from benchmarks.timing import paired_ratios, rotated
@@ -41,7 +42,7 @@ def mode_of(name):
     return PAPER_MODE if name == 'paper' else 'gq ' + name
 
 
-def train_in_turns(name, modes, runner_factory, steps, device, chunk=CHUNK):
+def train_in_turns(name, modes, runner_factory, steps, device, chunk=CHUNK, quiet=False):
     """Train ``name`` once per mode for ``steps`` steps, the modes taking turns.
 
     Args:
@@ -52,6 +53,8 @@ def train_in_turns(name, modes, runner_factory, steps, device, chunk=CHUNK):
         steps: int, training steps per mode.
         device: torch device.
         chunk: int, steps per mode per turn (default :data:`CHUNK`).
+        quiet: bool, no progress bar (default False: one on stderr, its steps those of
+            every mode, with the pass the default's last step ran).
 
     Returns:
         ``{mode: dict(seconds=[per step], passes=Counter of the passes that served the
@@ -73,19 +76,26 @@ def train_in_turns(name, modes, runner_factory, steps, device, chunk=CHUNK):
             losses=[],
         )
     done = turn = 0
+    # The time left averages the whole run (later steps of a neural ODE often cost more).
+    bar = tqdm(total=steps * len(runs), desc=name, unit='step', disable=quiet, smoothing=0)
     while done < steps:
         count = min(chunk, steps - done)
         for mode in rotated(list(runs), turn):
             run = runs[mode]
             if 'failed' in run:
+                bar.update(count)
                 continue
             try:
                 for _ in range(count):
                     _step(run, device)
+                    bar.update()
             except Exception as error:  # noqa: BLE001 - reported in the table, not raised
                 run['failed'] = f'{type(error).__name__}: {str(error).splitlines()[0]}'
+            if 'last' in run and mode == 'gq default':
+                bar.set_postfix_str(f'default ran {run["last"]}', refresh=False)
         done += count
         turn += 1
+    bar.close()
     results = {}
     for mode, run in runs.items():
         if 'failed' in run:
@@ -117,6 +127,7 @@ def _step(run, device):
     run['losses'].append(float(loss))
     if runner.info is not None and 'backward' in runner.info:
         run['passes'][runner.info['backward']] += 1
+        run['last'] = runner.info['backward']
 
 
 def chunk_ratios(seconds, reference, chunk=CHUNK):
