@@ -121,7 +121,7 @@ def paragraph(record):
         labels = ', '.join(LABELS.get(name, name).split(',')[0] for name in names)
         plural = 's' if len(names) > 1 else ''
         parts.append(
-            f'It settles on {_pass_name(plan)} on {len(names)} workload{plural} ({labels}), '
+            f'It settles on {pass_name(plan)} on {len(names)} workload{plural} ({labels}), '
             f"at {_span(ratios)} × direct backprop's mean step (chunk medians {_span(medians)})."
         )
     extra = []
@@ -170,7 +170,7 @@ def targets(record, longer=()):
     Args:
         record: the record of the run over every workload.
         longer: records of longer runs of single workloads; each adds its rows, the
-            workload named with its steps, below the main run's.
+            workload named with its steps and the record's commit, below the main run's.
     """
     lines = [
         '| workload | ÷ direct (aim) | met | ÷ fastest single pass (aim '
@@ -184,7 +184,9 @@ def targets(record, longer=()):
         figures = summary(source, name)
         if figures is None:
             continue
-        label = LABELS.get(name, name) + (f', {figures["steps"]} steps' if is_longer else '')
+        label = LABELS.get(name, name)
+        if is_longer:  # a longer run's rows name its commit: several may be of one workload
+            label += f', {figures["steps"]} steps, at {source["commit"][:7]}'
         bound = VERSUS_DIRECT.get(name)
         direct = f'{figures["versus_direct"]:.2f} ({"—" if bound is None else f"{bound:g}"})'
         cells = [label, direct]
@@ -215,7 +217,7 @@ def targets(record, longer=()):
     return '\n'.join(lines)
 
 
-def _pass_name(plan):
+def pass_name(plan):
     """A pass as prose: ``'paper'`` is the paper's rule (``info['backward']``)."""
     return "the paper's rule" if plan == 'paper' else f'the {plan} pass'
 

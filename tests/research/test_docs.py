@@ -104,7 +104,7 @@ def test_the_targets_add_a_row_per_longer_run_from_its_own_record():
     figures = report.summary(longer, 'spheres2000')
     assert len(longer['training']['spheres2000']['gq default']['seconds']) == 500
     cells = [cell.strip() for cell in lines[-1].strip('|').split('|')]
-    assert cells[0] == f'{report.LABELS["spheres2000"]}, 500 steps'
+    assert cells[0] == f'{report.LABELS["spheres2000"]}, 500 steps, at {longer["commit"][:7]}'
     assert cells[1] == f'{figures["versus_direct"]:.2f} (0.95)'
     assert cells[3] == f'{figures["versus_fastest"]:.2f}'
     assert report.targets(record).splitlines() == lines[:-1]

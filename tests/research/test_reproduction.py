@@ -200,3 +200,29 @@ def test_a_results_folder_without_the_records_is_named_and_nothing_is_written(tm
     with pytest.raises(reproduction.BlockError, match='one_step'):
         reproduction.write(empty, root)
     assert {name: (root / name).read_text() for name in reproduction.DOCUMENTS} == before
+
+
+def test_the_long_run_summary_is_computed_from_each_record():
+    import json
+
+    results = reproduction.ROOT / 'results'
+    text = reproduction.clients_long_summary(results)
+    sentences = text.split('. At ')
+    assert len(sentences) == len(reproduction.LONG_RUN_RECORDS)
+    for name, sentence in zip(reproduction.LONG_RUN_RECORDS, sentences):
+        record = json.loads((results / 'benchmarks' / name).read_text())
+        trained = record['training']['spheres2000']
+        default = trained['gq default']['seconds']
+        forced = {
+            mode: sum(run['seconds']) / len(run['seconds'])
+            for mode, run in trained.items()
+            if mode.startswith('gq ') and mode != 'gq default'
+        }
+        fastest = min(forced, key=forced.get)
+        ratio = sum(default) / len(default) / forced[fastest]
+        assert record['commit'][:7] in sentence
+        assert f'took {ratio:.2f} × the {fastest[3:]} pass forced over the run' in sentence
+        plateau = sum(default[:100]) / sum(trained[fastest]['seconds'][:100])
+        assert f'steps 1–100 {plateau:.2f}' in sentence
+        checkpoint = trained['gq default']['passes']['checkpoint']
+        assert f'the checkpoint pass {checkpoint}' in sentence
