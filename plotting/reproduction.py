@@ -652,12 +652,24 @@ def clients_long_summary(results_dir):
                 for what, count in sorted(default['passes'].items(), key=lambda item: -item[1])
             )
             share = 100 * figures['explored'] / max(figures['calls'], 1)
+            # Where the default's time over the forced pass's went: the steps that took
+            # more than twice the forced pass's same step (exploring, a check of
+            # accuracy, or a slower pass kept).
+            slow = [(m, t) for m, t in zip(mine, theirs) if m > 2 * t]
+            excess = sum(mine) - sum(theirs)
+            where = (
+                f"; {len(slow)} of its steps took more than twice the forced pass's same "
+                f'step, {100 * sum(m - t for m, t in slow) / excess:.0f} % of its time over '
+                "the forced pass's"
+                if excess > 0
+                else ''
+            )
             sentences.append(
                 f'At {record["commit"][:7]} the default ran {ran} of its {len(mine)} steps '
                 f'(exploring {share:.1f} % of its calls), and took '
                 f'{figures["versus_fastest"]:.2f} × the {figures["fastest"][3:]} pass '
                 f'forced over the run (chunks of 20 steps: median {middle:.2f}, quartiles '
-                f'{lower:.2f}–{upper:.2f}); by stretch: {stretches}.'
+                f'{lower:.2f}–{upper:.2f}); by stretch: {stretches}{where}.'
             )
     return ' '.join(sentences)
 

@@ -224,5 +224,8 @@ def test_the_long_run_summary_is_computed_from_each_record():
         assert f'took {ratio:.2f} × the {fastest[3:]} pass forced over the run' in sentence
         plateau = sum(default[:100]) / sum(trained[fastest]['seconds'][:100])
         assert f'steps 1–100 {plateau:.2f}' in sentence
+        forced_steps = trained[fastest]['seconds']
+        slow = sum(mine > 2 * theirs for mine, theirs in zip(default, forced_steps))
+        assert f'; {slow} of its steps took more than twice' in sentence
         checkpoint = trained['gq default']['passes']['checkpoint']
         assert f'the checkpoint pass {checkpoint}' in sentence
