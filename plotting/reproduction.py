@@ -608,13 +608,20 @@ def clients_output(results_dir, name=CLIENTS_RECORD):
     return '\n'.join(['```', *lines, '```'])
 
 
+def _long_records(results_dir):
+    """The longer runs' records that are committed, oldest first."""
+    return [
+        _clients_record(results_dir, name)
+        for name in LONG_RUN_RECORDS
+        if (pathlib.Path(results_dir) / 'benchmarks' / name).exists()
+    ]
+
+
 def clients_targets(results_dir):
     """The default's figures over the training runs beside each aim."""
     from benchmarks import report
 
-    found = [pathlib.Path(results_dir) / 'benchmarks' / name for name in LONG_RUN_RECORDS]
-    extra = [report.load(path) for path in found if path.exists()]
-    return report.targets(_clients_record(results_dir), extra)
+    return report.targets(_clients_record(results_dir), _long_records(results_dir))
 
 
 #: Where the longer run's stretches end (steps): the loss plateau of the nested spheres
@@ -630,11 +637,7 @@ def clients_long_summary(results_dir):
     from benchmarks.training import chunk_ratios
 
     sentences = []
-    for name in LONG_RUN_RECORDS:
-        path = pathlib.Path(results_dir) / 'benchmarks' / name
-        if not path.exists():
-            continue
-        record = report.load(path)
+    for record in _long_records(results_dir):
         for workload, trained in record['training'].items():
             figures = report.summary(record, workload)
             if figures is None or figures['fastest'] is None:

@@ -151,7 +151,14 @@ class AccuracyCheck:
         """
         if self.reference is None:
             raise ValueError(f'judge: the check failed ({self.failed}); it has no reference.')
-        ratio = _ratio(float((_flat(result) - self.reference).norm()), self.controlled_distance)
+        distance = float((_flat(result) - self.reference).norm())
+        # 0 where the pass is exact, infinite where only the error-controlled pass is.
+        if distance == 0.0:
+            ratio = 0.0
+        elif self.controlled_distance == 0.0:
+            ratio = float('inf')
+        else:
+            ratio = distance / self.controlled_distance
         return ratio, ratio <= ERROR_FACTOR
 
 
@@ -177,26 +184,17 @@ def check_accuracy(
             float('inf'), False, controlled, evaluations, f'{type(error).__name__}: {error}'
         )
     found = _flat(reference)
-    controlled_distance = float((_flat(controlled) - found).norm())
-    ratio = _ratio(float((_flat(checked) - found).norm()), controlled_distance)
-    return AccuracyCheck(
-        ratio,
-        ratio <= ERROR_FACTOR,
+    check = AccuracyCheck(
+        float('nan'),
+        False,
         controlled,
         evaluations + reference_evaluations,
         reference=found,
-        controlled_distance=controlled_distance,
+        controlled_distance=float((_flat(controlled) - found).norm()),
     )
-
-
-def _ratio(distance: float, controlled_distance: float) -> float:
-    """A pass's distance from the reference over the error-controlled pass's (0 where
-    the pass is exact, infinite where only the error-controlled pass is)."""
-    if distance == 0.0:
-        return 0.0
-    if controlled_distance == 0.0:
-        return float('inf')
-    return distance / controlled_distance
+    # The checked pass is judged as any pass beside it is.
+    ratio, admitted = check.judge(checked)
+    return dataclasses.replace(check, ratio=ratio, admitted=admitted)
 
 
 def _reference(
