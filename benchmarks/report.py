@@ -15,7 +15,7 @@ import os
 import pathlib
 import statistics
 
-from benchmarks.training import FORCED, chunk_ratios, exploring, mode_of
+from benchmarks.training import CHUNK, FORCED, chunk_ratios, exploring, mode_of
 
 #: The file types ``--figure`` may be written as.
 FIGURE_SUFFIXES = ('.png', '.pdf', '.svg')
@@ -214,6 +214,79 @@ def targets(record, longer=()):
             extra = (default - direct) / 2**20
             cells += [f'{extra + 0.0:+.1f}' if round(extra, 1) else '0.0', _met(extra, 0.0)]
         lines.append('| ' + ' | '.join(cells) + ' |')
+    return '\n'.join(lines)
+
+
+#: The share of a run within which the default's first turn of exploring should fall.
+FIRST_TURN_SHARE = VERSUS_FASTEST - 1
+
+
+def first_turn(record, name, chunk=CHUNK):
+    """Where the default's time over the fastest single pass forced went: its first
+    ``chunk`` steps (the first turn, where its first plan explores and checks) against
+    the rest of the run. None where the workload has no forced pass or its run is no
+    longer than one turn.
+
+    Returns:
+        dict with ``fastest`` (the forced mode), ``run``, ``first`` and ``rest`` (the
+        default's mean step over the forced pass's over the whole run, its first turn
+        and the steps after it), ``rest_chunks`` (median and quartiles of that ratio
+        over the later turns), ``excess`` (seconds over the forced pass, whole run),
+        ``first_excess`` (the same over the first turn), ``first_steps`` (that in the
+        forced pass's mean steps) and ``break_even`` (the run's length in steps from
+        which the first turn's excess is at most :data:`FIRST_TURN_SHARE` of the forced
+        pass's run, the rest running at the forced pass's speed; None where the first
+        turn cost nothing).
+    """
+    figures = summary(record, name)
+    trained = record['training'].get(name, {})
+    if figures is None or figures['fastest'] is None:
+        return None
+    mine, theirs = trained['gq default']['seconds'], trained[figures['fastest']]['seconds']
+    if len(mine) <= chunk:
+        return None
+    first_excess = sum(mine[:chunk]) - sum(theirs[:chunk])
+    first_steps = first_excess / statistics.fmean(theirs)
+    return dict(
+        fastest=figures['fastest'],
+        run=figures['versus_fastest'],
+        first=sum(mine[:chunk]) / sum(theirs[:chunk]),
+        rest=sum(mine[chunk:]) / sum(theirs[chunk:]),
+        rest_chunks=chunk_ratios(mine[chunk:], theirs[chunk:], chunk),
+        excess=sum(mine) - sum(theirs),
+        first_excess=first_excess,
+        first_steps=first_steps,
+        break_even=first_steps / FIRST_TURN_SHARE if first_excess > 0 else None,
+    )
+
+
+def first_turns(record, chunk=CHUNK):
+    """A markdown table of :func:`first_turn` per workload of ``record``."""
+    lines = [
+        '| workload (steps) | fastest single pass | default ÷ it: run | first '
+        f'{chunk} steps | after them (chunks: median, quartiles) | first {chunk} steps over '
+        "it: seconds (share of the run's) | in its mean steps | within "
+        f'{100 * FIRST_TURN_SHARE:.0f} % from (steps) |',
+        '|---|---|---|---|---|---|---|---|',
+    ]
+    for name in record['training']:
+        found = first_turn(record, name, chunk)
+        if found is None:
+            continue
+        middle, lower, upper = found['rest_chunks']
+        share = (
+            f' ({100 * found["first_excess"] / found["excess"]:.0f} %)'
+            if found['excess'] > 0 and found['first_excess'] > 0
+            else ''
+        )
+        steps = len(record['training'][name]['gq default']['seconds'])
+        even = '—' if found['break_even'] is None else f'{found["break_even"]:.0f}'
+        lines.append(
+            f'| {LABELS.get(name, name)} ({steps}) | {found["fastest"][3:]} | '
+            f'{found["run"]:.2f} | {found["first"]:.2f} | {found["rest"]:.2f} '
+            f'({middle:.2f}, {lower:.2f}–{upper:.2f}) | {found["first_excess"] + 0.0:.2f}{share} | '
+            f'{found["first_steps"]:.1f} | {even} |'
+        )
     return '\n'.join(lines)
 
 

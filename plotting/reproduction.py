@@ -736,6 +736,14 @@ def gradient_accuracy_summary(results_dir):
     return ' '.join(sentences)
 
 
+def clients_first_turn(results_dir):
+    """Per workload, the default's first turn of steps (its first plan) against the rest
+    of its run, over the fastest single pass forced."""
+    from benchmarks import report
+
+    return report.first_turns(_clients_record(results_dir))
+
+
 def clients_summary(results_dir):
     """The sentences under the training-run table."""
     from benchmarks import report
@@ -757,6 +765,7 @@ def _block_table():
         'clients_long_after_output': lambda d: clients_output(d, LONG_RUN_RECORDS[1]),
         'clients_long_summary': clients_long_summary,
         'clients_targets': clients_targets,
+        'clients_first_turn': clients_first_turn,
         'gradient_accuracy_table': gradient_accuracy_table,
         'gradient_accuracy_summary': gradient_accuracy_summary,
         'one_step': one_step,

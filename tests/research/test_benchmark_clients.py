@@ -212,3 +212,44 @@ def test_training_takes_the_passes_the_default_may_take(tight, checkpoint_error,
         seconds={'gq restart': 10.0},  # beyond TRAIN_WITHIN of the fastest: not trained
     )
     assert clients.training_modes(results, tight) == ['direct', 'gq default'] + trained
+
+
+def _trained_record(default, forced, direct):
+    """A record of one workload's training run: the default, one forced pass and direct."""
+    one_step = {
+        mode: dict(seconds=1.0, error=1e-6)
+        for mode in ('direct', 'adjoint', 'gq default', 'gq checkpoint')
+    }
+    trained = {
+        'direct': dict(seconds=direct),
+        'gq default': dict(seconds=default, passes={'checkpoint': len(default)}, plans=[]),
+        'gq checkpoint': dict(seconds=forced),
+    }
+    return dict(one_step=dict(toy=one_step), training=dict(toy=trained))
+
+
+def test_the_first_turn_is_split_from_the_rest_of_the_run():
+    from benchmarks import report
+
+    # The default pays 20 s over the forced pass in its first 20 steps, then runs at its
+    # speed: 20 forced steps of excess, within 5 % of runs of 400 steps or more.
+    record = _trained_record([2.0] * 20 + [1.0] * 40, [1.0] * 60, [1.5] * 60)
+    found = report.first_turn(record, 'toy')
+    assert found['fastest'] == 'gq checkpoint'
+    assert found['first'] == pytest.approx(2.0)
+    assert found['rest'] == pytest.approx(1.0)
+    assert found['run'] == pytest.approx(80 / 60)
+    assert found['first_excess'] == pytest.approx(20.0)
+    assert found['first_steps'] == pytest.approx(20.0)
+    assert found['break_even'] == pytest.approx(400.0)
+    row = report.first_turns(record).splitlines()[2]
+    assert row == (
+        '| toy (60) | checkpoint | 1.33 | 2.00 | 1.00 (1.00, 1.00–1.00) | 20.00 (100 %) | '
+        '20.0 | 400 |'
+    )
+    # A first turn that cost nothing has no break-even length; a run of one turn no row.
+    even = _trained_record([1.0] * 40, [1.0] * 40, [1.0] * 40)
+    assert report.first_turn(even, 'toy')['break_even'] is None
+    short = _trained_record([2.0] * 20, [1.0] * 20, [1.0] * 20)
+    assert report.first_turn(short, 'toy') is None
+    assert len(report.first_turns(short).splitlines()) == 2

@@ -229,3 +229,28 @@ def test_the_long_run_summary_is_computed_from_each_record():
         assert f'; {slow} of its steps took more than twice' in sentence
         checkpoint = trained['gq default']['passes']['checkpoint']
         assert f'the checkpoint pass {checkpoint}' in sentence
+
+
+def test_the_first_turn_table_is_computed_from_the_record():
+    import json
+
+    results = reproduction.ROOT / 'results'
+    record = json.loads((results / 'benchmarks' / reproduction.CLIENTS_RECORD).read_text())
+    trained = record['training']['spheres2000']
+    default, forced = trained['gq default']['seconds'], trained['gq gtol=0.1']['seconds']
+    first = sum(default[:20]) / sum(forced[:20])
+    rest = sum(default[20:]) / sum(forced[20:])
+    excess = sum(default[:20]) - sum(forced[:20])
+    steps = excess / (sum(forced) / len(forced))
+    row = next(
+        line
+        for line in reproduction.clients_first_turn(results).splitlines()
+        if line.startswith('| nested spheres')
+    )
+    cells = [cell.strip() for cell in row.strip('|').split('|')]
+    assert cells[1] == 'gtol=0.1'
+    assert cells[3] == f'{first:.2f}'
+    assert cells[4].startswith(f'{rest:.2f} (')
+    assert cells[5].startswith(f'{excess:.2f} (')
+    assert cells[6] == f'{steps:.1f}'
+    assert cells[7] == f'{steps / 0.05:.0f}'
