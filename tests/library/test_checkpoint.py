@@ -301,15 +301,21 @@ def test_forced_checkpoint_over_budget_or_uncovered_falls_back_with_one_warning(
 
 
 @pytest.mark.parametrize(
-    'kwargs, message',
+    'kwargs, error, message',
     [
-        (dict(checkpoint_memory=-1), 'checkpoint_memory must be a non-negative'),
-        (dict(checkpoint_memory='1GB'), 'checkpoint_memory must be a non-negative'),
-        (dict(info=[]), 'info must be a dict'),
-        (dict(backward='checkpointed'), "backward must be one of 'auto', 'restart'"),
+        (dict(checkpoint_memory=-1), ValueError, 'checkpoint_memory must be a non-negative'),
+        (dict(checkpoint_memory='1GB'), TypeError, 'checkpoint_memory must be .* got str'),
+        (dict(checkpoint_memory=True), TypeError, 'checkpoint_memory must be .* got bool'),
+        (dict(info=[]), TypeError, 'info must be a dict'),
+        (dict(batch_dim='0'), TypeError, 'batch_dim must be 0 .* got str'),
+        (dict(batch_dim=1), ValueError, 'batch_dim must be 0 .* got 1'),
+        (dict(backward='checkpointed'), ValueError, "backward must be one of 'auto', 'restart'"),
+        (dict(backward='paper'), ValueError, r"the paper's rule: backward='restart', gtol=0\.1"),
     ],
 )
-def test_bad_arguments(kwargs, message):
+def test_bad_arguments(kwargs, error, message):
     func, y0, t = _latent_problem(points=3)
-    with pytest.raises((ValueError, TypeError), match=message):
-        odeint_adjoint_gq(func, y0, t, **kwargs)
+    info = dict(kept=True)
+    with pytest.raises(error, match=message):
+        odeint_adjoint_gq(func, y0, t, **{'info': info, **kwargs})
+    assert info == dict(kept=True) or kwargs.get('info') is not None  # bad input: untouched

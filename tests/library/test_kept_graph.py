@@ -383,3 +383,18 @@ def test_measuring_the_graph_leaves_no_reference_cycle():
     finally:
         gc.enable()
     assert len(dropped) > 4 and alive == 0
+
+
+def test_a_reused_info_dict_holds_only_the_last_calls_costs():
+    func = _Field()
+    y0 = torch.randn(8, 3, dtype=torch.float64, requires_grad=True)
+    t = torch.linspace(0, 1, 3, dtype=torch.float64)
+    info = dict(mine='an earlier value')
+    for backward in ('checkpoint', 'restart'):
+        solution = odeint_adjoint_gq(func, y0, t, backward=backward, info=info)
+        torch.autograd.grad(solution.pow(2).mean(), [y0, *func.parameters()])
+        if backward == 'checkpoint':
+            assert info['graph_bytes'] > 0 and 'mine' not in info, info
+    # The checkpoint's graph is no cost of the restart pass's call.
+    assert info['backward'] == 'restart' and info['nodes'] > 0
+    assert set(info) == {'forward_nfe', 'backward', 'backward_nfe', 'nodes'}, info

@@ -2,6 +2,7 @@
 takes the fastest, re-plans when the solve changes, explores within its bound, and plans
 by estimate alone (bit-identical gradients) under the deterministic switch."""
 
+import gc
 import threading
 import time
 import warnings
@@ -201,6 +202,8 @@ def test_the_deterministic_switch_plans_by_estimate_with_identical_gradients(mon
         assert first_info['backward'] == second_info['backward']
         assert first_info['plan'] == 'estimated'
         assert all(torch.equal(a, b) for a, b in zip(first, second))
+    # The plan shows the pass the last call ran.
+    assert f"estimated: {second_info['backward']} (the last call's estimate)" in str(_site_plan())
     assert torch_gq_adjoint.planning() == 'measure'
 
 
@@ -225,7 +228,10 @@ def test_a_plan_can_be_pinned_read_and_reset():
         assert info['backward'] == 'restart' and info['plan'] == 'pinned'
     assert 'pinned' in str(plan) and 'test_planner.py' in str(plan)
     plan.unpin()
-    assert plan.state == 'new'
+    assert plan.state == 'new' and plan.choice is None
+    assert '  new: nothing chosen (planning again: unpinned)' in str(plan)
+    with pytest.raises(ValueError, match='nothing is chosen yet'):
+        plan.pin()
     torch_gq_adjoint.reset_plans()
     assert torch_gq_adjoint.plans() == []
 
@@ -667,3 +673,63 @@ def test_a_re_plan_the_time_alone_set_off_keeps_the_checks_made_at_this_solve(mo
     plan._recalibrate(_Size(38, 6), (38, 6), 'the solve moved')
     assert plan.candidates['paper'].error_ratio is None
     assert plan.check_status(plan.ticket()) == 'check'
+
+
+@pytest.fixture
+def slow_collection():
+    """A function that runs a collection of the garbage collector taking 0.3 s longer
+    (as one of a large heap does)."""
+    slow = []
+
+    def sleep(phase, info):
+        if phase == 'start' and slow:
+            time.sleep(0.3)
+
+    def collect():
+        slow.append(True)
+        try:
+            return gc.collect()
+        finally:
+            slow.clear()
+
+    planner.COLLECTOR.install()  # the planner's watch sees the whole collection
+    gc.callbacks.append(sleep)
+    yield collect
+    gc.callbacks.remove(sleep)
+
+
+def test_a_timed_call_leaves_out_the_garbage_collectors_time(slow_collection):
+    plan = planner.CallSitePlan(('train.py', 1), 'a solve')
+    plan.state, plan.choice, plan.calls = 'settled', 'checkpoint', 1
+    ticket = plan.ticket()
+    started = time.perf_counter()
+    ticket.start(torch.device('cpu'))
+    time.sleep(0.02)
+    slow_collection()
+    ticket.stop(torch.device('cpu'))
+    assert time.perf_counter() - started >= 0.32
+    assert 0.02 <= ticket.seconds < 0.15
+
+
+def test_a_collection_on_the_fastest_passs_first_call_does_not_prune_it(
+    monkeypatch, slow_collection
+):
+    # Every pass but the checkpoint 0.05 s slower; the checkpoint's first measured call
+    # pays a collection of 0.3 s, more than twice the others' calls (it was pruned).
+    func, y0, t = _problem()
+    _slowed(monkeypatch, [name for name in choice.PASSES if name != 'checkpoint'], 0.05)
+    cls = choice._BY_NAME['checkpoint'].backward
+    original, collected = cls.__call__, []
+
+    def collecting(self, grad_solution):
+        if not collected:
+            collected.append(slow_collection())
+        return original(self, grad_solution)
+
+    for _ in range(_exploring_calls()):
+        _step(func, y0, t)
+        # The first call records for every pass: the checkpoint's measured calls follow.
+        monkeypatch.setattr(cls, '__call__', collecting)
+    plan = _site_plan()
+    assert collected and plan.candidates['checkpoint'].excluded is None, str(plan)
+    assert plan.state == 'settled' and plan.choice == 'checkpoint', str(plan)

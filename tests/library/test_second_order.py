@@ -72,6 +72,8 @@ def test_auto_takes_the_checkpoint_and_says_so():
     found = _penalty_and_hvp(solve, 'dopri5')
     assert _relative(found[1], _penalty_and_hvp(odeint, 'dopri5')[1]) < 1e-8
     assert info['backward'] == 'checkpoint (with its graph)' and info['backward_nfe'] > 0
+    # Where the call site's plan stands (it learns nothing from such a call).
+    assert info['plan'] in ('new', 'exploring', 'settled', 'estimated'), info
 
 
 def test_tuple_states_and_time_gradients():

@@ -118,6 +118,23 @@ def _call(**overrides):
             'adjoint_options must be given',
         ),
         (dict(adjoint_params=[1.0]), TypeError, 'adjoint_params[0] must be a torch.Tensor'),
+        # Tolerances that do not fit the state as torchdiffeq applies them.
+        (dict(rtol=(1e-6, 1e-6)), ValueError, 'rtol: one tolerance per part is for a tuple y0'),
+        (
+            dict(atol=torch.full((3,), 1e-6)),
+            ValueError,
+            'atol of shape (3,) does not broadcast to y0 of shape (3, 2)',
+        ),
+        (
+            dict(y0=(torch.ones(2), torch.ones(2, 3)), rtol=(1e-6,)),
+            ValueError,
+            'rtol must be a number or one tolerance per part of y0 (2 parts); got 1',
+        ),
+        (
+            dict(y0=(torch.ones(2), torch.ones(2, 3)), atol=(1e-6, torch.full((5,), 1e-6))),
+            ValueError,
+            'atol[1] of shape (5,) does not broadcast to the 6 entries of y0[1]',
+        ),
     ],
 )
 def test_bad_argument_is_named(overrides, error, words):
@@ -260,3 +277,43 @@ def test_a_func_returning_nan_is_named():
             lambda t, y: y * math.nan, torch.ones(3, 2), torch.tensor([0.0, 1.0]), adjoint_params=()
         )
     assert 'func returned NaN or inf at t = 0 for the initial state' in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    'tolerances',
+    [
+        dict(atol=torch.full((4,), 1e-8, dtype=torch.float64)),  # one per column
+        dict(rtol=torch.full((8, 1), 1e-6, dtype=torch.float64)),  # one per sample
+    ],
+)
+@pytest.mark.parametrize('backward', ['restart', 'interpolated', 'propagator', 'checkpoint'])
+def test_tensor_tolerances_of_the_states_shape_give_direct_backprops_gradient(tolerances, backward):
+    import warnings
+
+    from torch_gq_adjoint import odeint
+
+    torch.manual_seed(0)
+    func = nn.Sequential(nn.Linear(4, 16), nn.Tanh(), nn.Linear(16, 4)).double()
+    params = list(func.parameters())
+    y0 = torch.randn(8, 4, dtype=torch.float64)
+    t = torch.linspace(0, 1, 5, dtype=torch.float64)
+    reference = odeint(lambda t, z: func(z), y0, t, rtol=1e-11, atol=1e-11)
+    wanted = torch.autograd.grad(reference.pow(2).sum(), params)
+    info = {}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter('always')
+        solution = odeint_adjoint_gq(
+            lambda t, z: func(z),
+            y0,
+            t,
+            adjoint_params=tuple(params),
+            backward=backward,
+            info=info,
+            **tolerances,
+        )
+        found = torch.autograd.grad(solution.pow(2).sum(), params)
+    error = max(((a - b).norm() / b.norm()).item() for a, b in zip(found, wanted))
+    assert error < 1e-5, (backward, error)
+    # The propagator's [z, Ψ] state takes no per-entry tolerance: the restart pass serves.
+    assert info['backward'] == ('restart' if backward == 'propagator' else backward)
+    assert (backward == 'propagator') == any('per-entry' in str(w.message) for w in caught)

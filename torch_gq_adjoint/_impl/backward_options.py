@@ -106,10 +106,12 @@ def flat_tolerance(
 ) -> Union[float, torch.Tensor]:
     """A tolerance as a number or a flat ``(n,)`` tensor matching the flat state ``like``.
 
-    torchdiffeq takes one tolerance per part of a tuple state; those are expanded to the
-    parts' sizes here.
+    torchdiffeq takes one tolerance per part of a tuple state (a tuple, or a tensor of one
+    entry per part) and, for a tensor state, a tensor that broadcasts to its shape; both
+    are expanded to the flat state here.
     """
-    if isinstance(value, (tuple, list)):
+    many = torch.is_tensor(value) and value.dim() > 0
+    if isinstance(value, (tuple, list)) or (many and layout.is_tuple):
         return torch.cat(
             [
                 torch.as_tensor(entry, dtype=like.dtype, device=like.device).expand(numel)
@@ -117,5 +119,6 @@ def flat_tolerance(
             ]
         )
     if torch.is_tensor(value):
-        return value.to(dtype=like.dtype, device=like.device)
+        value = value.to(dtype=like.dtype, device=like.device)
+        return value.expand(layout.shapes[0]).reshape(-1) if many else value
     return float(value)

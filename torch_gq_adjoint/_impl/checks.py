@@ -207,6 +207,53 @@ def check_tolerance(name: str, value: Any, method: Optional[str]) -> None:
             )
 
 
+def check_tolerance_shape(
+    name: str, value: Any, parts: tuple[torch.Tensor, ...], is_tuple: bool
+) -> None:
+    """Check that a forward tolerance (``rtol`` or ``atol``, already checked by
+    :func:`check_tolerance`) fits the state as torchdiffeq applies it: for a tensor
+    ``y0``, a number or a tensor that broadcasts to ``y0``'s shape; for a tuple ``y0``, a
+    number or one entry per part (each a number, or a tensor that broadcasts to the
+    part's entries, flattened), so that a mismatch is named before the solve starts.
+
+    Raises:
+        ValueError: the tolerance does not fit the state.
+    """
+    if isinstance(value, numbers.Real) or (torch.is_tensor(value) and value.dim() == 0):
+        return
+    if not is_tuple:
+        if not torch.is_tensor(value):
+            raise ValueError(
+                f'{name}: one tolerance per part is for a tuple y0; y0 is one tensor of shape '
+                f'{tuple(parts[0].shape)}: give a number or a tensor that broadcasts to it.'
+            )
+        if not _broadcasts(value.shape, parts[0].shape):
+            raise ValueError(
+                f'{name} of shape {tuple(value.shape)} does not broadcast to y0 of shape '
+                f'{tuple(parts[0].shape)}.'
+            )
+        return
+    entries = tuple(value)
+    if len(entries) != len(parts):
+        raise ValueError(
+            f'{name} must be a number or one tolerance per part of y0 ({len(parts)} parts); '
+            f'got {len(entries)}.'
+        )
+    for number, (entry, part) in enumerate(zip(entries, parts)):
+        if torch.is_tensor(entry) and not _broadcasts(entry.shape, (part.numel(),)):
+            raise ValueError(
+                f'{name}[{number}] of shape {tuple(entry.shape)} does not broadcast to the '
+                f'{part.numel()} entries of y0[{number}].'
+            )
+
+
+def _broadcasts(shape: Any, target: Any) -> bool:
+    try:
+        return tuple(torch.broadcast_shapes(tuple(shape), tuple(target))) == tuple(target)
+    except RuntimeError:
+        return False
+
+
 def check_event_fn(event_fn: Any, t: torch.Tensor) -> None:
     """Check the event function and that ``t`` holds the two entries event mode needs.
 

@@ -28,7 +28,7 @@ from .checkpoint import DEFAULT_CHECKPOINT_MEMORY
 from .choice import BACKWARDS, choose, records, take
 from .func_state import FuncState
 from .notices import call_site, warn_once
-from .paper_rule import AccuracyCheck, check_accuracy
+from .paper_rule import PAPER, AccuracyCheck, check_accuracy
 from .planner import PLANNER, CallSitePlan, Ticket, synchronise
 from .record import BackwardPass, BackwardResult, ForwardRecord, check_finite, time_gradients
 from .recorders import record_forward
@@ -146,6 +146,8 @@ class _GaussQuadratureAdjoint(torch.autograd.Function):
             )
             ctx.with_graph = True
             _report(settings.info, **costs)
+            if ctx.ticket is not None:  # the plan does not learn from such a call
+                _report(settings.info, plan=ctx.ticket.plan.state)
             return (None, grad_times, *grad_y0, *param_grads)
         return _backward(
             ctx,
@@ -411,8 +413,9 @@ def odeint_adjoint_gq(
             ``nn.Module`` unless ``adjoint_params`` is given. No ``nfe`` attribute needed.
             Its ``callback_step``, ``callback_accept_step``, ``callback_reject_step`` are
             called in the forward solve and their ``*_adjoint`` versions in the backward
-            solves, as torchdiffeq's adjoint calls them (with ``(t, (t_placeholder, z, a),
-            dt)``, flat ``z`` and ``a``, no parameter entries).
+            solves of the restart and interpolating passes, as torchdiffeq's adjoint
+            calls them (with ``(t, (t_placeholder, z, a), dt)``, flat ``z`` and ``a``, no
+            parameter entries); the propagator and the checkpoint do not call them.
         y0: floating point tensor of any shape (0-dim included), or a tuple of such
             tensors (same dtype and device), the state at ``t[0]``; finite.
         t: 1-D floating point tensor of output times, strictly increasing or strictly
@@ -506,9 +509,10 @@ def odeint_adjoint_gq(
             (the steps are recorded instead, and the call site's plan remembers it); under
             ``'auto'`` a solve whose steps pass it uses the passes with memory O(state);
             0 rules them out.
-        info: optional dict, filled in with what the solve cost (docs/usage.md explains
-            each key): ``forward_nfe`` after the forward pass; ``backward`` (the pass that
-            ran), ``backward_nfe`` and ``nodes`` after the backward pass,
+        info: optional dict, emptied and filled in with what the solve cost
+            (docs/usage.md explains each key): ``forward_nfe`` after the forward pass;
+            ``backward`` (the pass that ran), ``backward_nfe`` and ``nodes`` after the
+            backward pass,
             ``checkpoint_steps`` and ``checkpoint_bytes`` where that pass read the
             forward's recorded steps, ``graph_bytes`` (the estimate of the kept
             graph's size) where the checkpoint went through the forward's graph, and,
@@ -551,29 +555,32 @@ def odeint_adjoint_gq(
         ('adjoint_atol', adjoint_atol, adjoint_method),
     ):
         checks.check_tolerance(name, value, used_by)
+    for name, value in (('rtol', rtol), ('atol', atol)):
+        checks.check_tolerance_shape(name, value, parts, is_tuple)
     checks.check_finite_state(parts, is_tuple)
     if backward not in BACKWARDS:
+        # The paper's rule is a plan's name for a pass, not a value of backward.
+        hint = " (the paper's rule: backward='restart', gtol=0.1)" if backward == PAPER else ''
         raise ValueError(
-            f'backward must be one of {", ".join(map(repr, BACKWARDS))}; got {backward!r}.'
+            f'backward must be one of {", ".join(map(repr, BACKWARDS))}{hint}; got {backward!r}.'
         )
-    if (
-        isinstance(checkpoint_memory, bool)
-        or not isinstance(checkpoint_memory, numbers.Real)
-        or not checkpoint_memory >= 0
-    ):
-        raise ValueError(
-            'checkpoint_memory must be a non-negative number of bytes (e.g. '
-            f'2**28); got {checkpoint_memory!r}.'
-        )
+    memory_wanted = 'checkpoint_memory must be a non-negative number of bytes (e.g. 2**28)'
+    if isinstance(checkpoint_memory, bool) or not isinstance(checkpoint_memory, numbers.Real):
+        raise TypeError(f'{memory_wanted}; got {type(checkpoint_memory).__name__}.')
+    if not checkpoint_memory >= 0:
+        raise ValueError(f'{memory_wanted}; got {checkpoint_memory!r}.')
     if info is not None and not isinstance(info, dict):
         raise TypeError(
             f'info must be a dict (filled in with what the solve cost) or None; '
             f'got {type(info).__name__}.'
         )
-    if batch_dim not in (0, None) or isinstance(batch_dim, bool):
-        raise ValueError(
-            f'batch_dim must be 0 (samples along the first dimension) or None; got {batch_dim!r}.'
-        )
+    dim_wanted = 'batch_dim must be 0 (samples along the first dimension) or None'
+    if batch_dim is not None and (isinstance(batch_dim, bool) or not isinstance(batch_dim, int)):
+        raise TypeError(f'{dim_wanted}; got {type(batch_dim).__name__}.')
+    if batch_dim not in (0, None):
+        raise ValueError(f'{dim_wanted}; got {batch_dim!r}.')
+    if info is not None:
+        info.clear()  # what this call cost, nothing of an earlier call's
     if batch_dim is None and backward == 'propagator':
         backward = 'restart'
     options = checks.check_options('options', options)

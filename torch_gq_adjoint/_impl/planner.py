@@ -58,6 +58,7 @@ script take the same passes and give bit-identical gradients. A plan can be read
 from __future__ import annotations
 
 import collections
+import gc
 import statistics
 import threading
 import time
@@ -280,6 +281,8 @@ class CallSitePlan:
         """Plan this call site again from its next call."""
         with self._lock:
             if self.state == 'pinned':
+                # The pin was the user's, not a plan's choice: nothing is chosen now.
+                self.choice = None
                 self._restart('unpinned')  # the user's request: outside the budget
 
     def reset(self) -> None:
@@ -832,7 +835,7 @@ class CallSitePlan:
         with self._lock:
             lines = [
                 f'call site {self.site[0]}:{self.site[1]} ({self.settings})',
-                f'  {self.state}: {self.choice or "nothing chosen"} ({self.reason}); '
+                f'  {self.state}: {self._shown_choice()} ({self.reason}); '
                 f'{self.calls} calls, {self.explored} exploring ({self.spent:.3g} spent), '
                 f'{self.plans_made} plans',
             ]
@@ -860,6 +863,14 @@ class CallSitePlan:
 
     __repr__ = __str__
 
+    def _shown_choice(self) -> str:
+        if self.choice is not None:
+            return self.choice
+        if self.state == 'estimated' and self.last_estimate is not None:
+            # Each call takes the estimate's choice for itself: the last one's.
+            return f"{self.last_estimate} (the last call's estimate)"
+        return 'nothing chosen'
+
 
 def _median(times: list[float]) -> float | None:
     """The median of ``times``, None where fewer than half a window were timed."""
@@ -879,6 +890,42 @@ def _outside(size: tuple[int, int], reference: tuple[tuple[int, int], ...]) -> b
         for value, (low, high) in zip(size, reference)
         if high
     )
+
+
+class _CollectorClock:
+    """Seconds the cyclic garbage collector has run in this process since the planner
+    first timed a call. A timed call leaves them out, as :mod:`timeit` turns the
+    collector off: one collection of a large heap (a notebook's, a test session's) takes
+    a tenth of a second or more, as long as several calls of a small model, and falling
+    on one pass's first measured call it would prune that pass for the whole plan."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self._started: float | None = None
+        self._installed = False
+        self._lock = threading.Lock()
+
+    def install(self) -> None:
+        """Watch the collector from now on (once per process)."""
+        if self._installed:
+            return
+        with self._lock:
+            if not self._installed:
+                gc.callbacks.append(self._on_collection)
+                self._installed = True
+
+    def _on_collection(self, phase: str, info: dict[str, Any]) -> None:
+        # The collector runs with the GIL held, one collection at a time.
+        now = time.perf_counter()
+        if phase == 'start':
+            self._started = now
+        elif self._started is not None:
+            self.seconds += now - self._started
+            self._started = None
+
+
+#: The process's watch on the garbage collector (installed by the first timed call).
+COLLECTOR = _CollectorClock()
 
 
 @dataclass
@@ -903,20 +950,25 @@ class Ticket:
     #: ``retain_graph=True``, is not another call).
     learnt: bool = False
     _start: float = 0.0
+    _collected: float = 0.0
 
     def start(self, device: torch.device) -> None:
         """Start (or resume) the clock."""
         if self.timed_on_cpu and device.type == 'cpu':
             self.timed = True
         if self.timed:
+            COLLECTOR.install()
             synchronise(device)
+            self._collected = COLLECTOR.seconds
             self._start = time.perf_counter()
 
     def stop(self, device: torch.device) -> None:
-        """Stop the clock, adding the time since :meth:`start`."""
+        """Stop the clock, adding the time since :meth:`start` less the garbage
+        collector's (:class:`_CollectorClock`)."""
         if self.timed:
             synchronise(device)
-            self.seconds += time.perf_counter() - self._start
+            elapsed = time.perf_counter() - self._start
+            self.seconds += max(elapsed - (COLLECTOR.seconds - self._collected), 0.0)
 
 
 def synchronise(device: torch.device) -> None:

@@ -265,10 +265,13 @@ class PropagatorBackward:
         if settings.custom_adjoint_norm:
             return "a callable adjoint norm expects the restart method's state"
         if any(
-            isinstance(value, (tuple, list))
+            isinstance(value, (tuple, list)) or (torch.is_tensor(value) and value.numel() > 1)
             for value in (settings.adjoint_rtol, settings.adjoint_atol)
         ):
-            return 'per-part tolerances (a tuple) fit the state of the restart method only'
+            return (
+                'per-part or per-entry tolerances (a tuple or a tensor) fit the state of the '
+                'restart method only'
+            )
         try:
             SampleLayout(settings.layout)
         except ValueError as error:
