@@ -101,6 +101,26 @@ def flat_state_norm(state_norm: Optional[Callable[..., Any]], layout: StateLayou
     return state_norm
 
 
+#: A backward solve's relative tolerance is never below this many machine epsilons of its
+#: state's dtype (float32: 1.9e-6): under it the step-size controller chases rounding.
+ROUNDING_FLOOR_EPS = 16
+
+
+def rounding_floor(dtype: torch.dtype) -> float:
+    """The least relative tolerance a backward solve in ``dtype`` is given."""
+    return ROUNDING_FLOOR_EPS * torch.finfo(dtype).eps
+
+
+def above_rounding(
+    value: Union[float, torch.Tensor], dtype: torch.dtype
+) -> Union[float, torch.Tensor]:
+    """A flat tolerance (number or tensor) raised to :func:`rounding_floor` where below."""
+    floor = rounding_floor(dtype)
+    if torch.is_tensor(value):
+        return torch.clamp(value, min=floor)
+    return max(value, floor)
+
+
 def flat_tolerance(
     value: Any, layout: StateLayout, like: torch.Tensor
 ) -> Union[float, torch.Tensor]:

@@ -44,7 +44,7 @@ from torch.func import vmap
 from torchdiffeq._impl.interp import _interp_fit
 from torchdiffeq._impl.odeint import SOLVERS
 
-from .backward_options import flat_state_norm
+from .backward_options import above_rounding, flat_state_norm
 from .backward_solves import BackwardSolves, integrate_intervals
 from .checkpoint import ForwardTape, tape_problem
 from .checks import ADAPTIVE_METHODS, tight_enough
@@ -384,6 +384,11 @@ class InterpolatedBackward:
             )
         extra = len(start) - solves.size
         rtol, atol = (_padded(value, extra) for value in solves.tolerances)
+        # The state it reads off the forward's steps is exact only to rounding: a relative
+        # tolerance below that has the controller chase it (float32 at torchdiffeq's
+        # default rtol 1e-7: over 20 times the restart pass's evaluations, and a larger
+        # error than it).
+        rtol = above_rounding(rtol, start.dtype)
         dynamics = self.dynamics
         if dynamics is None:
             raise RuntimeError('odeint_adjoint_gq: the backward dynamics were not built')

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any, Optional
 import torch
 
 from . import checks
-from .backward_options import flat_state_norm
+from .backward_options import flat_state_norm, rounding_floor
 from .backward_solves import BackwardSolves, integrate_intervals
 from .error_control import Interval, Rule
 from .record import BackwardResult, ForwardRecord
@@ -59,18 +59,14 @@ DRIFT_LIMIT = 100.0
 #: interval afresh from the forward solution; the tighter solve buys back that accuracy.
 TOLERANCE_FACTOR = 0.01
 
-#: ... but never below this many machine epsilons of the state's dtype (float32: 1.9e-6),
-#: where the solver's steps would stall on rounding.
-TOLERANCE_FLOOR_EPS = 16
-
 
 def propagator_tolerance(value: Any, dtype: torch.dtype) -> Any:
     """The tolerance of the ``[z, Ψ]`` solve for an adjoint tolerance ``value``: that times
-    :data:`TOLERANCE_FACTOR`, floored at :data:`TOLERANCE_FLOOR_EPS` epsilons of ``dtype``,
-    and never looser than ``value`` itself (a number, a tensor, or a tuple of them)."""
+    :data:`TOLERANCE_FACTOR`, floored at :func:`~.backward_options.rounding_floor` of
+    ``dtype``, and never looser than ``value`` itself (a number, a tensor, or a tuple of them)."""
     if isinstance(value, (tuple, list)):
         return type(value)(propagator_tolerance(entry, dtype) for entry in value)
-    floor = TOLERANCE_FLOOR_EPS * torch.finfo(dtype).eps
+    floor = rounding_floor(dtype)
     if torch.is_tensor(value):
         return torch.minimum(value, torch.clamp(value * TOLERANCE_FACTOR, min=floor))
     return min(value, max(value * TOLERANCE_FACTOR, floor))
