@@ -386,7 +386,7 @@ class InterpolatedBackward:
         rtol, atol = (_padded(value, extra) for value in solves.tolerances)
         # The state it reads off the forward's steps is exact only to rounding: a relative
         # tolerance below that has the controller chase it (float32 at torchdiffeq's
-        # default rtol 1e-7: over 20 times the restart pass's evaluations, and a larger
+        # default rtol 1e-7: over eight times the restart pass's evaluations, and a larger
         # error than it).
         rtol = above_rounding(rtol, start.dtype)
         dynamics = self.dynamics
