@@ -217,6 +217,16 @@ def targets(record, longer=()):
     return '\n'.join(lines)
 
 
+def against_fastest(record, name):
+    """``(figures, default's seconds, fastest forced pass's seconds)`` of one workload's
+    training run (``figures`` from :func:`summary`), or None where it has no forced pass."""
+    figures = summary(record, name)
+    if figures is None or figures['fastest'] is None:
+        return None
+    trained = record['training'][name]
+    return figures, trained['gq default']['seconds'], trained[figures['fastest']]['seconds']
+
+
 #: The share of a run within which the default's first turn of exploring should fall.
 FIRST_TURN_SHARE = VERSUS_FASTEST - 1
 
@@ -238,16 +248,14 @@ def first_turn(record, name, chunk=CHUNK):
         pass's run, the rest running at the forced pass's speed; None where the first
         turn cost nothing).
     """
-    figures = summary(record, name)
-    trained = record['training'].get(name, {})
-    if figures is None or figures['fastest'] is None:
+    found = against_fastest(record, name)
+    if found is None or len(found[1]) <= chunk:
         return None
-    mine, theirs = trained['gq default']['seconds'], trained[figures['fastest']]['seconds']
-    if len(mine) <= chunk:
-        return None
+    figures, mine, theirs = found
     first_excess = sum(mine[:chunk]) - sum(theirs[:chunk])
     first_steps = first_excess / statistics.fmean(theirs)
     return dict(
+        steps=figures['steps'],
         fastest=figures['fastest'],
         run=figures['versus_fastest'],
         first=sum(mine[:chunk]) / sum(theirs[:chunk]),
@@ -279,10 +287,9 @@ def first_turns(record, chunk=CHUNK):
             if found['excess'] > 0 and found['first_excess'] > 0
             else ''
         )
-        steps = len(record['training'][name]['gq default']['seconds'])
         even = '—' if found['break_even'] is None else f'{found["break_even"]:.0f}'
         lines.append(
-            f'| {LABELS.get(name, name)} ({steps}) | {found["fastest"][3:]} | '
+            f'| {LABELS.get(name, name)} ({found["steps"]}) | {found["fastest"][3:]} | '
             f'{found["run"]:.2f} | {found["first"]:.2f} | {found["rest"]:.2f} '
             f'({middle:.2f}, {lower:.2f}–{upper:.2f}) | {found["first_excess"] + 0.0:.2f}{share} | '
             f'{found["first_steps"]:.1f} | {even} |'

@@ -638,12 +638,12 @@ def clients_long_summary(results_dir):
 
     sentences = []
     for record in _long_records(results_dir):
-        for workload, trained in record['training'].items():
-            figures = report.summary(record, workload)
-            if figures is None or figures['fastest'] is None:
+        for workload in record['training']:
+            found = report.against_fastest(record, workload)
+            if found is None:
                 continue
-            default = trained['gq default']
-            mine, theirs = default['seconds'], trained[figures['fastest']]['seconds']
+            figures, mine, theirs = found
+            default = record['training'][workload]['gq default']
             middle, lower, upper = chunk_ratios(mine, theirs)
             ends = [0, *LONG_RUN_STRETCHES, len(mine)]
             stretches = ', '.join(
